@@ -1,0 +1,1123 @@
+/* libsocketoverride.so: moves a program's IPv4 TCP and UDP sockets onto the tcplab stack.
+ *
+ * Loaded with LD_PRELOAD (`tcplab run -- CMD` sets it up). The design, in short (the
+ * full story is docs/shim-protocol.md):
+ *
+ *  - socket(AF_INET, SOCK_STREAM|SOCK_DGRAM) asks the daemon for a socket over a control
+ *    connection (AF_UNIX SOCK_SEQPACKET at $TCPLAB_SOCKET). The daemon answers with one
+ *    end of a socketpair (SOCK_STREAM for TCP, SOCK_SEQPACKET for UDP) and keeps the
+ *    other end. The program gets a real kernel fd, so read/write/poll/epoll/select/dup/
+ *    fork/exec/sendfile work untouched and back-pressure is the socket buffer's.
+ *  - The daemon binds the program's end to an abstract name "\0tcplab-T-..." (or -U-),
+ *    so any process can tell, statelessly (getsockname), that an fd is a stack socket:
+ *    this survives dup, fork and exec without tables.
+ *  - Control calls (bind, listen, accept, connect, shutdown, get/setsockopt, get*name,
+ *    UDP sendto with an address) send a request with the socket's own fd attached
+ *    (SCM_RIGHTS): the daemon recognises the socket by the fd's inode, so a process can
+ *    only act on sockets it holds.
+ *  - Everything else (other families and types, non-stack fds) goes to libc untouched.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "tlproto.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+#define DEFAULT_SOCKET_PATH "/run/tcplab/stack.sock"
+#define NAME_PREFIX "tcplab-"   /* abstract names: "\0tcplab-T-..." / "\0tcplab-U-..." */
+#define CTL_TIMEOUT_MS 30000    /* a daemon that does not answer within this is broken */
+#define CTL_FD_MIN 512          /* keep the control fd out of the way of low fd numbers */
+#define CRED_MARK 0x54430000u   /* UDP source addresses ride in SCM_CREDENTIALS: */
+#define CRED_MARK_MASK 0xFFFF0000u /* uid = IPv4 address, gid = CRED_MARK | port */
+
+enum kind { K_NONE = 0, K_TCP = 1, K_UDP = 2 };
+
+/* ------------------------------------------------------------------ libc entry points */
+
+static struct {
+    int (*socket)(int, int, int);
+    int (*bind)(int, const struct sockaddr *, socklen_t);
+    int (*listen)(int, int);
+    int (*accept)(int, struct sockaddr *, socklen_t *);
+    int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+    int (*connect)(int, const struct sockaddr *, socklen_t);
+    int (*shutdown)(int, int);
+    int (*getsockname)(int, struct sockaddr *, socklen_t *);
+    int (*getpeername)(int, struct sockaddr *, socklen_t *);
+    int (*getsockopt)(int, int, int, void *, socklen_t *);
+    int (*setsockopt)(int, int, int, const void *, socklen_t);
+    ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+    ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+    ssize_t (*sendmsg)(int, const struct msghdr *, int);
+    ssize_t (*recvmsg)(int, struct msghdr *, int);
+    ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *,
+                            socklen_t *);
+    int (*close)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
+} real;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static int debug;
+
+/* The control connection: one per process, guarded by a mutex (requests are short:
+ * the daemon never makes a reply wait, blocking waits happen outside the lock). */
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+static int ctl_fd = -1;
+static pid_t ctl_pid;
+static dev_t ctl_dev;
+static ino_t ctl_ino;
+static uint32_t ctl_seq;
+static int warned;
+
+static void *next_symbol(const char *name)
+{
+    void *p = dlsym(RTLD_NEXT, name);
+    return p;
+}
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&ctl_lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+static void atfork_child(void)
+{
+    /* The child shares the parent's control connection; it must make its own (the
+     * getpid() check in ctl_valid() catches forks that skip these handlers too). */
+    if (ctl_fd >= 0)
+        real.close(ctl_fd);
+    ctl_fd = -1;
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+static void init(void)
+{
+#define RESOLVE(field, name) real.field = next_symbol(name)
+    RESOLVE(socket, "socket");
+    RESOLVE(bind, "bind");
+    RESOLVE(listen, "listen");
+    RESOLVE(accept, "accept");
+    RESOLVE(accept4, "accept4");
+    RESOLVE(connect, "connect");
+    RESOLVE(shutdown, "shutdown");
+    RESOLVE(getsockname, "getsockname");
+    RESOLVE(getpeername, "getpeername");
+    RESOLVE(getsockopt, "getsockopt");
+    RESOLVE(setsockopt, "setsockopt");
+    RESOLVE(sendto, "sendto");
+    RESOLVE(recvfrom, "recvfrom");
+    RESOLVE(sendmsg, "sendmsg");
+    RESOLVE(recvmsg, "recvmsg");
+    RESOLVE(recvfrom_chk, "__recvfrom_chk");
+    RESOLVE(close, "close");
+    RESOLVE(dup2, "dup2");
+    RESOLVE(dup3, "dup3");
+#undef RESOLVE
+    const char *path = getenv("TCPLAB_SOCKET");
+    if (!path || !*path)
+        path = DEFAULT_SOCKET_PATH;
+    snprintf(socket_path, sizeof socket_path, "%s", path);
+    const char *dbg = getenv("TCPLAB_DEBUG");
+    debug = dbg && *dbg && strcmp(dbg, "0") != 0;
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static void ensure_init(void)
+{
+    pthread_once(&init_once, init);
+}
+
+__attribute__((constructor)) static void shim_constructor(void)
+{
+    ensure_init();
+}
+
+/* One line on stderr without stdio (no locks, no buffering surprises). */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof buf - 2)
+        n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    int saved = errno;
+    ssize_t w = write(2, buf, (size_t)n);
+    (void)w;
+    errno = saved;
+}
+
+#define TRACE(fmt, ...)                                                                    \
+    do {                                                                                   \
+        if (debug)                                                                         \
+            say("tcplab-shim[%d]: " fmt, (int)getpid(), __VA_ARGS__);                      \
+    } while (0)
+
+/* --------------------------------------------------------------- which fds are ours */
+
+/* K_TCP / K_UDP for a stack socket, K_NONE for anything else; errno is preserved. */
+static enum kind shim_kind(int fd)
+{
+    struct sockaddr_un sa;
+    socklen_t len = sizeof sa;
+    int saved = errno;
+    enum kind k = K_NONE;
+    if (fd >= 0 && real.getsockname(fd, (struct sockaddr *)&sa, &len) == 0 &&
+        sa.sun_family == AF_UNIX &&
+        len >= offsetof(struct sockaddr_un, sun_path) + 1 + strlen(NAME_PREFIX) + 2 &&
+        sa.sun_path[0] == '\0' && !memcmp(sa.sun_path + 1, NAME_PREFIX, strlen(NAME_PREFIX))) {
+        char c = sa.sun_path[1 + strlen(NAME_PREFIX)];
+        k = c == 'T' ? K_TCP : c == 'U' ? K_UDP : K_NONE;
+    }
+    errno = saved;
+    return k;
+}
+
+static int is_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+static int is_loopback(uint32_t ip_net)
+{
+    return (ntohl(ip_net) >> 24) == 127;
+}
+
+/* -------------------------------------------------------------- control connection */
+
+static void ctl_drop(void)
+{
+    if (ctl_fd >= 0)
+        real.close(ctl_fd);
+    ctl_fd = -1;
+}
+
+/* Is the cached control fd still ours (same process, same open socket)? */
+static int ctl_valid(void)
+{
+    if (ctl_fd < 0)
+        return 0;
+    struct stat st;
+    int same = fstat(ctl_fd, &st) == 0 && st.st_dev == ctl_dev && st.st_ino == ctl_ino;
+    if (ctl_pid != getpid()) {
+        /* A child that inherited the parent's connection: drop its copy, make its own. */
+        if (same)
+            real.close(ctl_fd);
+        ctl_fd = -1;
+        return 0;
+    }
+    if (!same) /* the program closed or reused our fd number: forget it, never close it */
+        ctl_fd = -1;
+    return same;
+}
+
+static int map_unreachable(int err)
+{
+    if (err == EACCES || err == EPERM)
+        return EACCES;
+    return ENETDOWN;
+}
+
+static int ctl_open(void)
+{
+    int fd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, socket_path, strlen(socket_path));
+    int rc;
+    do
+        rc = real.connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        int err = errno;
+        real.close(fd);
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+            say("tcplab: cannot reach the stack daemon at %s: %s", socket_path, strerror(err));
+        errno = map_unreachable(err);
+        return -1;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * CTL_FD_MIN) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, CTL_FD_MIN);
+        if (high >= 0) {
+            real.close(fd);
+            fd = high;
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        real.close(fd);
+        errno = ENETDOWN;
+        return -1;
+    }
+    ctl_fd = fd;
+    ctl_pid = getpid();
+    ctl_dev = st.st_dev;
+    ctl_ino = st.st_ino;
+    return 0;
+}
+
+/* Send one request (with fd_in attached when >= 0) and read its reply into buf.
+ * Returns 0 with *rep decoded (rep->status may carry an errno) and *fd_out set to a
+ * received descriptor or -1; or -1 with errno when the daemon cannot be asked (ENETDOWN,
+ * EACCES) or answered nonsense (EPROTO), or the connection broke (ECONNRESET). */
+static int ctl_call(struct tl_request *req, int fd_in, uint8_t *buf, size_t cap,
+                    struct tl_reply *rep, int *fd_out)
+{
+    *fd_out = -1;
+    pthread_mutex_lock(&ctl_lock);
+    for (int attempt = 0;; attempt++) {
+        if (!ctl_valid() && ctl_open() < 0)
+            goto fail_locked;
+        req->seq = ++ctl_seq;
+        uint8_t head[64];
+        ssize_t hlen = tl_encode_request_head(req, head, sizeof head);
+        if (hlen < 0) {
+            errno = EINVAL;
+            goto fail_locked;
+        }
+        struct iovec iov[2] = {{head, (size_t)hlen}, {(void *)req->payload, 0}};
+        if (req->op == TL_SENDTO)
+            iov[1].iov_len = req->payload_len;
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } cm;
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = iov[1].iov_len ? 2 : 1;
+        if (fd_in >= 0) {
+            memset(&cm, 0, sizeof cm);
+            msg.msg_control = cm.buf;
+            msg.msg_controllen = sizeof cm.buf;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &fd_in, sizeof(int));
+        }
+        ssize_t n;
+        do
+            n = real.sendmsg(ctl_fd, &msg, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            int err = errno;
+            ctl_drop();
+            /* The daemon restarted since we connected: the request never arrived. */
+            if (attempt == 0 && (err == EPIPE || err == ECONNRESET || err == ENOTCONN))
+                continue;
+            errno = (err == EBADF || err == EINVAL) ? EBADF : ECONNRESET;
+            goto fail_locked;
+        }
+        /* The reply: bounded wait, then exactly one record. */
+        struct pollfd pfd = {ctl_fd, POLLIN, 0};
+        int pr;
+        do
+            pr = poll(&pfd, 1, CTL_TIMEOUT_MS);
+        while (pr < 0 && errno == EINTR);
+        if (pr <= 0) {
+            ctl_drop();
+            say("tcplab: the stack daemon at %s did not answer", socket_path);
+            errno = ETIMEDOUT;
+            goto fail_locked;
+        }
+        union {
+            char buf[CMSG_SPACE(4 * sizeof(int))];
+            struct cmsghdr align;
+        } rcm;
+        struct iovec riov = {buf, cap};
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &riov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = rcm.buf;
+        msg.msg_controllen = sizeof rcm.buf;
+        do
+            n = real.recvmsg(ctl_fd, &msg, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            ctl_drop();
+            errno = ECONNRESET;
+            goto fail_locked;
+        }
+        int fds[8], nfds = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count && nfds < 8; i++)
+                memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        }
+        int rc = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+                     ? TL_E_LENGTH
+                     : tl_decode_reply(buf, (size_t)n, nfds, rep);
+        if (rc == TL_OK && (rep->seq != req->seq || rep->op != req->op))
+            rc = TL_E_VALUE;
+        if (rc != TL_OK) {
+            for (int i = 0; i < nfds; i++)
+                real.close(fds[i]);
+            ctl_drop();
+            say("tcplab: bad reply from the stack daemon (%s)", tl_error_name(rc));
+            errno = EPROTO;
+            goto fail_locked;
+        }
+        if (nfds == 1)
+            *fd_out = fds[0];
+        pthread_mutex_unlock(&ctl_lock);
+        TRACE("%s -> status %u fd %d", tl_op_name(req->op), rep->status, *fd_out);
+        return 0;
+    }
+fail_locked:
+    {
+        int err = errno;
+        pthread_mutex_unlock(&ctl_lock);
+        TRACE("%s -> transport error %d", tl_op_name(req->op), err);
+        errno = err;
+    }
+    return -1;
+}
+
+/* A control call whose reply is small (everything but DETACH). */
+struct small_reply {
+    struct tl_reply r;
+    uint8_t buf[TL_HEADER_SIZE + 2 * TL_ADDR_SIZE + TL_MAX_OPTVAL];
+};
+
+/* Ask and turn a status into errno. Returns 0 on success (status 0), -1 otherwise. */
+static int ask(struct tl_request *req, int fd, struct small_reply *out, int *fd_out)
+{
+    int dummy;
+    if (ctl_call(req, fd, out->buf, sizeof out->buf, &out->r, fd_out ? fd_out : &dummy) < 0)
+        return -1;
+    if (!fd_out && dummy >= 0)
+        real.close(dummy);
+    if (out->r.status) {
+        errno = (int)out->r.status;
+        return -1;
+    }
+    return 0;
+}
+
+static void addr_to_tl(const struct sockaddr_in *sin, struct tl_addr *a)
+{
+    a->family = TL_AF_INET;
+    a->port = ntohs(sin->sin_port);
+    a->ip = sin->sin_addr.s_addr;
+}
+
+/* Copy an IPv4 address out the way the kernel does: truncate, report the full size. */
+static void put_sockaddr(const struct tl_addr *a, struct sockaddr *sa, socklen_t *len)
+{
+    if (!sa || !len)
+        return;
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(a->port);
+    sin.sin_addr.s_addr = a->ip;
+    size_t n = *len < sizeof sin ? *len : sizeof sin;
+    memcpy(sa, &sin, n);
+    *len = sizeof sin;
+}
+
+/* Wait for events on fd; honours the socket's SO_RCVTIMEO/SO_SNDTIMEO (as Linux does for
+ * accept and connect). Returns revents, 0 on timeout, -1 with errno (EINTR). */
+static int wait_fd(int fd, short events, int timeo_opt)
+{
+    struct timeval tv = {0, 0};
+    socklen_t tl = sizeof tv;
+    int timeout = -1;
+    if (real.getsockopt(fd, SOL_SOCKET, timeo_opt, &tv, &tl) == 0 && (tv.tv_sec || tv.tv_usec))
+        timeout = (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+    struct pollfd p = {fd, events, 0};
+    int r = poll(&p, 1, timeout);
+    if (r < 0)
+        return -1;
+    return r == 0 ? 0 : p.revents;
+}
+
+/* Hand a fresh stack socket back to the kernel (for loopback): the daemon forgets it and
+ * returns its bound port and the options set so far; a kernel socket with the same
+ * options, flags and fd number takes its place (dup3 over it). */
+static int handoff(int fd, enum kind k)
+{
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_DETACH;
+    size_t cap = TL_MAX_SHIM_REPLY;
+    uint8_t *buf = malloc(cap);
+    if (!buf) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct tl_reply rep;
+    int fd_out;
+    if (ctl_call(&req, fd, buf, cap, &rep, &fd_out) < 0) {
+        free(buf);
+        return -1;
+    }
+    if (fd_out >= 0)
+        real.close(fd_out);
+    if (rep.status) {
+        free(buf);
+        errno = (int)rep.status;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    int fdfl = fcntl(fd, F_GETFD);
+    int kfd = real.socket(AF_INET, (k == K_TCP ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+    if (kfd < 0) {
+        free(buf);
+        return -1;
+    }
+    for (uint32_t i = 0; i < rep.noptions; i++) {
+        int32_t level, name;
+        const uint8_t *value;
+        uint32_t len;
+        if (tl_reply_option(&rep, i, &level, &name, &value, &len) == TL_OK)
+            (void)real.setsockopt(kfd, level, name, value, len);
+    }
+    if (rep.addr.family == TL_AF_INET && rep.addr.port) {
+        struct sockaddr_in sin;
+        memset(&sin, 0, sizeof sin);
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons(rep.addr.port);
+        if (real.bind(kfd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+            int err = errno;
+            real.close(kfd);
+            free(buf);
+            errno = err;
+            return -1;
+        }
+    }
+    free(buf);
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        fcntl(kfd, F_SETFL, O_NONBLOCK);
+    int rc = real.dup3(kfd, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0);
+    int err = errno;
+    real.close(kfd);
+    if (rc < 0) {
+        errno = err;
+        return -1;
+    }
+    TRACE("fd %d handed to the kernel", fd);
+    return 0;
+}
+
+/* Check an IPv4 sockaddr argument like the kernel does. */
+static int check_sockaddr_in(const struct sockaddr *sa, socklen_t len, int allow_unspec)
+{
+    if (!sa) {
+        errno = EFAULT;
+        return -1;
+    }
+    if (len < sizeof(sa_family_t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sa->sa_family == AF_UNSPEC && allow_unspec)
+        return 0;
+    if (sa->sa_family != AF_INET) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    if (len < sizeof(struct sockaddr_in)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------------- the interposers */
+
+EXPORT int socket(int domain, int type, int protocol)
+{
+    ensure_init();
+    int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    enum kind k = K_NONE;
+    if (domain == AF_INET && base == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP))
+        k = K_TCP;
+    else if (domain == AF_INET && base == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP))
+        k = K_UDP;
+    if (k == K_NONE)
+        return real.socket(domain, type, protocol);
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SOCKET;
+    req.kind = k == K_TCP ? TL_KIND_TCP : TL_KIND_UDP;
+    struct small_reply rep;
+    int fd;
+    if (ask(&req, -1, &rep, &fd) < 0)
+        return -1;
+    if (fd < 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    /* Received with MSG_CMSG_CLOEXEC (no leak to a concurrent fork+exec); undo if asked. */
+    if (!(type & SOCK_CLOEXEC))
+        fcntl(fd, F_SETFD, 0);
+    if (type & SOCK_NONBLOCK)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    TRACE("socket(%s) = %d", k == K_TCP ? "tcp" : "udp", fd);
+    return fd;
+}
+
+EXPORT int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+    ensure_init();
+    const struct sockaddr *sa = addr.__sockaddr__;
+    enum kind k = shim_kind(fd);
+    if (k == K_NONE)
+        return real.bind(fd, sa, len);
+    if (check_sockaddr_in(sa, len, 1) < 0)
+        return -1;
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    if (sa->sa_family == AF_INET)
+        memcpy(&sin, sa, sizeof sin);
+    else if (len >= sizeof sin) /* AF_UNSPEC with INADDR_ANY: Linux treats it as AF_INET */
+        memcpy(&sin, sa, sizeof sin);
+    if (sa->sa_family == AF_UNSPEC && sin.sin_addr.s_addr != htonl(INADDR_ANY)) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    sin.sin_family = AF_INET;
+    if (is_loopback(sin.sin_addr.s_addr)) {
+        if (handoff(fd, k) < 0)
+            return -1;
+        return real.bind(fd, (struct sockaddr *)&sin, sizeof sin);
+    }
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_BIND;
+    addr_to_tl(&sin, &req.addr);
+    struct small_reply rep;
+    return ask(&req, fd, &rep, NULL);
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+    ensure_init();
+    if (shim_kind(fd) == K_NONE)
+        return real.listen(fd, backlog);
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_LISTEN;
+    req.backlog = backlog;
+    struct small_reply rep;
+    return ask(&req, fd, &rep, NULL);
+}
+
+static int do_accept(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+        errno = EINVAL;
+        return -1;
+    }
+    int spins = 0;
+    for (;;) {
+        struct tl_request req;
+        memset(&req, 0, sizeof req);
+        req.op = TL_ACCEPT;
+        struct small_reply rep;
+        int nfd;
+        if (ask(&req, fd, &rep, &nfd) == 0) {
+            if (nfd < 0) {
+                errno = EPROTO;
+                return -1;
+            }
+            if (!(flags & SOCK_CLOEXEC))
+                fcntl(nfd, F_SETFD, 0);
+            if (flags & SOCK_NONBLOCK)
+                fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
+            put_sockaddr(&rep.r.peer, sa, len);
+            TRACE("accept(%d) = %d", fd, nfd);
+            return nfd;
+        }
+        if (errno != EAGAIN || is_nonblocking(fd))
+            return -1;
+        /* Blocking accept: the listener's fd becomes readable when a connection waits
+         * (the daemon writes one byte per waiting connection). */
+        int ev = wait_fd(fd, POLLIN, SO_RCVTIMEO);
+        if (ev < 0)
+            return -1;
+        if (ev == 0) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (++spins > 3) /* readable but nothing to accept: never spin hot */
+            usleep(1000);
+    }
+}
+
+EXPORT int accept(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len)
+{
+    ensure_init();
+    if (shim_kind(fd) == K_NONE)
+        return real.accept(fd, addr.__sockaddr__, len);
+    return do_accept(fd, addr.__sockaddr__, len, 0);
+}
+
+EXPORT int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len, int flags)
+{
+    ensure_init();
+    if (shim_kind(fd) == K_NONE)
+        return real.accept4(fd, addr.__sockaddr__, len, flags);
+    return do_accept(fd, addr.__sockaddr__, len, flags);
+}
+
+/* SO_ERROR from the daemon (0 when it cannot be asked any more: ECONNRESET then). */
+static int pending_error(int fd)
+{
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_GETSOCKOPT;
+    req.level = SOL_SOCKET;
+    req.name = SO_ERROR;
+    req.optlen = sizeof(int);
+    struct small_reply rep;
+    if (ask(&req, fd, &rep, NULL) < 0)
+        return errno == ENETDOWN || errno == ECONNRESET ? ECONNRESET : errno;
+    int err = 0;
+    if (rep.r.value_len == sizeof(int))
+        memcpy(&err, rep.r.value, sizeof err);
+    return err;
+}
+
+EXPORT int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+    ensure_init();
+    const struct sockaddr *sa = addr.__sockaddr__;
+    enum kind k = shim_kind(fd);
+    if (k == K_NONE)
+        return real.connect(fd, sa, len);
+    if (check_sockaddr_in(sa, len, 1) < 0)
+        return -1;
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_CONNECT;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        /* 127.0.0.0/8 and 0.0.0.0 (which Linux takes as "this host") stay with the
+         * kernel: the program gets a kernel socket in place of the stack's. */
+        if (is_loopback(sin->sin_addr.s_addr) || sin->sin_addr.s_addr == htonl(INADDR_ANY)) {
+            if (handoff(fd, k) < 0)
+                return -1;
+            return real.connect(fd, sa, len);
+        }
+        addr_to_tl(sin, &req.addr);
+    } else {
+        req.addr.family = TL_AF_UNSPEC;
+    }
+    struct small_reply rep;
+    if (ask(&req, fd, &rep, NULL) == 0)
+        return 0;
+    if (errno != EINPROGRESS || is_nonblocking(fd))
+        return -1;
+    /* A blocking connect: the daemon keeps our fd unwritable until the handshake ends
+     * either way, then SO_ERROR says how it went. */
+    int ev = wait_fd(fd, POLLOUT, SO_SNDTIMEO);
+    if (ev < 0)
+        return -1; /* EINTR: the connection goes on in the background, as in Linux */
+    if (ev == 0) {
+        errno = EINPROGRESS;
+        return -1;
+    }
+    int err = pending_error(fd);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+EXPORT int shutdown(int fd, int how)
+{
+    ensure_init();
+    if (shim_kind(fd) == K_NONE)
+        return real.shutdown(fd, how);
+    if (how < SHUT_RD || how > SHUT_RDWR) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SHUTDOWN;
+    req.how = (uint32_t)how;
+    struct small_reply rep;
+    return ask(&req, fd, &rep, NULL);
+}
+
+static int get_name(int fd, struct sockaddr *sa, socklen_t *len, int op)
+{
+    if (!len) {
+        errno = EFAULT;
+        return -1;
+    }
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = (uint8_t)op;
+    struct small_reply rep;
+    if (ask(&req, fd, &rep, NULL) < 0)
+        return -1;
+    struct tl_addr a = rep.r.addr;
+    a.family = TL_AF_INET;
+    put_sockaddr(&a, sa, len);
+    return 0;
+}
+
+EXPORT int getsockname(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len)
+{
+    ensure_init();
+    if (shim_kind(fd) == K_NONE)
+        return real.getsockname(fd, addr.__sockaddr__, len);
+    return get_name(fd, addr.__sockaddr__, len, TL_GETSOCKNAME);
+}
+
+EXPORT int getpeername(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len)
+{
+    ensure_init();
+    if (shim_kind(fd) == K_NONE)
+        return real.getpeername(fd, addr.__sockaddr__, len);
+    return get_name(fd, addr.__sockaddr__, len, TL_GETPEERNAME);
+}
+
+/* Options that belong to the program's end of the socketpair itself. */
+static int local_option(int level, int name)
+{
+    return level == SOL_SOCKET &&
+           (name == SO_RCVTIMEO || name == SO_SNDTIMEO || name == SO_RCVLOWAT ||
+            name == SO_SNDLOWAT);
+}
+
+static int put_int_opt(void *val, socklen_t *len, int v)
+{
+    if (!val || !len) {
+        errno = EFAULT;
+        return -1;
+    }
+    socklen_t n = *len < sizeof v ? *len : (socklen_t)sizeof v;
+    memcpy(val, &v, n);
+    *len = n;
+    return 0;
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *__restrict val,
+                      socklen_t *__restrict len)
+{
+    ensure_init();
+    enum kind k = shim_kind(fd);
+    if (k == K_NONE || local_option(level, name))
+        return real.getsockopt(fd, level, name, val, len);
+    if (level == SOL_SOCKET && name == SO_DOMAIN)
+        return put_int_opt(val, len, AF_INET);
+    if (level == SOL_SOCKET && name == SO_TYPE)
+        return put_int_opt(val, len, k == K_TCP ? SOCK_STREAM : SOCK_DGRAM);
+    if (level == SOL_SOCKET && name == SO_PROTOCOL)
+        return put_int_opt(val, len, k == K_TCP ? IPPROTO_TCP : IPPROTO_UDP);
+    if (!len || (*len && !val)) {
+        errno = EFAULT;
+        return -1;
+    }
+    if (level == SOL_SOCKET && name == SO_ERROR)
+        return put_int_opt(val, len, pending_error(fd));
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_GETSOCKOPT;
+    req.level = level;
+    req.name = name;
+    req.optlen = *len;
+    struct small_reply rep;
+    if (ask(&req, fd, &rep, NULL) < 0)
+        return -1;
+    socklen_t n = rep.r.value_len < *len ? rep.r.value_len : *len;
+    if (n)
+        memcpy(val, rep.r.value, n);
+    *len = n;
+    return 0;
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+    ensure_init();
+    if (shim_kind(fd) == K_NONE || local_option(level, name))
+        return real.setsockopt(fd, level, name, val, len);
+    if (len > TL_MAX_OPTVAL || (len && !val)) {
+        errno = len > TL_MAX_OPTVAL ? EINVAL : EFAULT;
+        return -1;
+    }
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SETSOCKOPT;
+    req.level = level;
+    req.name = name;
+    req.value = val;
+    req.value_len = len;
+    struct small_reply rep;
+    return ask(&req, fd, &rep, NULL);
+}
+
+/* UDP sendto with an address: the datagram goes over the control connection. */
+static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
+                          const struct sockaddr *sa, socklen_t alen)
+{
+    if (check_sockaddr_in(sa, alen, 0) < 0)
+        return -1;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    if (n > TL_MAX_PAYLOAD) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    if (is_loopback(sin->sin_addr.s_addr)) {
+        if (handoff(fd, K_UDP) < 0)
+            return -1;
+        return real.sendto(fd, buf, n, flags, sa, alen);
+    }
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SENDTO;
+    addr_to_tl(sin, &req.addr);
+    req.msg_flags = (uint32_t)flags;
+    req.payload = buf;
+    req.payload_len = (uint32_t)n;
+    struct small_reply rep;
+    if (ask(&req, fd, &rep, NULL) < 0)
+        return -1;
+    return (ssize_t)rep.r.sent;
+}
+
+EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG addr,
+                      socklen_t alen)
+{
+    ensure_init();
+    const struct sockaddr *sa = addr.__sockaddr__;
+    if (!sa) /* the common case for TCP: no lookup needed */
+        return real.sendto(fd, buf, n, flags, NULL, 0);
+    enum kind k = shim_kind(fd);
+    if (k == K_NONE)
+        return real.sendto(fd, buf, n, flags, sa, alen);
+    if (k == K_TCP) /* TCP ignores the address, as Linux does on a connected socket */
+        return real.sendto(fd, buf, n, flags & ~MSG_FASTOPEN, NULL, 0);
+    return udp_sendto(fd, buf, n, flags, sa, alen);
+}
+
+/* Receive one datagram from a UDP stack socket; its source address comes as
+ * SCM_CREDENTIALS (see the header). */
+static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
+{
+    if (flags & MSG_ERRQUEUE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    union {
+        char buf[CMSG_SPACE(sizeof(struct ucred))];
+        struct cmsghdr align;
+    } cm;
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = app->msg_iov;
+    m.msg_iovlen = app->msg_iovlen;
+    m.msg_control = cm.buf;
+    m.msg_controllen = sizeof cm.buf;
+    ssize_t n = real.recvmsg(fd, &m, flags & ~MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return -1;
+    struct ucred cred;
+    int have_cred = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+            c->cmsg_len >= CMSG_LEN(sizeof cred)) {
+            memcpy(&cred, CMSG_DATA(c), sizeof cred);
+            have_cred = 1;
+        }
+    }
+    if (n == 0 && !have_cred) { /* end of file: the daemon went away */
+        errno = ECONNRESET;
+        return -1;
+    }
+    struct tl_addr a = {TL_AF_INET, 0, 0};
+    if (have_cred && (cred.gid & CRED_MARK_MASK) == CRED_MARK) {
+        a.ip = htonl(cred.uid);
+        a.port = (uint16_t)(cred.gid & 0xFFFF);
+    }
+    if (app->msg_name) {
+        socklen_t len = app->msg_namelen;
+        put_sockaddr(&a, app->msg_name, &len);
+        app->msg_namelen = len;
+    } else {
+        app->msg_namelen = 0;
+    }
+    app->msg_controllen = 0;
+    app->msg_flags = m.msg_flags & ~MSG_CTRUNC;
+    return n;
+}
+
+EXPORT ssize_t recvfrom(int fd, void *__restrict buf, size_t n, int flags,
+                        __SOCKADDR_ARG addr, socklen_t *__restrict alen)
+{
+    ensure_init();
+    struct sockaddr *sa = addr.__sockaddr__;
+    if (!sa) /* no address wanted: nothing to translate */
+        return real.recvfrom(fd, buf, n, flags, NULL, NULL);
+    enum kind k = shim_kind(fd);
+    if (k == K_NONE)
+        return real.recvfrom(fd, buf, n, flags, sa, alen);
+    if (k == K_TCP) {
+        ssize_t r = real.recvfrom(fd, buf, n, flags, NULL, NULL);
+        if (r >= 0 && alen)
+            *alen = 0; /* TCP reports no address, like Linux */
+        return r;
+    }
+    struct iovec iov = {buf, n};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_name = sa;
+    m.msg_namelen = alen ? *alen : 0;
+    ssize_t r = udp_recv(fd, &m, flags);
+    if (r >= 0 && alen)
+        *alen = m.msg_namelen;
+    return r;
+}
+
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                              struct sockaddr *sa, socklen_t *alen)
+{
+    ensure_init();
+    if (n > buflen) {
+        say("tcplab: buffer overflow detected in recvfrom");
+        abort();
+    }
+    __SOCKADDR_ARG a = {.__sockaddr__ = sa};
+    return recvfrom(fd, buf, n, flags, a, alen);
+}
+
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    ensure_init();
+    if (!msg || (!msg->msg_name && !msg->msg_controllen))
+        return real.sendmsg(fd, msg, flags);
+    enum kind k = shim_kind(fd);
+    if (k == K_NONE)
+        return real.sendmsg(fd, msg, flags);
+    if (k == K_TCP || !msg->msg_name) {
+        /* No address to carry (TCP ignores it); ancillary data (IP_PKTINFO, ...) is not
+         * supported and dropped. */
+        struct msghdr m = *msg;
+        m.msg_name = NULL;
+        m.msg_namelen = 0;
+        m.msg_control = NULL;
+        m.msg_controllen = 0;
+        return real.sendmsg(fd, &m, flags & ~MSG_FASTOPEN);
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < (size_t)msg->msg_iovlen; i++) {
+        total += msg->msg_iov[i].iov_len;
+        if (total > TL_MAX_PAYLOAD) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+    }
+    char *buf = malloc(total ? total : 1);
+    if (!buf) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < (size_t)msg->msg_iovlen; i++) {
+        if (msg->msg_iov[i].iov_len)
+            memcpy(buf + off, msg->msg_iov[i].iov_base, msg->msg_iov[i].iov_len);
+        off += msg->msg_iov[i].iov_len;
+    }
+    ssize_t r = udp_sendto(fd, buf, total, flags, msg->msg_name, msg->msg_namelen);
+    int err = errno;
+    free(buf);
+    errno = err;
+    return r;
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    ensure_init();
+    enum kind k = msg ? shim_kind(fd) : K_NONE;
+    if (k == K_NONE)
+        return real.recvmsg(fd, msg, flags);
+    if (k == K_TCP) {
+        void *name = msg->msg_name;
+        msg->msg_name = NULL;
+        ssize_t r = real.recvmsg(fd, msg, flags);
+        msg->msg_name = name;
+        msg->msg_namelen = 0;
+        return r;
+    }
+    return udp_recv(fd, msg, flags);
+}
+
+/* Bookkeeping only: the daemon learns of a socket's last close from the socket itself
+ * (EOF/HUP on its end), which also covers exit, crashes, dup, fork and exec. Here we only
+ * make sure a program that closes (or dup2s over) our control fd does not leave us
+ * talking into an fd that now belongs to it. */
+static void forget_ctl_fd(int fd)
+{
+    int expected = fd;
+    if (fd >= 0)
+        __atomic_compare_exchange_n(&ctl_fd, &expected, -1, 0, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST);
+}
+
+EXPORT int close(int fd)
+{
+    ensure_init();
+    forget_ctl_fd(fd);
+    return real.close(fd);
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+    ensure_init();
+    if (oldfd != newfd)
+        forget_ctl_fd(newfd);
+    return real.dup2(oldfd, newfd);
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+    ensure_init();
+    forget_ctl_fd(newfd);
+    return real.dup3(oldfd, newfd, flags);
+}

@@ -1,0 +1,219 @@
+"""`tcplab`: the command line.
+
+    tcplab stack ...        run the stack daemon on a TUN device
+    tcplab ss ...           list the daemon's sockets
+    tcplab run -- CMD ...   run a program with its sockets on the stack (LD_PRELOAD shim)
+    tcplab lab ...          the containerized lab (docker compose)
+    tcplab plot ...         pictures from an event log
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import NoReturn
+
+DEFAULT_SOCKET = "/run/tcplab/stack.sock"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments give one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
+def _kernel_address(text: str) -> str | None:
+    if text == "none":
+        return None
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address/length: {text!r}") from None
+    if "/" not in text:
+        raise argparse.ArgumentTypeError(f"give the prefix length too, e.g. {text}/24")
+    return str(iface)
+
+
+def _mtu(text: str) -> int:
+    if not text.isdigit() or not 576 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"MTU must be a number from 576 to 65535, not {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tcplab", description="A TCP/IP stack in Python on a TUN device.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    st = sub.add_parser("stack", help="run the stack daemon (root or CAP_NET_ADMIN)")
+    st.add_argument("--tun", default="mytun", metavar="NAME", help="TUN device (default mytun)")
+    st.add_argument("--address", default="10.0.0.2", type=_address, metavar="A",
+                    help="the stack's IPv4 address (default 10.0.0.2)")
+    st.add_argument("--kernel-address", default="10.0.0.1/24", type=_kernel_address,
+                    metavar="A/LEN|none", help="kernel side of the TUN (default 10.0.0.1/24)")
+    st.add_argument("--mtu", default=1500, type=_mtu, metavar="N")
+    st.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
+                    help="congestion control (default newreno)")
+    st.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET),
+                    metavar="PATH", help=f"control/shim socket (default {DEFAULT_SOCKET})")
+    st.add_argument("--socket-group", default=None, metavar="GROUP",
+                    help="group owning the socket file (mode 0660)")
+    st.add_argument("--service", action="append", metavar="NAME[:PORT]",
+                    help="built-in service; default echo:7 discard:9 chargen:19 http:80; 'none' for none")
+    st.add_argument("--pcap", metavar="FILE", help="write every packet to FILE (pcap)")
+    st.add_argument("--events", metavar="FILE", help="write JSON-lines events to FILE")
+    st.add_argument("--offload", dest="offload", action="store_true", default=True,
+                    help="TUN offloads: vnet header, checksum and TSO (default)")
+    st.add_argument("--no-offload", dest="offload", action="store_false",
+                    help="plain 1500-byte packets, checksums computed here")
+    st.add_argument("--min-rto", default=0.2, type=_positive_float, metavar="SECONDS",
+                    help="minimum retransmission timeout (default 0.2; RFC 6298 says 1)")
+    st.add_argument("--time-wait", default=60.0, type=_positive_float, metavar="SECONDS",
+                    help="TIME-WAIT duration, 2*MSL (default 60)")
+
+    ss = sub.add_parser("ss", help="list the daemon's sockets, like ss -tni")
+    ss.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET), metavar="PATH")
+    ss.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sub.add_parser("run", help="run a program on the stack: tcplab run [--socket PATH] -- CMD",
+                   add_help=False)
+    sub.add_parser("lab", help="the containerized lab: up, down, status, shell, check", add_help=False)
+    sub.add_parser("plot", help="plots from an event log", add_help=False)
+    sub.add_parser("bench", help="benchmark against the kernel", add_help=False)
+    return parser
+
+
+def _services(specs: list[str] | None) -> list[tuple[str, int]]:
+    from stack.services import DEFAULT_SERVICES, parse_service
+
+    if not specs:
+        return list(DEFAULT_SERVICES.items())
+    if specs == ["none"]:
+        return []
+    out = []
+    for spec in specs:
+        name, port = parse_service(spec)
+        out.append((name, port))
+    ports = [p for _, p in out]
+    if len(set(ports)) != len(ports):
+        raise ValueError("two services on one port")
+    return out
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from stack.daemon import DaemonOptions, run_daemon
+
+    try:
+        services = _services(args.service)
+    except ValueError as exc:
+        print(f"tcplab stack: error: {exc}", file=sys.stderr)
+        return 2
+    if args.kernel_address is not None:
+        net = ipaddress.IPv4Interface(args.kernel_address)
+        if ipaddress.IPv4Address(args.address) == net.ip:
+            print("tcplab stack: error: --address equals the kernel's address", file=sys.stderr)
+            return 2
+    if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        print("tcplab stack: error: needs root or CAP_NET_ADMIN (cannot use /dev/net/tun)",
+              file=sys.stderr)
+        return 1
+    options = DaemonOptions(
+        tun=args.tun, address=args.address, kernel_address=args.kernel_address, mtu=args.mtu,
+        cc=args.cc, socket_path=args.socket, socket_group=args.socket_group, services=services,
+        pcap=args.pcap, events=args.events, offload=args.offload, min_rto=args.min_rto,
+        time_wait=args.time_wait,
+    )  # fmt: skip
+    return run_daemon(options)
+
+
+def format_sockets(rows: list[dict[str, object]]) -> str:
+    """One line per socket: proto, state, local, remote, then TCP's numbers."""
+    lines = [f"{'Proto':<6}{'State':<13}{'Local':<22}{'Remote':<22}Details"]
+    for row in rows:
+        details = ""
+        if row.get("proto") == "tcp" and "cwnd" in row:
+            srtt = row.get("srtt")
+            srtt_text = f"{float(srtt) * 1000:.3f}ms" if isinstance(srtt, (int, float)) else "-"
+            rto = row.get("rto")
+            rto_text = f"{float(rto) * 1000:.0f}ms" if isinstance(rto, (int, float)) else "-"
+            details = (
+                f"cc={row.get('cc')} cwnd={row.get('cwnd')} ssthresh={row.get('ssthresh')} "
+                f"srtt={srtt_text} rto={rto_text} inflight={row.get('inflight')} "
+                f"retrans={row.get('retrans')} mss={row.get('mss')}"
+            )
+        elif row.get("proto") == "tcp" and "backlog" in row:
+            details = f"backlog={row.get('backlog')} accept_queue={row.get('accept_queue')}"
+        lines.append(
+            f"{row.get('proto', '?')!s:<6}{row.get('state', '?')!s:<13}"
+            f"{row.get('local', '?')!s:<22}{row.get('remote', '?')!s:<22}{details}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def cmd_ss(args: argparse.Namespace) -> int:
+    import json
+
+    from stack.ipc.client import query_sockets
+
+    try:
+        rows = query_sockets(args.socket)
+    except OSError as exc:
+        print(f"tcplab ss: cannot reach the stack daemon at {args.socket}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(format_sockets(rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # These take the rest of the command line themselves.
+    if argv and argv[0] == "run":
+        from stack.ipc.run import main as run_main
+
+        return run_main(argv[1:])
+    if argv and argv[0] == "lab":
+        from stack.lab import main as lab_main
+
+        return lab_main(argv[1:])
+    if argv and argv[0] == "plot":
+        from stack.observe.plot import main as plot_main
+
+        return plot_main(argv[1:])
+    if argv and argv[0] == "bench":
+        from stack.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "stack":
+        return cmd_stack(args)
+    if args.command == "ss":
+        return cmd_ss(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""`tcplab stack`: the daemon that wires the TUN, the host, services and the IPC.
+
+One asyncio event loop (epoll underneath) watches the TUN fd and the IPC sockets;
+a single loop timer is kept at the host's earliest connection deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from stack.host import Host
+from stack.io.tun import TunDevice, TunError
+from stack.observe.events import EventLog
+from stack.observe.pcap import PcapWriter
+from stack.services import Services
+from stack.sockets import SocketLayer
+
+log = logging.getLogger("tcplab")
+
+READ_BATCH = 64
+
+
+@dataclass
+class DaemonOptions:
+    tun: str = "mytun"
+    address: str = "10.0.0.2"
+    kernel_address: str | None = "10.0.0.1/24"
+    mtu: int = 1500
+    cc: str = "newreno"
+    socket_path: str = "/run/tcplab/stack.sock"
+    socket_group: str | None = None
+    services: list[tuple[str, int]] = field(default_factory=list)
+    pcap: str | None = None
+    events: str | None = None
+    offload: bool = True
+    min_rto: float = 0.2
+    time_wait: float = 60.0
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        self.loop = asyncio.get_event_loop()
+        self.tun: TunDevice | None = None
+        self.host: Host | None = None
+        self.layer: SocketLayer | None = None
+        self.services: Services | None = None
+        self.ipc: object | None = None
+        self.events: EventLog | None = None
+        self.pcap: PcapWriter | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopping = asyncio.Event()
+
+    def open_tun(self) -> None:
+        opts = self.options
+        self.tun = TunDevice.open(
+            opts.tun, offload=opts.offload, kernel_address=opts.kernel_address, mtu=opts.mtu
+        )
+
+    async def run(self) -> int:
+        opts = self.options
+        assert self.tun is not None, "open_tun() first: pyroute2 cannot run inside the loop"
+        if opts.offload and not self.tun.vnet_hdr:
+            log.warning("offloads unavailable (%s); using plain packets", self.tun.offload_error)
+        self.events = EventLog(opts.events)
+        self.pcap = PcapWriter(opts.pcap) if opts.pcap else None
+        host = Host(
+            opts.address, self.tun.write, mtu=opts.mtu, offload=self.tun.vnet_hdr,
+            cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.loop.time,
+        )  # fmt: skip
+        host.tcp_defaults.min_rto = opts.min_rto
+        host.tcp_defaults.msl = opts.time_wait / 2
+        host.on_deadline_change = self._schedule
+        self.host = host
+        self.layer = SocketLayer(host)
+        self.loop.add_reader(self.tun.fd, self._on_tun_readable)
+        self.services = Services(self.layer, self.events)
+        for name, port in opts.services:
+            await self.services.start(name, port)
+        try:
+            from stack.ipc.server import IpcServer
+        except ImportError:  # pragma: no cover - while the IPC is being written
+            log.warning("no IPC server available")
+        else:
+            ipc = IpcServer(self.layer, opts.socket_path, group=opts.socket_group)
+            await ipc.start()
+            self.ipc = ipc
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self._stopping.set)
+        mode = "offloads on (vnet header, TSO)" if self.tun.vnet_hdr else "plain packets"
+        services = " ".join(f"{n}:{p}" for n, p in opts.services) or "none"
+        log.info(
+            "ready: %s on %s (%s, mtu %d, cc %s), services %s, socket %s",
+            opts.address, self.tun.name, mode, opts.mtu, opts.cc, services, opts.socket_path,
+        )  # fmt: skip
+        self._flush_periodically()
+        await self._stopping.wait()
+        log.info("stopping: resetting %d connection(s)", len(host.conns))
+        return 0
+
+    def _flush_periodically(self) -> None:
+        """Put buffered pcap records and events on disk twice a second."""
+        if self.pcap is not None:
+            self.pcap.flush()
+        if self.events is not None:
+            self.events.flush()
+        self.loop.call_later(0.5, self._flush_periodically)
+
+    def _on_tun_readable(self) -> None:
+        assert self.tun is not None and self.host is not None
+        try:
+            packets = self.tun.read_batch(READ_BATCH)
+        except TunError as exc:
+            log.error("%s", exc)
+            self._stopping.set()
+            return
+        now = self.loop.time()
+        receive = self.host.receive_packet
+        for packet in packets:
+            try:
+                receive(packet, now)
+            except Exception:  # never let one packet take the daemon down
+                self.host.stats["drop_internal_error"] += 1
+                log.exception("internal error while handling a packet (dropped)")
+        self._run_due_timers()
+
+    def _schedule(self, deadline: float) -> None:
+        if self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._run_due_timers()
+
+    def _run_due_timers(self) -> None:
+        assert self.host is not None
+        try:
+            self.host.run_timers(self.loop.time())
+        except Exception:
+            self.host.stats["drop_internal_error"] += 1
+            log.exception("internal error in a timer")
+        deadline = self.host.next_deadline()
+        if deadline is not None:
+            self._schedule(deadline)
+
+    def close(self) -> None:
+        if self.services is not None:
+            self.services.close()
+        if self.host is not None:
+            self.host.abort_all()
+        if self.ipc is not None:
+            close = getattr(self.ipc, "close", None)
+            if close is not None:
+                close()
+        if self.tun is not None:
+            self.loop.remove_reader(self.tun.fd)
+            self.tun.close()
+        if self.pcap is not None:
+            self.pcap.close()
+        if self.events is not None:
+            self.events.close()
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="tcplab: %(message)s"
+    )
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    daemon = Daemon(options)
+    started = time.monotonic()
+    try:
+        daemon.open_tun()
+        return loop.run_until_complete(daemon.run())
+    except TunError as exc:
+        print(f"tcplab: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tcplab: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
+    finally:
+        daemon.close()
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        log.debug("ran %.1f s", time.monotonic() - started)

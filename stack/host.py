@@ -1,0 +1,515 @@
+"""The IP host: validation, fragments, ICMP, UDP, and TCP demultiplexing.
+
+`Host` is driven by the event loop (stack/io/loop.py) with `receive_packet(raw, now)`
+and `run_timers(now)`; it transmits through the `transmit` callable it was given.
+It owns the port tables, the listeners and a timer heap holding each connection's
+next deadline, so the cost of a packet or a timer tick never depends on how many
+connections exist.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import random
+import socket
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from stack.io.virtio import (
+    TCP_CSUM_OFFSET,
+    VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_TCPV4,
+    VNET_HDR_LEN,
+    VirtioNetHdr,
+    parse_vnet_hdr,
+)
+from stack.ipfrag import FragmentReassembler
+from stack.observe.events import EventLog
+from stack.observe.pcap import PcapWriter
+from stack.tcp.connection import Connection, State, TcpConfig
+from stack.tcp.isn import initial_sequence_number, new_secret
+from stack.wire import icmp
+from stack.wire.errors import WireError
+from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
+from stack.wire.tcp import ACK, RST, SYN, TCPOptions, TCPSegment, build_tcp_header, parse_tcp
+from stack.wire.udp import build_udp, parse_udp
+
+EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default ip_local_port_range
+MAX_TCP_SEGMENT = 65535 - 20 - 60  # the largest TCP segment one IPv4 datagram carries
+
+ConnKey = tuple[int, str, int]  # (local port, remote address, remote port)
+
+
+class UdpEndpoint(Protocol):
+    """What the host needs of a UDP socket (stack/sockets.py implements it)."""
+
+    def deliver(self, data: bytes, source: tuple[str, int]) -> None: ...
+
+
+class ConnOwner(Protocol):
+    """Who hears about a connection's changes (a TcpSocket or a Listener)."""
+
+    def connection_changed(self, conn: Connection) -> None: ...
+
+
+@dataclass
+class Listener:
+    """A passive OPEN (RFC 9293 3.10.1) with a bounded backlog.
+
+    Half-open connections (SYN-RECEIVED) wait in `syn_queue`, bounded by
+    `syn_queue_limit`: when it is full the oldest half-open connection is dropped
+    (RFC 4987 section 3.4, "recycling the oldest half-open TCB"), so a SYN flood
+    cannot lock out legitimate clients. Established connections wait in
+    `accept_queue` until accepted, at most `backlog` of them.
+    """
+
+    port: int
+    backlog: int
+    config: TcpConfig
+    owner: Any = None
+    syn_queue: OrderedDict[ConnKey, Connection] = field(default_factory=OrderedDict)
+    accept_queue: deque[Connection] = field(default_factory=deque)
+    syn_queue_limit: int = 1024
+
+    def connection_changed(self, conn: Connection) -> None:
+        if self.owner is not None:
+            self.owner.connection_changed(conn)
+
+
+class Host:
+    """One IPv4 address on one link."""
+
+    def __init__(
+        self,
+        address: str,
+        transmit: Callable[[list[bytes | memoryview]], None],
+        *,
+        mtu: int = 1500,
+        offload: bool = False,
+        cc: str = "newreno",
+        events: EventLog | None = None,
+        pcap: PcapWriter | None = None,
+        tcp_defaults: TcpConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.address = address
+        self._transmit = transmit
+        self.mtu = mtu
+        self.offload = offload
+        self.events = events if events is not None and events.enabled else None
+        self.pcap = pcap
+        self.clock = clock
+        self.tcp_defaults = tcp_defaults or TcpConfig()
+        self.tcp_defaults.mss = mtu - 40
+        self.tcp_defaults.cc = cc
+        if offload:
+            self.tcp_defaults.tso_max = MAX_TCP_SEGMENT
+        self.stats: Counter[str] = Counter()
+        self.fragments = FragmentReassembler()
+        self.isn_secret = new_secret()
+        self._ip_ident = random.randrange(0x10000)
+        # TCP tables.
+        self.conns: dict[ConnKey, Connection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self.tcp_ports: Counter[int] = Counter()  # local ports in use (bound sockets)
+        self.udp_ports: dict[int, UdpEndpoint] = {}
+        self.max_connections = 65536
+        # Timers: (deadline, tie-breaker, connection); stale entries are skipped.
+        self._timers: list[tuple[float, int, Connection]] = []
+        self._timer_seq = itertools.count()
+        self.on_deadline_change: Callable[[float], None] | None = None
+        self._icmp_budget = 100.0
+        self._icmp_budget_time = 0.0
+
+    # ------------------------------------------------------------- utilities
+
+    def _drop(self, reason: str, conn: str | None = None) -> None:
+        self.stats[f"drop_{reason}"] += 1
+        if self.events is not None:
+            self.events.emit("drop", conn, reason=reason)
+
+    def _next_ident(self) -> int:
+        # RFC 6864 section 4: IDs only matter for fragmentable datagrams; keep them unique.
+        self._ip_ident = (self._ip_ident + 1) & 0xFFFF
+        return self._ip_ident
+
+    def send_ip(self, dst: str, proto: int, payload: bytes | memoryview) -> None:
+        """Send one complete datagram (ICMP, UDP, TCP resets)."""
+        header = build_ipv4_header(self.address, dst, proto, len(payload), self._next_ident())
+        self._emit_packet([header, payload], None)
+
+    def _emit_packet(self, parts: list[bytes | memoryview], vnet: VirtioNetHdr | None) -> None:
+        self.stats["ip_out"] += 1
+        if self.pcap is not None:
+            self.pcap.write(None, parts)
+        if self.offload:
+            parts = [vnet.to_bytes() if vnet is not None else bytes(VNET_HDR_LEN), *parts]
+        self._transmit(parts)
+
+    # --------------------------------------------------------------- receive
+
+    def receive_packet(self, raw: bytes | memoryview, now: float) -> None:
+        """One packet as read from the TUN (with its vnet header when offloading)."""
+        checksum_done = False
+        view = memoryview(raw)
+        if self.offload:
+            if len(view) < VNET_HDR_LEN:
+                self._drop("truncated_vnet_header")
+                return
+            vnet = parse_vnet_hdr(view[:VNET_HDR_LEN])
+            # Locally made traffic carries only a partial checksum (NEEDS_CSUM), or one
+            # the kernel already checked (DATA_VALID): nothing to verify.
+            checksum_done = vnet.needs_csum or vnet.data_valid
+            view = view[VNET_HDR_LEN:]
+        if self.pcap is not None:
+            self.pcap.write(None, [view])
+        self.stats["ip_in"] += 1
+        try:
+            header, payload = parse_ipv4(view)
+        except WireError as exc:
+            self._drop(exc.reason)
+            return
+        # RFC 1122 3.2.1.3: silently discard datagrams not addressed to us.
+        if header.dst != self.address:
+            self._drop("not_for_us")
+            return
+        if header.ttl == 0:
+            self._drop("ttl_zero")  # RFC 791 3.2: a datagram with TTL 0 must be destroyed
+            return
+        if header.is_fragment:
+            key = (header.src, header.dst, header.proto, header.ident)
+            whole = self.fragments.add(
+                key, header.frag_offset, header.more_fragments, payload, now
+            )
+            self.stats["fragments_in"] += 1
+            if whole is None:
+                return
+            self.stats["reassembled"] += 1
+            payload = memoryview(whole)
+        if header.proto == IPPROTO_TCP:
+            self._receive_tcp(header.src, payload, now, not checksum_done)
+        elif header.proto == IPPROTO_UDP:
+            self._receive_udp(header.src, payload, now, not checksum_done, view)
+        elif header.proto == IPPROTO_ICMP:
+            self._receive_icmp(header.src, payload, now)
+        else:
+            # RFC 1122 3.2.2.1: protocol unreachable.
+            self._send_unreachable(header.src, icmp.UNREACH_PROTO, view)
+            self._drop("unknown_protocol")
+
+    # ------------------------------------------------------------------ ICMP
+
+    def _icmp_allowed(self, now: float) -> bool:
+        """Token bucket for ICMP errors (RFC 1812 4.3.2.8 asks for a rate limit)."""
+        self._icmp_budget = min(100.0, self._icmp_budget + (now - self._icmp_budget_time) * 100)
+        self._icmp_budget_time = now
+        if self._icmp_budget < 1:
+            return False
+        self._icmp_budget -= 1
+        return True
+
+    def _send_unreachable(self, dst: str, code: int, original: memoryview) -> None:
+        if not self._icmp_allowed(self.clock()):
+            self._drop("icmp_rate_limited")
+            return
+        # RFC 792: the internet header plus the first 64 bits of the datagram's data
+        # (RFC 1812 4.3.2.3 allows more; we send up to 548 bytes like Linux).
+        quote = bytes(original[:548])
+        self.send_ip(dst, IPPROTO_ICMP, icmp.build_icmp(icmp.DEST_UNREACH, code, bytes(4), quote))
+        self.stats["icmp_unreachable_out"] += 1
+
+    def _receive_icmp(self, src: str, payload: memoryview, now: float) -> None:
+        try:
+            msg = icmp.parse_icmp(payload)
+        except WireError as exc:
+            self._drop(exc.reason)
+            return
+        self.stats[f"icmp_in_type_{msg.type}"] += 1
+        if msg.type == icmp.ECHO_REQUEST:
+            # RFC 792: reverse the addresses, type 0, same identifier, sequence and data.
+            reply = icmp.build_icmp(icmp.ECHO_REPLY, 0, bytes(msg.rest), msg.payload)
+            self.send_ip(src, IPPROTO_ICMP, reply)
+        elif msg.type == icmp.DEST_UNREACH:
+            self._icmp_error(msg, now)
+
+    def _icmp_error(self, msg: icmp.ICMPMessage, now: float) -> None:
+        """Hand a destination-unreachable to the connection it is about (RFC 1122 4.2.3.9)."""
+        quote = msg.payload
+        # The quoted datagram is truncated, so read the few fields we need by hand.
+        if len(quote) < 20 or quote[0] >> 4 != 4:
+            self._drop("icmp_bad_quote")
+            return
+        ihl = (quote[0] & 0x0F) * 4
+        inner_src = socket.inet_ntoa(bytes(quote[12:16]))
+        inner_dst = socket.inet_ntoa(bytes(quote[16:20]))
+        inner_proto = quote[9]
+        inner_payload = quote[ihl:]
+        if inner_src != self.address or len(inner_payload) < 8 or inner_proto != IPPROTO_TCP:
+            return
+        sport = int.from_bytes(inner_payload[0:2], "big")
+        dport = int.from_bytes(inner_payload[2:4], "big")
+        seq = int.from_bytes(inner_payload[4:8], "big")
+        conn = self.conns.get((sport, inner_dst, dport))
+        if conn is None:
+            return
+        # RFC 5927 section 4.1: believe it only if it quotes data we have in flight.
+        if conn._unwrap(seq, conn.snd_una) not in range(conn.snd_una, conn.snd_max + 1):
+            self._drop("icmp_out_of_window")
+            return
+        if msg.code == icmp.UNREACH_FRAG_NEEDED:
+            conn.on_path_mtu(icmp.next_hop_mtu(msg) or 576, now)
+        else:
+            err = {
+                icmp.UNREACH_NET: errno.ENETUNREACH,
+                icmp.UNREACH_HOST: errno.EHOSTUNREACH,
+                icmp.UNREACH_PROTO: errno.ENOPROTOOPT,
+                icmp.UNREACH_PORT: errno.ECONNREFUSED,
+            }.get(msg.code, errno.EHOSTUNREACH)
+            conn.on_icmp_unreachable(err, now)
+        self.after(conn, now)
+
+    # ------------------------------------------------------------------- UDP
+
+    def _receive_udp(
+        self, src: str, payload: memoryview, now: float, verify: bool, packet: memoryview
+    ) -> None:
+        try:
+            dgram = parse_udp(payload, src, self.address, verify_checksum=verify)
+        except WireError as exc:
+            self._drop(exc.reason)
+            return
+        endpoint = self.udp_ports.get(dgram.dst_port)
+        if endpoint is None:
+            # RFC 1122 4.1.3.1: port unreachable when no one listens.
+            self._send_unreachable(src, icmp.UNREACH_PORT, packet)
+            self.stats["udp_no_port"] += 1
+            return
+        self.stats["udp_in"] += 1
+        endpoint.deliver(bytes(dgram.payload), (src, dgram.src_port))
+
+    def send_udp(self, sport: int, dst: tuple[str, int], data: bytes) -> None:
+        self.stats["udp_out"] += 1
+        self.send_ip(dst[0], IPPROTO_UDP, build_udp(self.address, dst[0], sport, dst[1], data))
+
+    # ------------------------------------------------------------------- TCP
+
+    def _conn_id(self, local_port: int, remote: tuple[str, int]) -> str:
+        return f"{self.address}:{local_port}-{remote[0]}:{remote[1]}"
+
+    def _event_sink(self, local_port: int, remote: tuple[str, int]) -> Any:
+        events = self.events
+        if events is None:
+            return None
+        conn_id = self._conn_id(local_port, remote)
+
+        def sink(kind: str, fields: dict[str, object]) -> None:
+            events.emit(kind, conn_id, **fields)
+
+        return sink
+
+    def new_config(self) -> TcpConfig:
+        return replace(self.tcp_defaults)
+
+    def _receive_tcp(self, src: str, payload: memoryview, now: float, verify: bool) -> None:
+        try:
+            seg = parse_tcp(payload, src, self.address, verify_checksum=verify)
+        except WireError as exc:
+            self._drop(exc.reason)
+            return
+        self.stats["tcp_in"] += 1
+        key = (seg.dst_port, src, seg.src_port)
+        conn = self.conns.get(key)
+        if conn is not None:
+            if conn.state == State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
+                # RFC 9293 3.6.1 / RFC 6191: a new SYN may reopen a TIME-WAIT pair when
+                # its sequence number is beyond what the old connection used.
+                if conn._unwrap(seg.seq, conn.rcv_nxt) > conn.rcv_nxt and seg.dst_port in self.listeners:
+                    conn._terminate(0)
+                    self._forget(conn)
+                    conn = None
+            if conn is not None:
+                conn.on_segment(seg, now)
+                self.after(conn, now)
+                return
+        listener = self.listeners.get(seg.dst_port)
+        if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
+            self._passive_open(listener, src, seg, now)
+            return
+        if listener is not None and seg.flags & RST:
+            return
+        self.stats["tcp_no_connection"] += 1
+        self._reset_for(src, seg)
+
+    def _reset_for(self, src: str, seg: TCPSegment) -> None:
+        """RFC 9293 3.10.7.1: a segment for no connection gets a reset (unless RST)."""
+        if seg.flags & RST:
+            return
+        if seg.flags & ACK:
+            seq, ack, flags = seg.ack, 0, RST
+        else:
+            seq, ack, flags = 0, (seg.seq + seg.seg_len) & 0xFFFFFFFF, RST | ACK
+        rst = TCPSegment(
+            src_port=seg.dst_port, dst_port=seg.src_port, seq=seq, ack=ack, flags=flags,
+            window=0, urgent=0, options=TCPOptions(), payload=b"",
+        )  # fmt: skip
+        self._send_segment(src, rst, 0)
+        self.stats["tcp_rst_out"] += 1
+
+    def _passive_open(self, listener: Listener, src: str, syn: TCPSegment, now: float) -> None:
+        if len(listener.accept_queue) >= listener.backlog:
+            self._drop("accept_queue_full")  # like Linux: drop the SYN, the peer retries
+            return
+        if len(self.conns) >= self.max_connections:
+            self._drop("connection_limit")
+            return
+        if len(listener.syn_queue) >= listener.syn_queue_limit:
+            old_key, old = listener.syn_queue.popitem(last=False)
+            old._terminate(0)
+            self._forget(old)
+            self._drop("syn_queue_full_dropped_oldest")
+        local = (self.address, syn.dst_port)
+        remote = (src, syn.src_port)
+        iss = initial_sequence_number(self.isn_secret, now, local, remote)
+        conn = Connection.from_syn(
+            local, remote, syn, iss, replace(listener.config), now,
+            ts_offset=random.getrandbits(32), on_event=self._event_sink(syn.dst_port, remote),
+        )  # fmt: skip
+        conn.owner = listener
+        key = (syn.dst_port, src, syn.src_port)
+        self.conns[key] = conn
+        listener.syn_queue[key] = conn
+        self.after(conn, now)
+
+    def connect(
+        self, local_port: int, remote: tuple[str, int], config: TcpConfig, owner: ConnOwner, now: float
+    ) -> Connection:
+        key = (local_port, remote[0], remote[1])
+        if key in self.conns:
+            raise OSError(errno.EADDRINUSE, "address already in use")
+        local = (self.address, local_port)
+        iss = initial_sequence_number(self.isn_secret, now, local, remote)
+        conn = Connection(
+            local, remote, iss, config, now,
+            ts_offset=random.getrandbits(32), on_event=self._event_sink(local_port, remote),
+        )  # fmt: skip
+        conn.owner = owner
+        self.conns[key] = conn
+        conn.connect(now)
+        self.after(conn, now)
+        return conn
+
+    def _send_segment(self, dst: str, seg: TCPSegment, mss: int) -> None:
+        payload = seg.payload
+        if self.offload:
+            tcp_header = build_tcp_header(seg, self.address, dst, checksum="partial")
+            vnet = VirtioNetHdr(
+                flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=20, csum_offset=TCP_CSUM_OFFSET
+            )
+            if mss and len(payload) > mss:
+                # Segmentation offload: the kernel cuts this into `mss`-byte segments.
+                vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV4
+                vnet.gso_size = mss
+                vnet.hdr_len = 20 + len(tcp_header)
+        else:
+            tcp_header = build_tcp_header(seg, self.address, dst, checksum="full")
+            vnet = None
+        ip_header = build_ipv4_header(
+            self.address, dst, IPPROTO_TCP, len(tcp_header) + len(payload), self._next_ident()
+        )
+        self.stats["tcp_out"] += 1
+        if payload:
+            self._emit_packet([ip_header, tcp_header, payload], vnet)
+        else:
+            self._emit_packet([ip_header, tcp_header], vnet)
+
+    def after(self, conn: Connection, now: float) -> None:
+        """Flush a connection's output, reschedule its timer, tell its owner."""
+        output = conn.take_output()
+        if output:
+            mss = conn.snd_mss
+            dst = conn.remote[0]
+            for seg in output:
+                self._send_segment(dst, seg, mss)
+        deadline = conn.next_deadline()
+        if deadline is not None and (conn.timer_at is None or deadline < conn.timer_at):
+            conn.timer_at = deadline
+            heapq.heappush(self._timers, (deadline, next(self._timer_seq), conn))
+            if self.on_deadline_change is not None and self._timers[0][0] == deadline:
+                self.on_deadline_change(deadline)
+        owner = conn.owner
+        if isinstance(owner, Listener):
+            self._listener_update(owner, conn)
+        if conn.state == State.CLOSED:
+            self._forget(conn)
+        if owner is not None:
+            owner.connection_changed(conn)
+
+    def _listener_update(self, listener: Listener, conn: Connection) -> None:
+        key = (conn.local[1], conn.remote[0], conn.remote[1])
+        if conn.state == State.SYN_RECEIVED:
+            return
+        if listener.syn_queue.pop(key, None) is not None and conn.state != State.CLOSED:
+            if len(listener.accept_queue) >= listener.backlog:
+                conn.abort(self.clock())
+                self._drop("accept_queue_full")
+                output = conn.take_output()
+                for seg in output:
+                    self._send_segment(conn.remote[0], seg, conn.snd_mss)
+                self._forget(conn)
+                return
+            listener.accept_queue.append(conn)
+            conn.owner = None  # until accepted; the listener owner is told below
+
+    def _forget(self, conn: Connection) -> None:
+        key = (conn.local[1], conn.remote[0], conn.remote[1])
+        if self.conns.get(key) is conn:
+            del self.conns[key]
+        owner = conn.owner
+        if isinstance(owner, Listener):
+            owner.syn_queue.pop(key, None)
+            try:
+                owner.accept_queue.remove(conn)
+            except ValueError:
+                pass
+
+    # ---------------------------------------------------------------- timers
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def run_timers(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, conn = heapq.heappop(timers)
+            if conn.timer_at != deadline:
+                continue  # superseded by an earlier deadline
+            conn.timer_at = None
+            if conn.state == State.CLOSED:
+                continue
+            conn.on_timer(now)
+            self.after(conn, now)
+        self.fragments.expire(now)
+
+    # ------------------------------------------------------------ port tables
+
+    def allocate_port(self, udp: bool = False) -> int:
+        used: Any = self.udp_ports if udp else self.tcp_ports
+        span = len(EPHEMERAL_PORTS)
+        start = random.randrange(span)
+        for i in range(span):
+            port = EPHEMERAL_PORTS[(start + i) % span]
+            if port not in used or (not udp and used[port] == 0):
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port")
+
+    def abort_all(self) -> None:
+        """On shutdown: reset every open connection (RFC 9293 3.10.5 ABORT)."""
+        now = self.clock()
+        for conn in list(self.conns.values()):
+            conn.abort(now)
+            self.after(conn, now)

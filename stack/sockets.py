@@ -1,0 +1,537 @@
+"""The socket layer: non-blocking, Berkeley-like sockets over the host.
+
+Used by stack/api.py (asyncio, for the built-in services) and stack/ipc/ (the shim's
+daemon side). Nothing here blocks; waiting is the caller's business: every socket
+calls its `on_change` whenever readability, writability, state or error may have
+changed. Errors are `OSError` with Linux errno values.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+
+from stack.host import Host, Listener
+from stack.tcp.connection import Connection, State
+
+_LINGER = struct.Struct("ii")
+UDP_MAX_PAYLOAD = 65535 - 20 - 8
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, errno.errorcode.get(code, "error"))
+
+
+class TcpSocket:
+    """A TCP socket: unbound, bound, listening, or connected."""
+
+    kind = "tcp"
+
+    def __init__(self, layer: SocketLayer) -> None:
+        self.layer = layer
+        self.host = layer.host
+        self.config = layer.host.new_config()
+        self.on_change: Callable[[], None] | None = None
+        self.local: tuple[str, int] | None = None
+        self.remote: tuple[str, int] | None = None
+        self.conn: Connection | None = None
+        self.listener: Listener | None = None
+        self.error = 0
+        self.reuse_addr = False
+        self.closed = False
+        self._bound_port = 0
+        self._shut_rd = False
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def state(self) -> str:
+        if self.listener is not None:
+            return str(State.LISTEN)
+        if self.conn is not None:
+            return str(self.conn.state)
+        return str(State.CLOSED)
+
+    def connection_changed(self, conn: Connection) -> None:
+        if conn.error and not self.error:
+            self.error = conn.error
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def take_error(self) -> int:
+        err = self.error
+        self.error = 0
+        if self.conn is not None and self.conn.error == err:
+            self.conn.error = 0
+        return err
+
+    @property
+    def readable(self) -> bool:
+        if self.listener is not None:
+            return bool(self.listener.accept_queue)
+        conn = self.conn
+        if conn is None:
+            return bool(self.error)
+        return bool(conn.rx_len or conn.fin_received or conn.error or conn.state == State.CLOSED)
+
+    @property
+    def writable(self) -> bool:
+        conn = self.conn
+        if conn is None:
+            return bool(self.error)
+        if conn.error or conn.state == State.CLOSED:
+            return True
+        return conn.state in (State.ESTABLISHED, State.CLOSE_WAIT) and conn.send_free > 0
+
+    @property
+    def send_free(self) -> int:
+        return self.conn.send_free if self.conn is not None else 0
+
+    # ------------------------------------------------------------- set-up
+
+    def bind(self, addr: str, port: int) -> None:
+        if self._bound_port or self.conn is not None:
+            raise _oserror(errno.EINVAL)
+        if addr not in ("0.0.0.0", "", self.host.address):
+            raise _oserror(errno.EADDRNOTAVAIL)
+        if port == 0:
+            port = self.host.allocate_port()
+        elif self.host.tcp_ports[port] and not self._may_share(port):
+            raise _oserror(errno.EADDRINUSE)
+        self.host.tcp_ports[port] += 1
+        self._bound_port = port
+        self.local = (self.host.address, port)
+
+    def _may_share(self, port: int) -> bool:
+        # SO_REUSEADDR lets a new socket bind while older connections on the port
+        # linger (TIME-WAIT etc.), but never beside a listener.
+        return self.reuse_addr and port not in self.host.listeners
+
+    def listen(self, backlog: int) -> None:
+        if self.conn is not None:
+            raise _oserror(errno.EINVAL)
+        if self.listener is not None:
+            self.listener.backlog = max(backlog, 1)
+            return
+        if not self._bound_port:
+            self.bind("0.0.0.0", 0)
+        port = self._bound_port
+        if port in self.host.listeners:
+            raise _oserror(errno.EADDRINUSE)
+        self.listener = Listener(port=port, backlog=max(min(backlog, 4096), 1), config=replace(self.config))
+        self.listener.owner = self
+        self.host.listeners[port] = self.listener
+
+    def accept(self) -> TcpSocket | None:
+        if self.listener is None:
+            raise _oserror(errno.EINVAL)
+        queue = self.listener.accept_queue
+        while queue:
+            conn = queue.popleft()
+            child = TcpSocket(self.layer)
+            child.conn = conn
+            child.config = conn.config
+            child.local = conn.local
+            child.remote = conn.remote
+            child._bound_port = conn.local[1]
+            self.host.tcp_ports[conn.local[1]] += 1
+            conn.owner = child
+            self.layer._register(child)
+            if conn.error:
+                child.error = conn.error
+            return child
+        return None
+
+    def connect(self, addr: str, port: int) -> None:
+        if self.listener is not None:
+            raise _oserror(errno.EINVAL)
+        if self.conn is not None:
+            if self.conn.state == State.SYN_SENT:
+                raise _oserror(errno.EALREADY)
+            raise _oserror(errno.EISCONN)
+        if port == 0:
+            raise _oserror(errno.ECONNREFUSED)
+        if not self._bound_port:
+            self.bind("0.0.0.0", 0)
+        now = self.host.clock()
+        self.remote = (addr, port)
+        self.conn = self.host.connect(self._bound_port, (addr, port), self.config, self, now)
+
+    # ------------------------------------------------------------ data
+
+    def _require_conn(self) -> Connection:
+        if self.conn is None:
+            raise _oserror(errno.ENOTCONN)
+        return self.conn
+
+    def send(self, data: bytes | memoryview) -> int:
+        conn = self._require_conn()
+        if conn.error:
+            err = conn.error
+            conn.error = 0
+            self.error = 0
+            raise _oserror(err)
+        if conn.state == State.SYN_SENT or conn.state == State.SYN_RECEIVED:
+            return 0
+        if conn.state == State.CLOSED:
+            raise _oserror(errno.EPIPE)
+        if conn.fin_queued or conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT):
+            raise _oserror(errno.EPIPE)
+        now = self.host.clock()
+        n = conn.send(data, now)
+        self.host.after(conn, now)
+        return n
+
+    def recv(self, n: int) -> bytes:
+        conn = self._require_conn()
+        if conn.rx_len:
+            now = self.host.clock()
+            data = conn.recv(n, now)
+            self.host.after(conn, now)
+            return data
+        if conn.error:
+            err = conn.error
+            conn.error = 0
+            self.error = 0
+            raise _oserror(err)
+        if conn.fin_received or conn.state == State.CLOSED or self._shut_rd:
+            return b""
+        raise BlockingIOError(errno.EAGAIN, "no data")
+
+    def shutdown(self, how: int) -> None:
+        conn = self._require_conn()
+        if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+            self._shut_rd = True
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            now = self.host.clock()
+            conn.shutdown_write(now)
+            self.host.after(conn, now)
+        self._notify()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.on_change = None
+        now = self.host.clock()
+        if self.listener is not None:
+            listener = self.listener
+            self.host.listeners.pop(listener.port, None)
+            # Connections nobody accepted are reset (RFC 9293 3.10.4 via ABORT).
+            for conn in [*listener.syn_queue.values(), *listener.accept_queue]:
+                conn.owner = None
+                conn.abort(now)
+                self.host.after(conn, now)
+            listener.syn_queue.clear()
+            listener.accept_queue.clear()
+            self.listener = None
+        elif self.conn is not None:
+            conn = self.conn
+            conn.owner = None
+            conn.close(now)
+            self.host.after(conn, now)
+        self._release_port()
+        self.layer._unregister(self)
+
+    def abort(self) -> None:
+        if self.conn is not None:
+            now = self.host.clock()
+            self.conn.abort(now)
+            self.host.after(self.conn, now)
+        self.close()
+
+    def _release_port(self) -> None:
+        if self._bound_port:
+            ports = self.host.tcp_ports
+            ports[self._bound_port] -= 1
+            if ports[self._bound_port] <= 0:
+                del ports[self._bound_port]
+            self._bound_port = 0
+
+    # ------------------------------------------------------------ options
+
+    def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
+        ival = value if isinstance(value, int) else int.from_bytes(bytes(value)[:4], "little", signed=True)
+        cfg = self.conn.config if self.conn is not None else self.config
+        if level == socket.SOL_SOCKET:
+            if name == socket.SO_REUSEADDR:
+                self.reuse_addr = bool(ival)
+            elif name == socket.SO_KEEPALIVE:
+                cfg.keepalive = bool(ival)
+                if self.conn is not None:
+                    self.conn.set_keepalive(bool(ival), self.host.clock())
+                    self.host.after(self.conn, self.host.clock())
+            elif name == socket.SO_LINGER:
+                raw = bytes(value) if not isinstance(value, int) else _LINGER.pack(1, 0)
+                onoff, seconds = _LINGER.unpack(raw[:8].ljust(8, b"\0"))
+                cfg.linger_zero = bool(onoff) and seconds == 0
+            elif name == socket.SO_RCVBUF:
+                if self.conn is None:
+                    cfg.recv_buffer = max(min(ival * 2, 16 << 20), 4096)  # Linux doubles it
+            elif name == socket.SO_SNDBUF:
+                if self.conn is None:  # fixed once connected, as the buffer exists then
+                    cfg.send_buffer = max(min(ival * 2, 16 << 20), 4096)
+            elif name in (socket.SO_REUSEPORT, socket.SO_BROADCAST, socket.SO_OOBINLINE, socket.SO_PRIORITY):
+                pass  # accepted and ignored, as harmless
+            else:
+                raise _oserror(errno.ENOPROTOOPT)
+        elif level == socket.IPPROTO_TCP:
+            if name == socket.TCP_NODELAY:
+                cfg.nodelay = bool(ival)
+                if self.conn is not None and ival:
+                    now = self.host.clock()
+                    self.conn._output(now)
+                    self.host.after(self.conn, now)
+            elif name == socket.TCP_MAXSEG:
+                if self.conn is None and 88 <= ival <= cfg.mss:
+                    cfg.mss = ival
+            elif name in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT):
+                if name == socket.TCP_KEEPIDLE:
+                    cfg.keepalive_idle = float(max(ival, 1))
+                elif name == socket.TCP_KEEPINTVL:
+                    cfg.keepalive_interval = float(max(ival, 1))
+                else:
+                    cfg.keepalive_count = max(ival, 1)
+            elif name == socket.TCP_CONGESTION:
+                pass
+            else:
+                raise _oserror(errno.ENOPROTOOPT)
+        elif level == socket.IPPROTO_IP:
+            pass  # TOS, TTL and friends: accepted and ignored
+        else:
+            raise _oserror(errno.ENOPROTOOPT)
+
+    def getsockopt(self, level: int, name: int) -> int | bytes:
+        cfg = self.conn.config if self.conn is not None else self.config
+        if level == socket.SOL_SOCKET:
+            values: dict[int, int | bytes] = {
+                socket.SO_ERROR: self.take_error(),
+                socket.SO_REUSEADDR: int(self.reuse_addr),
+                socket.SO_KEEPALIVE: int(cfg.keepalive),
+                socket.SO_LINGER: _LINGER.pack(int(cfg.linger_zero), 0),
+                socket.SO_RCVBUF: cfg.recv_buffer,
+                socket.SO_SNDBUF: cfg.send_buffer,
+                socket.SO_TYPE: socket.SOCK_STREAM,
+                socket.SO_ACCEPTCONN: int(self.listener is not None),
+            }
+            if name in values:
+                return values[name]
+        elif level == socket.IPPROTO_TCP:
+            if name == socket.TCP_NODELAY:
+                return int(cfg.nodelay)
+            if name == socket.TCP_MAXSEG:
+                return self.conn.snd_mss if self.conn is not None else cfg.mss
+        raise _oserror(errno.ENOPROTOOPT)
+
+    def info(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "proto": "tcp",
+            "state": self.state,
+            "local": f"{self.local[0]}:{self.local[1]}" if self.local else "0.0.0.0:*",
+            "remote": f"{self.remote[0]}:{self.remote[1]}" if self.remote else "*:*",
+        }
+        if self.conn is not None:
+            out.update(self.conn.info())
+        if self.listener is not None:
+            out["backlog"] = self.listener.backlog
+            out["accept_queue"] = len(self.listener.accept_queue)
+            out["syn_queue"] = len(self.listener.syn_queue)
+        return out
+
+
+class UdpSocket:
+    """A UDP socket (RFC 768): datagrams queued up to the receive buffer's size."""
+
+    kind = "udp"
+
+    def __init__(self, layer: SocketLayer) -> None:
+        self.layer = layer
+        self.host = layer.host
+        self.on_change: Callable[[], None] | None = None
+        self.local: tuple[str, int] | None = None
+        self.remote: tuple[str, int] | None = None
+        self.queue: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.queued_bytes = 0
+        self.recv_buffer = 212992  # Linux's default rmem
+        self.send_buffer = 212992
+        self.error = 0
+        self.dropped = 0
+        self.reuse_addr = False
+        self.closed = False
+
+    state = "UNCONN"
+    readable_default = False
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.queue) or bool(self.error)
+
+    @property
+    def writable(self) -> bool:
+        return True
+
+    def deliver(self, data: bytes, source: tuple[str, int]) -> None:
+        if self.remote is not None and source != self.remote:
+            return  # a connected UDP socket only hears from its peer
+        if self.queued_bytes + len(data) > self.recv_buffer:
+            self.dropped += 1
+            self.host.stats["udp_rcvbuf_full"] += 1
+            return
+        self.queue.append((data, source))
+        self.queued_bytes += len(data)
+        if self.on_change is not None:
+            self.on_change()
+
+    def bind(self, addr: str, port: int) -> None:
+        if self.local is not None:
+            raise _oserror(errno.EINVAL)
+        if addr not in ("0.0.0.0", "", self.host.address):
+            raise _oserror(errno.EADDRNOTAVAIL)
+        if port == 0:
+            port = self.host.allocate_port(udp=True)
+        elif port in self.host.udp_ports:
+            raise _oserror(errno.EADDRINUSE)
+        self.host.udp_ports[port] = self
+        self.local = (self.host.address, port)
+
+    def connect(self, addr: str, port: int) -> None:
+        if self.local is None:
+            self.bind("0.0.0.0", 0)
+        if addr == "0.0.0.0" and port == 0:
+            self.remote = None  # AF_UNSPEC-style disconnect
+        else:
+            self.remote = (addr, port)
+
+    def sendto(self, data: bytes, addr: tuple[str, int] | None) -> int:
+        dest = addr or self.remote
+        if dest is None:
+            raise _oserror(errno.EDESTADDRREQ)
+        if len(data) > UDP_MAX_PAYLOAD:
+            raise _oserror(errno.EMSGSIZE)
+        if self.local is None:
+            self.bind("0.0.0.0", 0)
+        assert self.local is not None
+        self.host.send_udp(self.local[1], dest, bytes(data))
+        return len(data)
+
+    def recvfrom(self) -> tuple[bytes, tuple[str, int]]:
+        if not self.queue:
+            raise BlockingIOError(errno.EAGAIN, "no datagram")
+        data, source = self.queue.popleft()
+        self.queued_bytes -= len(data)
+        return data, source
+
+    def take_error(self) -> int:
+        err, self.error = self.error, 0
+        return err
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.on_change = None
+        if self.local is not None and self.host.udp_ports.get(self.local[1]) is self:
+            del self.host.udp_ports[self.local[1]]
+        self.layer._unregister(self)
+
+    def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
+        ival = value if isinstance(value, int) else int.from_bytes(bytes(value)[:4], "little", signed=True)
+        if level == socket.SOL_SOCKET:
+            if name == socket.SO_RCVBUF:
+                self.recv_buffer = max(min(ival * 2, 16 << 20), 4096)
+            elif name == socket.SO_SNDBUF:
+                self.send_buffer = max(min(ival * 2, 16 << 20), 4096)
+            elif name == socket.SO_REUSEADDR:
+                self.reuse_addr = bool(ival)
+            elif name in (socket.SO_REUSEPORT, socket.SO_BROADCAST, socket.SO_PRIORITY):
+                pass
+            else:
+                raise _oserror(errno.ENOPROTOOPT)
+        elif level == socket.IPPROTO_IP:
+            pass
+        else:
+            raise _oserror(errno.ENOPROTOOPT)
+
+    def getsockopt(self, level: int, name: int) -> int | bytes:
+        if level == socket.SOL_SOCKET:
+            values: dict[int, int | bytes] = {
+                socket.SO_ERROR: self.take_error(),
+                socket.SO_REUSEADDR: int(self.reuse_addr),
+                socket.SO_RCVBUF: self.recv_buffer,
+                socket.SO_SNDBUF: self.send_buffer,
+                socket.SO_TYPE: socket.SOCK_DGRAM,
+            }
+            if name in values:
+                return values[name]
+        raise _oserror(errno.ENOPROTOOPT)
+
+    def info(self) -> dict[str, object]:
+        return {
+            "proto": "udp",
+            "state": "UNCONN" if self.remote is None else "ESTAB",
+            "local": f"{self.local[0]}:{self.local[1]}" if self.local else "0.0.0.0:*",
+            "remote": f"{self.remote[0]}:{self.remote[1]}" if self.remote else "*:*",
+            "queued": self.queued_bytes,
+            "dropped": self.dropped,
+        }
+
+
+class SocketLayer:
+    """Creates sockets on a host; one per daemon."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._sockets: dict[int, TcpSocket | UdpSocket] = {}
+
+    @property
+    def address(self) -> str:
+        return self.host.address
+
+    def tcp_socket(self) -> TcpSocket:
+        sock = TcpSocket(self)
+        self._register(sock)
+        return sock
+
+    def udp_socket(self) -> UdpSocket:
+        sock = UdpSocket(self)
+        self._register(sock)
+        return sock
+
+    def _register(self, sock: TcpSocket | UdpSocket) -> None:
+        self._sockets[id(sock)] = sock
+
+    def _unregister(self, sock: TcpSocket | UdpSocket) -> None:
+        self._sockets.pop(id(sock), None)
+
+    def all_sockets(self) -> list[TcpSocket | UdpSocket | OrphanConnection]:
+        """Every socket, and the connections that outlived theirs (FIN-WAIT, TIME-WAIT)."""
+        listed: list[TcpSocket | UdpSocket | OrphanConnection] = list(self._sockets.values())
+        listed.extend(OrphanConnection(c) for c in self.host.conns.values() if c.owner is None)
+        return listed
+
+
+class OrphanConnection:
+    """A connection whose socket was closed: it still finishes its close (or waits in
+    TIME-WAIT), so `tcplab ss` shows it like `ss` shows them."""
+
+    kind = "tcp"
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def info(self) -> dict[str, object]:
+        conn = self.conn
+        return {
+            "proto": "tcp",
+            "local": f"{conn.local[0]}:{conn.local[1]}",
+            "remote": f"{conn.remote[0]}:{conn.remote[1]}",
+            "orphan": True,
+            **conn.info(),
+        }

@@ -1,0 +1,1315 @@
+"""The TCP connection: RFC 9293's state machine, sans-IO.
+
+A `Connection` never reads a clock or touches a socket. The driver (stack/host.py)
+feeds it
+
+* segments that arrived:        ``on_segment(seg, now)``
+* timer expiries:               ``on_timer(now)`` once ``now >= next_deadline()``
+* user calls:                   ``send``, ``recv``, ``shutdown_write``, ``close``, ``abort``
+
+and after each call takes the segments to transmit with ``take_output()`` and asks
+``next_deadline()`` for the time it must be woken up next.
+
+Sequence numbers inside this class are *unwrapped*: plain Python ints that keep
+growing past 2**32. They are wrapped (``& 0xFFFFFFFF``) only on the way out and
+unwrapped relative to SND.UNA / RCV.NXT on the way in (see ``_unwrap``). That keeps
+the comparisons below readable (``a < b`` instead of modular helpers); the modular
+arithmetic lives in stack/tcp/seq.py and is used exactly at that boundary.
+
+Stream indices: the first data byte we send has sequence number ISS + 1 and send
+buffer index 0; likewise IRS + 1 is receive (reassembler) index 0.
+
+What is implemented, with the section of the RFC each rule comes from:
+
+* the eleven states of RFC 9293 section 3.3.2, simultaneous open and close;
+* segment arrival processing of RFC 9293 section 3.10.7, with RFC 5961 challenge
+  ACKs for RSTs (section 3), SYNs (section 4) and out-of-window ACKs (section 5);
+* options MSS (RFC 9293 3.7.1), window scale and timestamps with PAWS (RFC 7323),
+  SACK (RFC 2018);
+* retransmission timer (RFC 6298) with Karn's rule and exponential backoff;
+* fast retransmit / fast recovery NewReno (RFC 5681, RFC 6582), and SACK-based
+  loss recovery (RFC 6675) when SACK is negotiated;
+* delayed ACKs (RFC 1122 4.2.3.2, RFC 5681 4.2), Nagle (RFC 896, RFC 1122 4.2.3.4),
+  sender and receiver silly-window avoidance (RFC 9293 3.8.6.2), zero-window probing
+  (RFC 9293 3.8.6.1), keepalive (RFC 1122 4.2.3.6), TIME-WAIT (RFC 9293 3.6).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from stack.tcp.congestion import make_congestion_control
+from stack.tcp.reassembler import Reassembler
+from stack.tcp.rto import RTOEstimator
+from stack.tcp.sendbuf import SendBuffer
+from stack.tcp.seq import seq_diff
+from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPOptions, TCPSegment
+
+MASK32 = 0xFFFFFFFF
+DUP_THRESH = 3  # RFC 5681 section 3.2 / RFC 6675 section 2 "DupThresh"
+DEFAULT_PEER_MSS = 536  # RFC 9293 section 3.7.1: assume 536 when no MSS option
+TS_OPTION_LEN = 12  # NOP NOP TS(10): what the timestamp option costs every segment
+
+EventSink = Callable[[str, dict[str, object]], None]
+
+
+class State(StrEnum):
+    """RFC 9293 section 3.3.2 connection states."""
+
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+
+# States in which the connection is synchronized (RFC 9293 section 3.5.2).
+SYNCHRONIZED = frozenset(
+    {
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.FIN_WAIT_2,
+        State.CLOSE_WAIT,
+        State.CLOSING,
+        State.LAST_ACK,
+        State.TIME_WAIT,
+    }
+)
+# States in which we may still send data (RFC 9293 section 3.10.2).
+CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+# States in which arriving data is delivered (RFC 9293 3.10.7.4, "seventh").
+CAN_RECEIVE = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+
+
+@dataclass
+class TcpConfig:
+    """Tunables of one connection. Defaults follow Linux where the RFCs leave a choice."""
+
+    mss: int = 1460  # what we advertise: MTU - 40 (RFC 9293 3.7.1)
+    send_buffer: int = 1 << 20
+    recv_buffer: int = 1 << 20
+    window_scaling: bool = True  # RFC 7323 section 2
+    timestamps: bool = True  # RFC 7323 section 3
+    sack: bool = True  # RFC 2018
+    nodelay: bool = False  # TCP_NODELAY turns Nagle off (RFC 1122 4.2.3.4)
+    cc: str = "newreno"
+    min_rto: float = 0.2  # RFC 6298 2.4 says 1 s; Linux uses 200 ms
+    max_rto: float = 60.0
+    initial_rto: float = 1.0  # RFC 6298 section 2.1
+    delayed_ack: float = 0.04  # RFC 1122 4.2.3.2: < 0.5 s; Linux uses 40 ms
+    msl: float = 30.0  # TIME-WAIT lasts 2*MSL (RFC 9293 3.4.2); Linux waits 60 s
+    fin_wait_2_timeout: float = 60.0  # for connections the user has closed (like Linux)
+    syn_retries: int = 6
+    synack_retries: int = 5
+    max_retries: int = 15  # RFC 1122 4.2.3.5 "R2": at least 100 s
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0  # RFC 1122 4.2.3.6: no less than two hours by default
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    tso_max: int = 0  # > MSS: may emit segments up to this size (the host segments them)
+    linger_zero: bool = False  # SO_LINGER with l_linger 0: close() resets
+
+
+class Connection:
+    """One TCP connection (a TCB, RFC 9293 section 3.3.1) and its state machine."""
+
+    def __init__(
+        self,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        iss: int,
+        config: TcpConfig,
+        now: float,
+        *,
+        ts_offset: int = 0,
+        path_mss: int | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.local = local
+        self.remote = remote
+        self.config = config
+        self.state = State.CLOSED
+        self.on_event = on_event
+        self.passive = False
+        self.error = 0  # errno to report to the user, 0 if none
+        self.soft_error = 0  # from ICMP (RFC 1122 4.2.3.9): reported only if we time out
+
+        # Send sequence variables (RFC 9293 3.3.1), unwrapped.
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss  # highest sequence number sent + 1
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0  # largest window the peer offered (RFC 5961 5.2, RFC 9293 3.8.6.2.1)
+        # Receive sequence variables.
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_right = 0  # right edge of the window we advertised (never moved left)
+
+        # Options, settled by the handshake.
+        self.path_mss = path_mss if path_mss is not None else config.mss
+        self.peer_mss = DEFAULT_PEER_MSS
+        self.snd_wscale = 0  # shift applied to windows the peer sends us
+        self.rcv_wscale = self._pick_rcv_wscale() if config.window_scaling else 0
+        self.ts_ok = False
+        self.ts_recent = 0  # RFC 7323 4.3
+        self.ts_offset = ts_offset
+        self.last_ack_sent = 0
+        self.sack_ok = False
+        self._offered_ws = config.window_scaling
+        self._offered_ts = config.timestamps
+        self._offered_sack = config.sack
+        self.snd_wscale_offered = False  # the peer's SYN carried a window scale option
+
+        # Buffers.
+        self.sendbuf = SendBuffer(config.send_buffer)
+        self.reassembler = Reassembler(config.recv_buffer)
+        self.rx: deque[bytes | memoryview] = deque()
+        self.rx_len = 0
+        self.fin_queued = False  # user called shutdown_write/close: FIN after the data
+        self.fin_received = False
+        self.peer_fin_seq: int | None = None  # a FIN seen beyond a hole
+        self.user_closed = False  # the user will not read or write any more
+
+        # Retransmission (RFC 6298).
+        self.rto = RTOEstimator(
+            min_rto=config.min_rto, max_rto=config.max_rto, initial_rto=config.initial_rto
+        )
+        self.rtx_deadline: float | None = None
+        self.retries = 0
+        self.rtt_seq: int | None = None  # the segment being timed (Karn's rule)
+        self.rtt_time = 0.0
+
+        # Congestion control and loss recovery (RFC 5681, 6582, 6675).
+        self.cc = make_congestion_control(config.cc, self.snd_mss)
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = iss  # RFC 6582 section 3.2 "recover"
+        self.high_rxt = iss  # RFC 6675 "HighRxt"
+        self.sacked: list[list[int]] = []  # SACK scoreboard: sorted disjoint [start, end)
+
+        # Other timers.
+        self.delack_deadline: float | None = None
+        self.ack_pending = False
+        self._ack_now = False  # this segment's processing owes an immediate ACK
+        self.unacked_bytes = 0  # bytes received since our last ACK
+        self.persist_deadline: float | None = None
+        self.persist_backoff = 0
+        self.keepalive_deadline: float | None = None
+        self.keepalive_probes = 0
+        self.timewait_deadline: float | None = None
+        self.finwait2_deadline: float | None = None
+        self.last_recv_time = now
+        self.challenge_acks: deque[float] = deque()
+
+        # Statistics.
+        self.retransmits = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.segments_in = 0
+        self.segments_out = 0
+
+        self.output: list[TCPSegment] = []
+        # Slots for the driver (stack/host.py): who to notify, when it is scheduled.
+        self.owner: Any = None
+        self.timer_at: float | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def snd_mss(self) -> int:
+        """Payload bytes per segment: RFC 9293 3.7.1 effective send MSS, less options."""
+        mss = min(self.peer_mss, self.path_mss)
+        if self.ts_ok:
+            mss -= TS_OPTION_LEN
+        return max(mss, 64)
+
+    @property
+    def max_segment(self) -> int:
+        """The largest segment we build: one MSS, or many with segmentation offload."""
+        mss = self.snd_mss
+        if self.config.tso_max > mss:
+            return mss * (self.config.tso_max // mss)
+        return mss
+
+    @property
+    def flight_size(self) -> int:
+        """RFC 5681 section 2 FlightSize: data sent but not yet cumulatively acked."""
+        return self.snd_max - self.snd_una
+
+    @property
+    def data_end(self) -> int:
+        """Sequence number just after the last byte the user has queued."""
+        return self.iss + 1 + self.sendbuf.end
+
+    def _pick_rcv_wscale(self) -> int:
+        """RFC 7323 2.3: the smallest shift that lets the window cover the buffer."""
+        shift = 0
+        while (self.config.recv_buffer >> shift) > 0xFFFF and shift < 14:
+            shift += 1
+        return shift
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, fields)
+
+    def _set_state(self, new: State) -> None:
+        if new != self.state:
+            self._emit("state", **{"from": str(self.state), "to": str(new)})
+            self.state = new
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & MASK32
+
+    def _unwrap(self, value: int, reference: int) -> int:
+        """The unwrapped sequence number nearest to `reference` (RFC 9293 3.4)."""
+        return reference + seq_diff(value, reference & MASK32)
+
+    # ------------------------------------------------------------- user calls
+
+    def connect(self, now: float) -> None:
+        """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN-SENT."""
+        self._set_state(State.SYN_SENT)
+        self._send_syn(now, ack=False)
+        self.snd_nxt = self.snd_max = self.iss + 1
+        self._arm_rtx(now)
+
+    @classmethod
+    def from_syn(
+        cls,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        syn: TCPSegment,
+        iss: int,
+        config: TcpConfig,
+        now: float,
+        *,
+        ts_offset: int = 0,
+        path_mss: int | None = None,
+        on_event: EventSink | None = None,
+    ) -> Connection:
+        """Passive OPEN: a listener got `syn` (RFC 9293 3.10.7.2); reply SYN-ACK."""
+        conn = cls(
+            local, remote, iss, config, now,
+            ts_offset=ts_offset, path_mss=path_mss, on_event=on_event,
+        )  # fmt: skip
+        conn.passive = True
+        conn.state = State.LISTEN
+        conn._take_syn_options(syn)
+        conn.irs = syn.seq
+        conn.rcv_nxt = syn.seq + 1
+        conn.rcv_right = conn.rcv_nxt
+        conn.snd_wnd = syn.window  # RFC 7323 2.2: the window in a SYN is never scaled
+        conn.max_snd_wnd = conn.snd_wnd
+        conn._set_state(State.SYN_RECEIVED)
+        conn._send_syn(now, ack=True)
+        conn.snd_nxt = conn.snd_max = conn.iss + 1
+        conn._arm_rtx(now)
+        return conn
+
+    def send(self, data: bytes | memoryview, now: float) -> int:
+        """Queue data; returns how many bytes were accepted (RFC 9293 3.10.2)."""
+        if self.error:
+            raise OSError(self.error, errno.errorcode.get(self.error, "error"))
+        if self.fin_queued or self.state not in CAN_SEND | {State.SYN_SENT, State.SYN_RECEIVED}:
+            raise OSError(errno.EPIPE, "connection closing")
+        accepted = self.sendbuf.write(data)
+        if accepted and self.state in CAN_SEND:
+            self._output(now)
+        return accepted
+
+    @property
+    def send_free(self) -> int:
+        return self.sendbuf.free
+
+    @property
+    def readable_bytes(self) -> int:
+        return self.rx_len
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer's FIN has been received and all data before it read."""
+        return self.fin_received and self.rx_len == 0
+
+    def recv(self, limit: int, now: float) -> bytes:
+        """Take up to `limit` bytes of in-order data (RFC 9293 3.10.3)."""
+        if not self.rx or limit <= 0:
+            return b""
+        parts: list[bytes | memoryview] = []
+        taken = 0
+        while self.rx and taken < limit:
+            chunk = self.rx[0]
+            room = limit - taken
+            if len(chunk) <= room:
+                parts.append(self.rx.popleft())
+                taken += len(chunk)
+            else:
+                parts.append(chunk[:room])
+                self.rx[0] = chunk[room:]
+                taken += room
+        self.rx_len -= taken
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._maybe_window_update(now)
+        return bytes(data)
+
+    def shutdown_write(self, now: float) -> None:
+        """CLOSE for the sending direction (RFC 9293 3.10.4): FIN after queued data."""
+        if self.state in (State.SYN_SENT, State.LISTEN, State.CLOSED):
+            self._set_state(State.CLOSED)
+            return
+        if self.fin_queued:
+            return
+        self.fin_queued = True
+        if self.state == State.ESTABLISHED:
+            self._set_state(State.FIN_WAIT_1)
+        elif self.state == State.CLOSE_WAIT:
+            self._set_state(State.LAST_ACK)
+        self._output(now)
+
+    def close(self, now: float) -> None:
+        """The user is done with the connection (RFC 9293 3.10.4).
+
+        Unread data or SO_LINGER 0 turns the close into a reset (RFC 1122 4.2.2.13,
+        RFC 2525 2.17), as Linux does.
+        """
+        self.user_closed = True
+        if self.rx_len or self.config.linger_zero:
+            self.abort(now)
+            return
+        self.shutdown_write(now)
+        if self.state == State.FIN_WAIT_2:
+            self.finwait2_deadline = now + self.config.fin_wait_2_timeout
+
+    def abort(self, now: float) -> None:
+        """ABORT (RFC 9293 3.10.5): send RST if synchronized, drop everything."""
+        if self.state in SYNCHRONIZED | {State.SYN_RECEIVED} and self.state != State.TIME_WAIT:
+            self._send_rst(self.snd_nxt, now)
+        self._terminate(0)
+
+    # ------------------------------------------------------------ ICMP errors
+
+    def on_icmp_unreachable(self, err: int, now: float) -> None:
+        """Destination unreachable (RFC 1122 4.2.3.9).
+
+        In SYN-SENT a hard error (port or protocol unreachable) aborts the attempt, as
+        Linux does; otherwise it is a soft error reported only if we later time out.
+        """
+        if self.state == State.SYN_SENT and err in (errno.ECONNREFUSED, errno.ENOPROTOOPT):
+            self._terminate(err)
+        else:
+            self.soft_error = err
+
+    def on_path_mtu(self, mtu: int, now: float) -> None:
+        """ICMP fragmentation needed (RFC 1191 section 6.3): lower the path MSS."""
+        new_mss = max(mtu - 40, 68 - 40 + 8)
+        if new_mss < self.path_mss:
+            self.path_mss = new_mss
+            self.cc.mss = self.snd_mss
+            # The segment that caused it was dropped: send again at once.
+            if self.flight_size:
+                self._retransmit_timeout_like(now, reason="pmtu")
+
+    # ----------------------------------------------------------------- timers
+
+    def next_deadline(self) -> float | None:
+        """The earliest time `on_timer` must be called, None if no timer runs."""
+        best: float | None = None
+        for deadline in (
+            self.rtx_deadline,
+            self.delack_deadline,
+            self.persist_deadline,
+            self.keepalive_deadline,
+            self.timewait_deadline,
+            self.finwait2_deadline,
+        ):
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        return best
+
+    def on_timer(self, now: float) -> None:
+        """Handle every timer whose deadline has passed."""
+        if self.timewait_deadline is not None and now >= self.timewait_deadline:
+            self.timewait_deadline = None
+            self._terminate(0)  # RFC 9293 3.10.8: TIME-WAIT timeout deletes the TCB
+            return
+        if self.finwait2_deadline is not None and now >= self.finwait2_deadline:
+            self.finwait2_deadline = None
+            if self.state == State.FIN_WAIT_2:
+                self._terminate(0)
+                return
+        if self.rtx_deadline is not None and now >= self.rtx_deadline:
+            self.rtx_deadline = None
+            self._on_retransmit_timeout(now)
+        if self.state == State.CLOSED:
+            return
+        if self.persist_deadline is not None and now >= self.persist_deadline:
+            self.persist_deadline = None
+            self._send_window_probe(now)
+        if self.delack_deadline is not None and now >= self.delack_deadline:
+            self.delack_deadline = None
+            if self.ack_pending:
+                self._send_ack(now)
+        if self.keepalive_deadline is not None and now >= self.keepalive_deadline:
+            self.keepalive_deadline = None
+            self._on_keepalive_timer(now)
+
+    def _arm_rtx(self, now: float) -> None:
+        self.rtx_deadline = now + self.rto.rto
+
+    def _on_retransmit_timeout(self, now: float) -> None:
+        """RFC 6298 section 5.4-5.7 (and 3.8.1 of RFC 9293 for SYNs)."""
+        self.retries += 1
+        if self.state == State.SYN_SENT:
+            if self.retries > self.config.syn_retries:
+                self._terminate(self.soft_error or errno.ETIMEDOUT)
+                return
+            self.rto.backoff()
+            self._note_retransmit(self.iss, 0, "rto")
+            self._send_syn(now, ack=False)
+            self._arm_rtx(now)
+            return
+        if self.state == State.SYN_RECEIVED:
+            if self.retries > self.config.synack_retries:
+                self._terminate(errno.ETIMEDOUT)
+                return
+            self.rto.backoff()
+            self._note_retransmit(self.iss, 0, "rto")
+            self._send_syn(now, ack=True)
+            self._arm_rtx(now)
+            return
+        if self.flight_size == 0:
+            return
+        if self.retries > self.config.max_retries:
+            self._terminate(self.soft_error or errno.ETIMEDOUT)
+            return
+        self._retransmit_timeout_like(now, reason="rto")
+
+    def _retransmit_timeout_like(self, now: float, reason: str) -> None:
+        # RFC 5681 section 3.1 eq. 4: ssthresh only on the first timeout of a series.
+        if reason == "rto":
+            if self.retries <= 1:
+                self.cc.on_timeout(self.flight_size, now)
+            else:
+                self.cc.cwnd = self.snd_mss
+            self.rto.backoff()  # RFC 6298 5.5
+            self._emit_cwnd("rto")
+        # RFC 6582 section 3.2 step 4 / RFC 6675 section 5.1: leave recovery, remember
+        # how far we had sent so that later duplicate ACKs do not restart it.
+        self.in_recovery = False
+        self.recover = self.snd_max
+        self.dupacks = 0
+        # RFC 2018 section 8: after a timeout, SACK information may be stale; resend all.
+        self.sacked.clear()
+        self.high_rxt = self.snd_una
+        self.rtt_seq = None  # Karn's rule: no sample from retransmitted data
+        self.snd_nxt = self.snd_una  # go back N
+        self._output(now, reason=reason, force_one=True)
+        self._arm_rtx(now)
+
+    def _send_window_probe(self, now: float) -> None:
+        """RFC 9293 3.8.6.1: probe a zero window with one byte beyond it."""
+        if self.state not in CAN_SEND | {State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING}:
+            return
+        if self.snd_wnd > 0 or self.data_end <= self.snd_una:
+            return
+        self.snd_nxt = self.snd_una
+        payload = self.sendbuf.peek(self.snd_una - self.iss - 1, 1)
+        self._transmit_data(self.snd_una, payload, now, fin=False, reason="probe")
+        self.persist_backoff = min(self.persist_backoff + 1, 10)
+        delay = min(self.rto.rto * (1 << self.persist_backoff), self.config.max_rto)
+        self.persist_deadline = now + delay
+
+    def _on_keepalive_timer(self, now: float) -> None:
+        """RFC 1122 4.2.3.6: probe an idle connection with SEG.SEQ = SND.NXT - 1."""
+        if not self.config.keepalive or self.state not in SYNCHRONIZED:
+            return
+        idle = now - self.last_recv_time
+        if idle < self.config.keepalive_idle:
+            self.keepalive_deadline = self.last_recv_time + self.config.keepalive_idle
+            return
+        if self.keepalive_probes >= self.config.keepalive_count:
+            self._terminate(errno.ETIMEDOUT)
+            return
+        self.keepalive_probes += 1
+        self._send_segment(self.snd_nxt - 1, ACK, b"", now)
+        self.keepalive_deadline = now + self.config.keepalive_interval
+
+    def set_keepalive(self, on: bool, now: float) -> None:
+        self.config.keepalive = on
+        if on and self.state in SYNCHRONIZED:
+            self.keepalive_deadline = self.last_recv_time + self.config.keepalive_idle
+        elif not on:
+            self.keepalive_deadline = None
+
+    def _terminate(self, err: int) -> None:
+        """Delete the TCB (RFC 9293 3.10.7, "enter CLOSED"). `err` goes to the user."""
+        if err and not self.error:
+            self.error = err
+        self._set_state(State.CLOSED)
+        self.rtx_deadline = self.delack_deadline = self.persist_deadline = None
+        self.keepalive_deadline = self.timewait_deadline = self.finwait2_deadline = None
+
+    def _enter_time_wait(self, now: float) -> None:
+        self._set_state(State.TIME_WAIT)
+        self.rtx_deadline = self.persist_deadline = self.keepalive_deadline = None
+        self.finwait2_deadline = None
+        self.timewait_deadline = now + 2 * self.config.msl
+
+    # ---------------------------------------------------------------- output
+
+    def take_output(self) -> list[TCPSegment]:
+        """Segments to transmit, in order; the caller sends them now."""
+        out = self.output
+        self.output = []
+        return out
+
+    def _advertised_window(self) -> int:
+        """The window field to send (RFC 9293 3.8.6.2.2 receiver SWS avoidance).
+
+        The right edge moves only by at least min(buffer / 2, MSS) and never left
+        (RFC 9293 3.8.6: "the window should not shrink").
+        """
+        free = max(self.config.recv_buffer - self.rx_len, 0)
+        right = self.rcv_nxt + free
+        step = min(self.config.recv_buffer // 2, self.snd_mss)
+        if right - self.rcv_right >= step or self.rcv_right < self.rcv_nxt:
+            self.rcv_right = right
+        window = max(self.rcv_right - self.rcv_nxt, 0)
+        return min(window >> self.rcv_wscale, 0xFFFF)
+
+    def _options(self, now: float, syn: bool) -> TCPOptions:
+        opts = TCPOptions(mss=None, wscale=None, sack_permitted=False, sack_blocks=[], timestamp=None)
+        if syn:
+            opts.mss = self.config.mss if self.path_mss >= self.config.mss else self.path_mss
+            if self._offered_ws and (not self.passive or self.snd_wscale_offered):
+                opts.wscale = self.rcv_wscale
+            if self._offered_sack and (not self.passive or self.sack_ok):
+                opts.sack_permitted = True
+            if self._offered_ts and (not self.passive or self.ts_ok):
+                opts.timestamp = (self._ts_now(now), self.ts_recent if self.passive else 0)
+            return opts
+        if self.ts_ok:
+            opts.timestamp = (self._ts_now(now), self.ts_recent)
+        if self.sack_ok and self.reassembler.pending_bytes:
+            base = self.irs + 1
+            opts.sack_blocks = [
+                ((base + s) & MASK32, (base + e) & MASK32)
+                for s, e in self.reassembler.sack_blocks(3 if self.ts_ok else 4)
+            ]
+        return opts
+
+    def _send_segment(
+        self, seq: int, flags: int, payload: bytes | memoryview, now: float, *, syn: bool = False
+    ) -> None:
+        """Build one segment; ACK-bearing segments carry RCV.NXT and the window."""
+        window = self._advertised_window() if not syn else min(self.config.recv_buffer, 0xFFFF)
+        ack = self.rcv_nxt & MASK32 if flags & ACK else 0
+        seg = TCPSegment(
+            src_port=self.local[1],
+            dst_port=self.remote[1],
+            seq=seq & MASK32,
+            ack=ack,
+            flags=flags,
+            window=window,
+            urgent=0,
+            options=self._options(now, syn),
+            payload=payload,
+        )
+        if flags & ACK:
+            # This segment acknowledges everything received: no ACK is owed any more.
+            self.ack_pending = False
+            self.unacked_bytes = 0
+            self.delack_deadline = None
+            self.last_ack_sent = self.rcv_nxt
+        self.segments_out += 1
+        self.output.append(seg)
+
+    def _send_syn(self, now: float, ack: bool) -> None:
+        self._send_segment(self.iss, SYN | (ACK if ack else 0), b"", now, syn=True)
+        if ack:
+            # The window in our SYN-ACK is unscaled (RFC 7323 2.2); that is our offer.
+            self.rcv_right = max(self.rcv_right, self.rcv_nxt + min(self.config.recv_buffer, 0xFFFF))
+
+    def _send_ack(self, now: float) -> None:
+        self._send_segment(self.snd_nxt, ACK, b"", now)
+
+    def _send_rst(self, seq: int, now: float) -> None:
+        seg = TCPSegment(
+            src_port=self.local[1], dst_port=self.remote[1], seq=seq & MASK32,
+            ack=self.rcv_nxt & MASK32, flags=RST | ACK, window=0, urgent=0,
+            options=TCPOptions(None, None, False, [], None), payload=b"",
+        )  # fmt: skip
+        self.output.append(seg)
+
+    def _send_challenge_ack(self, now: float) -> None:
+        """RFC 5961 section 3.2/4.2/5.2 challenge ACK, rate-limited (section 7)."""
+        while self.challenge_acks and now - self.challenge_acks[0] > 1.0:
+            self.challenge_acks.popleft()
+        if len(self.challenge_acks) >= 10:
+            self._emit("drop", reason="challenge_ack_rate_limited")
+            return
+        self.challenge_acks.append(now)
+        self._emit("challenge_ack")
+        self._send_ack(now)
+
+    def _note_retransmit(self, seq: int, length: int, reason: str) -> None:
+        self.retransmits += 1
+        self.rtt_seq = None  # Karn's rule (RFC 6298 section 3)
+        self._emit("retransmit", seq=seq & MASK32, len=length, reason=reason)
+
+    def _emit_cwnd(self, reason: str) -> None:
+        if self.on_event is not None:
+            self._emit("cwnd", cwnd=self.cc.cwnd, ssthresh=self.cc.ssthresh, reason=reason)
+
+    def _transmit_data(
+        self, seq: int, payload: bytes, now: float, *, fin: bool, reason: str | None
+    ) -> None:
+        """Send [seq, seq+len(payload)) (+FIN) and do the bookkeeping around it."""
+        flags = ACK | (FIN if fin else 0)
+        if payload:
+            flags |= PSH if seq + len(payload) == self.data_end else 0
+        end = seq + len(payload) + (1 if fin else 0)
+        if seq < self.snd_max:
+            self._note_retransmit(seq, len(payload), reason or "rto")
+        elif self.rtt_seq is None and end > seq:
+            self.rtt_seq = end  # time this segment (RFC 6298 section 3)
+            self.rtt_time = now
+        self._send_segment(seq, flags, payload, now)
+        self.bytes_sent += len(payload)
+        if end > self.snd_nxt:
+            self.snd_nxt = end
+        if end > self.snd_max:
+            self.snd_max = end
+        if self.rtx_deadline is None and reason != "probe":
+            self._arm_rtx(now)  # RFC 6298 5.1
+
+    def _output(self, now: float, reason: str | None = None, force_one: bool = False) -> None:
+        """Send what the windows allow (RFC 9293 3.8.6.2.1, RFC 5681, RFC 6675 5)."""
+        if self.state not in CAN_SEND and self.state not in (
+            State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING,
+        ):  # fmt: skip
+            return
+        if self.in_recovery and self.sack_ok:
+            self._sack_recovery_output(now)
+            return
+        mss = self.snd_mss
+        while True:
+            data_end = self.data_end
+            avail = data_end - self.snd_nxt
+            fin_pending = self.fin_queued and self.snd_nxt <= data_end
+            if avail <= 0 and not fin_pending:
+                break
+            window_room = self.snd_una + self.snd_wnd - self.snd_nxt
+            cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una)
+            room = min(window_room, cwnd_room)
+            if force_one:
+                room = max(room, min(mss, avail))
+            n = max(min(avail, room, self.max_segment), 0)
+            fin = fin_pending and self.snd_nxt + n == data_end
+            if n == 0 and not fin:
+                break
+            if n < mss and not fin and not force_one:
+                if n < avail:
+                    # Sender SWS avoidance (RFC 9293 3.8.6.2.1): wait for a bigger window
+                    # unless it is at least half the largest window the peer offered.
+                    if n < self.max_snd_wnd // 2:
+                        break
+                elif self.snd_nxt > self.snd_una and not self.config.nodelay:
+                    break  # Nagle (RFC 1122 4.2.3.4): one small segment in flight at most
+            payload = self.sendbuf.peek(self.snd_nxt - self.iss - 1, n) if n else b""
+            self._transmit_data(self.snd_nxt, payload, now, fin=fin, reason=reason)
+            force_one = False
+            if fin:
+                break
+        self._check_persist(now)
+
+    def _check_persist(self, now: float) -> None:
+        """RFC 9293 3.8.6.1: start probing when a zero window blocks queued data."""
+        if (
+            self.snd_wnd == 0
+            and self.data_end > self.snd_nxt
+            and self.snd_nxt == self.snd_una
+            and self.persist_deadline is None
+        ):
+            self.persist_deadline = now + self.rto.rto
+        elif self.snd_wnd > 0:
+            self.persist_deadline = None
+            self.persist_backoff = 0
+
+    # ------------------------------------------------------------ SACK recovery
+
+    def _sacked_between(self, start: int, end: int) -> int:
+        total = 0
+        for s, e in self.sacked:
+            if e <= start:
+                continue
+            if s >= end:
+                break
+            total += min(e, end) - max(s, start)
+        return total
+
+    def _lost_boundary(self) -> int:
+        """RFC 6675 IsLost: un-SACKed bytes below this point are deemed lost.
+
+        A byte is lost when more than (DupThresh - 1) * SMSS bytes above it have been
+        SACKed (RFC 6675 section 4, IsLost, second condition).
+        """
+        need = (DUP_THRESH - 1) * self.snd_mss + 1
+        acc = 0
+        for s, e in reversed(self.sacked):
+            size = e - s
+            if acc + size >= need:
+                return e - (need - acc)
+            acc += size
+        return self.snd_una
+
+    def _pipe(self) -> int:
+        """RFC 6675 section 4 SetPipe, in bytes, computed from ranges not segments."""
+        lost = max(self._lost_boundary(), self.snd_una)
+
+        def unsacked(a: int, b: int) -> int:
+            return max(b - a, 0) - self._sacked_between(a, b) if b > a else 0
+
+        return (
+            unsacked(self.snd_una, self.snd_max)
+            - unsacked(self.snd_una, min(lost, self.snd_max))
+            + unsacked(self.snd_una, min(self.high_rxt, self.snd_max))
+        )
+
+    def _next_hole(self, start: int, limit: int) -> tuple[int, int] | None:
+        """First un-SACKed range at or after `start` and below `limit`."""
+        pos = start
+        for s, e in self.sacked:
+            if e <= pos:
+                continue
+            if s > pos:
+                break
+            pos = e
+        if pos >= limit:
+            return None
+        end = limit
+        for s, _e in self.sacked:
+            if s > pos:
+                end = min(end, s)
+                break
+        return pos, end
+
+    def _sack_recovery_output(self, now: float) -> None:
+        """RFC 6675 section 5 steps (C): send while cwnd - pipe >= 1 SMSS."""
+        mss = self.snd_mss
+        for _ in range(1024):
+            if self.cc.cwnd - self._pipe() < mss:
+                break
+            lost = self._lost_boundary()
+            # NextSeg rule 1: the first lost, un-SACKed, not yet retransmitted data.
+            hole = self._next_hole(max(self.high_rxt, self.snd_una), min(lost, self.snd_max))
+            if hole is not None:
+                start, end = hole
+                n = min(end - start, mss)
+                fin = self.fin_queued and start + n == self.data_end and start + n < self.snd_max
+                payload = self.sendbuf.peek(start - self.iss - 1, n) if n else b""
+                self._transmit_data(start, payload, now, fin=fin, reason="sack")
+                self.high_rxt = start + max(n, 1)
+                continue
+            # Rule 2: new data, if the receiver's window allows.
+            avail = self.data_end - self.snd_max
+            window_room = self.snd_una + self.snd_wnd - self.snd_max
+            n = min(avail, window_room, mss)
+            fin = self.fin_queued and self.snd_max <= self.data_end and self.snd_max + n == self.data_end
+            if n > 0 or fin:
+                self.snd_nxt = self.snd_max
+                payload = self.sendbuf.peek(self.snd_max - self.iss - 1, n) if n else b""
+                self._transmit_data(self.snd_max, payload, now, fin=fin, reason=None)
+                continue
+            # Rule 3: un-SACKed data below the highest SACKed byte, not lost yet.
+            top = self.sacked[-1][0] if self.sacked else self.snd_una
+            hole = self._next_hole(max(self.high_rxt, self.snd_una), top)
+            if hole is not None:
+                start, end = hole
+                n = min(end - start, mss)
+                payload = self.sendbuf.peek(start - self.iss - 1, n)
+                self._transmit_data(start, payload, now, fin=False, reason="sack")
+                self.high_rxt = start + n
+                continue
+            break
+
+    def _update_scoreboard(self, blocks: list[tuple[int, int]]) -> bool:
+        """Merge SACK blocks (RFC 2018 section 4) into the scoreboard; True if any is new."""
+        changed = False
+        for raw_start, raw_end in blocks:
+            start = self._unwrap(raw_start, self.snd_una)
+            end = self._unwrap(raw_end, self.snd_una)
+            # Ignore blocks at or below SND.UNA (D-SACK, RFC 2883) and beyond what we sent.
+            if not (self.snd_una < end <= self.snd_max and start < end):
+                continue
+            start = max(start, self.snd_una)
+            if any(s <= start and end <= e for s, e in self.sacked):
+                continue
+            changed = True
+            kept: list[list[int]] = []
+            for s, e in self.sacked:
+                if e < start or s > end:
+                    kept.append([s, e])
+                else:
+                    start, end = min(s, start), max(e, end)
+            kept.append([start, end])
+            kept.sort()
+            self.sacked = kept
+        return changed
+
+    # --------------------------------------------------------- segment arrival
+
+    def on_segment(self, seg: TCPSegment, now: float) -> None:
+        """SEGMENT ARRIVES (RFC 9293 section 3.10.7)."""
+        self.segments_in += 1
+        if self.state == State.CLOSED:
+            return
+        if self.state == State.SYN_SENT:
+            self._on_segment_syn_sent(seg, now)
+        else:
+            self._on_segment_synchronized(seg, now)
+        if self.state == State.CLOSED:
+            return
+        if self.ack_pending and self.delack_deadline is None:
+            self.delack_deadline = now + self.config.delayed_ack
+
+    def _take_syn_options(self, seg: TCPSegment) -> None:
+        """Settle the options the SYN offers (RFC 9293 3.7.1, RFC 7323 2/3, RFC 2018 2)."""
+        opts = seg.options
+        if opts.mss is not None:
+            self.peer_mss = max(opts.mss, 64)
+        if opts.wscale is not None and self._offered_ws:
+            self.snd_wscale = min(opts.wscale, 14)  # RFC 7323 2.3: larger than 14 means 14
+            self.snd_wscale_offered = True
+        else:
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+        self.sack_ok = bool(opts.sack_permitted and self._offered_sack)
+        if opts.timestamp is not None and self._offered_ts:
+            self.ts_ok = True
+            self.ts_recent = opts.timestamp[0]
+        self.cc.mss = self.snd_mss
+
+    def _on_segment_syn_sent(self, seg: TCPSegment, now: float) -> None:
+        """RFC 9293 3.10.7.3: SEGMENT ARRIVES in SYN-SENT."""
+        flags = seg.flags
+        ack = self._unwrap(seg.ack, self.snd_una)
+        if flags & ACK:
+            # "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless RST)".
+            if ack <= self.iss or ack > self.snd_nxt:
+                if not flags & RST:
+                    self._send_bare_rst(seg.ack)
+                self._emit("drop", reason="bad_ack_in_syn_sent")
+                return
+        if flags & RST:
+            if flags & ACK:
+                self._terminate(errno.ECONNREFUSED)  # "connection reset" -> refused
+            return
+        if not flags & SYN:
+            return
+        self._take_syn_options(seg)
+        if not self.snd_wscale_offered:
+            self.rcv_wscale = 0
+        self.irs = seg.seq
+        self.rcv_nxt = seg.seq + 1
+        self.rcv_right = self.rcv_nxt
+        self.last_recv_time = now
+        if flags & ACK:
+            self.snd_una = ack
+            self.snd_wnd = seg.window  # RFC 7323 2.2: never scaled in a SYN
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = ack
+            self.max_snd_wnd = self.snd_wnd
+            self._rtt_on_ack(ack, now)
+            self.retries = 0
+            self.rtx_deadline = None
+            self._set_state(State.ESTABLISHED)
+            self._on_established(now)
+            self._send_ack(now)
+        else:
+            # Simultaneous open (RFC 9293 3.10.7.3 and figure 8): SYN-RECEIVED, SYN-ACK.
+            self._set_state(State.SYN_RECEIVED)
+            self.snd_wnd = seg.window
+            self._send_syn(now, ack=True)
+
+    def _send_bare_rst(self, seq32: int) -> None:
+        seg = TCPSegment(
+            src_port=self.local[1], dst_port=self.remote[1], seq=seq32 & MASK32, ack=0,
+            flags=RST, window=0, urgent=0,
+            options=TCPOptions(None, None, False, [], None), payload=b"",
+        )  # fmt: skip
+        self.output.append(seg)
+
+    def _on_established(self, now: float) -> None:
+        if self.config.keepalive:
+            self.keepalive_deadline = now + self.config.keepalive_idle
+        self._emit_cwnd("init")
+        self._output(now)
+
+    def _acceptable(self, seq: int, seg_len: int) -> bool:
+        """RFC 9293 3.10.7.4 first check: the four cases of segment acceptability."""
+        rcv_wnd = max(self.rcv_right - self.rcv_nxt, 0)
+        if seg_len == 0:
+            if rcv_wnd == 0:
+                return seq == self.rcv_nxt
+            return self.rcv_nxt <= seq < self.rcv_nxt + rcv_wnd
+        if rcv_wnd == 0:
+            return False
+        last = seq + seg_len - 1
+        return (self.rcv_nxt <= seq < self.rcv_nxt + rcv_wnd) or (
+            self.rcv_nxt <= last < self.rcv_nxt + rcv_wnd
+        )
+
+    def _on_segment_synchronized(self, seg: TCPSegment, now: float) -> None:
+        """RFC 9293 3.10.7.4: SYN-RECEIVED and the synchronized states."""
+        flags = seg.flags
+        seq = self._unwrap(seg.seq, self.rcv_nxt)
+        payload = seg.payload
+        syn = bool(flags & SYN)
+        fin = bool(flags & FIN)
+
+        # Simultaneous open: our peer's SYN-ACK repeats its SYN at IRS. Trim the SYN
+        # as a duplicate (RFC 9293 3.10.7.4, "straddle" rule) and process the ACK.
+        if syn and self.state == State.SYN_RECEIVED and seq == self.irs and flags & ACK:
+            syn = False
+            seq += 1
+
+        # PAWS (RFC 7323 section 5.3): drop segments with an older timestamp.
+        ts = seg.options.timestamp
+        if self.ts_ok and ts is not None and not flags & RST:
+            if seq_diff(ts[0], self.ts_recent) < 0 and self.state in SYNCHRONIZED:
+                self._emit("drop", reason="paws")
+                self._send_ack(now)
+                return
+
+        seg_len = len(payload) + (1 if syn else 0) + (1 if fin else 0)
+        if not self._acceptable(seq, seg_len):
+            # "If an incoming segment is not acceptable, an acknowledgment should be
+            # sent in reply (unless the RST bit is set)".
+            if not flags & RST:
+                self._emit("drop", reason="out_of_window")
+                self._send_ack(now)
+            else:
+                self._emit("drop", reason="rst_out_of_window")
+            return
+        self.last_recv_time = now
+        self.keepalive_probes = 0
+        if self.config.keepalive and self.state in SYNCHRONIZED:
+            self.keepalive_deadline = now + self.config.keepalive_idle
+
+        # RFC 7323 section 4.3: remember the timestamp to echo.
+        if self.ts_ok and ts is not None and seq <= self.last_ack_sent:
+            if seq_diff(ts[0], self.ts_recent) >= 0:
+                self.ts_recent = ts[0]
+
+        # Second: the RST bit (RFC 5961 section 3.2).
+        if flags & RST:
+            if seq != self.rcv_nxt:
+                self._send_challenge_ack(now)
+                return
+            if self.state == State.SYN_RECEIVED:
+                self._terminate(errno.ECONNREFUSED if not self.passive else errno.ECONNRESET)
+            elif self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+                self._terminate(0)
+            else:
+                self._terminate(errno.ECONNRESET)
+            return
+
+        # Fourth: the SYN bit (RFC 5961 section 4.2: challenge ACK, whatever SEG.SEQ).
+        if syn:
+            if self.state == State.SYN_RECEIVED and self.passive:
+                # RFC 9293 3.10.7.4: a passive SYN-RECEIVED connection "returns to LISTEN";
+                # ours was made for this one SYN, so it simply goes away.
+                self._terminate(errno.ECONNRESET)
+                return
+            self._send_challenge_ack(now)
+            return
+
+        # Fifth: the ACK field.
+        if not flags & ACK:
+            self._emit("drop", reason="no_ack")
+            return
+        if not self._process_ack(seg, seq, now):
+            return
+
+        # Seventh: the segment text.
+        if payload and self.state in CAN_RECEIVE:
+            self._receive_data(seq, payload, now)
+        elif payload:
+            self._emit("drop", reason=f"data_in_{self.state}")
+
+        # Eighth: the FIN bit.
+        if fin:
+            self.peer_fin_seq = seq + len(payload)
+        if self.peer_fin_seq is not None and self.peer_fin_seq == self.rcv_nxt:
+            self._receive_fin(now)
+
+        self._output(now)
+        if self.ack_pending and (self.unacked_bytes >= 2 * self.snd_mss or self._ack_now):
+            self._send_ack(now)
+        self._ack_now = False
+
+    def _process_ack(self, seg: TCPSegment, seq: int, now: float) -> bool:
+        """RFC 9293 3.10.7.4 "fifth, check the ACK field"; False = drop the segment."""
+        ack = self._unwrap(seg.ack, self.snd_una)
+        if self.state == State.SYN_RECEIVED:
+            if self.snd_una < ack <= self.snd_max:
+                self.snd_una = ack
+                self.snd_wnd = seg.window << self.snd_wscale
+                self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+                self.snd_wl1 = seq
+                self.snd_wl2 = ack
+                self._rtt_on_ack(ack, now)
+                self.retries = 0
+                self.rtx_deadline = None
+                self._set_state(State.ESTABLISHED)
+                self._on_established(now)
+                if self.fin_queued:
+                    self._set_state(State.FIN_WAIT_1)
+                    self._output(now)
+                return True
+            self._send_bare_rst(seg.ack)  # "<SEQ=SEG.ACK><CTL=RST>"
+            self._emit("drop", reason="bad_ack_in_syn_received")
+            return False
+
+        # RFC 5961 section 5.2: acceptable if SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT.
+        if ack > self.snd_max:
+            self._emit("drop", reason="ack_of_unsent_data")
+            self._send_ack(now)
+            return False
+        if ack < self.snd_una - max(self.max_snd_wnd, 1):
+            self._emit("drop", reason="ack_too_old")
+            self._send_challenge_ack(now)
+            return False
+
+        window = seg.window << self.snd_wscale
+        sack_news = False
+        if self.sack_ok and seg.options.sack_blocks:
+            sack_news = self._update_scoreboard(seg.options.sack_blocks)
+
+        if ack > self.snd_una:
+            self._on_new_ack(ack, now)
+        elif (
+            ack == self.snd_una
+            and self.flight_size > 0
+            and not seg.payload
+            and not seg.flags & (SYN | FIN)
+            and (window == self.snd_wnd or sack_news)
+        ):
+            self._on_duplicate_ack(now, sack_news)
+
+        # RFC 9293 3.10.7.4: update the send window from the newest segment.
+        if self.snd_una <= ack and (
+            self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack)
+        ):
+            opened = window > self.snd_wnd
+            self.snd_wnd = window
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if window > self.max_snd_wnd:
+                self.max_snd_wnd = window
+            if opened:
+                self._emit("window", snd_wnd=window)
+
+        fin_acked = self.fin_queued and self.snd_una == self.data_end + 1
+        if self.state == State.FIN_WAIT_1 and fin_acked:
+            self._set_state(State.FIN_WAIT_2)
+            if self.user_closed:
+                self.finwait2_deadline = now + self.config.fin_wait_2_timeout
+        elif self.state == State.CLOSING and fin_acked:
+            self._enter_time_wait(now)
+        elif self.state == State.LAST_ACK and fin_acked:
+            self._terminate(0)
+            return False
+        elif self.state == State.TIME_WAIT:
+            if seg.flags & FIN:
+                self._send_ack(now)  # retransmitted FIN: ACK it, restart 2 MSL
+                self.timewait_deadline = now + 2 * self.config.msl
+            return False
+        return True
+
+    def _rtt_on_ack(self, ack: int, now: float) -> None:
+        """RFC 6298 section 2 and 3: one timed segment at a time, never a retransmit."""
+        if self.rtt_seq is not None and ack >= self.rtt_seq:
+            sample = now - self.rtt_time
+            self.rtt_seq = None
+            self.rto.sample(sample)
+            if self.on_event is not None:
+                self._emit(
+                    "rtt", sample=round(sample, 6), srtt=round(self.rto.srtt or 0.0, 6),
+                    rttvar=round(self.rto.rttvar or 0.0, 6), rto=round(self.rto.rto, 6),
+                )  # fmt: skip
+
+    def _on_new_ack(self, ack: int, now: float) -> None:
+        acked = ack - self.snd_una
+        self._rtt_on_ack(ack, now)
+        self.snd_una = ack
+        if self.snd_nxt < ack:
+            self.snd_nxt = ack  # after go-back-N, older copies were still arriving
+        self.retries = 0
+        data_acked_to = min(ack, self.data_end) - self.iss - 1
+        if data_acked_to > self.sendbuf.start:
+            self.sendbuf.release(data_acked_to)
+        if self.sacked:
+            self.sacked = [[max(s, ack), e] for s, e in self.sacked if e > ack]
+        if self.high_rxt < ack:
+            self.high_rxt = ack
+
+        if self.in_recovery:
+            if ack >= self.recover:
+                # Full acknowledgment: leave fast recovery (RFC 6582 3.2 step 3).
+                self.in_recovery = False
+                self.dupacks = 0
+                self.cc.on_recovery_exit(self.flight_size, now)
+                self._emit_cwnd("recovery_exit")
+            elif not self.sack_ok:
+                # Partial acknowledgment (RFC 6582 3.2 step 5): retransmit the next hole,
+                # deflate the window by the amount acked, add back one SMSS.
+                payload = self.sendbuf.peek(self.snd_una - self.iss - 1, self.snd_mss)
+                self._transmit_data(self.snd_una, payload, now, fin=False, reason="partial_ack")
+                self.cc.cwnd = max(self.cc.cwnd - acked + (self.snd_mss if acked >= self.snd_mss else 0), self.snd_mss)
+                self._emit_cwnd("partial_ack")
+        else:
+            self.dupacks = 0
+            self.cc.on_ack(acked, now, self.rto.srtt)
+            if self.on_event is not None:
+                self._emit_cwnd("ack")
+
+        # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
+        if self.flight_size == 0:
+            self.rtx_deadline = None
+        else:
+            self._arm_rtx(now)
+
+    def _on_duplicate_ack(self, now: float, sack_news: bool) -> None:
+        """RFC 5681 3.2 / RFC 6582 3.2 / RFC 6675 5: duplicate ACKs."""
+        self.dupacks += 1
+        if self.in_recovery:
+            if not self.sack_ok:
+                self.cc.cwnd += self.snd_mss  # RFC 6582 3.2 step 4: inflate
+            return
+        lost = self.sack_ok and self._lost_boundary() > self.snd_una
+        if self.dupacks < DUP_THRESH and not lost:
+            return
+        # RFC 6582 section 3.2 step 2: only if the ACK covers more than "recover"
+        # (our `recover` is one past the RFC's "highest sequence number transmitted").
+        if self.snd_una < self.recover:
+            return
+        self.in_recovery = True
+        self.recover = self.snd_max
+        self.cc.on_congestion(self.flight_size, now)
+        self._emit_cwnd("fast_retransmit")
+        if self.sack_ok:
+            # RFC 6675 section 5 step (4.3): retransmit the first lost segment at once,
+            # then send what cwnd - pipe allows.
+            hole = self._next_hole(self.snd_una, self.snd_max)
+            if hole is not None:
+                n = min(hole[1] - hole[0], self.snd_mss)
+                payload = self.sendbuf.peek(hole[0] - self.iss - 1, n)
+                fin = self.fin_queued and hole[0] + n == self.data_end
+                self._transmit_data(hole[0], payload, now, fin=fin, reason="fast")
+                self.high_rxt = hole[0] + max(n, 1)
+            self._sack_recovery_output(now)
+        else:
+            payload = self.sendbuf.peek(self.snd_una - self.iss - 1, self.snd_mss)
+            fin = self.fin_queued and self.snd_una + len(payload) == self.data_end
+            self._transmit_data(self.snd_una, payload, now, fin=fin, reason="fast")
+            self.cc.cwnd = self.cc.ssthresh + DUP_THRESH * self.snd_mss
+        self._arm_rtx(now)
+
+    def _receive_data(self, seq: int, payload: bytes | memoryview, now: float) -> None:
+        """RFC 9293 3.10.7.4 "seventh": trim to the window, reassemble, deliver."""
+        start = seq
+        if start < self.rcv_nxt:
+            payload = payload[self.rcv_nxt - start :]
+            start = self.rcv_nxt
+        window_end = self.rcv_nxt + max(self.rcv_right - self.rcv_nxt, 0)
+        if start + len(payload) > window_end:
+            payload = payload[: max(window_end - start, 0)]
+        if not payload:
+            self._ack_now = True
+            return
+        if self.user_closed:
+            # RFC 1122 4.2.2.13: data arriving after CLOSE is answered with a reset.
+            self.abort(now)
+            return
+        index = start - self.irs - 1
+        in_order = start == self.rcv_nxt
+        had_holes = self.reassembler.pending_bytes > 0
+        ready = self.reassembler.insert(index, payload)
+        if ready:
+            self.rx.append(ready)
+            self.rx_len += len(ready)
+            self.rcv_nxt += len(ready)
+            self.bytes_received += len(ready)
+            self.unacked_bytes += len(ready)
+        self.ack_pending = True
+        # RFC 5681 4.2: ACK out-of-order data at once, and data that fills a hole.
+        if not in_order or had_holes:
+            self._ack_now = True
+
+    def _receive_fin(self, now: float) -> None:
+        """RFC 9293 3.10.7.4 "eighth, check the FIN bit"."""
+        self.peer_fin_seq = None
+        if self.fin_received:
+            self._ack_now = True
+            self.ack_pending = True
+            return
+        self.fin_received = True
+        self.rcv_nxt += 1
+        self.ack_pending = True
+        self._ack_now = True
+        if self.state in (State.SYN_RECEIVED, State.ESTABLISHED):
+            self._set_state(State.CLOSE_WAIT)
+        elif self.state == State.FIN_WAIT_1:
+            if self.snd_una == self.data_end + 1 and self.fin_queued:
+                self._send_ack(now)
+                self._enter_time_wait(now)
+            else:
+                self._set_state(State.CLOSING)
+        elif self.state == State.FIN_WAIT_2:
+            self._send_ack(now)
+            self._enter_time_wait(now)
+
+    def _maybe_window_update(self, now: float) -> None:
+        """After the user reads: tell the peer when the window has opened enough."""
+        if self.state not in CAN_RECEIVE:
+            return
+        current = max(self.rcv_right - self.rcv_nxt, 0)
+        free = self.config.recv_buffer - self.rx_len
+        half = self.config.recv_buffer // 2
+        if (current < half <= free) or (current < self.snd_mss <= free):
+            self._send_ack(now)
+
+    # ------------------------------------------------------------ introspection
+
+    def info(self) -> dict[str, object]:
+        """Numbers for `tcplab ss` (like `ss -tni`)."""
+        return {
+            "state": str(self.state),
+            "cwnd": self.cc.cwnd,
+            "ssthresh": self.cc.ssthresh,
+            "srtt": self.rto.srtt,
+            "rto": self.rto.rto,
+            "inflight": self.flight_size,
+            "retrans": self.retransmits,
+            "snd_wnd": self.snd_wnd,
+            "rcv_wnd": max(self.rcv_right - self.rcv_nxt, 0),
+            "mss": self.snd_mss,
+            "cc": self.cc.name,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+        }
