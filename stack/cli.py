@@ -60,6 +60,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _impair(text: str) -> object:
+    from stack.io.impair import ImpairSpec
+
+    try:
+        return ImpairSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tcplab", description="A TCP/IP stack in Python on a TUN device.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -88,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="plain 1500-byte packets, checksums computed here")
     st.add_argument("--min-rto", default=0.2, type=_positive_float, metavar="SECONDS",
                     help="minimum retransmission timeout (default 0.2; RFC 6298 says 1)")
+    st.add_argument("--impair", default=None, type=_impair, metavar="SPEC",
+                    help="fault injection on the link, both ways, like netem: "
+                         "loss=5%%,delay=20ms,jitter=5ms,reorder=10%%,duplicate=2%%,corrupt=1%%,seed=N")
     st.add_argument("--time-wait", default=60.0, type=_positive_float, metavar="SECONDS",
                     help="TIME-WAIT duration, 2*MSL (default 60)")
 
@@ -141,7 +153,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         tun=args.tun, address=args.address, kernel_address=args.kernel_address, mtu=args.mtu,
         cc=args.cc, socket_path=args.socket, socket_group=args.socket_group, services=services,
         pcap=args.pcap, events=args.events, offload=args.offload, min_rto=args.min_rto,
-        time_wait=args.time_wait,
+        time_wait=args.time_wait, impair=args.impair,
     )  # fmt: skip
     return run_daemon(options)
 

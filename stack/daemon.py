@@ -11,9 +11,11 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stack.host import Host
+from stack.io.impair import Impairment, ImpairSpec
 from stack.io.tun import TunDevice, TunError
 from stack.observe.events import EventLog
 from stack.observe.pcap import PcapWriter
@@ -40,6 +42,7 @@ class DaemonOptions:
     offload: bool = True
     min_rto: float = 0.2
     time_wait: float = 60.0
+    impair: ImpairSpec | None = None
 
 
 class Daemon:
@@ -56,9 +59,15 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopping = asyncio.Event()
+        self.impair_in: Impairment | None = None
+        self.impair_out: Impairment | None = None
 
     def open_tun(self) -> None:
         opts = self.options
+        if opts.impair is not None and opts.offload:
+            # A lost 64 KiB TSO segment would be 45 lost packets: impair real-size ones.
+            log.info("--impair: using plain packets (offloads off)")
+            opts.offload = False
         self.tun = TunDevice.open(
             opts.tun, offload=opts.offload, kernel_address=opts.kernel_address, mtu=opts.mtu
         )
@@ -70,8 +79,14 @@ class Daemon:
             log.warning("offloads unavailable (%s); using plain packets", self.tun.offload_error)
         self.events = EventLog(opts.events)
         self.pcap = PcapWriter(opts.pcap) if opts.pcap else None
+        transmit: Callable[[list[bytes | memoryview]], None] = self.tun.write
+        if opts.impair is not None:
+            self.impair_in = Impairment(opts.impair, self.loop.call_later, self.loop.time)
+            self.impair_out = Impairment(opts.impair, self.loop.call_later, self.loop.time)
+            transmit = self._impaired_transmit
+            log.info("impairing the link both ways: %s", opts.impair)
         host = Host(
-            opts.address, self.tun.write, mtu=opts.mtu, offload=self.tun.vnet_hdr,
+            opts.address, transmit, mtu=opts.mtu, offload=self.tun.vnet_hdr,
             cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.loop.time,
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
@@ -102,6 +117,8 @@ class Daemon:
         self._flush_periodically()
         await self._stopping.wait()
         log.info("stopping: resetting %d connection(s)", len(host.conns))
+        if self.impair_in is not None and self.impair_out is not None:
+            log.info("impairment inbound %s outbound %s", self.impair_in.counts, self.impair_out.counts)
         return 0
 
     def _flush_periodically(self) -> None:
@@ -120,6 +137,11 @@ class Daemon:
             log.error("%s", exc)
             self._stopping.set()
             return
+        if self.impair_in is not None:
+            for packet in packets:
+                self.impair_in(packet, self._receive_one)
+            self._run_due_timers()
+            return
         now = self.loop.time()
         receive = self.host.receive_packet
         for packet in packets:
@@ -129,6 +151,20 @@ class Daemon:
                 self.host.stats["drop_internal_error"] += 1
                 log.exception("internal error while handling a packet (dropped)")
         self._run_due_timers()
+
+    def _receive_one(self, packet: bytes) -> None:
+        assert self.host is not None
+        try:
+            self.host.receive_packet(packet, self.loop.time())
+        except Exception:
+            self.host.stats["drop_internal_error"] += 1
+            log.exception("internal error while handling a packet (dropped)")
+        self._run_due_timers()
+
+    def _impaired_transmit(self, parts: list[bytes | memoryview]) -> None:
+        assert self.impair_out is not None and self.tun is not None
+        tun = self.tun
+        self.impair_out(b"".join(parts), lambda packet: tun.write([packet]))
 
     def _schedule(self, deadline: float) -> None:
         if self._timer_at is not None and self._timer_at <= deadline:

@@ -363,12 +363,12 @@ class Lab:
             status, health = self.state(service)
             elapsed = time.monotonic() - started
             if health == "healthy":
-                if last_print:
+                if last_print and sys.stderr.isatty():
                     print(file=sys.stderr)
                 _say(f"{service} is up ({elapsed:.0f} s)")
                 return
             if status in ("exited", "dead", "missing") or health == "unhealthy":
-                if last_print:
+                if last_print and sys.stderr.isatty():
                     print(file=sys.stderr)
                 raise LabError(
                     f"{service} is {health or status}; its last lines:\n{self.logs(service)}"

@@ -488,11 +488,8 @@ class SocketLayer:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.address = host.address  # the stack's own IPv4 address
         self._sockets: dict[int, TcpSocket | UdpSocket] = {}
-
-    @property
-    def address(self) -> str:
-        return self.host.address
 
     def tcp_socket(self) -> TcpSocket:
         sock = TcpSocket(self)

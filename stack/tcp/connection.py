@@ -713,7 +713,10 @@ class Connection:
             if avail <= 0 and not fin_pending:
                 break
             window_room = self.snd_una + self.snd_wnd - self.snd_nxt
-            cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una)
+            # RFC 3042 Limited Transmit: each of the first two duplicate ACKs lets one
+            # more new segment out, so that a small window can still get 3 dupacks.
+            bonus = min(self.dupacks, 2) * mss if not self.in_recovery else 0
+            cwnd_room = self.cc.cwnd + bonus - (self.snd_nxt - self.snd_una)
             room = min(window_room, cwnd_room)
             if force_one:
                 room = max(room, min(mss, avail))
@@ -990,7 +993,14 @@ class Connection:
         # PAWS (RFC 7323 section 5.3): drop segments with an older timestamp.
         ts = seg.options.timestamp
         if self.ts_ok and ts is not None and not flags & RST:
-            if seq_diff(ts[0], self.ts_recent) < 0 and self.state in SYNCHRONIZED:
+            # Like Linux (tcp_disordered_ack), a pure ACK reordered behind a later one is
+            # still accepted: PAWS protects data, and dropping ACKs would starve recovery.
+            pure_ack = not payload and not flags & (SYN | FIN) and seq == self.rcv_nxt
+            if (
+                seq_diff(ts[0], self.ts_recent) < 0
+                and self.state in SYNCHRONIZED
+                and not pure_ack
+            ):
                 self._emit("drop", reason="paws")
                 self._send_ack(now)
                 return
@@ -1203,6 +1213,7 @@ class Connection:
             return
         lost = self.sack_ok and self._lost_boundary() > self.snd_una
         if self.dupacks < DUP_THRESH and not lost:
+            self._output(now)  # RFC 3042 Limited Transmit
             return
         # RFC 6582 section 3.2 step 2: only if the ACK covers more than "recover"
         # (our `recover` is one past the RFC's "highest sequence number transmitted").

@@ -64,7 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"integration test: {problem}"))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _root_environment() -> None:
     problem = environment_problem()
     if problem:  # only reached with TCPLAB_REQUIRE_ROOT=1 (skipped otherwise)

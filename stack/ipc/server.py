@@ -1,0 +1,1069 @@
+"""The daemon side of the shim protocol (docs/shim-protocol.md).
+
+Each socket a shimmed program creates is a socketpair made here: the program gets one end
+("A", bound to an abstract name ``\\0tcplab-T-...`` / ``-U-...`` so the shim can recognise
+it in any process), this server keeps the other ("B") and pumps bytes between B and the
+stack's TcpSocket/UdpSocket. Control requests arrive on SOCK_SEQPACKET connections at
+``path``, each with the program's end of the socket attached (SCM_RIGHTS); the socket
+is found by that fd's inode, so a process can only act on sockets it holds.
+
+Conventions that make kernel semantics come out right (all explained in the spec):
+
+* An unconnected or listening TCP socket keeps *filler* bytes queued from A to B, enough
+  that A polls unwritable: a non-blocking connect becomes writable exactly when the
+  handshake ends (the filler is drained) or fails (B is closed).
+* A connected TCP socket keeps one *sentinel* byte at the head of B's receive queue and
+  reads past it with SO_PEEK_OFF: closing B then makes the kernel report ECONNRESET on
+  A (a reset, a failed connect, or this daemon dying). A graceful end drains it first.
+* A listening socket gets one byte on B per connection waiting to be accepted, so A is
+  readable exactly then; ACCEPT consumes one.
+* UDP datagrams go to A as records whose source address rides in SCM_CREDENTIALS
+  (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import errno
+import grp
+import json
+import logging
+import os
+import secrets
+import select
+import socket
+import stat
+import struct
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stack.ipc import protocol as p
+
+log = logging.getLogger("tcplab.ipc")
+
+SO_PEEK_OFF = 42  # not in Python's socket module
+CRED_MARK = 0x54430000
+CHUNK = 256 * 1024
+MAX_CLIENTS = 1024
+MAX_MESSAGES_PER_WAKEUP = 64
+MAX_CLIENT_BACKLOG = 1 << 20  # queued reply bytes before a client that does not read is dropped
+TOMBSTONES = 4096
+LISTENER_SNDBUF = 1 << 20  # room for ~1300 "a connection waits" bytes
+NAME_PREFIX = b"\0tcplab-"
+
+# Socket options that the stack does not implement but that are harmless to accept: they
+# are remembered (getsockopt returns them, a loopback hand-off replays them) and ignored.
+SOFT_OPTIONS = {
+    (socket.IPPROTO_TCP, 3),  # TCP_CORK
+    (socket.IPPROTO_TCP, 9),  # TCP_DEFER_ACCEPT
+    (socket.IPPROTO_TCP, 12),  # TCP_QUICKACK
+    (socket.IPPROTO_TCP, 18),  # TCP_USER_TIMEOUT
+    (socket.IPPROTO_TCP, 25),  # TCP_NOTSENT_LOWAT
+    (socket.SOL_SOCKET, 47),  # SO_MAX_PACING_RATE
+    (socket.SOL_SOCKET, socket.SO_REUSEPORT),
+    (socket.SOL_SOCKET, socket.SO_BROADCAST),
+    (socket.SOL_SOCKET, socket.SO_PRIORITY),
+    (socket.SOL_SOCKET, socket.SO_OOBINLINE),
+}
+TCP_INFO = 11
+TCP_CONGESTION = 13
+_TCP_STATES = {
+    "ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4, "FIN-WAIT-2": 5,
+    "TIME-WAIT": 6, "CLOSED": 7, "CLOSE-WAIT": 8, "LAST-ACK": 9, "LISTEN": 10, "CLOSING": 11,
+}  # fmt: skip
+
+
+class _StackSocket(Protocol):
+    local: tuple[str, int] | None
+    remote: tuple[str, int] | None
+    on_change: Callable[[], None] | None
+
+    def bind(self, addr: str, port: int) -> None: ...
+    def connect(self, addr: str, port: int) -> None: ...
+    def close(self) -> None: ...
+    def setsockopt(self, level: int, name: int, value: int | bytes) -> None: ...
+    def getsockopt(self, level: int, name: int) -> int | bytes: ...
+    def info(self) -> dict[str, object]: ...
+
+
+class SocketLayerLike(Protocol):
+    """What the server needs of stack.sockets.SocketLayer."""
+
+    address: str
+
+    def tcp_socket(self) -> Any: ...
+    def udp_socket(self) -> Any: ...
+    def all_sockets(self) -> list[Any]: ...
+
+
+def _oserr(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def _recv_byte(fd: int) -> bool:
+    """Take one byte from a received socket fd without blocking (and without touching
+    its O_NONBLOCK flag, which the program shares)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return bool(sock.recv(1, socket.MSG_DONTWAIT))
+    except OSError:
+        return False
+    finally:
+        sock.detach()
+
+
+class _Poller:
+    """Edge-triggered epoll for the socketpair ends, driven by the asyncio loop (the
+    epoll fd is itself readable while it has events). Edge-triggering is what lets a B
+    end keep its sentinel or filler queued without looking readable forever."""
+
+    MASK = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.ep = select.epoll()
+        self.handlers: dict[int, Callable[[int], None]] = {}
+        loop.add_reader(self.ep.fileno(), self._dispatch)
+
+    def register(self, fd: int, handler: Callable[[int], None]) -> None:
+        self.handlers[fd] = handler
+        self.ep.register(fd, self.MASK)
+
+    def unregister(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.ep.unregister(fd)
+
+    def _dispatch(self) -> None:
+        try:
+            events = self.ep.poll(0, 256)
+        except InterruptedError:
+            return
+        for fd, ev in events:
+            handler = self.handlers.get(fd)
+            if handler is not None:
+                handler(ev)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.ep.fileno())
+        self.ep.close()
+        self.handlers.clear()
+
+
+@dataclass
+class _Tombstone:
+    """What is left of a socket whose B end is closed while the program may still hold
+    its end: enough for SO_ERROR, getsockname and getpeername to answer."""
+
+    kind: str
+    local: tuple[str, int] | None
+    remote: tuple[str, int] | None
+    error: int = 0
+    listener: bool = False
+
+
+@dataclass(eq=False)
+class _Entry:
+    key: tuple[int, int]
+    kind: str  # "tcp" | "udp"
+    sock: Any
+    b: socket.socket
+    pid: int = 0
+    phase: str = "fresh"  # tcp: fresh connecting connected listening shut-listener; udp: udp
+    filler: int = 0  # filler bytes queued in B (tcp before connected)
+    bound_ip: str | None = None  # the address given to bind(), None if never bound
+    options: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    soft: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    # connected tcp
+    out: memoryview | None = None
+    app_eof: bool = False  # the program shut down writing (EOF read on B)
+    app_reset: bool = False  # the program closed with unread data (ECONNRESET on B)
+    app_rd_closed: bool = False  # the program cannot read any more (EPIPE writing B)
+    tcp_eof: bool = False  # the peer's FIN was passed on (B shut for writing)
+    hup: bool = False
+    # listening tcp
+    pending: deque[Any] = field(default_factory=deque)
+    backlog: int = 0
+    bells_owed: int = 0
+    # udp
+    dgram: tuple[bytes, tuple[str, int]] | None = None
+    scheduled: bool = False
+    dead: bool = False
+
+
+@dataclass(eq=False)
+class _Client:
+    sock: socket.socket
+    pid: int
+    out: deque[tuple[bytes, int]] = field(default_factory=deque)  # (message, fd or -1)
+    out_bytes: int = 0
+    writing: bool = False
+    closed: bool = False
+
+
+class IpcServer:
+    """Serves the shim's control protocol on a Unix socket and pumps socket data."""
+
+    def __init__(self, sockets: SocketLayerLike, path: str, *, group: str | None = None) -> None:
+        self.layer = sockets
+        self.path = path
+        self.group = group
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._listen: socket.socket | None = None
+        self._file_id: tuple[int, int] | None = None
+        self._poller: _Poller | None = None
+        self._clients: dict[int, _Client] = {}
+        self._entries: dict[tuple[int, int], _Entry] = {}
+        self._by_sock: dict[int, _Entry] = {}
+        self._tombstones: OrderedDict[tuple[int, int], _Tombstone] = OrderedDict()
+        self._token = secrets.token_hex(4)
+        self._counter = 0
+        self._pid = os.getpid()
+        self._creds_ok = True
+        self._scratch = bytearray(CHUNK)
+        self.stats: dict[str, int] = {}
+        self.closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind the Unix socket (mode 0660, optional group). A socket file left by a
+        daemon that died is removed; one with a live daemon behind it is an error."""
+        self.loop = asyncio.get_running_loop()
+        path = self.path
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        if os.path.lexists(path):
+            self._remove_stale(path)
+        gid = self._group_id(self.group) if self.group is not None else None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            tmp = f"{path}.{os.getpid()}.tmp"
+            if len(os.fsencode(tmp)) >= 108:
+                tmp = path
+            with contextlib.suppress(FileNotFoundError):
+                if tmp != path:
+                    os.unlink(tmp)
+            sock.bind(tmp)
+            try:
+                os.chmod(tmp, 0o660)
+                if gid is not None:
+                    os.chown(tmp, -1, gid)
+                sock.listen(128)
+                if tmp != path:
+                    os.rename(tmp, path)  # atomic: never a moment with looser permissions
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            st = os.stat(path)
+            self._file_id = (st.st_dev, st.st_ino)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._listen = sock
+        self._poller = _Poller(self.loop)
+        self.loop.add_reader(sock.fileno(), self._on_accept)
+
+    @staticmethod
+    def _group_id(group: str) -> int:
+        if group.isdigit():
+            return int(group)
+        try:
+            return grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise OSError(errno.EINVAL, f"no such group: {group}") from None
+
+    @staticmethod
+    def _remove_stale(path: str) -> None:
+        st = os.lstat(path)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            log.info("removing stale socket %s", path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EPROTOTYPE:
+                raise
+        finally:
+            probe.close()
+        raise OSError(errno.EADDRINUSE, f"a stack daemon is already listening on {path}")
+
+    def close(self) -> None:
+        """Close everything and remove the socket file (if it is still ours)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._listen is not None:
+            if self.loop is not None:
+                with contextlib.suppress(Exception):
+                    self.loop.remove_reader(self._listen.fileno())
+            self._listen.close()
+            self._listen = None
+        for client in list(self._clients.values()):
+            self._drop_client(client)
+        for entry in list(self._entries.values()):
+            self._kill(entry, errno.ECONNRESET)
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
+        if self._file_id is not None:
+            try:
+                st = os.stat(self.path)
+                if (st.st_dev, st.st_ino) == self._file_id:
+                    os.unlink(self.path)
+            except OSError:
+                pass
+            self._file_id = None
+
+    def _count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+    # -------------------------------------------------------------------- clients
+
+    def _on_accept(self) -> None:
+        assert self._listen is not None
+        for _ in range(64):
+            try:
+                conn, _ = self._listen.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: try again on the next wake-up
+                log.warning("accepting a shim connection: %s", exc)
+                return
+            if len(self._clients) >= MAX_CLIENTS:
+                self._count("clients_refused")
+                conn.close()
+                continue
+            conn.setblocking(False)
+            pid = 0
+            with contextlib.suppress(OSError):
+                cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                pid = struct.unpack("=iII", cred)[0]
+            client = _Client(conn, pid)
+            self._clients[conn.fileno()] = client
+            assert self.loop is not None
+            self.loop.add_reader(conn.fileno(), self._on_client_readable, client)
+
+    def _drop_client(self, client: _Client, why: str = "") -> None:
+        if client.closed:
+            return
+        client.closed = True
+        if why:
+            self._count(f"client_dropped_{why}")
+            log.debug("dropping shim client pid %d: %s", client.pid, why)
+        fd = client.sock.fileno()
+        self._clients.pop(fd, None)
+        if self.loop is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(fd)
+            if client.writing:
+                with contextlib.suppress(Exception):
+                    self.loop.remove_writer(fd)
+        for _, out_fd in client.out:
+            if out_fd >= 0:
+                os.close(out_fd)
+        client.out.clear()
+        client.sock.close()
+
+    def _on_client_readable(self, client: _Client) -> None:
+        for _ in range(MAX_MESSAGES_PER_WAKEUP):
+            if client.closed:
+                return
+            try:
+                data, anc, flags, _ = client.sock.recvmsg(
+                    p.MAX_MESSAGE + 1, socket.CMSG_SPACE(4 * 4))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._drop_client(client, "recv_error")
+                return
+            fds = self._take_fds(anc)
+            try:
+                if not data and not fds:
+                    self._drop_client(client)  # end of file: the process closed it
+                    return
+                if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                    self._drop_client(client, "oversized")
+                    return
+                try:
+                    req = p.decode_request(data, len(fds))
+                except p.ProtocolError as exc:
+                    log.debug("bad request from pid %d: %s", client.pid, exc)
+                    self._drop_client(client, f"bad_{exc.reason}")
+                    return
+                try:
+                    reply, out_fd = self._dispatch(req, fds[0] if fds else -1, client)
+                except Exception:
+                    log.exception("internal error handling %s", req.op.name)
+                    self._count("internal_errors")
+                    reply, out_fd = p.Reply(req.op, req.seq, errno.EIO), -1
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            if reply is not None:
+                self._send(client, reply, out_fd)
+
+    @staticmethod
+    def _take_fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
+        fds: list[int] = []
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                arr = array.array("i")
+                arr.frombytes(payload[: len(payload) - len(payload) % arr.itemsize])
+                fds.extend(arr)
+        return fds
+
+    def _send(self, client: _Client, reply: p.Reply, fd: int) -> None:
+        """Send a reply (and close our copy of the fd it carries once it is sent)."""
+        if client.closed:
+            if fd >= 0:
+                os.close(fd)
+            return
+        data = p.encode_reply(reply)
+        client.out.append((data, fd))
+        client.out_bytes += len(data)
+        if client.out_bytes > MAX_CLIENT_BACKLOG:
+            self._drop_client(client, "not_reading")
+            return
+        self._flush(client)
+
+    def _flush(self, client: _Client) -> None:
+        while client.out and not client.closed:
+            data, fd = client.out[0]
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())] \
+                if fd >= 0 else []
+            try:
+                client.sock.sendmsg([data], anc, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                if not client.writing and self.loop is not None:
+                    client.writing = True
+                    self.loop.add_writer(client.sock.fileno(), self._flush, client)
+                return
+            except OSError:
+                self._drop_client(client, "send_error")
+                return
+            client.out.popleft()
+            client.out_bytes -= len(data)
+            if fd >= 0:
+                os.close(fd)
+        if client.writing and self.loop is not None and not client.closed:
+            client.writing = False
+            self.loop.remove_writer(client.sock.fileno())
+
+    # ------------------------------------------------------------------- dispatch
+
+    def _dispatch(self, req: p.Request, fd: int,
+                  client: _Client) -> tuple[p.Reply | None, int]:
+        rep = p.Reply(req.op, req.seq)
+        if req.op is p.Op.SOCKET:
+            return self._op_socket(req, rep, client)
+        if req.op is p.Op.LIST:
+            self._op_list(rep, client)
+            return None, -1  # sent in chunks already
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            rep.status = errno.EBADF
+            return rep, -1
+        key = (st.st_dev, st.st_ino)
+        entry = self._entries.get(key) if stat.S_ISSOCK(st.st_mode) else None
+        if entry is None:
+            tomb = self._tombstones.get(key)
+            if tomb is None:
+                rep.status = errno.ECONNRESET if stat.S_ISSOCK(st.st_mode) else errno.ENOTSOCK
+            else:
+                self._op_tombstone(req, rep, tomb)
+            return rep, -1
+        handler = getattr(self, f"_op_{req.op.name.lower()}")
+        try:
+            out_fd = handler(req, rep, entry, fd, client)
+        except OSError as exc:
+            rep = p.Reply(req.op, req.seq, exc.errno or errno.EIO)
+            out_fd = -1
+        return rep, out_fd if out_fd is not None else -1
+
+    # SOCKET -------------------------------------------------------------------
+
+    def _new_pair(self, kind: str) -> tuple[socket.socket, socket.socket, tuple[int, int]]:
+        stype = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_SEQPACKET
+        a, b = socket.socketpair(socket.AF_UNIX, stype | socket.SOCK_CLOEXEC)
+        try:
+            self._counter += 1
+            letter = b"T" if kind == "tcp" else b"U"
+            a.bind(NAME_PREFIX + letter + b"-%d-%s-%x" % (self._pid, self._token.encode(),
+                                                          self._counter))
+            if kind == "udp":
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            b.setblocking(False)
+            st = os.fstat(a.fileno())
+        except BaseException:
+            a.close()
+            b.close()
+            raise
+        return a, b, (st.st_dev, st.st_ino)
+
+    @staticmethod
+    def _fill(a: socket.socket) -> int:
+        """Queue filler from A to B until A polls unwritable; returns how many bytes."""
+        poll = select.poll()
+        poll.register(a.fileno(), select.POLLOUT)
+        chunk = bytes(16384)
+        total = 0
+        while poll.poll(0):
+            try:
+                total += a.send(chunk, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        return total
+
+    def _register(self, entry: _Entry) -> None:
+        self._entries[entry.key] = entry
+        self._by_sock[id(entry.sock)] = entry
+        entry.sock.on_change = lambda: self._schedule(entry)
+        assert self._poller is not None
+        self._poller.register(entry.b.fileno(), lambda ev: self._on_b_event(entry, ev))
+
+    def _op_socket(self, req: p.Request, rep: p.Reply, client: _Client) -> tuple[p.Reply, int]:
+        kind = "tcp" if req.kind == p.KIND_TCP else "udp"
+        try:
+            a, b, key = self._new_pair(kind)
+        except OSError as exc:
+            rep.status = exc.errno or errno.ENOMEM
+            return rep, -1
+        try:
+            filler = self._fill(a) if kind == "tcp" else 0
+            sock = self.layer.tcp_socket() if kind == "tcp" else self.layer.udp_socket()
+        except BaseException:
+            a.close()
+            b.close()
+            raise
+        entry = _Entry(key, kind, sock, b, pid=client.pid, filler=filler,
+                       phase="fresh" if kind == "tcp" else "udp")
+        self._register(entry)
+        return rep, a.detach()
+
+    # socket-level ops ------------------------------------------------------------
+
+    def _op_bind(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
+        assert req.addr is not None
+        e.sock.bind(req.addr.ip, req.addr.port)
+        e.bound_ip = req.addr.ip
+
+    def _op_listen(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
+        if e.kind != "tcp":
+            raise _oserr(errno.EOPNOTSUPP)
+        if e.phase not in ("fresh", "listening"):
+            raise _oserr(errno.EINVAL)
+        backlog = min(max(req.backlog, 1), 4096)
+        e.sock.listen(backlog)
+        e.backlog = backlog
+        if e.phase == "fresh":
+            e.phase = "listening"
+            with contextlib.suppress(OSError):
+                e.b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
+        self._schedule(e)
+
+    def _op_accept(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> int:
+        if e.phase == "shut-listener" or e.phase != "listening":
+            raise _oserr(errno.EINVAL)
+        if not e.pending:
+            self._pump_listener(e)
+            if not e.pending:
+                raise _oserr(errno.EAGAIN)
+        child = e.pending.popleft()
+        # One "a connection waits" byte goes with it (read from the program's end).
+        if not _recv_byte(fd) and e.bells_owed:
+            e.bells_owed -= 1
+        try:
+            a, b, key = self._new_pair("tcp")
+        except OSError:
+            child.abort()
+            raise
+        try:
+            a.send(b"\0")  # the sentinel
+            b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 1)
+        except OSError:
+            a.close()
+            b.close()
+            child.abort()
+            raise
+        entry = _Entry(key, "tcp", child, b, pid=c.pid, phase="connected")
+        self._register(entry)
+        local = child.local or (self.layer.address, 0)
+        remote = child.remote or ("0.0.0.0", 0)
+        rep.local = p.Addr(p.AF_INET, local[0], local[1])
+        rep.peer = p.Addr(p.AF_INET, remote[0], remote[1])
+        self._schedule(entry)
+        self._schedule(e)
+        return a.detach()
+
+    def _op_connect(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
+        assert req.addr is not None
+        if e.kind == "udp":
+            if req.addr.family == p.AF_UNSPEC:
+                e.sock.connect("0.0.0.0", 0)
+            else:
+                e.sock.connect(req.addr.ip, req.addr.port)
+            return
+        if req.addr.family == p.AF_UNSPEC:
+            raise _oserr(errno.EAFNOSUPPORT)
+        if e.phase == "connecting":
+            raise _oserr(errno.EALREADY)
+        if e.phase == "connected":
+            raise _oserr(errno.EISCONN)
+        if e.phase != "fresh":
+            raise _oserr(errno.EINVAL)
+        e.sock.connect(req.addr.ip, req.addr.port)
+        e.phase = "connecting"
+        rep.status = errno.EINPROGRESS
+        self._schedule(e)
+
+    def _op_shutdown(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
+        how = req.how
+        if e.phase == "listening":
+            if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+                self._close_listener(e)
+                e.phase = "shut-listener"
+                with contextlib.suppress(OSError):
+                    e.b.send(b"\0", socket.MSG_DONTWAIT)  # wake a blocked accept (EINVAL)
+            return
+        if e.kind == "tcp" and e.phase != "connected":
+            raise _oserr(errno.ENOTCONN)
+        if e.kind == "udp" and e.sock.remote is None:
+            raise _oserr(errno.ENOTCONN)
+        if e.kind == "tcp" and how in (socket.SHUT_RD, socket.SHUT_RDWR):
+            with contextlib.suppress(OSError):
+                e.sock.shutdown(socket.SHUT_RD)
+        # Shutting the program's own end keeps the order right: B sees EOF after every
+        # byte written before, and only then does the FIN go out.
+        with socket.socket(fileno=os.dup(fd)) as a:
+            a.shutdown(how)
+        self._schedule(e)
+
+    def _op_getsockname(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
+                        c: _Client) -> None:
+        local = e.sock.local
+        if local is None:
+            rep.addr = p.Addr(p.AF_INET, "0.0.0.0", 0)
+            return
+        # Like Linux: a socket bound to INADDR_ANY shows 0.0.0.0 until a connection
+        # picks the local address.
+        unconnected = e.phase in ("fresh", "listening", "shut-listener") or (
+            e.kind == "udp" and e.sock.remote is None)
+        ip = local[0]
+        if unconnected and e.bound_ip != local[0]:
+            ip = "0.0.0.0"
+        rep.addr = p.Addr(p.AF_INET, ip, local[1])
+
+    def _op_getpeername(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
+                        c: _Client) -> None:
+        remote = e.sock.remote
+        if remote is None or (e.kind == "tcp" and e.phase != "connected"):
+            raise _oserr(errno.ENOTCONN)
+        rep.addr = p.Addr(p.AF_INET, remote[0], remote[1])
+
+    def _op_getsockopt(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
+                       c: _Client) -> None:
+        key = (req.level, req.name)
+        if key in e.soft:
+            value: int | bytes = e.soft[key]
+        elif req.level == socket.IPPROTO_TCP and req.name == TCP_INFO and e.kind == "tcp":
+            value = self._tcp_info(e)
+        elif req.level == socket.IPPROTO_TCP and req.name == TCP_CONGESTION and e.kind == "tcp":
+            value = str(e.sock.info().get("cc", "newreno")).encode() + b"\0"
+        else:
+            try:
+                value = e.sock.getsockopt(req.level, req.name)
+            except OSError as exc:
+                if exc.errno == errno.ENOPROTOOPT and key in SOFT_OPTIONS:
+                    value = 0
+                else:
+                    raise
+        raw = struct.pack("=i", value) if isinstance(value, int) else bytes(value)
+        rep.value = raw[: min(req.optlen, p.MAX_OPTVAL)]
+
+    def _op_setsockopt(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
+                       c: _Client) -> None:
+        key = (req.level, req.name)
+        value: int | bytes = req.value
+        if len(req.value) == 4 and key != (socket.SOL_SOCKET, socket.SO_LINGER):
+            value = struct.unpack("=i", req.value)[0]
+        elif len(req.value) < 4 and key != (socket.SOL_SOCKET, socket.SO_LINGER):
+            # Linux takes short int options (a char is enough for booleans)
+            value = int.from_bytes(req.value, "little") if req.value else 0
+        try:
+            e.sock.setsockopt(req.level, req.name, value)
+        except OSError as exc:
+            if exc.errno == errno.ENOPROTOOPT and key in SOFT_OPTIONS:
+                e.soft[key] = req.value.ljust(4, b"\0")[:4] if isinstance(value, int) else req.value
+            else:
+                raise
+        if len(e.options) < p.MAX_DETACH_OPTIONS or key in e.options:
+            e.options[key] = req.value
+
+    def _op_sendto(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
+        if e.kind != "udp":
+            raise _oserr(errno.EOPNOTSUPP)
+        assert req.addr is not None
+        rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
+
+    def _op_detach(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
+        if e.kind == "tcp" and e.phase != "fresh":
+            raise _oserr(errno.EISCONN if e.phase in ("connecting", "connected") else errno.EINVAL)
+        if e.kind == "udp" and e.sock.remote is not None:
+            raise _oserr(errno.EISCONN)
+        if e.bound_ip not in (None, "0.0.0.0"):
+            raise _oserr(errno.ENETUNREACH)  # bound to the stack's own address explicitly
+        if e.sock.local is not None:
+            rep.addr = p.Addr(p.AF_INET, "0.0.0.0", e.sock.local[1])
+        else:
+            rep.addr = p.NO_ADDR
+        rep.options = [(lvl, name, val) for (lvl, name), val in e.options.items()]
+        self._finish(e, tombstone=False)
+
+    def _op_tombstone(self, req: p.Request, rep: p.Reply, t: _Tombstone) -> None:
+        if req.op is p.Op.GETSOCKOPT:
+            if (req.level, req.name) == (socket.SOL_SOCKET, socket.SO_ERROR):
+                value, t.error = t.error, 0
+            else:
+                value = 0
+            rep.value = struct.pack("=i", value)[: min(req.optlen, 4)]
+        elif req.op is p.Op.SETSOCKOPT:
+            pass
+        elif req.op is p.Op.GETSOCKNAME:
+            rep.addr = p.Addr(p.AF_INET, *(t.local or ("0.0.0.0", 0)))
+        elif req.op is p.Op.GETPEERNAME:
+            if t.remote is None or t.error:
+                rep.status = errno.ENOTCONN
+            else:
+                rep.addr = p.Addr(p.AF_INET, *t.remote)
+        elif req.op is p.Op.ACCEPT:
+            rep.status = errno.EINVAL
+        elif req.op is p.Op.SHUTDOWN:
+            rep.status = errno.ENOTCONN
+        elif req.op is p.Op.SENDTO:
+            rep.status = errno.ECONNRESET
+        else:
+            rep.status = t.error or errno.ECONNRESET
+
+    def _op_list(self, rep: p.Reply, client: _Client) -> None:
+        rows = []
+        for sock in self.layer.all_sockets():
+            try:
+                row = dict(sock.info())
+            except Exception:  # a socket's info() must not take the listing down
+                continue
+            entry = self._by_sock.get(id(sock))
+            if entry is not None and entry.pid:
+                row["pid"] = entry.pid
+                with contextlib.suppress(OSError), open(
+                        f"/proc/{entry.pid}/comm", encoding="utf-8", errors="replace") as f:
+                    row["process"] = f.read().strip()
+            rows.append(row)
+        data = json.dumps(rows, default=str).encode()
+        chunks = [data[i : i + p.MAX_LIST_CHUNK] for i in range(0, len(data), p.MAX_LIST_CHUNK)]
+        for i, chunk in enumerate(chunks or [b""]):
+            more = p.FLAG_MORE if i < len(chunks) - 1 else 0
+            self._send(client, p.Reply(p.Op.LIST, rep.seq, 0, more, data=chunk), -1)
+
+    def _tcp_info(self, e: _Entry) -> bytes:
+        """A struct tcp_info (Linux layout, 232 bytes) from the socket's numbers."""
+        info = e.sock.info()
+
+        def num(key: str, default: float = 0) -> float:
+            value = info.get(key)
+            return float(value) if isinstance(value, (int, float)) else default
+
+        mss = int(num("mss", 1460)) or 1460
+        buf = bytearray(232)
+        buf[0] = _TCP_STATES.get(str(info.get("state", e.sock.state)), 7)
+        srtt = num("srtt")
+        struct.pack_into(
+            "=24I", buf, 8,
+            int(num("rto") * 1e6), 40000, mss, mss, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1500,
+            int(num("rcv_wnd")), int(srtt * 1e6), int(srtt * 5e5), int(num("ssthresh")) // mss,
+            max(int(num("cwnd")) // mss, 1), mss, 3, 0, int(num("rcv_wnd")),
+            int(num("retrans")),
+        )  # fmt: skip
+        struct.pack_into("=QQ", buf, 120, int(num("bytes_sent")), int(num("bytes_received")))
+        struct.pack_into("=Q", buf, 200, int(num("bytes_sent")))
+        struct.pack_into("=I", buf, 228, int(num("snd_wnd")))
+        return bytes(buf)
+
+    # --------------------------------------------------------------------- pumping
+
+    def _schedule(self, e: _Entry) -> None:
+        if e.scheduled or e.dead or self.loop is None:
+            return
+        e.scheduled = True
+        self.loop.call_soon(self._run, e)
+
+    def _run(self, e: _Entry) -> None:
+        e.scheduled = False
+        self._pump(e)
+
+    def _on_b_event(self, e: _Entry, ev: int) -> None:
+        if ev & (select.EPOLLHUP | select.EPOLLERR):
+            e.hup = True
+        self._pump(e)
+
+    def _pump(self, e: _Entry) -> None:
+        if e.dead:
+            return
+        try:
+            if e.kind == "udp":
+                self._pump_udp(e)
+            elif e.phase == "connected":
+                self._pump_tcp(e)
+            elif e.phase == "connecting":
+                self._pump_connecting(e)
+            elif e.phase == "listening":
+                self._pump_listener(e)
+            elif e.hup:  # fresh or shut-listener, and the program closed it
+                self._finish(e)
+        except Exception:
+            log.exception("internal error moving data for a shim socket")
+            self._count("internal_errors")
+            self._kill(e, errno.ECONNRESET)
+
+    def _pump_connecting(self, e: _Entry) -> None:
+        s = e.sock
+        state = s.state
+        if state in ("SYN-SENT", "SYN-RECEIVED") and not s.error:
+            if e.hup:  # the program gave up on it
+                self._finish(e)
+            return
+        if state == "CLOSED" or (s.error and state in ("SYN-SENT", "SYN-RECEIVED")):
+            self._kill(e, s.error or errno.ECONNREFUSED)
+            return
+        # Established (or already past it): drop the filler but one byte, which stays
+        # as the sentinel; A becomes writable and the connect is done.
+        left = e.filler - 1
+        while left > 0:
+            n = e.b.recv_into(self._scratch, min(left, len(self._scratch)), socket.MSG_DONTWAIT)
+            if n <= 0:
+                break
+            left -= n
+        e.filler = 0
+        e.b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 1)
+        e.phase = "connected"
+        self._pump_tcp(e)
+
+    def _pump_tcp(self, e: _Entry) -> None:
+        s, b = e.sock, e.b
+        flags = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+        # stack -> program
+        while not e.tcp_eof:
+            if e.out is not None:
+                try:
+                    n = b.send(e.out, flags)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:  # the program shut down reading or closed: drop it
+                    e.app_rd_closed = True
+                    e.out = None
+                    continue
+                e.out = e.out[n:] if n < len(e.out) else None
+                if e.out is not None:
+                    break
+                continue
+            try:
+                data = s.recv(CHUNK)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._kill(e, exc.errno or errno.ECONNRESET)
+                return
+            if not data:
+                e.tcp_eof = True
+                with contextlib.suppress(OSError):
+                    b.shutdown(socket.SHUT_WR)
+                break
+            if not e.app_rd_closed:
+                e.out = memoryview(data)
+        # program -> stack
+        while not e.app_eof:
+            free = s.send_free
+            if free <= 0:
+                break
+            try:
+                data = b.recv(min(free, CHUNK), socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionResetError:  # closed with data it never read: RST, as Linux
+                e.app_reset = e.app_eof = True
+                break
+            if not data:
+                e.app_eof = True
+                if not e.hup or e.tcp_eof:
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_WR)
+                break
+            try:
+                n = s.send(data)
+            except OSError as exc:
+                self._kill(e, exc.errno or errno.EPIPE)
+                return
+            if n:
+                b.recv_into(self._scratch, n, socket.MSG_DONTWAIT)
+            if n < len(data):
+                b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 1)
+                break
+        if e.app_eof and (e.tcp_eof or e.hup):
+            self._finish(e, reset=e.app_reset)
+
+    def _pump_listener(self, e: _Entry) -> None:
+        if e.hup:
+            self._finish(e)
+            return
+        s = e.sock
+        while e.bells_owed:
+            try:
+                e.b.send(b"\1", socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            e.bells_owed -= 1
+        while len(e.pending) < e.backlog:
+            child = s.accept()
+            if child is None:
+                return
+            child.on_change = None
+            e.pending.append(child)
+            try:
+                e.b.send(b"\1", socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                e.bells_owed += 1
+                return
+
+    def _close_listener(self, e: _Entry) -> None:
+        while e.pending:
+            with contextlib.suppress(Exception):
+                e.pending.popleft().abort()
+        with contextlib.suppress(Exception):
+            e.sock.close()
+
+    def _pump_udp(self, e: _Entry) -> None:
+        s, b = e.sock, e.b
+        # stack -> program: one record per datagram, its source in SCM_CREDENTIALS
+        while True:
+            if e.dgram is None:
+                try:
+                    e.dgram = s.recvfrom()
+                except BlockingIOError:
+                    break
+                except OSError:
+                    continue
+            data, src = e.dgram
+            try:
+                self._send_dgram(b, data, src)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._count("udp_to_program_dropped")
+            e.dgram = None
+        # program -> stack: records written with write()/send() on a connected socket
+        for _ in range(1024):
+            try:
+                data, _anc, flags, _ = b.recvmsg(p.MAX_PAYLOAD + 1)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not data and e.hup:
+                self._finish(e)
+                return
+            if flags & socket.MSG_TRUNC:
+                self._count("udp_from_program_too_big")
+                continue
+            try:
+                s.sendto(data, None)
+            except OSError:
+                self._count("udp_from_program_dropped")
+        if e.hup:
+            self._finish(e)
+
+    def _send_dgram(self, b: socket.socket, data: bytes, src: tuple[str, int]) -> None:
+        flags = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+        if self._creds_ok:
+            ip = struct.unpack("!I", socket.inet_aton(src[0]))[0]
+            cred = struct.pack("=iII", self._pid, ip, CRED_MARK | src[1])
+            try:
+                b.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, cred)], flags)
+                return
+            except PermissionError:
+                log.warning("no CAP_SETUID/CAP_SETGID: UDP source addresses will read 0.0.0.0")
+                self._creds_ok = False
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # e.g. 255.255.255.255 is uid -1: send plain
+                    raise
+        b.sendmsg([data], [], flags)
+
+    # ------------------------------------------------------------------ the end
+
+    def _forget(self, e: _Entry) -> None:
+        e.dead = True
+        self._entries.pop(e.key, None)
+        self._by_sock.pop(id(e.sock), None)
+        if self._poller is not None:
+            self._poller.unregister(e.b.fileno())
+
+    def _bury(self, e: _Entry, error: int) -> None:
+        s = e.sock
+        self._tombstones[e.key] = _Tombstone(
+            e.kind, s.local, s.remote if (e.kind == "udp" or e.phase == "connected") else None,
+            error, e.phase in ("listening", "shut-listener"))
+        while len(self._tombstones) > TOMBSTONES:
+            self._tombstones.popitem(last=False)
+
+    def _finish(self, e: _Entry, *, reset: bool = False, tombstone: bool = True) -> None:
+        """A graceful end: B is drained (so the program sees a clean EOF, not
+        ECONNRESET) and closed; the stack socket closes (FIN, or RST with `reset`)."""
+        if e.dead:
+            return
+        if tombstone:
+            self._bury(e, 0)
+        self._forget(e)
+        while True:
+            try:
+                if not e.b.recv_into(self._scratch, len(self._scratch), socket.MSG_DONTWAIT):
+                    break
+            except OSError:
+                break
+        e.b.close()
+        if e.phase in ("listening", "shut-listener"):
+            self._close_listener(e)
+        else:
+            with contextlib.suppress(Exception):
+                if reset and hasattr(e.sock, "abort"):
+                    e.sock.abort()
+                else:
+                    e.sock.close()
+
+    def _kill(self, e: _Entry, error: int) -> None:
+        """An abortive end (reset, failed connect, daemon exit): B is closed with bytes
+        still queued in it, so the program's end reports ECONNRESET and polls
+        readable, writable and in error; SO_ERROR then tells `error`."""
+        if e.dead:
+            return
+        self._bury(e, error)
+        self._forget(e)
+        e.b.close()
+        if e.phase in ("listening", "shut-listener"):
+            self._close_listener(e)
+        else:
+            with contextlib.suppress(Exception):
+                e.sock.close()
