@@ -25,23 +25,24 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/tcplab
+ENV TCPLAB_SHIM=/usr/local/lib/tcplab/libsocketoverride.so
+CMD ["bash"]
 
 # The project: everything .dockerignore lets through (pyproject.toml, README.md, stack/,
 # shim/, docker/, labs/). One COPY, so that a missing folder in a young checkout (labs/)
-# is no error; only the steps below rerun when sources change (seconds), never apt.
+# is no error; only the step below reruns when sources change (seconds), never apt.
 COPY . ./
 
-# The Python package. --no-deps: its one dependency (pyroute2) is Debian's.
-# --break-system-packages: PEP 668 guard of bookworm; this image is the system.
+# 1. The Python package. --no-deps: its one dependency (pyroute2) is Debian's.
+#    --break-system-packages: PEP 668 guard of bookworm; this image is the system.
+# 2. The LD_PRELOAD shim (to $TCPLAB_SHIM), built here and again (only if the sources
+#    changed) when the stack container starts; see docker/build-shim.sh.
+# 3. The lab's small C clients (tcpcat) and helpers (lab-loss).
+# One RUN: every step costs seconds of layer commit on some storage drivers.
 RUN test -f README.md || echo "# tcplab" > README.md \
  && python3 -m pip install --no-deps --no-build-isolation --no-cache-dir \
         --break-system-packages --root-user-action=ignore . \
- && rm -rf build ./*.egg-info
-
-# The LD_PRELOAD shim and the small C clients, built here and again (only if the
-# sources changed) when the stack container starts; see docker/build-shim.sh.
-RUN docker/build-shim.sh && make -C docker/clients install \
+ && rm -rf build ./*.egg-info \
+ && docker/build-shim.sh \
+ && make -C docker/clients install \
  && install -m 0755 docker/lab-loss /usr/local/bin/lab-loss
-
-ENV TCPLAB_SHIM=/usr/local/lib/tcplab/libsocketoverride.so
-CMD ["bash"]

@@ -10,8 +10,10 @@ byte anywhere without shipping the data (20M.bin is ``/bytes/20971520``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import re
+import signal
 import sys
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -89,11 +91,14 @@ def main(argv: list[str]) -> int:
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer(("0.0.0.0", args.port), partial(Handler, directory=str(args.root)))
-    print(f"peer-httpd: serving {args.root} and /bytes/N on port {args.port}", file=sys.stderr, flush=True)
-    try:
+    print(
+        f"peer-httpd: serving {args.root} and /bytes/N on port {args.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `docker stop`: a clean exit 0
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -40,6 +40,7 @@ from typing import NoReturn
 
 DEFAULT_PROJECT = "tcplab"
 DEFAULT_BASE = "debian:bookworm-slim"
+DEFAULT_IMAGE = "tcplab:latest"
 DEFAULT_NET_PREFIX = "172.28.0"
 SERVICES = ("stack", "peer", "client")
 CHECK_TIMEOUT = 600.0
@@ -348,12 +349,31 @@ class Lab:
                 f"TCPLAB_NET_PREFIX=172.28.9"
             )
 
+    @property
+    def image(self) -> str:
+        return self.environ.get("TCPLAB_IMAGE") or DEFAULT_IMAGE
+
+    def _image_id(self) -> str | None:
+        proc = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Id}}", self.image],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.stdout.strip() or None if proc.returncode == 0 else None
+
     def build(self) -> None:
         ensure_base_image(self.root)
         _say("building the image (the first build takes a few minutes) ...")
         started = time.monotonic()
+        before = self._image_id()
         self.compose_run(["build", "stack"])
         _say(f"image built in {time.monotonic() - started:.0f} s")
+        after = self._image_id()
+        if before and after and before != after:
+            # The image it replaced, now untagged: remove it unless a container uses it
+            # (docker refuses then), so rebuilds do not pile up dangling images.
+            subprocess.run(["docker", "image", "rm", before], capture_output=True, check=False)
 
     def wait_healthy(self, timeout: float = 180.0, service: str = "stack") -> None:
         """Until ``service`` is healthy; prints progress on a terminal, fails with logs."""
@@ -426,13 +446,24 @@ class Lab:
             ]
         )
 
+    def mounted_out_dir(self) -> Path:
+        """The host folder mounted at /out in the stack container (else ``out_dir``)."""
+        info = self.inspect("stack") or {}
+        mounts = info.get("Mounts")
+        if isinstance(mounts, list):
+            for m in mounts:
+                if isinstance(m, dict) and m.get("Destination") == "/out" and m.get("Source"):
+                    return Path(str(m["Source"]))
+        return self.out_dir
+
     def status_text(self) -> str:
         lines = [f"project {self.project} ({self.root})"]
         for service in SERVICES:
             status, health = self.state(service)
             lines.append(f"  {service:<7} {status}{f' ({health})' if health else ''}")
+        out = self.mounted_out_dir()
         for name in ("stack.pcap", "events.jsonl"):
-            path = self.out_dir / name
+            path = out / name
             size = f"{path.stat().st_size} bytes" if path.exists() else "absent"
             lines.append(f"  {path}: {size}")
         return "\n".join(lines)

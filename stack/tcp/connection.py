@@ -368,7 +368,9 @@ class Connection:
     def shutdown_write(self, now: float) -> None:
         """CLOSE for the sending direction (RFC 9293 3.10.4): FIN after queued data."""
         if self.state in (State.SYN_SENT, State.LISTEN, State.CLOSED):
-            self._set_state(State.CLOSED)
+            # RFC 9293 3.10.4: CLOSE in SYN-SENT deletes the TCB -- timers included
+            # (a bare state change left the SYN retransmission timer running).
+            self._terminate(0)
             return
         if self.fin_queued:
             return
@@ -523,11 +525,25 @@ class Connection:
         """RFC 9293 3.8.6.1: probe a zero window with one byte beyond it."""
         if self.state not in CAN_SEND | {State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING}:
             return
-        if self.snd_wnd > 0 or self.data_end <= self.snd_una:
+        if self.snd_wnd > 0:
+            # RFC 9293 3.8.6.2.1 (4) / RFC 1122 4.2.3.4: the SWS "override timeout".
+            # Nothing is in flight and the window is open but too small for sender SWS
+            # avoidance; send what fits rather than wait for an update that may never come.
+            n = min(self.snd_una + self.snd_wnd - self.snd_nxt, self.data_end - self.snd_nxt,
+                    self.snd_mss)  # fmt: skip
+            if n > 0 and self.snd_nxt == self.snd_una:
+                payload = self.sendbuf.peek(self.snd_nxt - self.iss - 1, n)
+                self._transmit_data(self.snd_nxt, payload, now, fin=False, reason=None)
+            return
+        if self.data_end <= self.snd_una:
             return
         self.snd_nxt = self.snd_una
         payload = self.sendbuf.peek(self.snd_una - self.iss - 1, 1)
         self._transmit_data(self.snd_una, payload, now, fin=False, reason="probe")
+        # The probe byte lies beyond the window: the receiver most likely dropped it.
+        # Send from SND.UNA again next time, or a window update that does not ack the
+        # byte would leave it unsent with no timer running (a stall).
+        self.snd_nxt = self.snd_una
         self.persist_backoff = min(self.persist_backoff + 1, 10)
         delay = min(self.rto.rto * (1 << self.persist_backoff), self.config.max_rto)
         self.persist_deadline = now + delay
@@ -599,7 +615,10 @@ class Connection:
             if self._offered_sack and (not self.passive or self.sack_ok):
                 opts.sack_permitted = True
             if self._offered_ts and (not self.passive or self.ts_ok):
-                opts.timestamp = (self._ts_now(now), self.ts_recent if self.passive else 0)
+                # RFC 7323 3.2: a segment with ACK set MUST echo TS.Recent; that
+                # includes the SYN-ACK of a simultaneous open (not only passive ones).
+                echo = self.ts_recent if self.state == State.SYN_RECEIVED else 0
+                opts.timestamp = (self._ts_now(now), echo)
             return opts
         if self.ts_ok:
             opts.timestamp = (self._ts_now(now), self.ts_recent)
@@ -740,17 +759,26 @@ class Connection:
         self._check_persist(now)
 
     def _check_persist(self, now: float) -> None:
-        """RFC 9293 3.8.6.1: start probing when a zero window blocks queued data."""
+        """RFC 9293 3.8.6.1: start probing when a zero window blocks queued data.
+
+        With nothing in flight, queued data can also be blocked by an open window too
+        small for sender SWS avoidance: the same timer then is the "override timeout"
+        of RFC 9293 3.8.6.2.1 (4) (see `_send_window_probe`).
+        """
+        blocked = self.data_end > self.snd_nxt and self.snd_nxt == self.snd_una
         if (
             self.snd_wnd == 0
-            and self.data_end > self.snd_nxt
-            and self.snd_nxt == self.snd_una
+            and blocked
             and self.persist_deadline is None
         ):
             self.persist_deadline = now + self.rto.rto
         elif self.snd_wnd > 0:
-            self.persist_deadline = None
-            self.persist_backoff = 0
+            if blocked:
+                if self.persist_deadline is None:
+                    self.persist_deadline = now + self.rto.rto
+            else:
+                self.persist_deadline = None
+                self.persist_backoff = 0
 
     # ------------------------------------------------------------ SACK recovery
 
@@ -1012,6 +1040,10 @@ class Connection:
             if not flags & RST:
                 self._emit("drop", reason="out_of_window")
                 self._send_ack(now)
+                if self.state == State.TIME_WAIT and fin:
+                    # RFC 9293 3.10.7.4: a retransmitted FIN (an old duplicate, so
+                    # never "acceptable") is acknowledged and restarts the 2 MSL timeout.
+                    self.timewait_deadline = now + 2 * self.config.msl
             else:
                 self._emit("drop", reason="rst_out_of_window")
             return
@@ -1078,7 +1110,9 @@ class Connection:
         if self.state == State.SYN_RECEIVED:
             if self.snd_una < ack <= self.snd_max:
                 self.snd_una = ack
-                self.snd_wnd = seg.window << self.snd_wscale
+                # RFC 7323 2.2: the window of a segment with SYN set (the peer's
+                # SYN-ACK in a simultaneous open) is never scaled.
+                self.snd_wnd = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
                 self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
                 self.snd_wl1 = seq
                 self.snd_wl2 = ack
@@ -1115,6 +1149,8 @@ class Connection:
         elif (
             ack == self.snd_una
             and self.flight_size > 0
+            and self.snd_wnd > 0  # answers to zero-window probes (RFC 9293 3.8.6.1) are
+            # not loss signals: counting them triggered fast retransmit and cut ssthresh
             and not seg.payload
             and not seg.flags & (SYN | FIN)
             and (window == self.snd_wnd or sack_news)

@@ -129,6 +129,23 @@ def test_client_c_program_under_shim(lab: Lab) -> None:
     assert_same(proc.stdout, data)
 
 
+def test_client_iperf3_under_shim(lab: Lab) -> None:
+    """iperf3 against the peer's `iperf3 -s`, both directions, 20 MB each (bounded)."""
+    for reverse in ([], ["-R"]):
+        proc = lab.exec(
+            "client",
+            ["tcplab", "run", "--", "iperf3", "-c", "peer", "-n", "20M", "-J", *reverse],
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        result = json.loads(proc.stdout)
+        received = result["end"]["sum_received"]["bytes"]
+        assert received >= 20 * 1024 * 1024, result["end"]
+        print(
+            f"iperf3 {reverse}: {result['end']['sum_received']['bits_per_second'] / 1e6:.0f} Mbit/s"
+        )
+
+
 def test_client_has_no_path_but_the_stack(lab: Lab) -> None:
     """Without the shim the client has no network at all (network_mode: none): what
     worked above went through the stack. (No packet leaves: there is no route.)"""
@@ -227,6 +244,12 @@ def describe(packet: bytes) -> tuple[str, str, int, int, int]:
 def test_capture_and_event_log(lab: Lab, lab_out: Path) -> None:
     """Stop the stack the way compose does (SIGTERM): it exits 0, and the capture in
     the output folder holds the traffic of the tests above; tshark agrees if present."""
+    # traffic of its own, so that the test also stands alone (pytest -k)
+    assert lab.exec("peer", ["ping", "-c2", "-i0.2", "-W2", STACK]).returncode == 0
+    assert_same(curl(lab, "peer", f"http://{STACK}/bytes/30000"), pattern(30000))
+    echo = lab.exec("peer", ["nc", "-N", "-w", "10", STACK, "7"], input=b"capture me\n")
+    assert echo.stdout == b"capture me\n"
+
     cid = lab.container_id("stack")
     assert cid
     subprocess.run(["docker", "stop", "-t", "20", cid], check=True, capture_output=True)

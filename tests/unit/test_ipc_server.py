@@ -1013,6 +1013,61 @@ def test_tcplab_run_sets_up_the_environment(server: ServerThread, shim: Path) ->
     assert cp.returncode == 127 and "command not found" in cp.stderr
 
 
+@needs_shim
+def test_threads_share_the_control_connection(server: ServerThread, shim: Path) -> None:
+    cp = run_shimmed(server.path, py("""
+        import socket, threading
+        errors = []
+        def worker(n):
+            try:
+                l = socket.socket(); l.bind(("0.0.0.0", 7500 + n)); l.listen(4)
+                for _ in range(20):
+                    c = socket.create_connection(("10.0.0.2", 7500 + n), timeout=5)
+                    s, _ = l.accept()
+                    assert s.getpeername() == c.getsockname()
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    assert c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+                    c.close(); s.close()
+            except Exception as e:
+                errors.append(repr(e))
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("ok" if not errors else errors[:3])
+    """), timeout=60)
+    assert cp.stdout.strip() == "ok", cp.stdout + cp.stderr
+
+
+@needs_shim
+def test_c_programs_with_the_asan_shim(server: ServerThread, shim: Path) -> None:
+    """The AddressSanitizer build of the shim carries the C examples without a report."""
+    libasan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.exists(libasan):
+        pytest.skip("libasan is not installed")
+    subprocess.run(["make", "-s", "-C", str(SHIM_DIR), "libsocketoverride-asan.so"],
+                   check=True, timeout=300)
+    env = shim_env(server.path, LD_PRELOAD=f"{libasan} {SHIM_DIR / 'libsocketoverride-asan.so'}",
+                   ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99")
+    srv = subprocess.Popen([str(SHIM_DIR / "examples/epoll_server"), "7600", "2"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout is not None
+        assert srv.stdout.readline().strip() == "listening 7600"
+        for args in (["10.0.0.2", "7600", "500000"], ["-b", "10.0.0.2", "7600", "10"]):
+            cp = subprocess.run([str(SHIM_DIR / "examples/nbconnect"), *args], env=env,
+                                capture_output=True, text=True, timeout=60)
+            assert cp.returncode == 0 and "ERROR: AddressSanitizer" not in cp.stderr, cp.stderr
+        cp = subprocess.run([str(SHIM_DIR / "examples/nbconnect"), "10.0.0.2", "9"], env=env,
+                            capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 3 and "Sanitizer" not in cp.stderr, cp.stderr
+        out, err = srv.communicate(timeout=30)
+        assert srv.returncode == 0 and "Sanitizer" not in err, err
+    finally:
+        srv.kill()
+        srv.wait()
+
+
 # ------------------------------------------------------------------ by hand
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,274 @@
+"""`tcplab bench`: the stack against the Linux kernel, in one run, same client.
+
+It builds its own pair of network namespaces joined by a veth (nothing in the root
+namespace), then measures with stack/benchpeer.py as the client in the `peer`
+namespace:
+
+* the ceiling: the kernel talking to the kernel over the veth (servers in the
+  stack namespace on 10.1.0.1);
+* the stack through `mytun` (10.0.0.2): upload to discard, download from chargen,
+  1-byte request/response, connections per second, N idle connections held
+  (with the daemon's memory per connection), 1/10/100 parallel upload flows —
+  with offloads on and off;
+* iperf3 under the shim (`tcplab run -- iperf3 -c`), both directions, when the shim
+  and iperf3 are available.
+
+It prints one table (figure, kernel, stack, ratio) and writes JSON with --json.
+`--smoke` makes every step tiny: CI runs that to check the benchmark works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STACK_ADDR = "10.0.0.2"
+KERNEL_ADDR = "10.1.0.1"
+PEER_ADDR = "10.1.0.2"
+KPORT = 9009  # kernel discard; +1 chargen; +2 echo
+
+
+class Bench:
+    def __init__(self, seconds: float, conns: int, smoke: bool) -> None:
+        suffix = secrets.token_hex(3)
+        self.stack_ns = f"tlb-stack-{suffix}"
+        self.peer_ns = f"tlb-peer-{suffix}"
+        self.seconds = seconds
+        self.conns = conns
+        self.smoke = smoke
+        self.tmp = Path(tempfile.mkdtemp(prefix="tcplab-bench-"))
+        self.py = sys.executable
+        self.env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        self.rows: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------- topology
+    def _ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    def setup(self) -> None:
+        self._ip("netns", "add", self.stack_ns)
+        self._ip("netns", "add", self.peer_ns)
+        self._ip("-n", self.stack_ns, "link", "add", "veth-s", "type", "veth", "peer", "name", "veth-p",
+                 "netns", self.peer_ns)
+        self._ip("-n", self.stack_ns, "addr", "add", f"{KERNEL_ADDR}/24", "dev", "veth-s")
+        self._ip("-n", self.peer_ns, "addr", "add", f"{PEER_ADDR}/24", "dev", "veth-p")
+        for ns, dev in ((self.stack_ns, "veth-s"), (self.peer_ns, "veth-p")):
+            self._ip("-n", ns, "link", "set", dev, "up")
+            self._ip("-n", ns, "link", "set", "lo", "up")
+        self._ip("-n", self.peer_ns, "route", "add", "10.0.0.0/24", "via", KERNEL_ADDR)
+        subprocess.run(["ip", "netns", "exec", self.stack_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                        "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"],
+                       check=True, timeout=30)
+
+    def teardown(self) -> None:
+        for ns in (self.stack_ns, self.peer_ns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------- helpers
+    def _in(self, ns: str, argv: list[str], timeout: float, stdin: str | None = None) -> str:
+        out = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                             timeout=timeout, input=stdin, env=self.env)
+        if out.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {out.stderr.strip()[-300:]}")
+        return out.stdout
+
+    def client(self, *args: str) -> dict[str, Any]:
+        text = self._in(self.peer_ns, [self.py, "-m", "stack.benchpeer", *args], timeout=120)
+        return dict(json.loads(text.strip().splitlines()[-1]))
+
+    def start_daemon(self, offload: bool) -> subprocess.Popen[str]:
+        args = [self.py, "-m", "stack.cli", "stack", "--socket", str(self.tmp / "stack.sock")]
+        args.append("--offload" if offload else "--no-offload")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.stack_ns, *args], env=self.env,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if "ready" in line:
+                return proc
+            if not line and proc.poll() is not None:
+                break
+        proc.kill()
+        raise RuntimeError("the stack daemon did not come up")
+
+    def stop_daemon(self, proc: subprocess.Popen[str]) -> None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    def daemon_pid(self, proc: subprocess.Popen[str]) -> int:
+        # `ip netns exec` execs the program, so the pid is the daemon's.
+        return proc.pid
+
+    @staticmethod
+    def rss_kib(pid: int) -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def progress(self, text: str) -> None:
+        print(f"  .. {text}", file=sys.stderr, flush=True)
+
+    def add(self, figure: str, unit: str, kernel: float | None, stack: float | None,
+            target: str = "") -> None:
+        ratio = stack / kernel if kernel and stack is not None else None
+        self.rows.append({"figure": figure, "unit": unit, "kernel": kernel, "stack": stack,
+                          "ratio": ratio, "target": target})
+        self.progress(f"{figure}: kernel {kernel} stack {stack} {unit}")
+
+    # ------------------------------------------------------------- figures
+    def run(self, shim: bool) -> None:
+        t = str(self.seconds)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", self.stack_ns, self.py, "-m", "stack.benchpeer", "serve", str(KPORT)],
+            env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert server.stdout is not None
+        server.stdout.readline()
+        try:
+            self.progress("kernel ceiling")
+            k_up = self.client("upload", KERNEL_ADDR, str(KPORT), t)["mbit_s"]
+            k_down = self.client("download", KERNEL_ADDR, str(KPORT + 1), t)["mbit_s"]
+            k_rr = self.client("rr", KERNEL_ADDR, str(KPORT + 2), t)["per_s"]
+            k_cps = self.client("cps", KERNEL_ADDR, str(KPORT + 2), t)["per_s"]
+            k_par = {n: self.client("upload", KERNEL_ADDR, str(KPORT), t, str(n))["mbit_s"]
+                     for n in (1, 10, 100)}
+        finally:
+            assert server.stdin is not None
+            server.stdin.close()
+            server.terminate()
+            server.wait(timeout=10)
+
+        for offload in (True, False):
+            label = "offloads on" if offload else "offloads off"
+            self.progress(f"stack, {label}")
+            daemon = self.start_daemon(offload)
+            try:
+                up = self.client("upload", STACK_ADDR, "9", t)["mbit_s"]
+                down = self.client("download", STACK_ADDR, "19", t)["mbit_s"]
+                self.add(f"upload ({label})", "Mbit/s", k_up, up, ">= 2000" if offload else ">= 400")
+                self.add(f"download ({label})", "Mbit/s", k_down, down, ">= 2000" if offload else ">= 400")
+                if offload:
+                    rr = self.client("rr", STACK_ADDR, "7", t)["per_s"]
+                    self.add("1-byte request/response", "per s", k_rr, rr, ">= 10000")
+                    cps = self.client("cps", STACK_ADDR, "7", t)["per_s"]
+                    self.add("new connections", "per s", k_cps, cps, ">= 3000")
+                    for n in (1, 10, 100):
+                        par = self.client("upload", STACK_ADDR, "9", t, str(n))["mbit_s"]
+                        self.add(f"{n} parallel flows (upload)", "Mbit/s", k_par[n], par,
+                                 "total within 80% of 1 flow" if n == 100 else "")
+                    self.hold_connections(daemon)
+            finally:
+                self.stop_daemon(daemon)
+        if shim:
+            self.shim_iperf()
+
+    def hold_connections(self, daemon: subprocess.Popen[str]) -> None:
+        pid = self.daemon_pid(daemon)
+        before = self.rss_kib(pid)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.peer_ns, self.py, "-m", "stack.benchpeer", "hold",
+             STACK_ADDR, "7", str(self.conns)],
+            env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        held = json.loads(line)["held"] if line else 0
+        time.sleep(0.5)
+        after = self.rss_kib(pid)
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        per_conn = (after - before) * 1024 / max(held, 1)
+        self.add(f"{self.conns} idle connections held", "connections", None, held)
+        self.add("daemon memory per connection", "bytes", None, round(per_conn), "<= 16384")
+
+    def shim_iperf(self) -> None:
+        if shutil.which("iperf3") is None:
+            self.progress("no iperf3: skipping the shim figures")
+            return
+        server = subprocess.Popen(["ip", "netns", "exec", self.peer_ns, "iperf3", "-s"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        try:
+            t = str(max(int(self.seconds), 1))
+            for reverse in (False, True):
+                extra = ["-R"] if reverse else []
+                name = "iperf3 download (shim)" if reverse else "iperf3 upload (shim)"
+                kernel = self._iperf(["iperf3", "-c", PEER_ADDR, "-t", t, "-J", *extra])
+                daemon = self.start_daemon(True)
+                try:
+                    stack = self._iperf([self.py, "-m", "stack.cli", "run", "--socket",
+                                         str(self.tmp / "stack.sock"), "--", "iperf3", "-c", PEER_ADDR,
+                                         "-t", t, "-J", *extra])
+                except RuntimeError as exc:
+                    self.progress(f"{name}: {exc}")
+                    stack = None
+                finally:
+                    self.stop_daemon(daemon)
+                self.add(name, "Mbit/s", kernel, stack, ">= 1000")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+    def _iperf(self, argv: list[str]) -> float:
+        out = self._in(self.stack_ns, argv, timeout=120)
+        data = json.loads(out)
+        return float(data["end"]["sum_received"]["bits_per_second"]) / 1e6
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    lines = [f"{'figure':<34}{'kernel':>12}{'stack':>12}{'ratio':>8}  {'unit':<12}target"]
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        lines.append(f"{r['figure']:<34}{fmt(r['kernel']):>12}{fmt(r['stack']):>12}{ratio:>8}  "
+                     f"{r['unit']:<12}{r['target']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tcplab bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement (default 10)")
+    parser.add_argument("--conns", type=int, default=10000, help="idle connections to hold")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--smoke", action="store_true", help="tiny run that checks it works")
+    parser.add_argument("--no-shim", action="store_true", help="skip the iperf3-under-shim figures")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("tcplab bench: error: needs root (it creates network namespaces)", file=sys.stderr)
+        return 1
+    seconds, conns = (0.5, 50) if args.smoke else (args.seconds, args.conns)
+    bench = Bench(seconds, conns, args.smoke)
+    print(f"tcplab bench: {seconds:g} s per figure, namespaces {bench.stack_ns} / {bench.peer_ns}",
+          file=sys.stderr)
+    try:
+        bench.setup()
+        bench.run(shim=not args.no_shim)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        print(f"tcplab bench: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bench.teardown()
+    print(format_table(bench.rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seconds": seconds, "rows": bench.rows}, indent=1))
+    return 0

@@ -1,0 +1,447 @@
+"""Unmodified programs on the stack through the LD_PRELOAD shim (`tcplab run`).
+
+The daemon runs in the stack namespace; programs under `tcplab run` run there too and
+talk to kernel programs in the peer namespace (10.1.0.2) through the stack (10.0.0.2).
+Every transfer is checked byte for byte (SHA-256); every subprocess has a timeout.
+Needs curl, wget, netcat-openbsd, socat, iperf3 (apt-get install them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from netns import STACK_ADDR
+from shim_fixtures import (
+    EXAMPLES,
+    MB,
+    Shim,
+    data_dir,
+    peer_http,
+    sh,
+    sha256_file,
+    shim,
+    shim_built,
+)
+
+pytestmark = pytest.mark.root
+
+PEER = "10.1.0.2"
+FIXTURES = (data_dir, peer_http, sh, shim, shim_built)  # used by name as test arguments
+
+
+def py(code: str) -> list[str]:
+    return ["python3", "-c", textwrap.dedent(code)]
+
+
+# --- clients under the shim, kernel servers in the peer ------------------------------
+
+
+def test_curl_downloads_20mb(sh: Shim, peer_http: str, data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "curl.bin"
+    cp = sh.run(["curl", "-sS", "--max-time", "100", "-o", str(out),
+                 "-w", "%{local_ip} %{http_code}", f"{peer_http}/big.bin"], timeout=120)
+    assert cp.stdout.split() == [STACK_ADDR, "200"], cp.stdout + cp.stderr
+    assert sha256_file(out) == sha256_file(data_dir / "big.bin")
+
+
+def test_wget_downloads_20mb(sh: Shim, peer_http: str, data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "wget.bin"
+    sh.run(["wget", "-q", "--tries=1", "--timeout=60", "-O", str(out), f"{peer_http}/big.bin"],
+           timeout=120)
+    assert sha256_file(out) == sha256_file(data_dir / "big.bin")
+
+
+def test_python_urllib(sh: Shim, peer_http: str, data_dir: Path) -> None:
+    cp = sh.run(py(f"""
+        import hashlib, urllib.request
+        body = urllib.request.urlopen("{peer_http}/big.bin", timeout=60).read()
+        print(len(body), hashlib.sha256(body).hexdigest())
+    """), timeout=120)
+    assert cp.stdout.split() == [str(20 * MB), sha256_file(data_dir / "big.bin")]
+
+
+def test_nc_client_both_directions(sh: Shim, data_dir: Path, tmp_path: Path) -> None:
+    src = data_dir / "mid.bin"
+    # upload: shimmed nc -> kernel nc -l
+    got = tmp_path / "nc-up.bin"
+    with open(got, "wb") as sink:
+        server = sh.peer_popen(["nc", "-l", "-p", "6001"], stdout=sink)
+        sh.wait_peer_listener(6001)
+        with open(src, "rb") as f:
+            sh.run(["nc", "-N", "-w", "30", PEER, "6001"], stdin=f, timeout=60)
+        assert server.wait(30) == 0
+    assert sha256_file(got) == sha256_file(src)
+    # download: kernel nc -l sends, shimmed nc receives
+    with open(src, "rb") as f:
+        server = sh.peer_popen(["nc", "-N", "-l", "-p", "6002"], stdin=f)
+        sh.wait_peer_listener(6002)
+        cp = sh.run(["sh", "-c", f"nc -d -w 30 {PEER} 6002 | sha256sum"], timeout=60)
+        assert server.wait(30) == 0
+    assert cp.stdout.split()[0] == sha256_file(src)
+
+
+def test_socat_client_both_directions(sh: Shim, data_dir: Path, tmp_path: Path) -> None:
+    src = data_dir / "mid.bin"
+    got = tmp_path / "socat-up.bin"
+    server = sh.peer_popen(["socat", "-u", "TCP-LISTEN:6003,reuseaddr",
+                            f"CREATE:{got}"])
+    sh.wait_peer_listener(6003)
+    sh.run(["socat", "-u", f"OPEN:{src}", f"TCP:{PEER}:6003"], timeout=60)
+    assert server.wait(30) == 0
+    assert sha256_file(got) == sha256_file(src)
+    server = sh.peer_popen(["socat", "-u", f"OPEN:{src}", "TCP-LISTEN:6004,reuseaddr"])
+    sh.wait_peer_listener(6004)
+    got2 = tmp_path / "socat-down.bin"
+    sh.run(["socat", "-u", f"TCP:{PEER}:6004", f"CREATE:{got2}"], timeout=60)
+    assert server.wait(30) == 0
+    assert sha256_file(got2) == sha256_file(src)
+
+
+def _iperf_bytes(report: dict[str, object]) -> tuple[int, int]:
+    end = report["end"]
+    assert isinstance(end, dict)
+    return int(end["sum_sent"]["bytes"]), int(end["sum_received"]["bytes"])
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["upload", "download"])
+def test_iperf3_client(sh: Shim, reverse: bool) -> None:
+    server = sh.peer_popen(["iperf3", "-s", "-1", "-p", "5201"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    sh.wait_peer_listener(5201)
+    cp = sh.run(["iperf3", "-c", PEER, "-p", "5201", "-t", "3", "-J",
+                 *(["-R"] if reverse else [])], timeout=60)
+    report = json.loads(cp.stdout)
+    assert "error" not in report, report.get("error")
+    sent, received = _iperf_bytes(report)
+    # (what is still in flight when the test time ends is not counted as received)
+    assert received > 10 * MB and 0.9 * sent <= received <= sent, (sent, received)
+    assert server.wait(20) == 0
+    print(f"\n[rate] iperf3 -c {'-R ' if reverse else ''}under the shim: "
+          f"{report['end']['sum_received']['bits_per_second'] / 1e6:.0f} Mbit/s")
+
+
+# --- servers under the shim, kernel clients in the peer ------------------------------
+
+
+def test_python_http_server(sh: Shim, data_dir: Path) -> None:
+    server = sh.popen(["python3", "-m", "http.server", "8081", "--directory", str(data_dir)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sh.wait_shim_listener(8081)
+    cp = sh.peer(["sh", "-c", f"curl -sS --max-time 100 http://{STACK_ADDR}:8081/big.bin "
+                  "| sha256sum"], timeout=120)
+    assert cp.stdout.split()[0] == sha256_file(data_dir / "big.bin")
+    server.kill()
+
+
+def test_nc_listen_both_directions(sh: Shim, data_dir: Path, tmp_path: Path) -> None:
+    src = data_dir / "mid.bin"
+    got = tmp_path / "ncl.bin"
+    with open(got, "wb") as sink:
+        server = sh.popen(["nc", "-l", "-p", "6011"], stdout=sink)
+        sh.wait_shim_listener(6011)
+        with open(src, "rb") as f:
+            sh.peer(["nc", "-N", STACK_ADDR, "6011"], stdin=f, timeout=60)
+        assert server.wait(30) == 0
+    assert sha256_file(got) == sha256_file(src)
+    with open(src, "rb") as f:
+        server = sh.popen(["nc", "-N", "-l", "-p", "6012"], stdin=f)
+        sh.wait_shim_listener(6012)
+        cp = sh.peer(["sh", "-c", f"nc -d {STACK_ADDR} 6012 | sha256sum"], timeout=60)
+        assert server.wait(30) == 0
+    assert cp.stdout.split()[0] == sha256_file(src)
+
+
+def test_socat_fork_server(sh: Shim, data_dir: Path) -> None:
+    """A process per connection: socat forks, the child serves the accepted socket."""
+    server = sh.popen(["socat", "TCP-LISTEN:6020,reuseaddr,fork", "EXEC:cat"],
+                      stderr=subprocess.PIPE)
+    sh.wait_shim_listener(6020)
+    src = data_dir / "mid.bin"
+    want = sha256_file(src)
+    clients = [
+        sh.peer_popen(["sh", "-c", f"socat - TCP:{STACK_ADDR}:6020,shut-down < {src} | sha256sum"],
+                      stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for client in clients:
+        out, _ = client.communicate(timeout=60)
+        assert out.split()[0] == want
+    server.kill()
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["upload", "download"])
+def test_iperf3_server(sh: Shim, reverse: bool) -> None:
+    # iperf3 listens on IPv6 "::" by default: -4 keeps it on IPv4, which the shim moves.
+    server = sh.popen(["iperf3", "-s", "-4", "-1", "-p", "5301"], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    sh.wait_shim_listener(5301)
+    cp = sh.peer(["iperf3", "-c", STACK_ADDR, "-p", "5301", "-t", "3", "-J",
+                  *(["-R"] if reverse else [])], timeout=60)
+    report = json.loads(cp.stdout)
+    assert "error" not in report, report.get("error")
+    sent, received = _iperf_bytes(report)
+    # (what is still in flight when the test time ends is not counted as received)
+    assert received > 10 * MB and 0.9 * sent <= received <= sent, (sent, received)
+    assert server.wait(20) == 0
+
+
+ECHO_CLIENT = """
+import hashlib, os, socket, sys, threading
+data = os.urandom(int(sys.argv[3]))
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+def send():
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+got = bytearray()
+while True:
+    block = s.recv(65536)
+    if not block:
+        break
+    got += block
+t.join()
+print("ok" if bytes(got) == data else f"mismatch {len(got)}")
+"""
+
+
+def test_c_epoll_server(sh: Shim) -> None:
+    server = sh.popen([str(EXAMPLES / "epoll_server"), "6030", "3"], stdout=subprocess.PIPE,
+                      text=True)
+    sh.wait_shim_listener(6030)
+    clients = [sh.peer_popen(["python3", "-c", ECHO_CLIENT, STACK_ADDR, "6030", str(n)],
+                             stdout=subprocess.PIPE, text=True)
+               for n in (4 * MB, 1, 300000)]
+    for client in clients:
+        out, _ = client.communicate(timeout=60)
+        assert out.strip() == "ok"
+    out, _ = server.communicate(timeout=30)
+    assert out.splitlines() == ["listening 6030", "served 3"]
+
+
+def test_python_asyncio_server(sh: Shim, data_dir: Path) -> None:
+    server = sh.popen(py("""
+        import asyncio, hashlib
+        async def handle(reader, writer):
+            data = await reader.read()
+            writer.write(hashlib.sha256(data).hexdigest().encode() + b"\\n")
+            await writer.drain()
+            writer.close()
+        async def main():
+            srv = await asyncio.start_server(handle, "0.0.0.0", 6060)
+            async with srv:
+                await asyncio.sleep(60)
+        asyncio.run(main())
+    """))
+    sh.wait_shim_listener(6060)
+    src = data_dir / "mid.bin"
+    for _ in range(3):
+        cp = sh.peer(["sh", "-c", f"nc -N {STACK_ADDR} 6060 < {src}"], timeout=60)
+        assert cp.stdout.strip() == sha256_file(src)
+    server.kill()
+
+
+# --- UDP ------------------------------------------------------------------------------
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float = 10) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else "<timeout>"
+
+
+def test_udp_nc_both_ways(sh: Shim, tmp_path: Path) -> None:
+    # shimmed client -> kernel server
+    got = tmp_path / "udp1"
+    with open(got, "wb") as sink:
+        server = sh.peer_popen(["nc", "-u", "-l", "-p", "7001"], stdout=sink)
+        sh.wait_peer_listener(7001, udp=True)
+        sh.run(["sh", "-c", f"echo hello over the stack | nc -u -w1 -q1 {PEER} 7001"],
+               timeout=30)
+        time.sleep(0.3)
+        server.kill()
+    assert got.read_text() == "hello over the stack\n"
+    # kernel client -> shimmed server; nc -u -l learns the sender with recvfrom and
+    # answers it, so the reply proves the source address came through
+    server = sh.popen(["nc", "-u", "-l", "-p", "7002"], stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, text=True, bufsize=1)
+    sh.wait_shim_udp(7002)
+    client = sh.peer_popen(["nc", "-u", STACK_ADDR, "7002"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, bufsize=1)
+    assert client.stdin is not None and server.stdin is not None
+    client.stdin.write("ping\n")
+    client.stdin.flush()
+    assert _readline(server) == "ping\n"
+    server.stdin.write("pong\n")
+    server.stdin.flush()
+    assert _readline(client) == "pong\n"
+
+
+def test_udp_python_addresses(sh: Shim) -> None:
+    """recvfrom reports the real source; sendto answers it (DNS-style exchange)."""
+    server = sh.popen(py("""
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 7005))
+        for _ in range(3):
+            data, src = s.recvfrom(2048)
+            s.sendto(data.upper() + f" {src[0]}:{src[1]}".encode(), src)
+    """), stdout=subprocess.PIPE, text=True)
+    sh.wait_shim_udp(7005)
+    cp = sh.peer(py(f"""
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(10)
+        s.bind(("0.0.0.0", 7006))
+        for word in ("one", "two", "x" * 1400):
+            s.sendto(word.encode(), ("{STACK_ADDR}", 7005))
+            data, src = s.recvfrom(4096)
+            print(data.decode(), src[0], src[1])
+    """), timeout=30)
+    lines = cp.stdout.splitlines()
+    assert lines[0] == f"ONE {PEER}:7006 {STACK_ADDR} 7005"
+    assert lines[1] == f"TWO {PEER}:7006 {STACK_ADDR} 7005"
+    assert lines[2] == f"{'X' * 1400} {PEER}:7006 {STACK_ADDR} 7005"
+    server.wait(10)
+
+
+# --- a C non-blocking client and the errno cases -------------------------------------
+
+
+def test_c_nonblocking_connect_client(sh: Shim) -> None:
+    server = sh.peer_popen(["socat", "TCP-LISTEN:6040,reuseaddr,fork", "EXEC:cat"])
+    sh.wait_peer_listener(6040)
+    for args in (["10.1.0.2", "6040", str(2 * MB)], ["-b", "10.1.0.2", "6040", "100000"]):
+        cp = sh.run([str(EXAMPLES / "nbconnect"), *args], timeout=60)
+        lines = cp.stdout.splitlines()
+        assert lines[0].startswith(f"connected {STACK_ADDR}:") and lines[0].endswith(" 10.1.0.2:6040")
+        assert lines[-1] == f"echo ok {args[-1]}"
+    server.kill()
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["nonblocking", "blocking"])
+def test_refused_closed_port(sh: Shim, blocking: bool) -> None:
+    cp = sh.run([str(EXAMPLES / "nbconnect"), *(["-b"] if blocking else []), PEER, "6999"],
+                timeout=30, check=False)
+    assert cp.returncode == 3 and cp.stdout.startswith("error ECONNREFUSED"), cp.stdout
+    cp = sh.run(py(f"""
+        import socket
+        try:
+            socket.create_connection(("{PEER}", 6999), timeout=10)
+        except ConnectionRefusedError:
+            print("refused")
+    """), timeout=30)
+    assert cp.stdout.strip() == "refused"
+    cp = sh.run(["curl", "-sS", "--max-time", "10", f"http://{PEER}:6999/"], timeout=30,
+                check=False)
+    assert cp.returncode == 7, cp.stderr  # "Failed to connect ... Couldn't connect to server"
+
+
+def test_errno_semantics(sh: Shim) -> None:
+    cp = sh.run(py(f"""
+        import errno, socket
+        def code(fn):
+            try:
+                fn()
+            except OSError as e:
+                return errno.errorcode[e.errno]
+            return "ok"
+        l = socket.socket(); l.bind(("0.0.0.0", 6070)); l.listen(1)
+        print(code(lambda: socket.socket().bind(("0.0.0.0", 6070))))       # EADDRINUSE
+        print(code(lambda: socket.socket().getpeername()))                # ENOTCONN
+        n = socket.socket(); n.setblocking(False)
+        print(code(lambda: n.connect(("{PEER}", 6999))))                  # EINPROGRESS
+        l.setblocking(False)
+        print(code(lambda: l.accept()))                                   # EAGAIN
+        print(code(lambda: socket.socket().bind(("192.0.2.1", 0))))       # EADDRNOTAVAIL
+    """), timeout=30)
+    assert cp.stdout.split() == ["EADDRINUSE", "ENOTCONN", "EINPROGRESS", "EAGAIN",
+                                 "EADDRNOTAVAIL"], cp.stdout + cp.stderr
+
+
+def test_daemon_absent(sh: Shim, tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-daemon.sock")
+    t0 = time.monotonic()
+    cp = sh.run(["curl", "-sS", "--max-time", "10", f"http://{PEER}:8080/"], timeout=30,
+                check=False, socket_path=missing)
+    assert time.monotonic() - t0 < 8
+    assert cp.returncode != 0
+    assert f"tcplab: cannot reach the stack daemon at {missing}: No such file or directory" \
+        in cp.stderr.splitlines()
+    cp = sh.run([str(EXAMPLES / "nbconnect"), PEER, "80"], timeout=30, check=False,
+                socket_path=missing)
+    assert cp.returncode == 3 and cp.stdout.startswith("error ENETDOWN"), cp.stdout
+    assert cp.stderr.count("cannot reach the stack daemon") == 1
+
+
+def test_loopback_stays_with_the_kernel(sh: Shim) -> None:
+    cp = sh.run(py("""
+        import socket, threading
+        l = socket.socket()
+        l.bind(("127.0.0.1", 0))
+        l.listen(1)
+        port = l.getsockname()[1]
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s, addr = l.accept()
+        c.sendall(b"loopback")
+        print(s.recv(100).decode(), addr[0])
+    """), timeout=30)
+    assert cp.stdout.split() == ["loopback", "127.0.0.1"]
+
+
+def test_tcplab_ss_shows_shim_sockets(sh: Shim) -> None:
+    server = sh.popen(["nc", "-l", "-p", "6080"], stdout=subprocess.DEVNULL)
+    sh.wait_shim_listener(6080)
+    assert sh.daemon is not None
+    out = sh.daemon.ss()
+    assert any("LISTEN" in line and ":6080" in line for line in out.splitlines()), out
+    from stack.ipc.client import query_sockets
+    rows = [r for r in query_sockets(sh.socket) if str(r.get("local", "")).endswith(":6080")]
+    assert rows and rows[0].get("process") == "nc"
+    server.kill()
+
+
+def test_daemon_killed_mid_transfer(sh: Shim, peer_http: str) -> None:
+    """The daemon going away under a running program: its sockets fail at once."""
+    client = sh.popen(py(f"""
+        import socket, time
+        s = socket.create_connection(("{PEER}", 8080), timeout=30)
+        s.sendall(b"GET /big.bin HTTP/1.0\\r\\n\\r\\n")
+        s.recv(1000)
+        print("connected", flush=True)
+        t0 = time.monotonic()
+        try:
+            while s.recv(65536):
+                time.sleep(0.01)   # slow reader: the transfer is still going
+            print("eof", flush=True)
+        except ConnectionResetError:
+            print("reset", round(time.monotonic() - t0, 2), flush=True)
+    """), stdout=subprocess.PIPE, text=True)
+    assert client.stdout is not None
+    assert client.stdout.readline().strip() == "connected"
+    assert sh.daemon is not None
+    time.sleep(0.5)
+    os.kill(sh.daemon.proc.pid, signal.SIGKILL)
+    out, _ = client.communicate(timeout=30)
+    assert out.startswith("reset"), out
+    sh.daemon.kill()
+    # a stale socket file is left; a new daemon takes over (and the fixture restarts it)
+    sh.start()
+
+
+def test_plain_ld_preload_and_environment(sh: Shim) -> None:
+    """A plain LD_PRELOAD with TCPLAB_SOCKET works as well as `tcplab run`."""
+    cp = subprocess.run(
+        ["ip", "netns", "exec", sh.topology.stack_ns, "env",
+         f"LD_PRELOAD={EXAMPLES.parent / 'libsocketoverride.so'}", f"TCPLAB_SOCKET={sh.socket}",
+         str(EXAMPLES / "nbconnect"), PEER, "6999"],
+        capture_output=True, text=True, timeout=30)
+    assert cp.stdout.startswith("error ECONNREFUSED"), cp.stdout + cp.stderr
