@@ -38,11 +38,14 @@ COPY . ./
 # 2. The LD_PRELOAD shim (to $TCPLAB_SHIM), built here and again (only if the sources
 #    changed) when the stack container starts; see docker/build-shim.sh.
 # 3. The lab's small C clients (tcpcat) and helpers (lab-loss).
+# `make clean` first: binaries built on the host (another libc, perhaps) may have come
+# along in the build context and would look up to date.
 # One RUN: every step costs seconds of layer commit on some storage drivers.
 RUN test -f README.md || echo "# tcplab" > README.md \
  && python3 -m pip install --no-deps --no-build-isolation --no-cache-dir \
         --break-system-packages --root-user-action=ignore . \
  && rm -rf build ./*.egg-info \
+ && { [ ! -f shim/Makefile ] || make -s -C shim clean; } \
  && docker/build-shim.sh \
- && make -C docker/clients install \
+ && make -C docker/clients clean install \
  && install -m 0755 docker/lab-loss /usr/local/bin/lab-loss

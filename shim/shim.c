@@ -973,6 +973,18 @@ static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
     if (have_cred && (cred.gid & CRED_MARK_MASK) == CRED_MARK) {
         a.ip = htonl(cred.uid);
         a.port = (uint16_t)(cred.gid & 0xFFFF);
+    } else if (app->msg_name) {
+        /* A daemon without CAP_SETUID/CAP_SETGID cannot label datagrams: a connected
+         * socket's datagrams come from its peer, so say that; otherwise 0.0.0.0:0. */
+        struct tl_request req;
+        memset(&req, 0, sizeof req);
+        req.op = TL_GETPEERNAME;
+        struct small_reply rep;
+        int saved = errno;
+        if (ask(&req, fd, &rep, NULL) == 0)
+            a = rep.r.addr;
+        a.family = TL_AF_INET;
+        errno = saved;
     }
     if (app->msg_name) {
         socklen_t len = app->msg_namelen;

@@ -367,7 +367,10 @@ class Lab:
         _say("building the image (the first build takes a few minutes) ...")
         started = time.monotonic()
         before = self._image_id()
-        self.compose_run(["build", "stack"])
+        # docker-compose 1.x uses the classic builder, which keeps the container of a
+        # failed step unless told otherwise; BuildKit (compose v2) leaves none.
+        force_rm = ["--force-rm"] if self.compose[-1].endswith("docker-compose") else []
+        self.compose_run(["build", *force_rm, "stack"])
         _say(f"image built in {time.monotonic() - started:.0f} s")
         after = self._image_id()
         if before and after and before != after:

@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
     except RunError as exc:
         sys.stderr.write(f"tcplab run: {exc}\n")
         return 2
-    env = build_env(shim, socket_path or default_socket_path(), debug)
+    env = build_env(shim, os.path.abspath(socket_path or default_socket_path()), debug)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

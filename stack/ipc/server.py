@@ -31,6 +31,7 @@ import grp
 import json
 import logging
 import os
+import resource
 import secrets
 import select
 import socket
@@ -77,23 +78,11 @@ _TCP_STATES = {
 }  # fmt: skip
 
 
-class _StackSocket(Protocol):
-    local: tuple[str, int] | None
-    remote: tuple[str, int] | None
-    on_change: Callable[[], None] | None
-
-    def bind(self, addr: str, port: int) -> None: ...
-    def connect(self, addr: str, port: int) -> None: ...
-    def close(self) -> None: ...
-    def setsockopt(self, level: int, name: int, value: int | bytes) -> None: ...
-    def getsockopt(self, level: int, name: int) -> int | bytes: ...
-    def info(self) -> dict[str, object]: ...
-
-
 class SocketLayerLike(Protocol):
     """What the server needs of stack.sockets.SocketLayer."""
 
-    address: str
+    @property
+    def address(self) -> str: ...
 
     def tcp_socket(self) -> Any: ...
     def udp_socket(self) -> Any: ...
@@ -102,6 +91,16 @@ class SocketLayerLike(Protocol):
 
 def _oserr(code: int) -> OSError:
     return OSError(code, os.strerror(code))
+
+
+def _raise_fd_limit() -> None:
+    """Each shimmed socket costs the daemon one descriptor: allow as many as we may."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _recv_byte(fd: int) -> bool:
@@ -235,6 +234,7 @@ class IpcServer:
         """Bind the Unix socket (mode 0660, optional group). A socket file left by a
         daemon that died is removed; one with a live daemon behind it is an error."""
         self.loop = asyncio.get_running_loop()
+        _raise_fd_limit()
         path = self.path
         directory = os.path.dirname(path)
         if directory:
@@ -507,7 +507,11 @@ class IpcServer:
             a.bind(NAME_PREFIX + letter + b"-%d-%s-%x" % (self._pid, self._token.encode(),
                                                           self._counter))
             if kind == "udp":
+                # A: datagrams carry their source address as credentials (see _send_dgram).
+                # B: every record from the program carries credentials, so a record
+                # without any is end of file, not an empty datagram.
                 a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+                b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             b.setblocking(False)
             st = os.fstat(a.fileno())
         except BaseException:
@@ -578,7 +582,7 @@ class IpcServer:
         self._schedule(e)
 
     def _op_accept(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> int:
-        if e.phase == "shut-listener" or e.phase != "listening":
+        if e.phase != "listening":
             raise _oserr(errno.EINVAL)
         if not e.pending:
             self._pump_listener(e)
@@ -977,15 +981,17 @@ class IpcServer:
             e.dgram = None
         # program -> stack: records written with write()/send() on a connected socket
         for _ in range(1024):
+            if e.app_eof:
+                break
             try:
-                data, _anc, flags, _ = b.recvmsg(p.MAX_PAYLOAD + 1)
+                data, anc, flags, _ = b.recvmsg(p.MAX_PAYLOAD + 1, socket.CMSG_SPACE(12))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
-            if not data and e.hup:
-                self._finish(e)
-                return
+            if not data and not anc:  # end of file: shut down for writing, or closed
+                e.app_eof = True
+                break
             if flags & socket.MSG_TRUNC:
                 self._count("udp_from_program_too_big")
                 continue

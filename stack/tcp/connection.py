@@ -420,8 +420,10 @@ class Connection:
         if new_mss < self.path_mss:
             self.path_mss = new_mss
             self.cc.mss = self.snd_mss
-            # The segment that caused it was dropped: send again at once.
-            if self.flight_size:
+            # The segment that caused it was dropped: send again at once. Not a SYN
+            # (SYN-SENT/SYN-RECEIVED): going back to SND.UNA = ISS there made the
+            # SYN-ACK's ACK look bogus, or later sends peek before the buffer start.
+            if self.flight_size and self.state in SYNCHRONIZED:
                 self._retransmit_timeout_like(now, reason="pmtu")
 
     # ----------------------------------------------------------------- timers
@@ -734,7 +736,13 @@ class Connection:
             window_room = self.snd_una + self.snd_wnd - self.snd_nxt
             # RFC 3042 Limited Transmit: each of the first two duplicate ACKs lets one
             # more new segment out, so that a small window can still get 3 dupacks.
-            bonus = min(self.dupacks, 2) * mss if not self.in_recovery else 0
+            # Only previously unsent data (RFC 3042 section 2): after an RTO's go-back-N
+            # the bonus would let retransmissions beyond the 1-SMSS loss window out.
+            bonus = (
+                min(self.dupacks, 2) * mss
+                if not self.in_recovery and self.snd_nxt == self.snd_max
+                else 0
+            )
             cwnd_room = self.cc.cwnd + bonus - (self.snd_nxt - self.snd_una)
             room = min(window_room, cwnd_room)
             if force_one:
@@ -1257,7 +1265,9 @@ class Connection:
             return
         self.in_recovery = True
         self.recover = self.snd_max
-        self.cc.on_congestion(self.flight_size, now)
+        # RFC 5681 3.2 step 2 with RFC 3042: data sent by Limited Transmit (at most
+        # 2 SMSS beyond cwnd) MUST NOT be counted in the FlightSize used for ssthresh.
+        self.cc.on_congestion(min(self.flight_size, self.cc.cwnd), now)
         self._emit_cwnd("fast_retransmit")
         if self.sack_ok:
             # RFC 6675 section 5 step (4.3): retransmit the first lost segment at once,

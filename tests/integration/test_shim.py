@@ -345,6 +345,39 @@ def test_refused_closed_port(sh: Shim, blocking: bool) -> None:
     assert cp.returncode == 7, cp.stderr  # "Failed to connect ... Couldn't connect to server"
 
 
+def test_peer_reset_gives_econnreset_and_epipe(sh: Shim) -> None:
+    server = sh.peer_popen(py("""
+        import socket, struct
+        l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        l.bind(("0.0.0.0", 6090)); l.listen(1)
+        c, _ = l.accept()
+        c.recv(100)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()   # RST
+    """))
+    sh.wait_peer_listener(6090)
+    cp = sh.run(py(f"""
+        import errno, select, socket, time
+        s = socket.create_connection(("{PEER}", 6090), timeout=10)
+        s.sendall(b"hello")
+        select.select([s], [], [], 10)
+        try:
+            s.recv(100)
+            print("no reset")
+        except ConnectionResetError:
+            print("ECONNRESET")
+        try:
+            for _ in range(50):
+                s.send(b"x" * 1000, socket.MSG_NOSIGNAL)
+                time.sleep(0.01)
+            print("no error")
+        except OSError as e:
+            print(errno.errorcode[e.errno])
+    """), timeout=30)
+    assert cp.stdout.split() == ["ECONNRESET", "EPIPE"], cp.stdout + cp.stderr
+    server.wait(10)
+
+
 def test_errno_semantics(sh: Shim) -> None:
     cp = sh.run(py(f"""
         import errno, socket

@@ -146,6 +146,13 @@ class FakeTcp:
             lst = self.net.listeners.get(port)
             if addr == "10.0.0.99":  # a black hole: nothing answers, ever
                 return
+            if addr == "10.0.0.98":  # nothing answers, and the stack gives up quickly
+                def give_up() -> None:
+                    self.state = "CLOSED"
+                    self.error = errno.ETIMEDOUT
+                    self.notify()
+                self.net.loop.call_later(0.3, give_up)
+                return
             if lst is None or lst.state != "LISTEN" or len(lst.queue) >= lst.backlog:
                 self.state = "CLOSED"
                 self.error = errno.ECONNREFUSED
@@ -780,6 +787,15 @@ def test_c_client_refused(server: ServerThread, shim: Path, blocking: bool) -> N
 
 
 @needs_shim
+@pytest.mark.parametrize("blocking", [False, True])
+def test_c_client_timeout(server: ServerThread, shim: Path, blocking: bool) -> None:
+    argv = [str(SHIM_DIR / "examples/nbconnect"), *(["-b"] if blocking else []), "10.0.0.98",
+            "80"]
+    cp = run_shimmed(server.path, argv)
+    assert cp.returncode == 3 and cp.stdout.startswith("error ETIMEDOUT"), cp.stdout
+
+
+@needs_shim
 def test_python_socket_api(server: ServerThread, shim: Path) -> None:
     cp = run_shimmed(server.path, py("""
         import errno, os, socket, struct
@@ -859,29 +875,53 @@ def test_python_socket_api(server: ServerThread, shim: Path) -> None:
     assert cp.stdout.strip() == "ok", cp.stdout + cp.stderr
 
 
+def _can_label_datagrams() -> bool:
+    """CAP_SETUID and CAP_SETGID: what the server needs to pass UDP source addresses."""
+    with open("/proc/self/status") as f:
+        caps = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
+    return bool(caps & (1 << 6)) and bool(caps & (1 << 7))
+
+
 @needs_shim
 def test_python_udp(server: ServerThread, shim: Path) -> None:
-    cp = run_shimmed(server.path, py("""
+    cp = run_shimmed(server.path, py(f"""
         import socket
+        labelled = {_can_label_datagrams()}
         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         a.bind(("0.0.0.0", 5353))
         b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         b.sendto(b"one", ("10.0.0.2", 5353))
         data, src = a.recvfrom(100)
-        assert data == b"one" and src == ("10.0.0.2", b.getsockname()[1]), (data, src)
+        want = ("10.0.0.2", b.getsockname()[1]) if labelled else ("0.0.0.0", 0)
+        assert data == b"one" and src == want, (data, src)
+        src = ("10.0.0.2", b.getsockname()[1])
         a.sendto(b"two" * 1000, src)
         data, src2 = b.recvfrom(65536)
-        assert data == b"two" * 1000 and src2 == ("10.0.0.2", 5353), src2
+        want = ("10.0.0.2", 5353) if labelled else ("0.0.0.0", 0)
+        assert data == b"two" * 1000 and src2 == want, src2
         b.connect(("10.0.0.2", 5353))
+        a.sendto(b"connected", src)
+        assert b.recvfrom(100) == (b"connected", ("10.0.0.2", 5353))  # labelled or not
         b.send(b"three")
         data, _, flags, src = a.recvmsg(2)
         assert data == b"th" and flags & socket.MSG_TRUNC, (data, flags)
         assert b.getpeername() == ("10.0.0.2", 5353)
         b.send(b"")
         assert a.recvfrom(10)[0] == b""
+        b.shutdown(socket.SHUT_WR)
+        try:
+            b.send(b"after shutdown")
+        except BrokenPipeError:
+            pass
+        else:
+            raise AssertionError("send after SHUT_WR worked")
+        a.sendto(b"still heard", b.getsockname())
+        assert b.recv(100) == b"still heard"
         print("ok")
     """))
     assert cp.stdout.strip() == "ok", cp.stdout + cp.stderr
+    stats = server.call(lambda: dict(server.server.stats))
+    assert stats.get("udp_from_program_dropped", 0) < 5, stats  # no spinning on EOF
 
 
 @needs_shim

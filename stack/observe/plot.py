@@ -1,0 +1,419 @@
+"""`tcplab plot`: pictures of one TCP connection from the event log (and the pcap).
+
+    tcplab plot EVENTS [--pcap FILE] [--conn ID] [--out DIR]
+    tcplab plot A.jsonl B.jsonl [--pcap A.pcap --pcap B.pcap]   (also compares cwnd)
+
+For the chosen connection (``--conn 10.0.0.2:80-10.1.0.2:40000``, or the one with the
+most events) it writes PNG files and prints their names:
+
+* ``...-tseq.png``: the time-sequence graph. With ``--pcap``: every data segment the
+  stack sent (a vertical bar from its first to its last sequence number, relative to the
+  ISN), the peer's cumulative ACKs, the right edge of the window the peer offered
+  (ACK + window, a staircase) and the retransmissions the event log reports (x marks, by
+  reason: rto, fast, sack, partial_ack, probe). Without a pcap only the retransmissions.
+* ``...-cwnd.png``: cwnd and ssthresh over time (``cwnd`` events), losses marked.
+* ``...-rtt.png``: RTT samples, SRTT and RTO over time (``rtt`` events).
+
+Time is seconds since the connection's first event. The pcap has wall-clock times and
+the event log seconds since the daemon started; the two are lined up on the
+connection's SYN (the ``state`` event to SYN-RECEIVED or SYN-SENT and the SYN in the
+capture), else on the first retransmission, else on the first packet.
+
+matplotlib (the ``plot`` extra: ``pip install -e '.[plot]'``) draws with the Agg backend,
+so no display is needed. :func:`collect` computes the series without matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stack.labkit.analysis import rto_backoff_points
+from stack.labkit.capture import Packet, PcapError, parse_conn_id, read_pcap, tcp_packets
+from stack.observe.events import read_events
+
+Point = tuple[float, float]
+INFINITE = 1 << 30  # ssthresh at or above this is "infinite" (not drawn)
+RETRANSMIT_STYLE = {
+    "rto": ("x", "red"),
+    "fast": ("x", "darkorange"),
+    "sack": ("x", "purple"),
+    "partial_ack": ("x", "brown"),
+    "probe": ("d", "black"),
+}
+
+
+class PlotError(Exception):
+    """A problem with the input, explained in one line."""
+
+
+@dataclass
+class Series:
+    """The numbers behind the pictures of one connection."""
+
+    conn: str
+    sender: str  # whose data the time-sequence graph shows
+    # tseq: data segments as (t, first seq, last seq + 1), relative to the sender's ISN
+    segments: list[tuple[float, int, int]] = field(default_factory=list)
+    acks: list[Point] = field(default_factory=list)
+    window: list[Point] = field(default_factory=list)  # right edge: ack + scaled window
+    retransmits: dict[str, list[Point]] = field(default_factory=dict)  # reason -> (t, rel seq)
+    cwnd: list[Point] = field(default_factory=list)
+    ssthresh: list[Point] = field(default_factory=list)
+    losses: list[Point] = field(default_factory=list)  # (t, cwnd after the reduction)
+    rtt_sample: list[Point] = field(default_factory=list)
+    srtt: list[Point] = field(default_factory=list)
+    rto: list[Point] = field(default_factory=list)
+    rto_waits: list[Point] = field(default_factory=list)  # backed-off RTOs that expired
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, dict[str, list[Any]]]:
+        """Everything plotted, by graph and line name (what the tests look at)."""
+        return {
+            "tseq": {
+                "data": [(t, s) for t, s, _ in self.segments],
+                "data_end": [(t, e) for t, _, e in self.segments],
+                "acks": list(self.acks),
+                "window": list(self.window),
+                **{f"retransmit_{k}": list(v) for k, v in self.retransmits.items()},
+            },
+            "cwnd": {"cwnd": list(self.cwnd), "ssthresh": list(self.ssthresh),
+                     "losses": list(self.losses)},
+            "rtt": {"sample": list(self.rtt_sample), "srtt": list(self.srtt),
+                    "rto": list(self.rto), "rto_waits": list(self.rto_waits)},
+        }  # fmt: skip
+
+
+@dataclass
+class PlotResult:
+    conn: str
+    files: list[Path]
+    series: Series
+
+
+# --- reading --------------------------------------------------------------------------------
+def load_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    p = Path(path)
+    if not p.exists():
+        raise PlotError(f"{p}: no such file")
+    if p.is_dir():
+        raise PlotError(f"{p} is a folder; give the event log (events.jsonl)")
+    try:
+        events = read_events(p)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PlotError(f"{p}: not a JSON-lines event log ({exc})") from None
+    if not events:
+        raise PlotError(f"{p} is empty: no events (was the stack started with --events {p.name}?)")
+    return events
+
+
+def pick_connection(events: list[dict[str, Any]], conn: str | None) -> str:
+    counts = Counter(e["conn"] for e in events if isinstance(e.get("conn"), str) and "-" in e["conn"])
+    if not counts:
+        raise PlotError("the event log names no TCP connection")
+    if conn is not None:
+        if conn not in counts:
+            known = ", ".join(c for c, _ in counts.most_common(8))
+            raise PlotError(f"no events for connection {conn}; the busiest are: {known}")
+        return conn
+    return counts.most_common(1)[0][0]
+
+
+def _offset(events: list[dict[str, Any]], packets: list[Packet], local: str) -> tuple[float, str]:
+    """pcap time minus event time, and how it was found."""
+    syns = [p for p in packets if p.tcp is not None and p.tcp.syn]
+    opens = [e for e in events if e.get("type") == "state"
+             and e.get("to") in ("SYN-RECEIVED", "SYN-SENT")]
+    if syns and opens:
+        return syns[0].ts - float(opens[0]["t"]), "the SYN"
+    rtx = [e for e in events if e.get("type") == "retransmit"]
+    if rtx:
+        seq = rtx[0].get("seq")
+        sent = [p for p in packets if p.src == local and p.tcp is not None and p.tcp.seq == seq]
+        if len(sent) >= 2:
+            return sent[1].ts - float(rtx[0]["t"]), "the first retransmission"
+    if packets and events:
+        return packets[0].ts - float(events[0]["t"]), "the first packet (rough)"
+    return 0.0, "nothing"
+
+
+def collect(events: list[dict[str, Any]], packets: list[Packet] | None, conn: str) -> Series:
+    """Compute every series for connection ``conn`` (no matplotlib needed)."""
+    local, lport, remote, rport = parse_conn_id(conn)
+    mine = [e for e in events if e.get("conn") == conn]
+    t0 = float(mine[0]["t"]) if mine else 0.0
+    series = Series(conn=conn, sender=local)
+
+    for e in mine:
+        t = float(e["t"]) - t0
+        kind = e.get("type")
+        if kind == "cwnd":
+            series.cwnd.append((t, float(e["cwnd"])))
+            if float(e["ssthresh"]) < INFINITE:
+                series.ssthresh.append((t, float(e["ssthresh"])))
+            if e.get("reason") in ("fast_retransmit", "rto"):
+                series.losses.append((t, float(e["cwnd"])))
+        elif kind == "rtt":
+            series.rtt_sample.append((t, float(e["sample"])))
+            series.srtt.append((t, float(e["srtt"])))
+            series.rto.append((t, float(e["rto"])))
+    series.rto_waits = [(t - t0, wait) for t, wait in rto_backoff_points(events, conn)]
+
+    rtx = [e for e in mine if e.get("type") == "retransmit"]
+    if packets is None:
+        if rtx:
+            base = min(int(e["seq"]) for e in rtx)
+            for e in rtx:
+                series.retransmits.setdefault(str(e.get("reason")), []).append(
+                    (float(e["t"]) - t0, float((int(e["seq"]) - base) & 0xFFFFFFFF)))
+            series.notes.append("no --pcap: the time-sequence graph shows only retransmissions "
+                                "(sequence numbers relative to the first one)")
+        return series
+
+    pkts = tcp_packets(packets, conn)
+    if not pkts:
+        series.notes.append(f"the pcap has no packets of {conn}")
+        return series
+    offset, how = _offset(mine, pkts, local)
+    series.notes.append(f"pcap and event times lined up on {how}")
+
+    def data_from(src: str, sport: int) -> list[Packet]:
+        return [p for p in pkts if p.src == src and p.tcp is not None and p.tcp.sport == sport
+                and p.tcp.payload_len > 0]
+
+    sender, sport, receiver = local, lport, remote
+    if not data_from(local, lport) and data_from(remote, rport):
+        sender, sport, receiver = remote, rport, local
+        series.notes.append(f"the stack sent no data on this connection; showing {remote}'s data")
+    series.sender = sender
+
+    isn: int | None = None
+    recv_wscale = 0
+    for p in pkts:
+        tcp = p.tcp
+        assert tcp is not None
+        if tcp.syn and p.src == sender and isn is None:
+            isn = tcp.seq
+        if tcp.syn and p.src == receiver and tcp.wscale is not None:
+            recv_wscale = tcp.wscale
+    if isn is None:
+        sent = data_from(sender, sport)
+        isn = ((sent[0].tcp.seq if sent and sent[0].tcp else 0) - 1) & 0xFFFFFFFF
+        series.notes.append("no SYN in the pcap: sequence numbers relative to the first segment")
+    sender_syn_seen = any(p.tcp is not None and p.tcp.syn and p.src == receiver for p in pkts)
+
+    def rel(seq: int) -> int:
+        return (seq - isn) & 0xFFFFFFFF
+
+    for p in pkts:
+        tcp = p.tcp
+        assert tcp is not None
+        t = p.ts - offset - t0
+        if p.src == sender and tcp.payload_len:
+            start = rel(tcp.seq)
+            series.segments.append((t, start, start + tcp.payload_len))
+        elif p.src == receiver and tcp.has_ack and not tcp.syn:
+            ack = rel(tcp.ack)
+            series.acks.append((t, float(ack)))
+            scale = recv_wscale if sender_syn_seen else 0
+            series.window.append((t, float(ack + (tcp.window << scale))))
+    if sender == local:
+        for e in rtx:
+            series.retransmits.setdefault(str(e.get("reason")), []).append(
+                (float(e["t"]) - t0, float(rel(int(e["seq"])))))
+    return series
+
+
+# --- drawing --------------------------------------------------------------------------------
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotError("matplotlib is not installed: pip install -e '.[plot]' "
+                        "(or apt install python3-matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+
+
+def _xy(points: list[Point], scale: float = 1.0) -> tuple[list[float], list[float]]:
+    return [p[0] for p in points], [p[1] * scale for p in points]
+
+
+def draw(series: Series, out_dir: Path, stem: str) -> list[Path]:
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    base = f"{stem}-{_safe(series.conn)}"
+    title = series.conn
+
+    if series.segments or any(series.retransmits.values()):
+        fig, ax = plt.subplots(figsize=(10, 6))
+        if series.segments:
+            ts = [s[0] for s in series.segments]
+            ax.vlines(ts, [s[1] for s in series.segments], [s[2] for s in series.segments],
+                      colors="tab:blue", linewidth=2, zorder=2,
+                      label=f"data sent by {series.sender}")
+        if series.acks:
+            ax.step(*_xy(series.acks), where="post", color="tab:green", linewidth=0.8,
+                    zorder=1, label="ACK")
+        if series.window:
+            ax.step(*_xy(series.window), where="post", color="tab:olive", linewidth=0.8,
+                    linestyle="--", label="ACK + window")
+        for reason, points in sorted(series.retransmits.items()):
+            marker, color = RETRANSMIT_STYLE.get(reason, ("x", "gray"))
+            ax.scatter(*_xy(points), marker=marker, color=color, s=40, zorder=3,
+                       label=f"retransmit ({reason}) x{len(points)}")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("sequence number (bytes, relative to the ISN)")
+        ax.set_title(f"time-sequence graph: {title}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
+        path = out_dir / f"{base}-tseq.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+
+    if series.cwnd:
+        fig, ax = plt.subplots(figsize=(10, 5))
+        ax.step(*_xy(series.cwnd), where="post", color="tab:blue", label="cwnd")
+        if series.ssthresh:
+            ax.step(*_xy(series.ssthresh), where="post", color="tab:red", linestyle="--",
+                    label="ssthresh")
+        if series.losses:
+            ax.scatter(*_xy(series.losses), marker="v", color="black", zorder=3,
+                       label=f"loss response x{len(series.losses)}")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("bytes")
+        ax.set_title(f"congestion window: {title}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
+        path = out_dir / f"{base}-cwnd.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+
+    if series.rtt_sample or series.rto_waits:
+        fig, ax = plt.subplots(figsize=(10, 5))
+        ax.plot(*_xy(series.rtt_sample, 1000), ".", color="tab:gray", markersize=3,
+                label="RTT sample")
+        ax.plot(*_xy(series.srtt, 1000), color="tab:blue", label="SRTT")
+        ax.step(*_xy(series.rto, 1000), where="post", color="tab:red", label="RTO")
+        if series.rto_waits:
+            ax.scatter(*_xy(series.rto_waits, 1000), marker="^", color="darkred", zorder=3,
+                       label="backed-off RTO that expired (time since the previous timeout)")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("milliseconds")
+        ax.set_title(f"round-trip time and RTO: {title}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
+        path = out_dir / f"{base}-rtt.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def draw_comparison(runs: list[tuple[str, Series]], out_dir: Path) -> Path | None:
+    """One cwnd graph with a line per event log (lab 08: NewReno against CUBIC)."""
+    runs = [(name, s) for name, s in runs if s.cwnd]
+    if len(runs) < 2:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for name, s in runs:
+        ax.step(*_xy(s.cwnd), where="post", label=f"cwnd: {name}")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("bytes")
+    ax.set_title("congestion window compared")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    path = out_dir / ("compare-" + "-".join(_safe(n) for n, _ in runs) + "-cwnd.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def make_plots(events_path: str | os.PathLike[str], pcap_path: str | os.PathLike[str] | None = None,
+               conn: str | None = None, out_dir: str | os.PathLike[str] | None = None) -> PlotResult:
+    """Read, compute and draw; raises PlotError with a message for the user."""
+    events = load_events(events_path)
+    chosen = pick_connection(events, conn)
+    packets = None
+    if pcap_path is not None:
+        try:
+            packets = read_pcap(pcap_path)
+        except PcapError as exc:
+            raise PlotError(str(exc)) from None
+    series = collect(events, packets, chosen)
+    folder = Path(out_dir) if out_dir is not None else Path(events_path).resolve().parent
+    files = draw(series, folder, Path(events_path).stem)
+    if not files:
+        raise PlotError(f"nothing to plot for {chosen}: no cwnd, rtt or retransmit events"
+                        + ("" if pcap_path else " (add --pcap for the time-sequence graph)"))
+    return PlotResult(chosen, files, series)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tcplab plot",
+        description="PNG plots of one TCP connection from the stack's event log (and pcap).")
+    p.add_argument("events", nargs="+", metavar="EVENTS",
+                   help="event log(s) written by tcplab stack --events; with several, also "
+                        "a cwnd comparison")
+    p.add_argument("--pcap", action="append", metavar="FILE",
+                   help="the matching capture (tcplab stack --pcap), for the time-sequence "
+                        "graph; once per EVENTS file, in the same order")
+    p.add_argument("--conn", metavar="ID",
+                   help="connection as in the event log, e.g. 10.0.0.2:80-10.1.0.2:40000 "
+                        "(default: the one with the most events)")
+    p.add_argument("--out", metavar="DIR", help="folder for the PNG files (default: beside EVENTS)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    pcaps: list[str | None] = list(args.pcap or [])
+    if pcaps and len(pcaps) != len(args.events):
+        print("tcplab plot: error: give --pcap once for every EVENTS file, or not at all",
+              file=sys.stderr)
+        return 2
+    if args.conn and len(args.events) > 1:
+        print("tcplab plot: error: --conn needs a single EVENTS file", file=sys.stderr)
+        return 2
+    if not pcaps:
+        pcaps = [None] * len(args.events)
+    runs: list[tuple[str, Series]] = []
+    try:
+        for events_path, pcap_path in zip(args.events, pcaps, strict=True):
+            result = make_plots(events_path, pcap_path, args.conn, args.out)
+            print(f"{events_path}: connection {result.conn}")
+            for note in result.series.notes:
+                print(f"  ({note})")
+            for path in result.files:
+                print(path)
+            runs.append((Path(events_path).stem, result.series))
+        if len(runs) > 1:
+            folder = Path(args.out) if args.out else Path(args.events[0]).resolve().parent
+            compared = draw_comparison(runs, folder)
+            if compared is not None:
+                print(compared)
+    except PlotError as exc:
+        print(f"tcplab plot: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

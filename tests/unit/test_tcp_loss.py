@@ -1,0 +1,493 @@
+"""Retransmission and congestion control: RFC 6298 RTO, Karn, RFC 5681/6582 fast
+retransmit and NewReno recovery, RFC 6675 SACK recovery, CUBIC, ICMP, events."""
+
+from __future__ import annotations
+
+import errno
+
+from tcpscript import Script, pattern
+
+from stack.tcp.congestion import Cubic
+from stack.tcp.connection import State, TcpConfig
+
+
+def plain(**kwargs: object) -> TcpConfig:
+    return TcpConfig(timestamps=False, **kwargs)  # type: ignore[arg-type]
+
+
+def newreno(**kwargs: object) -> Script:
+    """MSS 1000, no timestamps, no SACK, no window scaling (so every ACK carries the
+    same 65535-byte window): IW = 10 segments of 1000 bytes."""
+    cfg = plain(sack=False, **kwargs)
+    return Script.established(cfg, mss=1000, ws=None, ts=False, sackok=False)
+
+
+def with_sack(**kwargs: object) -> Script:
+    return Script.established(plain(**kwargs), mss=1000, ws=None, ts=False, sackok=True)
+
+
+# ---------------------------------------------------------------- RFC 6298
+
+
+def test_rto_from_rtt_samples() -> None:
+    """RFC 6298 2.2/2.3: SRTT, RTTVAR and RTO after the first and second sample."""
+    s = newreno()
+    s.expect_vars(rto=1.0, srtt=None)  # 2.1: 1 s before any measurement
+    s.send(1000)
+    s.tx(seq=1, length=1000)
+    s.expect_deadline(1.0)
+    s.wait(0.1)
+    s.rx("A", ack=1001)
+    s.expect_event("rtt", sample=0.1, srtt=0.1, rttvar=0.05, rto=0.3)
+    s.expect_vars(srtt=0.1, rttvar=0.05, rto=0.3)
+    s.expect_deadline(None)  # 5.2: all acknowledged, timer off
+    s.send(1000)
+    s.tx(seq=1001)
+    s.expect_deadline(0.1 + 0.3)
+    s.wait(0.2)
+    s.rx("A", ack=2001)
+    # RTTVAR = 3/4 * 0.05 + 1/4 * |0.1 - 0.2|; SRTT = 7/8 * 0.1 + 1/8 * 0.2
+    s.expect_vars(rttvar=0.0625, srtt=0.1125, rto=0.1125 + 4 * 0.0625)
+
+
+def test_rto_clamped_to_min_rto() -> None:
+    """RFC 6298 2.4 (with Linux's 200 ms floor, config.min_rto)."""
+    s = newreno(min_rto=0.2)
+    s.send(1000)
+    s.wait(0.01)
+    s.rx("A", ack=1001)
+    s.expect_vars(srtt=0.01, rto=0.2)
+
+
+def test_rto_timer_restarted_on_partial_ack() -> None:
+    """RFC 6298 5.3: an ACK of new data restarts the timer for the rest."""
+    s = newreno()
+    s.send(2000)
+    s.drain()
+    s.wait(0.5)
+    s.rx("A", ack=1001)  # sample 0.5 -> RTO 1.5
+    s.expect_deadline(0.5 + 1.5)
+
+
+def test_karn_no_sample_from_retransmission() -> None:
+    """RFC 6298 3 (Karn): no RTT sample from a retransmitted segment; the backed-off
+    RTO is kept until a valid sample arrives."""
+    s = newreno()
+    s.send(1000)
+    s.tx(seq=1)
+    s.fire()
+    s.expect(s.now == 1.0, "RTO at 1 s")
+    s.tx(seq=1, length=1000)
+    s.expect_vars(rto=2.0)
+    s.wait(0.05)
+    s.rx("A", ack=1001)  # ambiguous: for the original or the copy?
+    s.expect_no_event("rtt")
+    s.expect_vars(srtt=None, rto=2.0)
+    s.send(1000)
+    s.tx(seq=1001)
+    s.wait(0.1)
+    s.rx("A", ack=2001)
+    s.expect_event("rtt", sample=0.1)
+    s.expect_vars(srtt=0.1, rto=0.3)
+
+
+def test_exponential_backoff_then_etimedout() -> None:
+    """RFC 6298 5.5: RTO doubles on every expiry; RFC 1122 4.2.3.5: give up after R2."""
+    s = newreno(max_retries=4)
+    s.send(1000)
+    s.tx(seq=1)
+    times = []
+    for _ in range(4):
+        times.append(s.fire())
+        s.tx(seq=1, length=1000)
+        s.expect_event("retransmit", seq=s.iss + 1, len=1000, reason="rto")
+    s.expect(times == [1.0, 3.0, 7.0, 15.0], f"retransmissions at {times}")
+    s.expect_deadline(31.0)
+    s.fire()
+    s.no_tx()
+    s.expect_state(State.CLOSED)
+    s.expect_error(errno.ETIMEDOUT)
+
+
+def test_go_back_n_and_loss_window_after_rto() -> None:
+    """RFC 5681 3.1: after RTO ssthresh = max(FlightSize/2, 2*SMSS), cwnd = 1 SMSS;
+    retransmission restarts at SND.UNA (go-back-N) in slow start."""
+    s = newreno()
+    s.send(5000)
+    for i in range(5):
+        s.tx(seq=1 + 1000 * i, length=1000)
+    s.fire()
+    s.expect_event("cwnd", cwnd=1000, ssthresh=2500, reason="rto")
+    s.tx(seq=1, length=1000)
+    s.no_tx()  # one segment: the loss window
+    s.rx("A", ack=1001)
+    s.expect_vars(cwnd=2000)  # slow start, 1 SMSS per ACK after a timeout (RFC 3465)
+    s.tx(seq=1001, length=1000)
+    s.tx(seq=2001, length=1000)
+    s.no_tx()
+    s.expect_event("retransmit", seq=s.iss + 1001, len=1000)
+    s.rx("A", ack=3001)
+    s.expect_vars(cwnd=2500)  # capped at ssthresh
+    s.tx(seq=3001, length=1000)
+    s.tx(seq=4001, length=1000)
+    s.rx("A", ack=5001)
+    s.expect_vars(una=5001, nxt=5001)
+    s.expect_deadline(None)
+
+
+def test_rto_ssthresh_floor_two_segments() -> None:
+    s = newreno()
+    s.send(1000)
+    s.drain()
+    s.fire()
+    s.expect_vars(cwnd=1000, ssthresh=2000)  # max(1000/2, 2*SMSS)
+
+
+def test_second_rto_keeps_ssthresh() -> None:
+    """RFC 5681 3.1: ssthresh is reduced only on the first timeout of a segment."""
+    s = newreno()
+    s.send(8000)
+    s.drain()
+    s.fire()
+    s.expect_vars(ssthresh=4000, cwnd=1000)
+    s.fire()
+    s.expect_vars(ssthresh=4000, cwnd=1000)
+
+
+# --------------------------------------------------------- NewReno recovery
+
+
+def test_newreno_fast_retransmit_and_recovery() -> None:
+    """RFC 5681 3.2 and RFC 6582 3.2: three duplicate ACKs -> retransmit, ssthresh =
+    FlightSize/2, cwnd = ssthresh + 3 SMSS, +1 SMSS per further dupack; a partial ACK
+    retransmits the next hole and deflates; a full ACK ends recovery."""
+    s = newreno()
+    s.send(10000)
+    for i in range(10):
+        s.tx(seq=1 + 1000 * i, length=1000)
+    s.send(5000)  # more data waits behind cwnd
+    s.no_tx()
+    # Segments 1 and 5 are lost; segments 2, 3, 4 arrive and produce dupacks.
+    s.rx("A", ack=1)
+    s.tx(seq=10001, length=1000)  # RFC 3042 limited transmit
+    s.rx("A", ack=1)
+    s.tx(seq=11001, length=1000)
+    s.rx("A", ack=1)
+    s.tx(seq=1, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1, len=1000, reason="fast")
+    # RFC 5681 3.2 (2): data sent by limited transmit is not in the FlightSize here.
+    s.expect_event("cwnd", ssthresh=5000, reason="fast_retransmit")
+    s.expect_vars(in_recovery=True, ssthresh=5000, cwnd=5000 + 3000, recover=s.iss + 12001)
+    s.no_tx()
+    # Segments 6..10 and the two limited-transmit ones arrive: 7 more dupacks.
+    for _ in range(4):
+        s.rx("A", ack=1)
+    s.expect_vars(cwnd=12000)
+    s.no_tx()  # flight 12000, cwnd 12000
+    s.rx("A", ack=1)
+    s.tx(seq=12001, length=1000)  # inflation lets new data out
+    s.rx("A", ack=1)
+    s.tx(seq=13001, length=1000)
+    s.rx("A", ack=1)
+    s.tx(seq=14001, length=1000)
+    s.expect_vars(cwnd=15000)
+    # The retransmission of segment 1 arrives: partial ACK up to the second hole.
+    s.rx("A", ack=4001)
+    s.tx(seq=4001, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 4001, len=1000, reason="partial_ack")
+    s.expect_vars(in_recovery=True, cwnd=15000 - 4000 + 1000)
+    s.no_tx()
+    # Full ACK: everything up to `recover` (and beyond).
+    s.rx("A", ack=13001)
+    s.expect_event("cwnd", reason="recovery_exit")
+    s.expect_vars(in_recovery=False, dupacks=0)
+    s.expect(s.conn.cc.cwnd == min(5000, 2000 + 1000), "RFC 6582 3.2 (3) option 1")
+
+
+def test_fewer_than_three_dupacks_no_fast_retransmit() -> None:
+    s = newreno()
+    s.send(10000)
+    s.drain()
+    s.rx("A", ack=1)
+    s.rx("A", ack=1)
+    s.no_tx()
+    s.expect_vars(in_recovery=False)
+    s.rx("A", ack=1001)
+    s.expect_vars(dupacks=0)
+
+
+def test_ack_with_window_change_is_not_a_dupack() -> None:
+    """RFC 5681 2 (DUPLICATE ACKNOWLEDGMENT, condition e): the window must be unchanged."""
+    s = newreno()
+    s.send(10000)
+    s.drain()
+    for win in (60000, 61000, 62000):
+        s.rx("A", ack=1, win=win)
+    s.no_tx()
+    s.expect_vars(dupacks=0, in_recovery=False)
+
+
+def test_recover_blocks_fast_retransmit_after_rto() -> None:
+    """RFC 6582 3.2 step 2 / 4: after an RTO, recover = highest sent; duplicate ACKs
+    that do not cover it (stale ones) must not start another fast retransmit."""
+    s = newreno()
+    s.send(10000)
+    s.drain()
+    s.fire()
+    s.tx(seq=1, length=1000)
+    s.expect_vars(recover=s.iss + 10001)
+    for _ in range(4):
+        s.rx("A", ack=1)
+    s.no_tx()
+    s.expect_no_event("retransmit", reason="fast")
+    s.expect_vars(in_recovery=False)
+    s.rx("A", ack=10001)  # everything arrived after all
+    s.expect_vars(una=10001)
+
+
+def test_fast_retransmit_again_after_recover_passed() -> None:
+    s = newreno()
+    s.send(10000)
+    s.drain()
+    for _ in range(3):
+        s.rx("A", ack=1)
+    s.tx(seq=1)
+    s.rx("A", ack=10001)
+    s.expect_vars(in_recovery=False)
+    s.send(10000)
+    s.drain()
+    for _ in range(3):
+        s.rx("A", ack=10001)
+    s.drain()
+    s.expect_vars(in_recovery=True)
+
+
+# -------------------------------------------------------------- SACK (6675)
+
+
+def test_sack_loss_detection_before_three_dupacks() -> None:
+    """RFC 6675 5 / IsLost: more than (DupThresh-1)*SMSS SACKed above a hole marks it
+    lost, even after a single duplicate ACK."""
+    s = with_sack()
+    s.send(10000)
+    s.drain()
+    s.rx("A", ack=1, sack=[(1001, 4001)])
+    s.tx(seq=1, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1, len=1000, reason="fast")
+    s.expect_vars(in_recovery=True, ssthresh=5000, cwnd=5000)
+
+
+def test_sack_recovery_pipe_and_new_data() -> None:
+    """RFC 6675 5: the first hole is retransmitted; after that segments go out only
+    while cwnd - pipe >= 1 SMSS: holes first, then new data."""
+    s = with_sack()
+    s.send(10000)
+    s.drain()
+    s.send(5000)
+    # Segment 1 lost: three dupacks with growing SACK blocks.
+    s.rx("A", ack=1, sack=[(1001, 2001)])
+    s.tx(seq=10001, length=1000)  # limited transmit (RFC 3042)
+    s.rx("A", ack=1, sack=[(1001, 3001)])
+    s.tx(seq=11001, length=1000)
+    s.rx("A", ack=1, sack=[(1001, 4001)])
+    s.tx(seq=1, length=1000)
+    s.expect_vars(cwnd=5000, ssthresh=5000)
+    s.no_tx()
+    # 12000 sent, 3000 SACKed: pipe = 8000 in flight (4001..12001) + 1000 retransmitted
+    s.expect(s.conn._pipe() == 9000, f"pipe 9000, got {s.conn._pipe()}")
+    for top in (5001, 6001, 7001, 8001):
+        s.rx("A", ack=1, sack=[(1001, top)])
+        s.no_tx()  # pipe 8000 .. 5000: cwnd - pipe < 1 SMSS
+    s.rx("A", ack=1, sack=[(1001, 9001)])  # pipe 4000: one new segment
+    s.tx(seq=12001, length=1000)
+    s.no_tx()
+    s.rx("A", ack=1, sack=[(1001, 10001)])
+    s.tx(seq=13001, length=1000)
+    s.rx("A", ack=12001)  # full ACK (recover = 12001)
+    s.expect_vars(in_recovery=False)
+    s.expect_event("cwnd", reason="recovery_exit")
+
+
+def test_sack_recovery_retransmits_second_hole() -> None:
+    """Two holes: once the SACKed data above the second one marks it lost, it is
+    retransmitted (NextSeg rule 1) before any new data."""
+    s = with_sack()
+    s.send(10000)
+    s.drain()
+    # Segments 1 and 5 are lost.
+    s.rx("A", ack=1, sack=[(1001, 4001)])
+    s.tx(seq=1, length=1000)
+    for top in (6001, 7001, 8001, 9001, 10001):
+        s.rx("A", ack=1, sack=[(5001, top), (1001, 4001)])
+    segs = s.drain()
+    s.expect([s.rel_seq(x) for x in segs][:1] == [4001], "the second hole goes first")
+    s.expect_event("retransmit", seq=s.iss + 4001, reason="sack")
+    s.rx("A", ack=4001, sack=[(5001, 10001)])
+    s.rx("A", ack=10001)
+    s.expect_vars(in_recovery=False, una=10001)
+
+
+def test_sack_scoreboard_cleared_after_rto() -> None:
+    """RFC 6675 5.1 / RFC 2018 8: after an RTO the SACK information is not trusted."""
+    s = with_sack()
+    s.send(5000)
+    s.drain()
+    s.rx("A", ack=1, sack=[(2001, 3001)])
+    s.fire()
+    s.expect_vars(sacked=[])
+    s.tx(seq=1, length=1000)
+
+
+# -------------------------------------------------------------------- CUBIC
+
+
+def _loss_then_grow(cc: str, rounds: int = 14) -> list[int]:
+    """One fast retransmit (W_max = 10 segments), then rounds of 0.5 s, each sending a
+    whole cwnd and acknowledging it; returns cwnd after every round."""
+    s = Script.established(plain(sack=False, cc=cc), mss=1000, ts=False, sackok=False)
+    s.rx("A", ack=1)  # window update: the scaled window from now on
+    s.send(10000)
+    s.drain()
+    s.wait(0.5)
+    for _ in range(3):
+        s.rx("A", ack=1)
+    s.drain()
+    s.rx("A", ack=10001)  # full ACK
+    s.drain()
+    cwnds = []
+    for _ in range(rounds):
+        s.send(s.conn.cc.cwnd)
+        s.drain()
+        s.wait(0.5)
+        s.rx("A", ack=s.conn.snd_max - s.conn.iss)
+        s.drain()
+        cwnds.append(s.conn.cc.cwnd)
+    return cwnds
+
+
+def test_cubic_selectable_and_used() -> None:
+    """config.cc = "cubic" selects RFC 9438 CUBIC: beta 0.7 on loss, then the cubic
+    curve -- a plateau near W_max, then convex growth -- instead of Reno's one
+    segment per RTT."""
+    s = Script.established(plain(cc="cubic", sack=False), mss=1000, ws=None, ts=False,
+                           sackok=False)  # fmt: skip
+    s.expect(isinstance(s.conn.cc, Cubic) and s.conn.cc.name == "cubic", "CUBIC in use")
+    s.send(10000)
+    s.drain()
+    for _ in range(3):
+        s.rx("A", ack=1)
+    s.expect_vars(ssthresh=7000, cwnd=7000 + 3000)  # beta_cubic = 0.7
+    cubic = _loss_then_grow("cubic")
+    reno = _loss_then_grow("newreno")
+    reno_steps = [b - a for a, b in zip(reno[6:], reno[7:], strict=False)]
+    s.expect(set(reno_steps) == {1000}, f"Reno: +1 SMSS per RTT {reno}")
+    s.expect(all(9000 <= w <= 11000 for w in cubic[4:9]), f"CUBIC plateau near W_max {cubic}")
+    steps = [b - a for a, b in zip(cubic[-4:], cubic[-3:], strict=False)]
+    s.expect(steps == sorted(steps) and steps[0] > 1000, f"CUBIC convex growth {cubic}")
+    s.expect(cubic[-1] > reno[-1], f"CUBIC {cubic[-1]} ends above Reno {reno[-1]}")
+
+
+# --------------------------------------------------------------------- ICMP
+
+
+def test_icmp_port_unreachable_in_syn_sent() -> None:
+    """RFC 1122 4.2.3.9 (hard error in SYN-SENT, as Linux): ECONNREFUSED."""
+    s = Script()
+    s.connect()
+    s.tx("S")
+    s.icmp_unreachable(errno.ECONNREFUSED)
+    s.expect_state(State.CLOSED)
+    s.expect_error(errno.ECONNREFUSED)
+    s.expect_deadline(None)
+
+
+def test_icmp_host_unreachable_is_soft() -> None:
+    """RFC 1122 4.2.3.9: host unreachable is a soft error, reported only on timeout."""
+    s = Script(TcpConfig(syn_retries=1))
+    s.connect()
+    s.tx("S")
+    s.icmp_unreachable(errno.EHOSTUNREACH)
+    s.expect_state(State.SYN_SENT)
+    s.fire()
+    s.tx("S")
+    s.fire()
+    s.expect_state(State.CLOSED)
+    s.expect_error(errno.EHOSTUNREACH)
+
+
+def test_icmp_port_unreachable_established_is_soft() -> None:
+    s = Script.established()
+    s.icmp_unreachable(errno.ECONNREFUSED)
+    s.expect_state(State.ESTABLISHED)
+    s.expect_error(0)
+
+
+def test_frag_needed_lowers_mss_and_retransmits() -> None:
+    """RFC 1191 6.3: ICMP fragmentation needed -> smaller MSS, resend at once."""
+    s = Script.established(plain(), mss=1460, ts=False)
+    s.send(2920)
+    s.tx(seq=1, length=1460)
+    s.tx(seq=1461, length=1460)
+    s.path_mtu(1000)
+    s.expect_vars(snd_mss=960, path_mss=960)
+    s.tx(seq=1, length=960, data=pattern(960))
+    s.expect_event("retransmit", seq=s.iss + 1, len=960, reason="pmtu")
+    s.expect_vars(ssthresh=2**31)  # not a congestion signal
+    for seg in s.drain():
+        s.expect(len(seg.payload) <= 960, "every resent segment fits the new MTU")
+    s.rx("A", ack=2921)
+    s.send(2000)
+    s.tx(seq=2921, length=960)
+
+
+def test_frag_needed_in_syn_sent_keeps_handshake() -> None:
+    """A frag-needed quoting our SYN lowers the MSS but must not disturb the handshake."""
+    s = Script()
+    s.connect()
+    s.tx("S")
+    s.path_mtu(1000)
+    s.expect_vars(una=0, nxt=1, max=1)
+    s.rx("SA", seq=0, ack=1, mss=1460, ts=False)
+    s.tx("A", seq=1, ack=1)
+    s.expect_state(State.ESTABLISHED)
+    s.send(3000)
+    s.tx(seq=1, length=960)
+
+
+def test_frag_needed_in_syn_received_keeps_handshake() -> None:
+    s = Script()
+    s.passive(ts=False)
+    s.tx("SA")
+    s.path_mtu(1000)
+    s.rx("A", seq=1, ack=1)
+    s.expect_state(State.ESTABLISHED)
+    s.send(3000)
+    s.tx(seq=1, length=960)
+
+
+# ------------------------------------------------------------------- events
+
+
+def test_event_fields() -> None:
+    """The on_event sink gets (kind, fields): state, retransmit, rtt and cwnd."""
+    s = newreno()
+    s.send(3000)
+    s.drain()
+    s.wait(0.05)
+    s.rx("A", ack=1001)
+    s.fire()
+    s.rx("R", seq=1)
+    kinds = {}
+    for ev in s.events:
+        kinds.setdefault(ev.kind, set(ev.fields))
+    s.expect(kinds["state"] == {"from", "to"}, f"state fields {kinds['state']}")
+    s.expect(kinds["retransmit"] == {"seq", "len", "reason"}, f"{kinds['retransmit']}")
+    s.expect(kinds["rtt"] == {"sample", "srtt", "rttvar", "rto"}, f"{kinds['rtt']}")
+    s.expect(kinds["cwnd"] == {"cwnd", "ssthresh", "reason"}, f"{kinds['cwnd']}")
+    s.expect_event("rtt", sample=0.05, srtt=0.05, rttvar=0.025, rto=0.2)
+    s.expect_event("retransmit", seq=s.iss + 1001, len=1000, reason="rto")
+    s.expect_event("cwnd", cwnd=1000, reason="rto")
+    s.expect_event("state", frm="ESTABLISHED", to="CLOSED")
+    retransmit = s.events_of("retransmit")[0]
+    s.expect(isinstance(retransmit["seq"], int) and 0 <= retransmit["seq"] < 2**32,
+             "retransmit seq is the 32-bit wire value")  # fmt: skip
