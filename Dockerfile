@@ -3,7 +3,7 @@
 #   docker compose up                     (builds it through docker-compose.yml)
 #   docker build -t tcplab .              (by hand)
 #   docker build --build-arg BASE=... .   (another Debian-like base)
-#   docker build --build-arg WITH_TSHARK=yes .   (adds tshark, about +110 MB)
+#   docker build --build-arg WITH_TSHARK=yes .   (adds tshark and its libraries: a much bigger image)
 #
 # Where no registry can be reached, scripts/base-image.sh creates debian:bookworm-slim
 # locally first (debootstrap + docker import); `tcplab lab up` runs it for you.

@@ -92,6 +92,7 @@ class Daemon:
         host.tcp_defaults.min_rto = opts.min_rto
         host.tcp_defaults.msl = opts.time_wait / 2
         host.on_deadline_change = self._schedule
+        host.defer_acks = opts.impair is None  # one ACK per connection per batch read
         self.host = host
         self.layer = SocketLayer(host)
         self.loop.add_reader(self.tun.fd, self._on_tun_readable)
@@ -143,13 +144,15 @@ class Daemon:
             self._run_due_timers()
             return
         now = self.loop.time()
-        receive = self.host.receive_packet
+        host = self.host
+        receive = host.receive_packet
         for packet in packets:
             try:
                 receive(packet, now)
             except Exception:  # never let one packet take the daemon down
-                self.host.stats["drop_internal_error"] += 1
+                host.stats["drop_internal_error"] += 1
                 log.exception("internal error while handling a packet (dropped)")
+        host.end_batch(now)
         self._run_due_timers()
 
     def _receive_one(self, packet: bytes) -> None:

@@ -119,10 +119,13 @@ class Host:
         self.tcp_ports: Counter[int] = Counter()  # local ports in use (bound sockets)
         self.udp_ports: dict[int, UdpEndpoint] = {}
         self.max_connections = 65536
+        self.defer_acks = False  # the driver batches reads and calls end_batch()
         # Timers: (deadline, tie-breaker, connection); stale entries are skipped.
         self._timers: list[tuple[float, int, Connection]] = []
         self._timer_seq = itertools.count()
         self.on_deadline_change: Callable[[float], None] | None = None
+        self._deferred_acks: set[Connection] = set()
+        self.batching = False  # set by the driver around a batch of packets
         self._icmp_budget = 100.0
         self._icmp_budget_time = 0.0
 
@@ -203,6 +206,18 @@ class Host:
             self._drop("unknown_protocol")
 
     # ------------------------------------------------------------------ ICMP
+
+    def begin_batch(self) -> None:
+        """Packets until `end_batch` came in one read: ACKs may wait for its end."""
+        self.batching = True
+
+    def end_batch(self, now: float) -> None:
+        self.batching = False
+        if self._deferred_acks:
+            pending, self._deferred_acks = self._deferred_acks, set()
+            for conn in pending:
+                conn.flush_deferred_ack(now)
+                self.after(conn, now)
 
     def _icmp_allowed(self, now: float) -> bool:
         """Token bucket for ICMP errors (RFC 1812 4.3.2.8 asks for a rate limit)."""
@@ -334,6 +349,8 @@ class Host:
                     conn = None
             if conn is not None:
                 conn.on_segment(seg, now)
+                if conn.ack_deferred:
+                    self._deferred_acks.add(conn)
                 self.after(conn, now)
                 return
         listener = self.listeners.get(seg.dst_port)
@@ -380,6 +397,7 @@ class Host:
             ts_offset=random.getrandbits(32), on_event=self._event_sink(syn.dst_port, remote),
         )  # fmt: skip
         conn.owner = listener
+        conn.defer_acks = self.defer_acks
         key = (syn.dst_port, src, syn.src_port)
         self.conns[key] = conn
         listener.syn_queue[key] = conn
@@ -398,6 +416,7 @@ class Host:
             ts_offset=random.getrandbits(32), on_event=self._event_sink(local_port, remote),
         )  # fmt: skip
         conn.owner = owner
+        conn.defer_acks = self.defer_acks
         self.conns[key] = conn
         conn.connect(now)
         self.after(conn, now)

@@ -89,6 +89,9 @@ READ_SIZE = 65536 + VNET_HDR_LEN + 256
 _TUN_PATH = "/dev/net/tun"
 
 
+TX_QUEUE_LEN = 4000
+
+
 class TunError(Exception):
     """A TUN problem described in one human line."""
 
@@ -222,7 +225,9 @@ class TunDevice:
             index = _link_index(ipr, self.name)
             if index is None:
                 raise TunError(f"{self.name} vanished right after it was created")
-            ipr.link("set", index=index, mtu=self.mtu)
+            # A longer queue than the default 500 packets: the kernel side bursts faster
+            # than a Python reader drains, and TUN drops what does not fit.
+            ipr.link("set", index=index, mtu=self.mtu, txqlen=TX_QUEUE_LEN)
             if addr is not None:
                 present = {
                     (m.get_attr("IFA_ADDRESS"), m["prefixlen"])

@@ -172,6 +172,25 @@ def transport_checksum_ok(packet: Packet) -> bool | None:
     return ones_sum(pseudo + segment) == 0xFFFF
 
 
+def checksum_state(packet: Packet) -> str | None:
+    """"ok", "bad", "partial" (a TCP/UDP checksum field holding only the pseudo-header
+    sum: checksum offload, the kernel fills it in) or None (cannot be told)."""
+    ok = transport_checksum_ok(packet)
+    if ok is None:
+        return None
+    if ok:
+        return "ok"
+    if packet.proto in (IPPROTO_TCP, IPPROTO_UDP):
+        offset = packet.header_len + (16 if packet.proto == IPPROTO_TCP else 6)
+        field_value = int.from_bytes(packet.raw[offset : offset + 2], "big")
+        length = packet.total_length - packet.header_len
+        pseudo = (socket.inet_aton(packet.src) + socket.inet_aton(packet.dst)
+                  + struct.pack("!BBH", 0, packet.proto, length))
+        if field_value == ones_sum(pseudo):
+            return "partial"
+    return "bad"
+
+
 # --- decoding ----------------------------------------------------------------------------
 def _tcp_options(data: bytes, info: TcpInfo) -> None:
     i = 0
@@ -360,8 +379,9 @@ def connections(packets: Iterable[Packet], local: str) -> dict[str, list[Packet]
 
 def stream_bytes(packets: Iterable[Packet], src: str, sport: int) -> tuple[bytes, bool]:
     """Reassemble what ``src:sport`` sent (payload in sequence order, first copy of each
-    byte wins) from the captured segments. Returns (bytes, complete): complete is False
-    when a hole remains or payloads were not fully captured."""
+    byte wins) from the captured segments, skipping segments whose checksum is wrong
+    (corrupted on the way). Returns (bytes, complete): complete is False when a hole
+    remains or payloads were not fully captured."""
     isn: int | None = None
     pieces: dict[int, bytes] = {}
     complete = True
@@ -372,7 +392,7 @@ def stream_bytes(packets: Iterable[Packet], src: str, sport: int) -> tuple[bytes
         if t.syn:
             isn = t.seq
             continue
-        if not t.payload_len:
+        if not t.payload_len or checksum_state(p) == "bad":
             continue
         if len(t.payload) < t.payload_len:
             complete = False

@@ -365,11 +365,18 @@ def _(s: Steps, folder: Path) -> None:
         peer.close()
 
 
-@ECHO.scenario("your client reports a refused connection and exits non-zero")
+@ECHO.scenario("your client exits 0 after an echo, non-zero with a message when refused")
 def _(s: Steps, folder: Path) -> None:
     binary = _build(s, folder, "echo_client")
+    peer = _KernelEcho()
+    try:
+        cp = s.do(f"printf x | ./echo_client 127.0.0.1 {peer.port}",
+                  lambda: _run_client(binary, peer.port, b"x", 10))
+        s.expect("its exit status", lambda: cp.returncode, 0)
+    finally:
+        peer.close()
     port = _free_port()
-    cp = s.do(f"./echo_client 127.0.0.1 {port}  # nobody listens there",
+    cp = s.do(f"printf x | ./echo_client 127.0.0.1 {port}  # nobody listens there",
               lambda: _run_client(binary, port, b"x", 10))
     s.check("its exit status", lambda: cp.returncode, lambda v: v != 0, "not 0")
     s.check("its stderr", lambda: cp.stderr.decode(errors="replace").strip(), bool,

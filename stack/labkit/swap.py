@@ -122,9 +122,19 @@ def reference_module(slot: Slot) -> ModuleType:
     return importlib.import_module(slot.reference)
 
 
-def _rebind(old: Any, new: Any) -> list[str]:
+@dataclass
+class Binding:
+    """One name that :func:`plug` rebound, with what it held before."""
+
+    where: str
+    namespace: dict[str, Any]
+    name: str
+    old: Any
+
+
+def _rebind(old: Any, new: Any) -> list[Binding]:
     """Point every ``stack.*`` module global bound to ``old`` at ``new``."""
-    where = []
+    changed = []
     for modname, module in list(sys.modules.items()):
         if module is None or not (modname == "stack" or modname.startswith("stack.")):
             continue
@@ -134,12 +144,18 @@ def _rebind(old: Any, new: Any) -> list[str]:
         for attr, value in list(namespace.items()):
             if value is old:
                 namespace[attr] = new
-                where.append(f"{modname}.{attr}")
-    return where
+                changed.append(Binding(f"{modname}.{attr}", namespace, attr, old))
+    return changed
 
 
-def plug(slot: Slot, module: ModuleType) -> list[str]:
-    """Make the stack use ``module``'s objects for ``slot``; returns what was replaced."""
+def unplug(changes: list[Binding]) -> None:
+    """Undo :func:`plug` (for tests that plug into the running interpreter)."""
+    for b in reversed(changes):
+        b.namespace[b.name] = b.old
+
+
+def plug(slot: Slot, module: ModuleType) -> list[Binding]:
+    """Make the stack use ``module``'s objects for ``slot``; returns what was rebound."""
     if not slot.pluggable:
         raise SwapError(f"the {slot.name} slot (lab {slot.lab}) does not run inside the "
                         f"daemon; see the lab's README for how to try it")
@@ -149,14 +165,17 @@ def plug(slot: Slot, module: ModuleType) -> list[str]:
         from stack.tcp import congestion
 
         algorithm = module.ALGORITHM
-        for key in list(congestion._FACTORIES):
-            congestion._FACTORIES[key] = algorithm
-        return [f"stack.tcp.congestion._FACTORIES[{key!r}]" for key in congestion._FACTORIES]
+        factories: dict[str, Any] = congestion._FACTORIES  # type: ignore[assignment]
+        changes = []
+        for key, old in list(factories.items()):
+            factories[key] = algorithm
+            changes.append(Binding(f"stack.tcp.congestion._FACTORIES[{key!r}]", factories, key, old))
+        return changes
     ref = reference_module(slot)
-    replaced: list[str] = []
+    changes = []
     for name in slot.names:
-        replaced += _rebind(getattr(ref, name), getattr(module, name))
-    return replaced
+        changes += _rebind(getattr(ref, name), getattr(module, name))
+    return changes
 
 
 def parse_spec(text: str) -> list[tuple[Slot, str]]:
@@ -176,7 +195,8 @@ def install(spec: str, log: Any = None) -> list[str]:
     for slot, path in parse_spec(spec):
         module = load_learner(slot, path)
         replaced = plug(slot, module)
-        line = f"swap-in: {slot.name} from {path} (replaces {len(replaced)} binding(s))"
+        names = ", ".join(b.where for b in replaced[:4]) + (", ..." if len(replaced) > 4 else "")
+        line = f"swap-in: {slot.name} from {path} (replaces {len(replaced)} binding(s): {names})"
         lines.append(line)
         if log is not None:
             log(line)

@@ -99,9 +99,18 @@ def pseudo_header_sum(src: str, dst: str, proto: int, length: int) -> int:
     source address, destination address, a zero byte, the protocol number and the
     TCP/UDP length (header plus data).  Addresses are dotted-quad strings.
     """
-    addrs = _from_bytes(socket.inet_aton(src) + socket.inet_aton(dst), "big")
+    addrs = _ADDRESS_SUMS.get((src, dst))
+    if addrs is None:
+        if len(_ADDRESS_SUMS) > 4096:
+            _ADDRESS_SUMS.clear()
+        addrs = _from_bytes(socket.inet_aton(src) + socket.inet_aton(dst), "big") % 0xFFFF
+        _ADDRESS_SUMS[(src, dst)] = addrs
     # zero byte + protocol form one word; the length is another word.
     return fold(addrs + proto + length)
+
+
+# The address part of the pseudo-header sum, per (src, dst): the same few pairs recur.
+_ADDRESS_SUMS: dict[tuple[str, str], int] = {}
 
 
 def byte_view(buf: BytesLike) -> memoryview:

@@ -174,6 +174,9 @@ def _bad_option(detail: str) -> WireError:
     return WireError("bad_tcp_option", detail)
 
 
+_NOP_NOP_TS = bytes((1, 1, 8, 10))
+
+
 def parse_options(data: BytesLike) -> TCPOptions:
     """Parse the option bytes of a TCP header (everything after the fixed 20 bytes).
 
@@ -181,8 +184,12 @@ def parse_options(data: BytesLike) -> TCPOptions:
     raises :class:`WireError` with reason ``"bad_tcp_option"``.
     """
     view = byte_view(data)
-    opts = TCPOptions()
     end = len(view)
+    # Fast path: what nearly every segment of an established connection carries,
+    # NOP NOP Timestamps (RFC 7323 appendix A layout).
+    if end == 12 and view[:4] == _NOP_NOP_TS:
+        return TCPOptions(timestamp=_TS_VALUES.unpack_from(view, 4))
+    opts = TCPOptions()
     i = 0
     while i < end:
         kind = view[i]

@@ -60,10 +60,11 @@ def remove_test_leftovers() -> None:
     """Containers, networks and volumes of earlier (killed) test runs, by compose label."""
     label = "com.docker.compose.project"
     fmt = f'{{{{.ID}}}} {{{{.Label "{label}"}}}}'
+    vfmt = f'{{{{.Name}}}} {{{{.Label "{label}"}}}}'  # volumes have names, not IDs
     for kind, listing in (
         ("container", ["docker", "ps", "-a", "--filter", f"label={label}", "--format", fmt]),
         ("network", ["docker", "network", "ls", "--filter", f"label={label}", "--format", fmt]),
-        ("volume", ["docker", "volume", "ls", "--filter", f"label={label}", "--format", fmt]),
+        ("volume", ["docker", "volume", "ls", "--filter", f"label={label}", "--format", vfmt]),
     ):
         out = subprocess.run(listing, capture_output=True, text=True, check=False).stdout
         ids = []
