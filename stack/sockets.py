@@ -158,11 +158,24 @@ class TcpSocket:
             raise _oserror(errno.EISCONN)
         if port == 0:
             raise _oserror(errno.ECONNREFUSED)
-        if not self._bound_port:
+        chose_port = not self._bound_port
+        if chose_port:
             self.bind("0.0.0.0", 0)
         now = self.host.clock()
+        for _ in range(16):
+            try:
+                self.conn = self.host.connect(self._bound_port, (addr, port), self.config, self, now)
+                break
+            except OSError as exc:
+                # An ephemeral port whose old connection to this same peer still waits
+                # in TIME-WAIT: pick another, as Linux's connect() does.
+                if exc.errno != errno.EADDRINUSE or not chose_port:
+                    raise
+                self._release_port()
+                self.bind("0.0.0.0", 0)
+        else:
+            raise _oserror(errno.EADDRNOTAVAIL)
         self.remote = (addr, port)
-        self.conn = self.host.connect(self._bound_port, (addr, port), self.config, self, now)
 
     # ------------------------------------------------------------ data
 

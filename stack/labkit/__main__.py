@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from stack.labkit.steps import Report, Suite, run_suite
-from stack.labkit.swap import SLOTS, Slot, SwapError, find_slot, load_learner, plug, reference_module
+from stack.labkit.swap import (
+    SLOTS,
+    Slot,
+    SwapError,
+    find_slot,
+    load_learner,
+    plug,
+    reference_module,
+)
 
 BESIDE_LAB = ["--tun", "swap0", "--address", "10.0.9.2", "--kernel-address", "10.0.9.1/24",
               "--socket", "/run/tcplab/swap.sock", "--pcap", "/out/swap.pcap",
@@ -132,7 +140,7 @@ def cmd_test(argv: list[str]) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="show the steps of passing scenarios")
     args = p.parse_args(argv)
     try:
-        reports = run_tests(args.lab, args.impl, args.reference, first=args.first,
+        reports = run_tests(args.lab, args.impl, args.reference, out=sys.stdout, first=args.first,
                             verbose=args.verbose)
     except SwapError as exc:
         print(f"labkit: {exc}", file=sys.stderr)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 import struct
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from stack.labkit.steps import StepFailed, Steps, Suite
@@ -137,7 +139,7 @@ def _(s: Steps, m: Any) -> None:
         initial = rng.choice([0, 0, rng.randrange(0x10000)])
         want = naive_sum(data, initial)
         s.expect(f"#{i}: ones_complement_sum(<{len(data)} random bytes>, initial={initial:#x})",
-                 lambda d=data, n=initial: m.ones_complement_sum(d, n), want)
+                 partial(m.ones_complement_sum, data, initial), want)
         s.done.pop()  # keep the story short: only a failing buffer is shown
     s.note("300 buffers matched")
 
@@ -233,12 +235,12 @@ def _(s: Steps, m: Any) -> None:
         a = rng.randrange(2**32)
         n = rng.randrange(-(2**31) + 1, 2**31)
         b = (a + n) % 2**32
-        s.expect(f"#{i}: seq_add({a:#x}, {n})", lambda a=a, n=n: m.seq_add(a, n), b)
-        s.expect(f"#{i}: seq_diff({b:#x}, {a:#x})", lambda a=a, b=b: m.seq_diff(b, a), n)
-        s.expect(f"#{i}: seq_lt({a:#x}, {b:#x})", lambda a=a, b=b: m.seq_lt(a, b), n > 0)
-        s.expect(f"#{i}: seq_ge({a:#x}, {b:#x})", lambda a=a, b=b: m.seq_ge(a, b), n <= 0)
-        s.expect(f"#{i}: seq_gt({b:#x}, {a:#x})", lambda a=a, b=b: m.seq_gt(b, a), n > 0)
-        s.expect(f"#{i}: seq_le({b:#x}, {a:#x})", lambda a=a, b=b: m.seq_le(b, a), n <= 0)
+        s.expect(f"#{i}: seq_add({a:#x}, {n})", partial(m.seq_add, a, n), b)
+        s.expect(f"#{i}: seq_diff({b:#x}, {a:#x})", partial(m.seq_diff, b, a), n)
+        s.expect(f"#{i}: seq_lt({a:#x}, {b:#x})", partial(m.seq_lt, a, b), n > 0)
+        s.expect(f"#{i}: seq_ge({a:#x}, {b:#x})", partial(m.seq_ge, a, b), n <= 0)
+        s.expect(f"#{i}: seq_gt({b:#x}, {a:#x})", partial(m.seq_gt, b, a), n > 0)
+        s.expect(f"#{i}: seq_le({b:#x}, {a:#x})", partial(m.seq_le, b, a), n <= 0)
         del s.done[-6:]
     s.note("1000 pairs agreed")
 
@@ -398,7 +400,7 @@ def _(s: Steps, cls: Any) -> None:
         start, n = pieces[i]
         chunk = stream[start : start + n]
         got = s.do(f"#{k}: r.insert({start}, <{len(chunk)} bytes>)",
-                   lambda st=start, c=chunk: r.insert(st, c))
+                   partial(r.insert, start, chunk))
         out += bytes(got)
         s.done.pop()
         if bytes(out) != stream[: len(out)]:
@@ -555,7 +557,7 @@ def _(s: Steps, cls: Any) -> None:
     srtt = rttvar = None
     for i in range(1000):
         r = 0.5 if i == 500 else rng.uniform(0.015, 0.025)
-        s.do(f"e.sample({r:.4f})  # sample #{i}", lambda r=r: e.sample(r))
+        s.do(f"e.sample({r:.4f})  # sample #{i}", partial(e.sample, r))
         s.done.pop()
         if srtt is None or rttvar is None:
             srtt, rttvar = r, r / 2
@@ -581,6 +583,14 @@ def _cc(s: Steps, cls: Any, mss: int = MSS) -> Any:
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _above(last: int) -> Callable[[Any], bool]:
+    return lambda v: _whole(v) and v > last
+
+
+def _grew_at_most_half(before: int) -> Callable[[Any], bool]:
+    return lambda v: _whole(v) and before <= v <= 1.5 * before + MSS
 
 
 def _ack_window(cc: Any, now: float, rtt: float) -> float:
@@ -613,8 +623,8 @@ def _(s: Steps, cls: Any) -> None:
     for i in range(before // MSS):
         now += 0.01
         s.do(f"cc.on_ack({MSS}, now={now:.2f}, rtt=0.1)  # ACK {i + 1}",
-             lambda n=now: cc.on_ack(MSS, n, 0.1))
-        s.check("cc.cwnd", lambda: cc.cwnd, lambda v, last=last: _whole(v) and v > last,
+             partial(cc.on_ack, MSS, now, 0.1))
+        s.check("cc.cwnd", lambda: cc.cwnd, _above(last),
                 f"more than {last}")
         last = cc.cwnd
     s.check("cc.cwnd after one window of ACKs", lambda: cc.cwnd,
@@ -654,9 +664,9 @@ def _(s: Steps, cls: Any) -> None:
     for rtt_no in range(20):
         before = cc.cwnd
         now = s.do(f"acknowledge one window ({before} bytes) over 0.1 s  # round trip {rtt_no + 1}",
-                   lambda n=now: _ack_window(cc, n, 0.1))
+                   partial(_ack_window, cc, now, 0.1))
         s.check("cc.cwnd", lambda: cc.cwnd,
-                lambda v, b=before: _whole(v) and b <= v <= 1.5 * b + MSS,
+                _grew_at_most_half(before),
                 f"from {before} to 1.5 * {before} (RFC 9438 4.2 caps growth at 50% per RTT)")
     s.check("cc.cwnd after 20 round trips", lambda: cc.cwnd, lambda v: v >= start + MSS,
             f"at least one MSS above {start}")
@@ -676,8 +686,8 @@ def _(s: Steps, cls: Any) -> None:
     last = cc.cwnd
     for i in range(3):
         s.do(f"cc.on_ack({MSS}, ...)  # ACK {i + 1} after the timeout",
-             lambda i=i: cc.on_ack(MSS, now + 0.1 * (i + 1), 0.1))
-        s.check("cc.cwnd", lambda: cc.cwnd, lambda v, last=last: v > last,
+             partial(cc.on_ack, MSS, now + 0.1 * (i + 1), 0.1))
+        s.check("cc.cwnd", lambda: cc.cwnd, _above(last),
                 f"more than {last} (slow start again, up to ssthresh {threshold})")
         last = cc.cwnd
 
@@ -719,17 +729,17 @@ def _(s: Steps, cls: Any) -> None:
         if roll < 0.9:
             n = rng.choice([1, MSS, 2 * MSS, rng.randrange(1, 20 * MSS)])
             text = f"#{i}: cc.on_ack({n}, now={now:.3f}, rtt=0.05)"
-            s.do(text, lambda n=n, t=now: cc.on_ack(n, t, 0.05))
+            s.do(text, partial(cc.on_ack, n, now, 0.05))
         elif roll < 0.96:
             flight = max(cc.cwnd, MSS)
             s.do(f"#{i}: cc.on_congestion({flight}, now={now:.3f})",
-                 lambda f=flight, t=now: cc.on_congestion(f, t))
+                 partial(cc.on_congestion, flight, now))
             s.do(f"#{i}: cc.on_recovery_exit({cc.ssthresh}, now={now:.3f})",
-                 lambda t=now: cc.on_recovery_exit(cc.ssthresh, t))
+                 partial(cc.on_recovery_exit, cc.ssthresh, now))
         else:
             flight = max(cc.cwnd, MSS)
             s.do(f"#{i}: cc.on_timeout({flight}, now={now:.3f})",
-                 lambda f=flight, t=now: cc.on_timeout(f, t))
+                 partial(cc.on_timeout, flight, now))
         s.check("cc.cwnd", lambda: cc.cwnd, lambda v: _whole(v) and MSS <= v < 2**31,
                 "an int from 1 MSS to 2**31")
         s.check("cc.ssthresh", lambda: cc.ssthresh, lambda v: _whole(v) and v >= 2 * MSS,

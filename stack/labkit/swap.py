@@ -165,7 +165,7 @@ def plug(slot: Slot, module: ModuleType) -> list[Binding]:
         from stack.tcp import congestion
 
         algorithm = module.ALGORITHM
-        factories: dict[str, Any] = congestion._FACTORIES  # type: ignore[assignment]
+        factories: dict[str, Any] = congestion._FACTORIES
         changes = []
         for key, old in list(factories.items()):
             factories[key] = algorithm

@@ -1,0 +1,219 @@
+"""`tcplab plot` (stack/observe/plot.py): the series it plots and the PNG files it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from stack.labkit.capture import read_pcap  # noqa: E402
+from stack.observe import plot  # noqa: E402
+from stack.observe.pcap import PcapWriter  # noqa: E402
+from stack.wire.ipv4 import IPPROTO_TCP, build_ipv4_header  # noqa: E402
+from stack.wire.tcp import ACK, SYN, TCPOptions, TCPSegment, build_tcp  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STACK, PEER = "10.0.0.2", "10.1.0.2"
+CONN = f"{STACK}:80-{PEER}:40000"
+OTHER = f"{STACK}:7-{PEER}:40001"
+ISN, PEER_ISN = 5000, 90000
+WALL = 1000.0  # the pcap's wall clock when the event log says 1.0
+
+
+def tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
+        window: int = 1000, payload: bytes = b"", options: TCPOptions | None = None) -> bytes:
+    seg = TCPSegment(sport, dport, seq, ack, flags, window, 0, options or TCPOptions(), payload)
+    body = build_tcp(seg, src, dst)
+    return build_ipv4_header(src, dst, IPPROTO_TCP, len(body), 1) + body
+
+
+def write_events(path: Path, events: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> tuple[Path, Path]:
+    """A download of 10 segments with one fast retransmission, and a second, quieter
+    connection; the pcap's times are the event times + 999 s."""
+    events: list[dict[str, Any]] = [
+        {"t": 0.5, "type": "drop", "conn": None, "reason": "bad_ip_version"},
+        {"t": 1.0, "type": "state", "conn": CONN, "from": "LISTEN", "to": "SYN-RECEIVED"},
+        {"t": 1.001, "type": "state", "conn": CONN, "from": "SYN-RECEIVED", "to": "ESTABLISHED"},
+        {"t": 1.001, "type": "cwnd", "conn": CONN, "cwnd": 14600, "ssthresh": 2**31,
+         "reason": "init"},
+        {"t": 1.02, "type": "rtt", "conn": CONN, "sample": 0.01, "srtt": 0.01, "rttvar": 0.005,
+         "rto": 0.2},
+        {"t": 1.03, "type": "cwnd", "conn": CONN, "cwnd": 16000, "ssthresh": 2**31,
+         "reason": "ack"},
+        {"t": 1.05, "type": "cwnd", "conn": CONN, "cwnd": 8000, "ssthresh": 8000,
+         "reason": "fast_retransmit"},
+        {"t": 1.05, "type": "retransmit", "conn": CONN, "seq": ISN + 1 + 3000, "len": 1000,
+         "reason": "fast"},
+        {"t": 1.07, "type": "rtt", "conn": CONN, "sample": 0.02, "srtt": 0.01125,
+         "rttvar": 0.00625, "rto": 0.2},
+        {"t": 1.08, "type": "cwnd", "conn": CONN, "cwnd": 9000, "ssthresh": 8000,
+         "reason": "recovery_exit"},
+        {"t": 2.0, "type": "state", "conn": OTHER, "from": "LISTEN", "to": "SYN-RECEIVED"},
+    ]
+    events_path = tmp_path / "events.jsonl"
+    write_events(events_path, events)
+    pcap_path = tmp_path / "stack.pcap"
+    with PcapWriter(pcap_path) as pcap:
+        def put(t: float, packet: bytes) -> None:
+            pcap.write(WALL + t - 1.0, [packet])
+
+        put(1.0, tcp(PEER, STACK, 40000, 80, PEER_ISN, 0, SYN, 64240,
+                     options=TCPOptions(mss=1460, wscale=2)))
+        put(1.0005, tcp(STACK, PEER, 80, 40000, ISN, PEER_ISN + 1, SYN | ACK, 65535,
+                        options=TCPOptions(mss=1460, wscale=5)))
+        put(1.001, tcp(PEER, STACK, 40000, 80, PEER_ISN + 1, ISN + 1, ACK, 500))
+        for i in range(10):
+            put(1.01 + i * 0.001, tcp(STACK, PEER, 80, 40000, ISN + 1 + i * 1000, PEER_ISN + 1,
+                                      ACK, 1000, bytes(1000)))
+        put(1.03, tcp(PEER, STACK, 40000, 80, PEER_ISN + 1, ISN + 1 + 3000, ACK, 500))
+        put(1.05, tcp(STACK, PEER, 80, 40000, ISN + 1 + 3000, PEER_ISN + 1, ACK, 1000,
+                      bytes(1000)))
+        put(1.07, tcp(PEER, STACK, 40000, 80, PEER_ISN + 1, ISN + 1 + 10000, ACK, 600))
+        put(2.0, tcp(PEER, STACK, 40001, 7, 1, 0, SYN, 64240))
+    return events_path, pcap_path
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 1000
+
+
+def test_three_pngs_with_the_expected_series(capture: tuple[Path, Path], tmp_path: Path) -> None:
+    events, pcap = capture
+    result = plot.make_plots(events, pcap, out_dir=tmp_path / "png")
+    assert result.conn == CONN  # the busiest connection
+    names = sorted(p.name for p in result.files)
+    assert [n.rsplit("-", 1)[1] for n in names] == ["cwnd.png", "rtt.png", "tseq.png"]
+    assert all(is_png(p) for p in result.files)
+    series = result.series.as_dict()
+
+    # time-sequence: 10 segments + 1 retransmission, relative to the ISN, time from the SYN
+    data = series["tseq"]["data"]
+    assert len(data) == 11
+    assert [s for _, s in data[:10]] == [1 + i * 1000 for i in range(10)]
+    assert data[0][0] == pytest.approx(0.01, abs=1e-4)
+    assert series["tseq"]["data_end"][0][1] == 1001
+    assert data[10] == (pytest.approx(0.05, abs=1e-4), 3001)
+    assert series["tseq"]["retransmit_fast"] == [(pytest.approx(0.05), 3001.0)]
+    acks = series["tseq"]["acks"]
+    assert [a for _, a in acks] == [1.0, 3001.0, 10001.0]
+    # the window's right edge: ack + window << the peer's window scale (2)
+    assert [w for _, w in series["tseq"]["window"]] == [1.0 + 2000, 3001.0 + 2000, 10001.0 + 2400]
+
+    # cwnd: "infinite" ssthresh is not drawn; the loss is marked
+    assert [c for _, c in series["cwnd"]["cwnd"]] == [14600, 16000, 8000, 9000]
+    assert [s for _, s in series["cwnd"]["ssthresh"]] == [8000, 8000]
+    assert series["cwnd"]["losses"] == [(pytest.approx(0.05), 8000.0)]
+
+    # rtt
+    assert [s for _, s in series["rtt"]["sample"]] == [0.01, 0.02]
+    assert [s for _, s in series["rtt"]["srtt"]] == [0.01, 0.01125]
+    assert [s for _, s in series["rtt"]["rto"]] == [0.2, 0.2]
+
+
+def test_main_prints_the_files_and_defaults_to_the_events_folder(
+        capture: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    events, pcap = capture
+    assert plot.main([str(events), "--pcap", str(pcap)]) == 0
+    out = capsys.readouterr().out
+    files = [Path(line) for line in out.splitlines() if line.endswith(".png")]
+    assert len(files) == 3
+    assert all(f.parent == events.parent and is_png(f) for f in files)
+    assert f"connection {CONN}" in out
+
+
+def test_conn_option_and_unknown_connection(capture: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    events, pcap = capture
+    with pytest.raises(plot.PlotError, match="nothing to plot"):
+        plot.make_plots(events, None, conn=OTHER, out_dir=tmp_path)
+    assert plot.main([str(events), "--conn", "10.0.0.2:1-10.1.0.2:2"]) == 1
+    err = capsys.readouterr().err
+    assert "no events for connection 10.0.0.2:1-10.1.0.2:2" in err and CONN in err
+
+
+def test_without_a_pcap_only_retransmissions(capture: tuple[Path, Path], tmp_path: Path) -> None:
+    events, _ = capture
+    result = plot.make_plots(events, None, out_dir=tmp_path)
+    series = result.series.as_dict()
+    assert series["tseq"]["data"] == []
+    assert series["tseq"]["retransmit_fast"] == [(pytest.approx(0.05), 0.0)]
+    assert any("no --pcap" in n for n in result.series.notes)
+    assert len(result.files) == 3
+
+
+def test_missing_and_empty_logs_are_clear_errors(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert plot.main([str(tmp_path / "nope.jsonl")]) == 1
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert plot.main([str(empty)]) == 1
+    assert "is empty: no events" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("this is not json\n")
+    assert plot.main([str(garbage)]) == 1
+    assert "not a JSON-lines event log" in capsys.readouterr().err
+    no_conn = tmp_path / "noconn.jsonl"
+    write_events(no_conn, [{"t": 0.1, "type": "drop", "conn": None, "reason": "x"}])
+    assert plot.main([str(no_conn)]) == 1
+    assert "names no TCP connection" in capsys.readouterr().err
+
+
+def test_bad_pcaps(capture: tuple[Path, Path], tmp_path: Path,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    events, _ = capture
+    pcapng = tmp_path / "x.pcapng"
+    pcapng.write_bytes(bytes.fromhex("0a0d0d0a") + bytes(40))
+    assert plot.main([str(events), "--pcap", str(pcapng)]) == 1
+    assert "pcapng is not supported" in capsys.readouterr().err
+    assert plot.main([str(events), "--pcap", str(tmp_path / "missing.pcap")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_rto_backoff_is_plotted(tmp_path: Path) -> None:
+    events = [
+        {"t": 0.0, "type": "state", "conn": CONN, "from": "LISTEN", "to": "SYN-RECEIVED"},
+        {"t": 0.1, "type": "rtt", "conn": CONN, "sample": 0.01, "srtt": 0.01, "rttvar": 0.005,
+         "rto": 0.2},
+        {"t": 0.3, "type": "retransmit", "conn": CONN, "seq": 7, "len": 100, "reason": "rto"},
+        {"t": 0.7, "type": "retransmit", "conn": CONN, "seq": 7, "len": 100, "reason": "rto"},
+        {"t": 1.5, "type": "retransmit", "conn": CONN, "seq": 7, "len": 100, "reason": "rto"},
+    ]
+    path = tmp_path / "e.jsonl"
+    write_events(path, events)
+    result = plot.make_plots(path, None, out_dir=tmp_path)
+    waits = result.series.as_dict()["rtt"]["rto_waits"]
+    assert waits == [(pytest.approx(0.7), pytest.approx(0.4)), (pytest.approx(1.5), pytest.approx(0.8))]
+    assert any(f.name.endswith("-rtt.png") for f in result.files)
+
+
+def test_two_logs_are_compared(capture: tuple[Path, Path], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    events, _ = capture
+    second = tmp_path / "cubic.jsonl"
+    second.write_text(events.read_text())
+    out_dir = tmp_path / "cmp"
+    assert plot.main([str(events), str(second), "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    compare = [Path(line) for line in out.splitlines() if "compare-" in line]
+    assert len(compare) == 1 and is_png(compare[0])
+    assert plot.main([str(events), str(second), "--pcap", "a.pcap"]) == 2
+
+
+def test_pcap_reader_decodes_the_capture(capture: tuple[Path, Path]) -> None:
+    _, pcap = capture
+    packets = read_pcap(pcap)
+    assert len(packets) == 17
+    syn = packets[0]
+    assert syn.tcp is not None and syn.tcp.syn and syn.tcp.mss == 1460 and syn.tcp.wscale == 2
+    assert packets[3].tcp is not None and packets[3].tcp.payload_len == 1000
+    assert all(p.ip_checksum_ok for p in packets)
