@@ -160,11 +160,13 @@ class Connection:
         self.rcv_right = 0  # right edge of the window we advertised (never moved left)
 
         # Options, settled by the handshake.
-        self.path_mss = path_mss if path_mss is not None else config.mss
-        self.peer_mss = DEFAULT_PEER_MSS
+        self._path_mss = path_mss if path_mss is not None else config.mss
+        self._peer_mss = DEFAULT_PEER_MSS
+        self._ts_ok = False
+        self.snd_mss = self.max_segment = 0
+        self._recompute_mss()
         self.snd_wscale = 0  # shift applied to windows the peer sends us
         self.rcv_wscale = self._pick_rcv_wscale() if config.window_scaling else 0
-        self.ts_ok = False
         self.ts_recent = 0  # RFC 7323 4.3
         self.ts_offset = ts_offset
         self.last_ack_sent = 0
@@ -231,21 +233,44 @@ class Connection:
 
     # ------------------------------------------------------------------ helpers
 
+    # The three inputs of the send MSS; setting one recomputes `snd_mss` and
+    # `max_segment`, which the data path reads as plain attributes.
     @property
-    def snd_mss(self) -> int:
-        """Payload bytes per segment: RFC 9293 3.7.1 effective send MSS, less options."""
-        mss = min(self.peer_mss, self.path_mss)
-        if self.ts_ok:
-            mss -= TS_OPTION_LEN
-        return max(mss, 64)
+    def peer_mss(self) -> int:
+        return self._peer_mss
+
+    @peer_mss.setter
+    def peer_mss(self, value: int) -> None:
+        self._peer_mss = value
+        self._recompute_mss()
 
     @property
-    def max_segment(self) -> int:
-        """The largest segment we build: one MSS, or many with segmentation offload."""
-        mss = self.snd_mss
-        if self.config.tso_max > mss:
-            return mss * (self.config.tso_max // mss)
-        return mss
+    def path_mss(self) -> int:
+        return self._path_mss
+
+    @path_mss.setter
+    def path_mss(self, value: int) -> None:
+        self._path_mss = value
+        self._recompute_mss()
+
+    @property
+    def ts_ok(self) -> bool:
+        return self._ts_ok
+
+    @ts_ok.setter
+    def ts_ok(self, value: bool) -> None:
+        self._ts_ok = value
+        self._recompute_mss()
+
+    def _recompute_mss(self) -> None:
+        """RFC 9293 3.7.1 effective send MSS, less the options every segment carries;
+        and the largest segment we build: one MSS, or many with segmentation offload."""
+        mss = min(self._peer_mss, self._path_mss)
+        if self._ts_ok:
+            mss -= TS_OPTION_LEN
+        self.snd_mss = mss = max(mss, 64)
+        tso = self.config.tso_max
+        self.max_segment = mss * (tso // mss) if tso > mss else mss
 
     @property
     def flight_size(self) -> int:

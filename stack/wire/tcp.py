@@ -261,6 +261,22 @@ def encode_options(options: TCPOptions) -> bytes:
     option space are dropped from the end (the first block is the most recent,
     RFC 2018 section 4).  Out-of-range values raise :class:`ValueError`.
     """
+    ts = options.timestamp
+    if (
+        ts is not None
+        and options.mss is None
+        and options.wscale is None
+        and not options.sack_permitted
+        and not options.sack_blocks
+    ):
+        # Fast path: the NOP NOP TS of nearly every established-connection segment.
+        # (struct.error, a ValueError, reports TSval/TSecr outside 32 bits.)
+        try:
+            return _NOP_NOP_TS + _TS_VALUES.pack(ts[0], ts[1])
+        except struct.error:
+            _check_u32("TSval", ts[0])
+            _check_u32("TSecr", ts[1])
+            raise
     parts: list[bytes] = []
     if options.mss is not None:
         # RFC 9293 section 3.2: MSS is a 16-bit value.

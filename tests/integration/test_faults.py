@@ -63,12 +63,25 @@ class Fault:
     impair: str  # tcplab stack --impair SPEC
     nbytes: int  # each way
     bound: float  # seconds for the whole echo
+    xfail: str = ""  # a known stack bug makes this case fail: why
+
+
+# Linux <-> Linux over the same emulated 20% loss (NFQUEUE, GSO off) moves 1 MB each
+# way in 0.25-2.2 s; tcplab needs 40-120 s for 200 KB, see RTO_BACKOFF_BUG.
+RTO_BACKOFF_BUG = (
+    "stack/tcp/connection.py keeps the exponentially backed-off RTO while ACKs make "
+    "progress: Karn's rule stops all RTT samples from retransmitted data and timestamps "
+    "(RFC 7323 section 4) are not used to take them, so under 20% loss the RTO climbs "
+    "to 16-60 s and 200 KB takes 40-120 s (the peer client may even hit its 60 s idle "
+    "timeout); see test_rto_backoff_cleared_by_timestamp_sample in "
+    "tests/unit/test_fuzz_parsers.py"
+)
 
 
 FAULTS = [
     Fault("loss-1pct", "loss=1%,seed=11", 1 * MB, 60),
     Fault("loss-5pct", "loss=5%,seed=12", 1 * MB, 90),
-    Fault("loss-20pct", "loss=20%,seed=13", 200 * KB, 150),
+    Fault("loss-20pct", "loss=20%,seed=13", 200 * KB, 30, xfail=RTO_BACKOFF_BUG),
     Fault("delay-50ms-jitter-10ms", "delay=50ms,jitter=10ms,seed=14", 1 * MB, 60),
     # netem's reorder: 5% of packets skip the 10 ms delay the others wait.
     Fault("reorder-5pct", "delay=10ms,reorder=5%,seed=15", 1 * MB, 60),
@@ -161,8 +174,9 @@ def drop_reasons(stack: StackDaemon) -> Counter[str]:
 # --- the matrix -----------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fault", "stack"),
-    [(f, ["--time-wait", "1", "--impair", f.impair]) for f in FAULTS],
-    ids=[f.name for f in FAULTS],
+    [pytest.param(f, ["--time-wait", "1", "--impair", f.impair], id=f.name,
+                  marks=[pytest.mark.xfail(strict=True, reason=f.xfail)] if f.xfail else [])
+     for f in FAULTS],
     indirect=["stack"],
 )
 def test_fault(topology: Topology, fault: Fault, stack: StackDaemon, rates: Any,
@@ -170,8 +184,9 @@ def test_fault(topology: Topology, fault: Fault, stack: StackDaemon, rates: Any,
     peer_before = snmp(topology.peer_ns)
     router_before = snmp(topology.stack_ns)
 
+    # The client is killed at the bound (CommandError): a case never takes longer.
     result = run_peer_client(topology, "echo", STACK_ADDR, ECHO, fault.nbytes,
-                             timeout=fault.bound + 60)
+                             timeout=fault.bound + 5)
     assert "error" not in result, result
     assert result["recv_bytes"] == fault.nbytes, result
     assert result["recv_sha256"] == result["sent_sha256"], "echo came back different"

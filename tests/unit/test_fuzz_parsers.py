@@ -522,12 +522,12 @@ class TcpPeer:
         return last_tcp_from_stack(self.h)
 
     def segment(self, rel_seq: int, rel_ack: int, flags: int, length: int = 0,
-                window: int = 65535, ts_delta: int = 1) -> bytes:
+                window: int = 65535, ts_delta: int = 1, tsecr: int = 0) -> bytes:
         """``rel_seq`` counts from our ISS (1 = first data byte), ``rel_ack`` from the
         stack's; the payload is our stream's bytes at that position."""
         self.tsval = (self.tsval + ts_delta) & 0xFFFFFFFF
-        opts = TCPOptions(timestamp=(self.tsval, 0)) if self.ts else TCPOptions()
-        payload = stream_bytes(rel_seq - 1, length) if length and rel_seq >= 1 else bytes(length)
+        opts = TCPOptions(timestamp=(self.tsval, tsecr)) if self.ts else TCPOptions()
+        payload = stream_bytes(rel_seq - 1, length)  # (before index 0: trimmed anyway)
         return tcp_packet(PEER_PORT, 7, PEER_ISS + rel_seq, self.stack_iss + rel_ack, flags,
                           payload, window=window, options=opts)
 
@@ -630,6 +630,35 @@ def test_tcp_reordered_overlapping_data_is_delivered_exactly(starts: list[int],
         got += data
     assert bytes(got) == stream_bytes(0, total)
     assert conn.reassembler.pending_bytes == 0
+
+
+# -------------------------------------------------- found by the fault matrix (RTO)
+@pytest.mark.xfail(strict=True, reason=(
+    "stack/tcp/connection.py never clears the RTO backoff while retransmissions are "
+    "acknowledged: Karn's rule discards every sample from retransmitted data and the "
+    "echoed timestamps (RFC 7323 section 4, what Linux uses) are not used instead, so "
+    "under steady loss the RTO doubles every round (1, 2, 4, ... 32 s) although each "
+    "retransmission is acknowledged within milliseconds. 200 KB at 20% loss takes "
+    "40-120 s (Linux: 1 MB in 0.25-2.2 s); tests/integration/test_faults.py loss-20pct."))
+def test_rto_backoff_cleared_by_timestamp_sample() -> None:
+    """Every first transmission is lost, every retransmission is acknowledged at once
+    (with its timestamp echoed): the RTO must come back down, not keep doubling."""
+    h = Harness()
+    peer = TcpPeer(h, ts=True)
+    conn, sock = peer.conn, peer.sock
+    rtos = []
+    for _ in range(6):
+        sock.send(bytes(1000))  # new data: its first transmission is "lost"
+        h.advance(conn.rto.rto + 0.001)  # the RTO fires: a retransmission goes out
+        rtx = last_tcp_from_stack(h)
+        assert rtx.options.timestamp is not None
+        snd_una, snd_max = peer.snd_rel()
+        # The retransmission arrives and is acknowledged 1 ms later, echoing its TSval.
+        h.advance(0.001)
+        h.feed(peer.segment(1, snd_max, ACK, tsecr=rtx.options.timestamp[0]))
+        assert conn.snd_una == conn.snd_max
+        rtos.append(round(conn.rto.rto, 3))
+    assert max(rtos[1:]) <= 1.0, f"RTO after each acknowledged retransmission: {rtos}"
 
 
 # ------------------------------------------------------------------- SYN queue bound
