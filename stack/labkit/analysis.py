@@ -65,9 +65,13 @@ class Backoff:
         return [b - a for a, b in zip(self.times, self.times[1:], strict=False)]
 
     def ratios(self) -> list[float]:
-        """How much each wait grew over the one before: 2.0 is RFC 6298's doubling."""
+        """How much each wait grew over the one before: 2.0 is RFC 6298's doubling.
+
+        With a single interval, the wait before the first timeout is taken to be the
+        RTO of the last RTT sample -- right unless an earlier timeout (of another
+        segment) had already doubled it, so longer chains use their own waits only."""
         waits = list(self.intervals)
-        if self.rto_before:
+        if len(waits) < 2 and self.rto_before:
             waits.insert(0, self.rto_before)
         return [b / a for a, b in zip(waits, waits[1:], strict=False) if a > 0]
 

@@ -101,11 +101,14 @@ def load_file(path: str | os.PathLike[str], module_name: str) -> ModuleType:
         raise SwapError(f"{p}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in out/
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
         raise SwapError(f"{p}: importing it failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.dont_write_bytecode = saved
     return module
 
 

@@ -202,6 +202,11 @@ class Connection:
         self.recover = iss  # RFC 6582 section 3.2 "recover"
         self.high_rxt = iss  # RFC 6675 "HighRxt"
         self.sacked: list[list[int]] = []  # SACK scoreboard: sorted disjoint [start, end)
+        # Spurious retransmission detection (RFC 3522 Eifel) and response (RFC 4015).
+        self.undo_ts: int | None = None  # TSval of the first retransmission, if armed
+        self.prior_cwnd = 0
+        self.prior_ssthresh = 0
+        self.spurious_retransmits = 0
 
         # Other timers.
         self.delack_deadline: float | None = None
@@ -532,6 +537,7 @@ class Connection:
         # RFC 5681 section 3.1 eq. 4: ssthresh only on the first timeout of a series.
         if reason == "rto":
             if self.retries <= 1:
+                self._arm_undo(now)
                 self.cc.on_timeout(self.flight_size, now)
             else:
                 self.cc.cwnd = self.snd_mss
@@ -1009,6 +1015,8 @@ class Connection:
                 return False
             if ts is not None and seq <= self.last_ack_sent:
                 self.ts_recent = ts[0]
+            if self.undo_ts is not None:
+                self._check_undo(ts, now)
             self._on_new_ack(ack, now)
             self.snd_wl1 = seq
             self.snd_wl2 = ack
@@ -1261,6 +1269,8 @@ class Connection:
             sack_news = self._update_scoreboard(seg.options.sack_blocks)
 
         if ack > self.snd_una:
+            if self.undo_ts is not None:
+                self._check_undo(seg.options.timestamp, now)
             self._on_new_ack(ack, now)
         elif (
             ack == self.snd_una
@@ -1302,6 +1312,34 @@ class Connection:
                 self.timewait_deadline = now + 2 * self.config.msl
             return False
         return True
+
+    def _arm_undo(self, now: float) -> None:
+        """Remember the window before a loss response, and the timestamp the first
+        retransmission will carry (RFC 3522 section 3.1)."""
+        if self.ts_ok:
+            self.prior_cwnd = self.cc.cwnd
+            self.prior_ssthresh = self.cc.ssthresh
+            self.undo_ts = self._ts_now(now)
+
+    def _check_undo(self, timestamp: tuple[int, int] | None, now: float) -> None:
+        """RFC 3522 section 3.2: the first ACK for new data after a retransmission tells
+        which copy arrived. If it echoes a timestamp older than the retransmission's,
+        the original got through and the "loss" was reordering or delay: restore the
+        congestion state (RFC 4015 section 3, the Eifel response)."""
+        undo_ts, self.undo_ts = self.undo_ts, None
+        if timestamp is None or undo_ts is None or seq_diff(timestamp[1], undo_ts) >= 0:
+            return
+        self.spurious_retransmits += 1
+        self.cc.cwnd = max(self.cc.cwnd, self.prior_cwnd)
+        self.cc.ssthresh = max(self.cc.ssthresh, self.prior_ssthresh)
+        self.in_recovery = False
+        self.dupacks = 0
+        # The episode is void: a real loss right behind it may start fast recovery at
+        # once, without waiting for the old RecoveryPoint (RFC 6582 "recover").
+        self.recover = self.snd_una
+        if self.snd_nxt < self.snd_max:
+            self.snd_nxt = self.snd_max  # RFC 4015 section 3: no go-back-N after a spurious RTO
+        self._emit_cwnd("undo")
 
     def _rtt_on_ack(self, ack: int, now: float) -> None:
         """RFC 6298 section 2 and 3: one timed segment at a time, never a retransmit."""
@@ -1375,6 +1413,7 @@ class Connection:
         self.recover = self.snd_max
         # RFC 5681 3.2 step 2 with RFC 3042: data sent by Limited Transmit (at most
         # 2 SMSS beyond cwnd) MUST NOT be counted in the FlightSize used for ssthresh.
+        self._arm_undo(now)
         self.cc.on_congestion(min(self.flight_size, self.cc.cwnd), now)
         self._emit_cwnd("fast_retransmit")
         if self.sack_ok:

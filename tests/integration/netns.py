@@ -594,6 +594,10 @@ class StackDaemon:
                 "--pcap", str(tmpdir / "stack.pcap"),
                 "--events", str(tmpdir / "events.jsonl"),
                 *extra_args]
+        # TCPLAB_TEST_OFFLOAD=off runs every daemon on the plain path (1500-byte packets,
+        # checksums in Python): scripts/test.sh runs the end-to-end tests both ways.
+        if os.environ.get("TCPLAB_TEST_OFFLOAD") == "off" and "--offload" not in extra_args:
+            argv.append("--no-offload")
         stdout = open(tmpdir / "stack.stdout", "wb")  # noqa: SIM115
         try:
             proc = popen_in(topology.stack_ns, argv, cwd=str(REPO_ROOT), env=python_env(),

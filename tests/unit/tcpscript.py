@@ -54,9 +54,14 @@ ANY: Any = _Any()
 """Default of every expectation argument: not checked."""
 
 
+_CYCLE = bytes((i * 7 + 13) % 251 for i in range(251))
+
+
 def pattern(n: int, offset: int = 0) -> bytes:
-    """``n`` recognisable bytes of an endless stream, starting at stream offset ``offset``."""
-    return bytes((i * 7 + 13) % 251 for i in range(offset, offset + n))
+    """``n`` recognisable bytes of an endless stream (period 251), starting at stream
+    offset ``offset``: byte i of the stream is ``(7 * i + 13) % 251``."""
+    start = offset % 251
+    return (_CYCLE * ((start + n) // 251 + 1))[start : start + n]
 
 
 def parse_flags(flags: str) -> int:
