@@ -51,6 +51,7 @@ CRED_MARK = 0x54430000
 CHUNK = 256 * 1024
 MAX_CLIENTS = 1024
 MAX_MESSAGES_PER_WAKEUP = 64
+ACCEPT_PAUSE = 0.2  # seconds without accepting after EMFILE/ENFILE (no busy loop)
 MAX_CLIENT_BACKLOG = 1 << 20  # queued reply bytes before a client that does not read is dropped
 TOMBSTONES = 4096
 LISTENER_SNDBUF = 1 << 20  # room for ~1300 "a connection waits" bytes
@@ -341,8 +342,16 @@ class IpcServer:
                 conn, _ = self._listen.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: try again on the next wake-up
-                log.warning("accepting a shim connection: %s", exc)
+            except OSError as exc:  # EMFILE and friends
+                # The pending connection keeps the listening socket readable: stop
+                # watching it for a while instead of spinning (and logging) at 100% CPU.
+                self._count("accept_errors")
+                if self.stats["accept_errors"] % 100 == 1:
+                    log.warning("accepting a shim connection: %s (pausing %.1f s)", exc,
+                                ACCEPT_PAUSE)
+                assert self.loop is not None
+                self.loop.remove_reader(self._listen.fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
             if len(self._clients) >= MAX_CLIENTS:
                 self._count("clients_refused")
@@ -357,6 +366,10 @@ class IpcServer:
             self._clients[conn.fileno()] = client
             assert self.loop is not None
             self.loop.add_reader(conn.fileno(), self._on_client_readable, client)
+
+    def _resume_accept(self) -> None:
+        if self._listen is not None and self.loop is not None and not self.closed:
+            self.loop.add_reader(self._listen.fileno(), self._on_accept)
 
     def _drop_client(self, client: _Client, why: str = "") -> None:
         if client.closed:
@@ -427,8 +440,11 @@ class IpcServer:
                 fds.extend(arr)
         return fds
 
-    def _send(self, client: _Client, reply: p.Reply, fd: int) -> None:
-        """Send a reply (and close our copy of the fd it carries once it is sent)."""
+    def _send(self, client: _Client, reply: p.Reply, fd: int, *, bounded: bool = True) -> None:
+        """Send a reply (and close our copy of the fd it carries once it is sent).
+
+        `bounded=False` is for a listing the client asked for, which may be larger
+        than the backlog a client that stops reading is allowed."""
         if client.closed:
             if fd >= 0:
                 os.close(fd)
@@ -436,7 +452,7 @@ class IpcServer:
         data = p.encode_reply(reply)
         client.out.append((data, fd))
         client.out_bytes += len(data)
-        if client.out_bytes > MAX_CLIENT_BACKLOG:
+        if bounded and client.out_bytes > MAX_CLIENT_BACKLOG:
             self._drop_client(client, "not_reading")
             return
         self._flush(client)
@@ -782,7 +798,8 @@ class IpcServer:
         chunks = [data[i : i + p.MAX_LIST_CHUNK] for i in range(0, len(data), p.MAX_LIST_CHUNK)]
         for i, chunk in enumerate(chunks or [b""]):
             more = p.FLAG_MORE if i < len(chunks) - 1 else 0
-            self._send(client, p.Reply(p.Op.LIST, rep.seq, 0, more, data=chunk), -1)
+            self._send(client, p.Reply(p.Op.LIST, rep.seq, 0, more, data=chunk), -1,
+                       bounded=False)
 
     def _tcp_info(self, e: _Entry) -> bytes:
         """A struct tcp_info (Linux layout, 232 bytes) from the socket's numbers."""
