@@ -82,7 +82,8 @@ class Daemon:
         transmit: Callable[[list[bytes | memoryview]], None] = self.tun.write
         if opts.impair is not None:
             self.impair_in = Impairment(opts.impair, self.loop.call_later, self.loop.time)
-            self.impair_out = Impairment(opts.impair, self.loop.call_later, self.loop.time)
+            self.impair_out = Impairment(opts.impair, self.loop.call_later, self.loop.time,
+                                         direction=1)
             transmit = self._impaired_transmit
             log.info("impairing the link both ways: %s", opts.impair)
         host = Host(
@@ -215,6 +216,15 @@ def run_daemon(options: DaemonOptions) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="tcplab: %(message)s"
     )
+    # The labs' swap-in slots: TCPLAB_SWAP=reassembler=PATH,... puts a learner's
+    # component in place of the reference before anything is built from it.
+    from stack.labkit.swap import SwapError, install_from_env
+
+    try:
+        install_from_env(lambda line: log.info("%s", line))
+    except SwapError as exc:
+        print(f"tcplab stack: error: {exc}", file=sys.stderr)
+        return 2
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     daemon = Daemon(options)

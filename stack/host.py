@@ -41,6 +41,7 @@ from stack.wire.udp import build_udp, parse_udp
 
 EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default ip_local_port_range
 MAX_TCP_SEGMENT = 65535 - 20 - 60  # the largest TCP segment one IPv4 datagram carries
+MAX_FRAGMENT_DATAGRAMS = 4096  # datagrams under reassembly at once (oldest dropped)
 
 ConnKey = tuple[int, str, int]  # (local port, remote address, remote port)
 
@@ -142,9 +143,27 @@ class Host:
         return self._ip_ident
 
     def send_ip(self, dst: str, proto: int, payload: bytes | memoryview) -> None:
-        """Send one complete datagram (ICMP, UDP, TCP resets)."""
-        header = build_ipv4_header(self.address, dst, proto, len(payload), self._next_ident())
-        self._emit_packet([header, payload], None)
+        """Send one datagram (ICMP, UDP, TCP resets), in fragments if it exceeds the MTU.
+
+        RFC 791 section 3.2 / RFC 1122 3.2.2.6: an echo reply is as large as the request,
+        and a UDP datagram may be up to 64 KiB; both leave in MTU-sized fragments (DF
+        clear), every fragment's data a multiple of 8 bytes but the last.
+        """
+        if len(payload) + 20 <= self.mtu:
+            header = build_ipv4_header(self.address, dst, proto, len(payload), self._next_ident())
+            self._emit_packet([header, payload], None)
+            return
+        ident = self._next_ident()
+        step = (self.mtu - 20) // 8 * 8
+        view = memoryview(payload)
+        for offset in range(0, len(view), step):
+            chunk = view[offset : offset + step]
+            more = offset + step < len(view)
+            header = build_ipv4_header(
+                self.address, dst, proto, len(chunk), ident, df=False, mf=more, frag_offset=offset
+            )
+            self._emit_packet([header, chunk], None)
+            self.stats["fragments_out"] += 1
 
     def _emit_packet(self, parts: list[bytes | memoryview], vnet: VirtioNetHdr | None) -> None:
         self.stats["ip_out"] += 1
@@ -186,10 +205,18 @@ class Host:
             return
         if header.is_fragment:
             key = (header.src, header.dst, header.proto, header.ident)
-            whole = self.fragments.add(
-                key, header.frag_offset, header.more_fragments, payload, now
-            )
+            frags = self.fragments
+            if key not in frags.pending and len(frags.pending) >= MAX_FRAGMENT_DATAGRAMS:
+                # The memory limit counts payload bytes only; each datagram under
+                # reassembly also costs ~600 bytes of bookkeeping, so cap their number
+                # too (8-byte fragments would otherwise hold ~300 MB within the limit).
+                frags._drop(next(iter(frags.pending)))
+                self._drop("fragment_datagrams_full")
+            given_up = frags.dropped
+            whole = frags.add(key, header.frag_offset, header.more_fragments, payload, now)
             self.stats["fragments_in"] += 1
+            if frags.dropped > given_up:
+                self._drop("fragments_given_up")  # malformed, timed out or over memory
             if whole is None:
                 return
             self.stats["reassembled"] += 1

@@ -118,7 +118,7 @@ class TcpSocket:
         if self.conn is not None:
             raise _oserror(errno.EINVAL)
         if self.listener is not None:
-            self.listener.backlog = max(backlog, 1)
+            self.listener.backlog = max(min(backlog, 4096), 1)  # the same bound as below
             return
         if not self._bound_port:
             self.bind("0.0.0.0", 0)

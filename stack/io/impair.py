@@ -77,11 +77,15 @@ class ImpairSpec:
 class Impairment:
     """Passes packets to `deliver`, after the faults in `spec`; counts what it did."""
 
-    def __init__(self, spec: ImpairSpec, schedule: Schedule, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, spec: ImpairSpec, schedule: Schedule, clock: Callable[[], float], direction: int = 0
+    ) -> None:
         self.spec = spec
         self.schedule = schedule
         self.clock = clock
-        self.rng = random.Random(spec.seed)
+        # Each direction draws from its own stream, so that with a fixed seed the
+        # losses one way are not a copy of the losses the other way.
+        self.rng = random.Random(None if spec.seed is None else spec.seed * 2 + direction)
         self.counts = {"passed": 0, "lost": 0, "duplicated": 0, "corrupted": 0, "reordered": 0}
 
     def __call__(self, packet: bytes, deliver: Callable[[bytes], None]) -> None:

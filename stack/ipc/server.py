@@ -781,6 +781,12 @@ class IpcServer:
             rep.status = t.error or errno.ECONNRESET
 
     def _op_list(self, rep: p.Reply, client: _Client) -> None:
+        if client.out_bytes > MAX_CLIENT_BACKLOG:
+            # One listing may exceed the backlog (it is sent unbounded, below), but a
+            # client that asks again before reading it is not reading: without this,
+            # LIST after LIST grows the queue without limit (~12 MB per 20,000).
+            self._drop_client(client, "not_reading")
+            return
         rows = []
         for sock in self.layer.all_sockets():
             try:

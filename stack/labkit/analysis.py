@@ -80,8 +80,9 @@ class Backoff:
         return bool(ratios) and all(low <= r <= high for r in ratios)
 
 
-def backoffs(events: list[Event], conn: str | None = None) -> list[Backoff]:
-    """Segments retransmitted by timeout more than once in a row."""
+def backoffs(events: list[Event], conn: str | None = None, data_only: bool = False) -> list[Backoff]:
+    """Segments retransmitted by timeout more than once in a row (with ``data_only``,
+    only segments carrying data: no SYN or FIN alone)."""
     out: list[Backoff] = []
     conns = [conn] if conn is not None else connections(events)
     for c in conns:
@@ -98,6 +99,8 @@ def backoffs(events: list[Event], conn: str | None = None) -> list[Backoff]:
                         out.append(Backoff(c, seq, times, rto_at_start.get(seq)))
                 chain.clear()
             elif kind == "retransmit" and e.get("reason") == "rto":
+                if data_only and not e.get("len"):
+                    continue
                 seq = int(e["seq"])
                 if seq not in chain:
                     chain[seq] = []

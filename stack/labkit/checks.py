@@ -124,9 +124,10 @@ class Check:
     def passed(self) -> bool:
         return bool(self.results) and all(ok for ok, _, _ in self.results)
 
-    def run(self, body: Callable[[Check], None]) -> int:
+    def run(self, body: Callable[[Check], None], show_files: bool = True) -> int:
         print(f"lab {self.lab}: {self.title}")
-        print(f"      capture {self.pcap_path}, events {self.events_path}")
+        if show_files:
+            print(f"      capture {self.pcap_path}, events {self.events_path}")
         try:
             body(self)
         except CheckAbort as exc:
@@ -156,6 +157,7 @@ def load_events(path: Path) -> list[Event]:
 
 
 def main(lab: str, title: str, body: Callable[[Check], None], script: str | None = None,
-         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> NoReturn:
+         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+         show_files: bool = True) -> NoReturn:
     check = Check(lab, title, script=script, add_arguments=add_arguments)
-    sys.exit(check.run(body))
+    sys.exit(check.run(body, show_files))

@@ -193,6 +193,9 @@ class Connection:
         self.rtx_deadline: float | None = None
         self.retries = 0
         self.rtt_seq: int | None = None  # the segment being timed (Karn's rule)
+        self.rtt_after_retransmit = False  # take the next sample from TSecr instead
+        self._seg_tsecr: int | None = None  # TSecr of the segment being processed
+        self.probes_out = 0  # zero-window probes sent without any ACK since
         self.rtt_time = 0.0
 
         # Congestion control and loss recovery (RFC 5681, 6582, 6675).
@@ -572,6 +575,14 @@ class Connection:
             return
         if self.data_end <= self.snd_una:
             return
+        # RFC 1122 4.2.2.17: keep probing as long as the receiver answers (an ACK
+        # resets `probes_out`); one that stays silent is given up on like a
+        # retransmission (R2), sooner when no application holds the connection.
+        self.probes_out += 1
+        limit = min(self.config.max_retries, 8) if self.user_closed else self.config.max_retries
+        if self.probes_out > limit:
+            self._terminate(errno.ETIMEDOUT)
+            return
         self.snd_nxt = self.snd_una
         payload = self.sendbuf.peek(self.snd_una - self.iss - 1, 1)
         self._transmit_data(self.snd_una, payload, now, fin=False, reason="probe")
@@ -587,9 +598,9 @@ class Connection:
         """RFC 1122 4.2.3.6: probe an idle connection with SEG.SEQ = SND.NXT - 1."""
         if not self.config.keepalive or self.state not in SYNCHRONIZED:
             return
-        idle = now - self.last_recv_time
-        if idle < self.config.keepalive_idle:
-            self.keepalive_deadline = self.last_recv_time + self.config.keepalive_idle
+        due = self.last_recv_time + self.config.keepalive_idle
+        if now < due:  # (compared as the deadline was computed: no float round-off loop)
+            self.keepalive_deadline = due
             return
         if self.keepalive_probes >= self.config.keepalive_count:
             self._terminate(errno.ETIMEDOUT)
@@ -722,6 +733,7 @@ class Connection:
     def _note_retransmit(self, seq: int, length: int, reason: str) -> None:
         self.retransmits += 1
         self.rtt_seq = None  # Karn's rule (RFC 6298 section 3)
+        self.rtt_after_retransmit = self.ts_ok
         self._emit("retransmit", seq=seq & MASK32, len=length, reason=reason)
 
     def _emit_cwnd(self, reason: str) -> None:
@@ -947,6 +959,8 @@ class Connection:
     def on_segment(self, seg: TCPSegment, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 section 3.10.7)."""
         self.segments_in += 1
+        ts = seg.options.timestamp
+        self._seg_tsecr = ts[1] if ts is not None and self.ts_ok else None
         if self.state == State.ESTABLISHED and self._predicted(seg, now):
             pass
         elif self.state == State.CLOSED:
@@ -1023,6 +1037,7 @@ class Connection:
             self._output(now)
         self.last_recv_time = now
         self.keepalive_probes = 0
+        self.probes_out = 0
         if self.config.keepalive:
             self.keepalive_deadline = now + self.config.keepalive_idle
         return True
@@ -1231,6 +1246,7 @@ class Connection:
     def _process_ack(self, seg: TCPSegment, seq: int, now: float) -> bool:
         """RFC 9293 3.10.7.4 "fifth, check the ACK field"; False = drop the segment."""
         ack = self._unwrap(seg.ack, self.snd_una)
+        self.probes_out = 0  # the peer is alive (RFC 1122 4.2.2.17)
         if self.state == State.SYN_RECEIVED:
             if self.snd_una < ack <= self.snd_max:
                 self.snd_una = ack
@@ -1342,16 +1358,27 @@ class Connection:
         self._emit_cwnd("undo")
 
     def _rtt_on_ack(self, ack: int, now: float) -> None:
-        """RFC 6298 section 2 and 3: one timed segment at a time, never a retransmit."""
+        """RFC 6298 section 2 and 3: one timed segment at a time, never a retransmit.
+
+        After retransmissions Karn's rule leaves no timed segment, and an RTO backed
+        off by timeouts would stay backed off until new data is timed. With timestamps
+        the ACK's TSecr says which copy it answers, so it gives the sample instead
+        (RFC 7323 section 4.1, RFC 6298 section 5 note on Karn and timestamps).
+        """
         if self.rtt_seq is not None and ack >= self.rtt_seq:
             sample = now - self.rtt_time
             self.rtt_seq = None
-            self.rto.sample(sample)
-            if self.on_event is not None:
-                self._emit(
-                    "rtt", sample=round(sample, 6), srtt=round(self.rto.srtt or 0.0, 6),
-                    rttvar=round(self.rto.rttvar or 0.0, 6), rto=round(self.rto.rto, 6),
-                )  # fmt: skip
+        elif self.rtt_after_retransmit and self._seg_tsecr is not None:
+            sample = max(seq_diff(self._ts_now(now), self._seg_tsecr), 0) / 1000
+            self.rtt_after_retransmit = False
+        else:
+            return
+        self.rto.sample(sample)
+        if self.on_event is not None:
+            self._emit(
+                "rtt", sample=round(sample, 6), srtt=round(self.rto.srtt or 0.0, 6),
+                rttvar=round(self.rto.rttvar or 0.0, 6), rto=round(self.rto.rto, 6),
+            )  # fmt: skip
 
     def _on_new_ack(self, ack: int, now: float) -> None:
         acked = ack - self.snd_una

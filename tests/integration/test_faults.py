@@ -16,8 +16,8 @@ must show nothing but the listeners once TIME-WAIT (``--time-wait 1``) has passe
 Corruption: every corrupted packet must be caught by a checksum. Inbound (kernel ->
 stack) the stack counts them (``drop`` events with a wire reason; each must be one of
 the impairment's corrupted packets); outbound (stack -> kernel) the kernels count them
-(``Ip InHdrErrors``/``InCsumErrors`` in the stack namespace, ``Tcp InCsumErrors`` in the
-peer namespace). Nothing corrupt reaches the application: both SHA-256 sums match.
+(``Ip InHdrErrors`` in the stack namespace, ``Tcp InErrs`` in the peer namespace; all but
+the few drop paths that have no counter). Nothing corrupt reaches the application: both SHA-256 sums match.
 
 Figures of the last run are in docs/reliability.md; this module prints them and writes
 ``<pytest basetemp>/tcplab-faults.json``.
@@ -28,7 +28,9 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -37,11 +39,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns import STACK_ADDR, StackDaemon, Topology, python_env, run_in, run_peer_client
-
-from stack.wire.errors import WireError  # noqa: F401  (the reasons below are its reasons)
+from netns import (
+    PEER_ADDR,
+    REPO_ROOT,
+    STACK_ADDR,
+    CommandError,
+    StackDaemon,
+    Topology,
+    popen_in,
+    python_env,
+    run_in,
+    run_peer_client,
+)
+from shim_fixtures import shim_built
 
 pytestmark = pytest.mark.root
+FIXTURES = (shim_built,)  # used by name as a test argument
 
 ECHO = 7
 KB, MB = 1000, 1_000_000
@@ -67,21 +80,14 @@ class Fault:
 
 
 # Linux <-> Linux over the same emulated 20% loss (NFQUEUE, GSO off) moves 1 MB each
-# way in 0.25-2.2 s; tcplab needs 40-120 s for 200 KB, see RTO_BACKOFF_BUG.
-RTO_BACKOFF_BUG = (
-    "stack/tcp/connection.py keeps the exponentially backed-off RTO while ACKs make "
-    "progress: Karn's rule stops all RTT samples from retransmitted data and timestamps "
-    "(RFC 7323 section 4) are not used to take them, so under 20% loss the RTO climbs "
-    "to 16-60 s and 200 KB takes 40-120 s (the peer client may even hit its 60 s idle "
-    "timeout); see test_rto_backoff_cleared_by_timestamp_sample in "
-    "tests/unit/test_fuzz_parsers.py"
-)
+# way in 0.25-2.2 s. tcplab needed 40-120 s for 200 KB until the RTO backoff was
+# cleared by timestamp samples (test_rto_backoff_cleared_by_timestamp_sample).
 
 
 FAULTS = [
     Fault("loss-1pct", "loss=1%,seed=11", 1 * MB, 60),
     Fault("loss-5pct", "loss=5%,seed=12", 1 * MB, 90),
-    Fault("loss-20pct", "loss=20%,seed=13", 200 * KB, 30, xfail=RTO_BACKOFF_BUG),
+    Fault("loss-20pct", "loss=20%,seed=13", 200 * KB, 30),
     Fault("delay-50ms-jitter-10ms", "delay=50ms,jitter=10ms,seed=14", 1 * MB, 60),
     # netem's reorder: 5% of packets skip the 10 ms delay the others wait.
     Fault("reorder-5pct", "delay=10ms,reorder=5%,seed=15", 1 * MB, 60),
@@ -185,8 +191,12 @@ def test_fault(topology: Topology, fault: Fault, stack: StackDaemon, rates: Any,
     router_before = snmp(topology.stack_ns)
 
     # The client is killed at the bound (CommandError): a case never takes longer.
-    result = run_peer_client(topology, "echo", STACK_ADDR, ECHO, fault.nbytes,
-                             timeout=fault.bound + 5)
+    try:
+        result = run_peer_client(topology, "echo", STACK_ADDR, ECHO, fault.nbytes,
+                                 timeout=fault.bound + 5)
+    except CommandError as exc:
+        raise AssertionError(f"{fault.name}: {exc}\n--- the daemon's log:\n"
+                             f"{stack.stderr[-3000:]}") from None
     assert "error" not in result, result
     assert result["recv_bytes"] == fault.nbytes, result
     assert result["recv_sha256"] == result["sent_sha256"], "echo came back different"
@@ -206,7 +216,7 @@ def test_fault(topology: Topology, fault: Fault, stack: StackDaemon, rates: Any,
 
     kernel_caught = (delta(router_before, router_after, "Ip.InHdrErrors")
                      + delta(peer_before, peer_after, "Ip.InHdrErrors")
-                     + delta(peer_before, peer_after, "Tcp.InCsumErrors"))
+                     + delta(peer_before, peer_after, "Tcp.InErrs"))
     row = {
         "fault": fault.name, "impair": fault.impair, "bytes_each_way": fault.nbytes,
         "seconds": result["seconds"], "bound": fault.bound, "mbit_s": result["mbit_s"],
@@ -225,9 +235,87 @@ def test_fault(topology: Topology, fault: Fault, stack: StackDaemon, rates: Any,
         assert caught >= inbound["corrupted"] - drops.get("bad_ip_version", 0), row
         assert caught <= inbound["corrupted"], ("drops the impairment did not cause", row)
         assert drops["bad_tcp_checksum"] + drops["bad_ip_checksum"] > 0, row
-        # Outbound corruption is the kernels' to catch; they count what they drop.
-        assert kernel_caught >= outbound["corrupted"] * 0.9, row
+        # Outbound corruption is the kernels' to catch, and they count nearly all of it
+        # (IP header errors in the stack namespace, TCP errors in the peer's). Not
+        # quite all: a TUN silently drops a packet whose version nibble is no longer 4,
+        # and Linux discards a TCP header whose data offset runs past the packet
+        # without a counter. The SHA-256 check above is what proves nothing got through.
+        assert kernel_caught >= outbound["corrupted"] - 2, row
     else:
         assert wire_drops - drops.get("bad_ip_version", 0) == 0, row
     if "loss" in fault.impair:
         assert inbound["lost"] + outbound["lost"] > 0, row
+
+
+# --- one transfer through the shim ---------------------------------------------------
+SHIM_FAULT = Fault("shim-loss-5pct", "loss=5%,seed=21", 1 * MB, 90)
+PEER_ECHO_PORT = 7777
+PEER_ECHO = textwrap.dedent("""
+    import socket, sys, threading
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(8)
+    print("listening", flush=True)
+    def serve(c):
+        while True:
+            data = c.recv(65536)
+            if not data:
+                break
+            c.sendall(data)
+        c.shutdown(socket.SHUT_WR); c.close()
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+""")
+SHIM_CLIENT = textwrap.dedent("""
+    import hashlib, json, os, socket, sys, threading, time
+    host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    s = socket.create_connection((host, port), timeout=30)
+    data = os.urandom(n)
+    got = bytearray()
+    def reader():
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return
+            got.extend(chunk)
+    t0 = time.monotonic()
+    th = threading.Thread(target=reader); th.start()
+    s.sendall(data); s.shutdown(socket.SHUT_WR); th.join(120)
+    print(json.dumps({"local": s.getsockname()[0], "bytes": n, "recv_bytes": len(got),
+                      "same": bytes(got) == data, "seconds": round(time.monotonic() - t0, 3)}))
+""")
+
+
+@pytest.mark.usefixtures("shim_built")
+def test_fault_through_shim(topology: Topology, tmp_path: Path,
+                            figures: Figures) -> None:
+    """A program under ``tcplab run`` (LD_PRELOAD shim) moves 1 MB each way to a kernel
+    echo server in the peer namespace, through the impaired stack."""
+    fault = SHIM_FAULT
+    server = popen_in(topology.peer_ns, [sys.executable, "-c", PEER_ECHO, str(PEER_ECHO_PORT)],
+                      stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    daemon = StackDaemon.start(topology, ["--service", "none", "--time-wait", "1",
+                                          "--impair", fault.impair], tmp_path)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == b"listening"
+        cp = run_in(topology.stack_ns,
+                    [sys.executable, "-m", "stack.cli", "run", "--socket",
+                     str(daemon.socket_path), "--", "python3", "-c", SHIM_CLIENT, PEER_ADDR,
+                     str(PEER_ECHO_PORT), str(fault.nbytes)],
+                    timeout=fault.bound + 5, cwd=str(REPO_ROOT), env=python_env(), check=False)
+        assert cp.returncode == 0, (cp.stdout, cp.stderr[-2000:], daemon.stderr[-2000:])
+        result = json.loads(cp.stdout.strip().splitlines()[-1])
+        assert result["local"] == STACK_ADDR, result  # it really went through the stack
+        assert result["recv_bytes"] == fault.nbytes and result["same"], result
+        assert result["seconds"] <= fault.bound, result
+        settle = wait_settled(daemon)
+        inbound, outbound = impairment_counts(daemon.stop())
+        figures.add({"fault": fault.name, "impair": fault.impair, "through": "shim",
+                     "bytes_each_way": fault.nbytes, "seconds": result["seconds"],
+                     "bound": fault.bound, "settled_after_s": settle, "inbound": inbound,
+                     "outbound": outbound})
+        assert inbound["lost"] + outbound["lost"] > 0
+    finally:
+        daemon.stop(check=False)
+        server.kill()
+        server.wait(5)

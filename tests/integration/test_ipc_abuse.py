@@ -24,6 +24,8 @@ import errno
 import json
 import os
 import random
+import resource
+import select
 import signal
 import socket
 import struct
@@ -232,7 +234,9 @@ def test_garbage_truncated_oversized(stack: StackDaemon, figures: Figures) -> No
 
 def test_client_that_never_reads(stack: StackDaemon, figures: Figures) -> None:
     """Requests keep coming, replies are never read: the daemon queues at most
-    MAX_CLIENT_BACKLOG (1 MiB) for it, then drops the client."""
+    MAX_CLIENT_BACKLOG (1 MiB, plus one listing) for it, then drops the client. (Found
+    here: once LIST replies were sent unbounded, 20,000 unread LISTs held ~12 MB and
+    the client was never dropped.)"""
     base = Baseline(stack)
     req = p.encode_request(p.Request(p.Op.LIST, 7))
     with connect(stack) as s:
@@ -249,8 +253,13 @@ def test_client_that_never_reads(stack: StackDaemon, figures: Figures) -> None:
                 break  # dropped while we were still writing
             if sent >= 20000:
                 break
-        s.setblocking(True)
-        assert dropped(s, timeout=10), "a client that never reads was kept"
+        # Wait for the hang-up without reading a byte (reading would let it off).
+        poll = select.poll()
+        poll.register(s, select.POLLHUP | select.POLLRDHUP)
+        hung_up = wait_until(lambda: any(ev & (select.POLLHUP | select.POLLRDHUP)
+                                         for _, ev in poll.poll(100)), 20, interval=0,
+                             what="the daemon to drop a client that never reads")
+        assert hung_up
     base.check(figures, "never_reads", requests=sent)
 
 
@@ -348,8 +357,13 @@ def test_thousand_clients_connect_and_vanish(stack: StackDaemon, figures: Figure
     base = Baseline(stack)
     rng = random.Random(99)
     left = CLIENTS
+    keeper = connect(stack)  # a client that stays, and must keep being answered
     start = time.monotonic()
     while left:
+        rep, _ = call(keeper, p.Request(p.Op.LIST, left))
+        assert rep.status == 0 and rep.seq == left
+        while rep.flags & p.FLAG_MORE:
+            rep, _ = recv_reply(keeper)
         batch = [connect(stack) for _ in range(min(100, left))]
         left -= len(batch)
         for s in batch:
@@ -365,7 +379,77 @@ def test_thousand_clients_connect_and_vanish(stack: StackDaemon, figures: Figure
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
     seconds = time.monotonic() - start
+    keeper.close()
     base.check(figures, "thousand_clients", clients=CLIENTS, seconds=round(seconds, 2))
+
+
+def test_client_limit_refuses_extra_and_recovers(stack: StackDaemon, figures: Figures) -> None:
+    """MAX_CLIENTS (1024) connections held at once: the next ones are refused (closed at
+    once), the held ones are still served, and once they leave newcomers get in."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard < 1200:
+            pytest.skip(f"this test needs 1,200 descriptors (hard limit {hard})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    base = Baseline(stack)
+    held = [connect(stack) for _ in range(1024)]
+    try:
+        time.sleep(0.5)
+        extra = connect(stack)
+        refused = dropped(extra, timeout=5)
+        extra.close()
+        rep, _ = call(held[0], p.Request(p.Op.LIST, 1))
+        assert rep.status == 0
+        rep, _ = call(held[-1], p.Request(p.Op.LIST, 2))
+        held_served = rep.status == 0
+    finally:
+        for s in held:
+            s.close()
+    figures.add("client_limit", {"held": 1024, "extra_refused": refused,
+                                 "held_still_served": held_served})
+    assert refused and held_served
+    base.check(figures, "client_limit_after")
+
+
+# --- out of descriptors -------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_no_busy_loop(stack: StackDaemon, figures: Figures) -> None:
+    """With its RLIMIT_NOFILE reached, accept() fails with EMFILE while connections wait
+    in the backlog; the daemon must pause accepting, not spin at 100% CPU, and recover
+    once descriptors are free again. (Found here: it used to spin and log ~10^4 lines/s.)"""
+    base = Baseline(stack)
+    pid = base.pid
+    limit = base.fds + 20
+    original = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, original[1]))
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(60):  # 20 get in, the rest wait in the backlog (or get EAGAIN)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+            s.settimeout(0.2)
+            try:
+                s.connect(str(stack.socket_path))
+            except OSError:
+                s.close()
+                continue
+            clients.append(s)
+        time.sleep(0.5)
+        cpu0 = cpu_seconds(pid)
+        time.sleep(2.0)
+        busy = cpu_seconds(pid) - cpu0
+    finally:
+        for s in clients:
+            s.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, original)
+    figures.add("out_of_descriptors", {"nofile_limit": limit, "clients": len(clients),
+                                       "cpu_seconds_in_2s": round(busy, 3)})
+    assert busy < 0.5, f"the daemon burnt {busy:.2f} s of CPU in 2 s while out of descriptors"
+    base.check(figures, "out_of_descriptors_after")
 
 
 # --- permissions --------------------------------------------------------------------------

@@ -328,11 +328,16 @@ class Script:
     def wait(self, dt: float) -> None:
         """Let ``dt`` seconds pass, firing each timer at its deadline on the way."""
         target = self.now + dt
+        fired_at: list[float] = []
         while self._conn is not None:
             deadline = self._conn.next_deadline()
             if deadline is None or deadline > target + 1e-12:
                 break
             self.clock.now = max(self.now, deadline)
+            fired_at.append(self.now)
+            if len(fired_at) > 50 and fired_at[-50] == self.now:
+                self.fail(f"timer livelock: next_deadline() stays at {deadline} after "
+                          "50 on_timer calls")  # fmt: skip
             self._run("timer", lambda: self.conn.on_timer(self.now))
         self.clock.now = target
 

@@ -180,6 +180,24 @@ def test_duplicate_syn_in_syn_received_is_acked() -> None:
     s.expect_state(State.ESTABLISHED)
 
 
+def test_close_in_syn_received_sends_fin_once_established() -> None:
+    """RFC 9293 3.10.4, SYN-RECEIVED: CLOSE queues the FIN until ESTABLISHED, then the
+    connection goes to FIN-WAIT-1 with the FIN sent after any queued data."""
+    s = Script()
+    s.passive()
+    s.tx("SA")
+    s.send(100)
+    s.shutdown()
+    s.no_tx()
+    s.expect_state(State.SYN_RECEIVED)
+    s.rx("A", seq=1, ack=1)
+    s.tx("FPA", seq=1, length=100)  # the FIN rides on the last data segment
+    s.no_tx()
+    s.expect_state(State.FIN_WAIT_1)
+    s.rx("A", ack=102)
+    s.expect_state(State.FIN_WAIT_2)
+
+
 def test_syn_received_bad_ack_gets_rst() -> None:
     """RFC 9293 3.10.7.4 fifth, SYN-RECEIVED: an unacceptable ACK -> <SEQ=SEG.ACK><CTL=RST>."""
     s = Script()

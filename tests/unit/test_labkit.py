@@ -221,3 +221,11 @@ def test_every_check_explains_missing_files(name: str, tmp_path: Path) -> None:
     assert "Traceback" not in cp.stderr, cp.stderr
     assert "FAIL" in cp.stdout and "does not exist" in cp.stdout + cp.stderr or \
         "no such file" in cp.stdout, cp.stdout
+
+
+def test_the_tun_device_scenario_is_skipped_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    out = io.StringIO()
+    [report] = run_tests("tun", reference=True, out=out, verbose=True)
+    assert report.ok
+    assert "skipped: needs root" in out.getvalue()
