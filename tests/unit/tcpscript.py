@@ -5,14 +5,26 @@ call, a segment arriving from the peer, the clock moving, a timer firing, a segm
 connection emits, an event it reports -- is written to the transcript as one line::
 
     t=0.000  <- SYN seq=1000 win=65535 [mss=1460,ws=7,sack,ts=100:0]
+    t=0.000  listener from_syn()
     t=0.000  ** state from=LISTEN to=SYN-RECEIVED
-    t=0.000  -> SA seq=5000 ack=1001 win=65535 [mss=1460,sack,ts=0:100,ws=5]
-    t=0.000  ok  SA seq=+0 ack=+1
+    t=0.000  -> SA seq=5000 ack=1001 win=65535 [mss=1460,ws=5,sack,ts=0:100]
+    t=0.000  ok  flags=SA seq=+0 ack=+1
 
 ``<-`` is a segment the connection receives, ``->`` one it sends, ``**`` an event,
 ``user`` a user call, ``ok`` an expectation that held. When an expectation fails (or
 the connection raises) the harness prints the transcript and raises AssertionError with
-it, the failing step last, so a failure reads like a packet trace.
+it, the failing step last, so a failure reads like a packet trace. ``wait`` also fails
+on a timer livelock (next_deadline() not moving past the current time).
+
+Typical use::
+
+    s = Script.established()            # handshake done, peer offered MSS 1460, WS 7,
+    s.send(100)                          # SACK and timestamps
+    s.tx("PA", seq=1, ack=1, length=100)
+    s.wait(0.1)
+    s.rx("A", ack=101)
+    s.expect_event("rtt", sample=0.1)
+    s.expect_deadline(None)
 
 Sequence numbers in the helpers are *relative*: our segments count from our ISS
 (``seq=0`` is our SYN, ``seq=1`` our first data byte), the peer's from the peer's ISS.
@@ -65,7 +77,7 @@ def pattern(n: int, offset: int = 0) -> bytes:
 
 
 def parse_flags(flags: str) -> int:
-    """"SA", "FA", "PA", "R", "RA", ... (also "SYN", "RST", "ACK", "FIN") -> bits."""
+    """Flag letters to bits: "SA", "FA", "PA", "R", "RA", ... (also "SYN", "RST", "ACK")."""
     aliases = {"SYN": "S", "RST": "R", "ACK": "A", "FIN": "F"}
     letters = aliases.get(flags.upper(), flags.upper())
     bits = 0
@@ -494,7 +506,9 @@ class Script:
             check("wnd", wnd, seg.window << shift)
         check("len", length, len(seg.payload))
         if data is not ANY and bytes(seg.payload) != bytes(data):
-            errors.append(f"data: expected {bytes(data)[:32]!r}..., got {bytes(seg.payload)[:32]!r}...")
+            errors.append(
+                f"data: expected {bytes(data)[:32]!r}..., got {bytes(seg.payload)[:32]!r}..."
+            )
         opts = seg.options
         check("mss", mss, opts.mss)
         check("ws", ws, opts.wscale)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from tcpscript import Script, pattern
 
 from stack.tcp.connection import State, TcpConfig
 
 
-def plain(**kwargs: object) -> TcpConfig:
+def plain(**kwargs: Any) -> TcpConfig:
     """No timestamps: one MSS is exactly the peer's MSS, easier numbers."""
-    return TcpConfig(timestamps=False, **kwargs)  # type: ignore[arg-type]
+    return TcpConfig(timestamps=False, **kwargs)
 
 
 # ---------------------------------------------------------------- receiving

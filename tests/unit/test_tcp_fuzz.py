@@ -37,6 +37,7 @@ class TcpFuzz(RuleBasedStateMachine):
         self.peer_ts = 1000
         self.peer_window = 65535
         self.checked = 0  # bytes of s.received already compared
+        self.right_edge = 0  # highest right edge of the window we offered (stream index)
 
     @property
     def script(self) -> Script:
@@ -95,8 +96,9 @@ class TcpFuzz(RuleBasedStateMachine):
         window=st.sampled_from([0, 1, 100, 1000, 4000, 65535]),
         with_ts=st.booleans(),
         ts_jump=st.integers(-5, 1000),
-        sack_blocks=st.lists(st.tuples(st.integers(-2000, 20000), st.integers(1, 5000)),
-                             max_size=4),  # fmt: skip
+        sack_blocks=st.lists(
+            st.tuples(st.integers(-2000, 20000), st.integers(1, 5000)), max_size=4
+        ),
         syn_opts=st.booleans(),
         random_word=st.integers(0, MASK32),
     )
@@ -279,7 +281,7 @@ class TcpFuzz(RuleBasedStateMachine):
         s = self.s
         got = bytes(s.received)
         queued = b"".join(bytes(chunk) for chunk in s.conn.rx)
-        if got[self.checked:] != pattern(len(got) - self.checked, self.checked):
+        if got[self.checked :] != pattern(len(got) - self.checked, self.checked):
             s.fail("data delivered is not a prefix of the peer's stream")
         self.checked = len(got)
         if queued != pattern(len(queued), len(got)):
@@ -312,6 +314,16 @@ class TcpFuzz(RuleBasedStateMachine):
                 s.expect(index >= 0 and bytes(seg.payload) == pattern(len(seg.payload), index),
                          f"sent bytes are the user's bytes at stream offset {index}")  # fmt: skip
             s.expect(not (seg.flags & SYN and len(seg.payload)), "no data on our SYNs")
+            if seg.flags & ACK and not seg.flags & (SYN | RST):
+                # RFC 9293 3.8.6: the right edge of the offered window does not move left
+                # (allowing for the rounding of a scaled window field).
+                right = seq_diff(seg.ack, (c.irs + 1) & MASK32) + (seg.window << c.rcv_wscale)
+                slack = (1 << c.rcv_wscale) - 1
+                s.expect(
+                    right + slack >= self.right_edge,
+                    f"window right edge {right} moved left of {self.right_edge}",
+                )
+                self.right_edge = max(self.right_edge, right)
 
     @invariant()
     def closed_means_no_timers(self) -> None:

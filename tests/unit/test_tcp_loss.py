@@ -4,6 +4,7 @@ retransmit and NewReno recovery, RFC 6675 SACK recovery, CUBIC, ICMP, events."""
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from tcpscript import Script, pattern
 
@@ -11,18 +12,18 @@ from stack.tcp.congestion import Cubic
 from stack.tcp.connection import State, TcpConfig
 
 
-def plain(**kwargs: object) -> TcpConfig:
-    return TcpConfig(timestamps=False, **kwargs)  # type: ignore[arg-type]
+def plain(**kwargs: Any) -> TcpConfig:
+    return TcpConfig(timestamps=False, **kwargs)
 
 
-def newreno(**kwargs: object) -> Script:
+def newreno(**kwargs: Any) -> Script:
     """MSS 1000, no timestamps, no SACK, no window scaling (so every ACK carries the
     same 65535-byte window): IW = 10 segments of 1000 bytes."""
     cfg = plain(sack=False, **kwargs)
     return Script.established(cfg, mss=1000, ws=None, ts=False, sackok=False)
 
 
-def with_sack(**kwargs: object) -> Script:
+def with_sack(**kwargs: Any) -> Script:
     return Script.established(plain(**kwargs), mss=1000, ws=None, ts=False, sackok=True)
 
 
