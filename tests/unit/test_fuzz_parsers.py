@@ -627,9 +627,8 @@ def test_tcp_state_machine_random_segments(steps: list[tuple[Any, ...]], ts: boo
     # (no orphan lingers forever, whatever the peer did before going silent).
     for _ in range(30):
         h.advance(100.0)
-    # (Except a connection stuck probing a zero window: a known bug, see
-    # test_zero_window_probes_give_up_on_silent_peer.)
-    if closed_by_app and not (conn.snd_wnd == 0 and conn.persist_deadline is not None):
+    # (Zero-window probing included: see test_zero_window_probes_give_up_on_silent_peer.)
+    if closed_by_app:
         assert (7, PEER, PEER_PORT) not in h.host.conns, (conn.state, vars(conn))
 
 
