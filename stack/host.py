@@ -436,6 +436,9 @@ class Host:
         key = (local_port, remote[0], remote[1])
         if key in self.conns:
             raise OSError(errno.EADDRINUSE, "address already in use")
+        if len(self.conns) >= self.max_connections:
+            self._drop("connection_limit")  # active opens count against the same bound
+            raise OSError(errno.EAGAIN, "too many connections")
         local = (self.address, local_port)
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
         conn = Connection(

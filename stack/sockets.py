@@ -395,7 +395,7 @@ class UdpSocket:
             return  # a connected UDP socket only hears from its peer
         if self.queued_bytes + len(data) > self.recv_buffer:
             self.dropped += 1
-            self.host.stats["udp_rcvbuf_full"] += 1
+            self.host._drop("udp_rcvbuf_full")  # counted, and an event in the log
             return
         self.queue.append((data, source))
         self.queued_bytes += len(data)
