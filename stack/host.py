@@ -41,6 +41,8 @@ from stack.wire.udp import build_udp, parse_udp
 
 EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default ip_local_port_range
 MAX_TCP_SEGMENT = 65535 - 20 - 60  # the largest TCP segment one IPv4 datagram carries
+DROP_EVENTS_PER_SECOND = 100  # `drop` events per reason, after a burst of DROP_EVENT_BURST
+DROP_EVENT_BURST = 200
 MAX_FRAGMENT_DATAGRAMS = 4096  # datagrams under reassembly at once (oldest dropped)
 
 ConnKey = tuple[int, str, int]  # (local port, remote address, remote port)
@@ -126,6 +128,7 @@ class Host:
         self._timer_seq = itertools.count()
         self.on_deadline_change: Callable[[float], None] | None = None
         self._deferred_acks: set[Connection] = set()
+        self._drop_budget: dict[str, tuple[float, float, int]] = {}
         self.batching = False  # set by the driver around a batch of packets
         self._icmp_budget = 100.0
         self._icmp_budget_time = 0.0
@@ -133,8 +136,25 @@ class Host:
     # ------------------------------------------------------------- utilities
 
     def _drop(self, reason: str, conn: str | None = None) -> None:
+        """Count a dropped packet; log it, at most DROP_EVENTS_PER_SECOND per reason.
+
+        The counter is always exact. A flood of bad packets would otherwise grow the
+        event log at line rate: past the budget, events of that reason are skipped and
+        the next one logged says how many were (`suppressed`).
+        """
         self.stats[f"drop_{reason}"] += 1
-        if self.events is not None:
+        if self.events is None:
+            return
+        now = self.clock()
+        tokens, last, skipped = self._drop_budget.get(reason, (DROP_EVENT_BURST, now, 0))
+        tokens = min(DROP_EVENT_BURST, tokens + (now - last) * DROP_EVENTS_PER_SECOND)
+        if tokens < 1:
+            self._drop_budget[reason] = (tokens, now, skipped + 1)
+            return
+        self._drop_budget[reason] = (tokens - 1, now, 0)
+        if skipped:
+            self.events.emit("drop", conn, reason=reason, suppressed=skipped)
+        else:
             self.events.emit("drop", conn, reason=reason)
 
     def _next_ident(self) -> int:

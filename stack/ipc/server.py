@@ -37,7 +37,7 @@ import select
 import socket
 import stat
 import struct
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +50,10 @@ SO_PEEK_OFF = 42  # not in Python's socket module
 CRED_MARK = 0x54430000
 CHUNK = 256 * 1024
 MAX_CLIENTS = 1024
+# Control connections one (non-root) user may hold: the shim keeps one per process, so
+# this is how many processes of one user can use the stack at once. Without it one user
+# could take every slot and lock the others out.
+MAX_CLIENTS_PER_UID = 256
 MAX_MESSAGES_PER_WAKEUP = 64
 ACCEPT_PAUSE = 0.2  # seconds without accepting after EMFILE/ENFILE (no busy loop)
 MAX_CLIENT_BACKLOG = 1 << 20  # queued reply bytes before a client that does not read is dropped
@@ -200,6 +204,7 @@ class _Entry:
 class _Client:
     sock: socket.socket
     pid: int
+    uid: int = -1
     out: deque[tuple[bytes, int]] = field(default_factory=deque)  # (message, fd or -1)
     out_bytes: int = 0
     writing: bool = False
@@ -213,6 +218,7 @@ class IpcServer:
         self.layer = sockets
         self.path = path
         self.group = group
+        self._per_uid: Counter[int] = Counter()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._listen: socket.socket | None = None
         self._file_id: tuple[int, int] | None = None
@@ -358,11 +364,16 @@ class IpcServer:
                 conn.close()
                 continue
             conn.setblocking(False)
-            pid = 0
+            pid, uid = 0, -1
             with contextlib.suppress(OSError):
                 cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-                pid = struct.unpack("=iII", cred)[0]
-            client = _Client(conn, pid)
+                pid, uid, _gid = struct.unpack("=iII", cred)
+            if uid > 0 and self._per_uid[uid] >= MAX_CLIENTS_PER_UID:
+                self._count("clients_refused_per_uid")
+                conn.close()
+                continue
+            client = _Client(conn, pid, uid)
+            self._per_uid[uid] += 1
             self._clients[conn.fileno()] = client
             assert self.loop is not None
             self.loop.add_reader(conn.fileno(), self._on_client_readable, client)
@@ -375,6 +386,9 @@ class IpcServer:
         if client.closed:
             return
         client.closed = True
+        self._per_uid[client.uid] -= 1
+        if self._per_uid[client.uid] <= 0:
+            del self._per_uid[client.uid]
         if why:
             self._count(f"client_dropped_{why}")
             log.debug("dropping shim client pid %d: %s", client.pid, why)

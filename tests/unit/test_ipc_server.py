@@ -28,6 +28,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -1121,3 +1122,45 @@ if __name__ == "__main__":  # pragma: no cover
         srv.stop()
     else:
         print("usage: test_ipc_server.py serve PATH")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
+def test_one_user_cannot_take_every_client_slot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-root user holds at most MAX_CLIENTS_PER_UID control connections; the
+    next is refused (and counted), while root still gets in."""
+    import stack.ipc.server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_CLIENTS_PER_UID", 2)
+    # pytest's tmp_path lies below a 0700 folder: use one the other user can reach.
+    folder = Path(tempfile.mkdtemp(prefix="tl-uid-", dir="/tmp"))
+    folder.chmod(0o755)
+    srv = ServerThread(str(folder / "stack.sock")).start()
+    children = []
+    try:
+        os.chmod(srv.path, 0o666)
+        script = (
+            "import os, socket, sys, time\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+            f"s.connect({srv.path!r})\n"
+            "print('connected', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        for _ in range(3):
+            child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "connected"
+            children.append(child)
+        _wait_for(lambda: srv.call(lambda: srv.server.stats.get("clients_refused_per_uid")) == 1)
+        assert srv.call(lambda: srv.server._per_uid[65534]) == 2
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as root_client:
+            root_client.connect(srv.path)  # uid 0 is not limited
+            _wait_for(lambda: srv.call(lambda: srv.server._per_uid[0]) == 1)
+    finally:
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()
+            child.wait(10)
+        srv.stop()
+        shutil.rmtree(folder, ignore_errors=True)
