@@ -174,7 +174,8 @@ def format_sockets(rows: list[dict[str, object]]) -> str:
                 f"retrans={row.get('retrans')} mss={row.get('mss')}"
             )
         elif row.get("proto") == "tcp" and "backlog" in row:
-            details = f"backlog={row.get('backlog')} accept_queue={row.get('accept_queue')}"
+            details = (f"backlog={row.get('backlog')} accept_queue={row.get('accept_queue')} "
+                       f"syn_queue={row.get('syn_queue')}")
         lines.append(
             f"{row.get('proto', '?')!s:<6}{row.get('state', '?')!s:<13}"
             f"{row.get('local', '?')!s:<22}{row.get('remote', '?')!s:<22}{details}".rstrip()
