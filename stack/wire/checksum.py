@@ -103,7 +103,9 @@ def pseudo_header_sum(src: str, dst: str, proto: int, length: int) -> int:
     if addrs is None:
         if len(_ADDRESS_SUMS) > 4096:
             _ADDRESS_SUMS.clear()
-        addrs = _from_bytes(socket.inet_aton(src) + socket.inet_aton(dst), "big") % 0xFFFF
+        # fold(), not "% 0xFFFF": a non-zero sum that is a multiple of 0xFFFF must stay
+        # 0xFFFF (one's complement "negative zero"), or 0.0.0.0 -> 255.255.255.255 sums to 0.
+        addrs = fold(_from_bytes(socket.inet_aton(src) + socket.inet_aton(dst), "big"))
         _ADDRESS_SUMS[(src, dst)] = addrs
     # zero byte + protocol form one word; the length is another word.
     return fold(addrs + proto + length)

@@ -163,6 +163,8 @@ def test_inserted_checksum_verifies(data: bytes) -> None:
         ("192.168.1.1", "8.8.8.8", 17, 8),
         ("0.0.0.0", "0.0.0.0", 0, 0),
         ("255.255.255.255", "255.255.255.255", 255, 0xFFFF),
+        # words summing to 0xFFFF: must give 0xFFFF, not 0 (found by hypothesis)
+        ("0.0.0.0", "255.255.255.255", 0, 0),
     ],
 )
 def test_pseudo_header_sum(src: str, dst: str, proto: int, length: int) -> None:
