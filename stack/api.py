@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 from collections.abc import Callable
 
 from stack.sockets import SocketLayer, TcpSocket, UdpSocket
@@ -57,17 +58,15 @@ class StreamConnection:
         return self.sock.remote
 
     async def wait_connected(self) -> None:
-        while True:
-            state = self.sock.state
-            if state in ("ESTABLISHED", "CLOSE-WAIT"):
-                return
-            err = self.sock.take_error()
-            if err:
-                raise OSError(err, errno.errorcode.get(err, "error"))
-            if state == "CLOSED":
-                raise OSError(errno.ECONNREFUSED, "connection failed")
-            self._waiter._event.clear()
-            await self._waiter.wait()
+        await self._waiter.until(
+            lambda: self.sock.state not in ("SYN-SENT", "SYN-RECEIVED") or bool(self.sock.error)
+        )
+        if self.sock.state in ("ESTABLISHED", "CLOSE-WAIT"):
+            return
+        err = self.sock.take_error()
+        if err:
+            raise OSError(err, errno.errorcode.get(err, "error"))
+        raise OSError(errno.ECONNREFUSED, "connection failed")
 
     async def recv(self, n: int = 65536) -> bytes:
         """Up to n bytes; b"" at end of stream. Raises OSError on reset."""
@@ -85,8 +84,6 @@ class StreamConnection:
             view = view[sent:]
 
     def shutdown_write(self) -> None:
-        import socket
-
         self.sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:

@@ -433,7 +433,7 @@ class Connection:
     def abort(self, now: float) -> None:
         """ABORT (RFC 9293 3.10.5): send RST if synchronized, drop everything."""
         if self.state in SYNCHRONIZED | {State.SYN_RECEIVED} and self.state != State.TIME_WAIT:
-            self._send_rst(self.snd_nxt, now)
+            self._send_rst(self.snd_nxt, with_ack=True)
         self._terminate(0)
 
     # ------------------------------------------------------------ ICMP errors
@@ -711,11 +711,13 @@ class Connection:
     def _send_ack(self, now: float) -> None:
         self._send_segment(self.snd_nxt, ACK, b"", now)
 
-    def _send_rst(self, seq: int, now: float) -> None:
+    def _send_rst(self, seq: int, *, with_ack: bool) -> None:
+        """A reset: <SEQ=seq><ACK=RCV.NXT><CTL=RST,ACK> when aborting a connection, or
+        <SEQ=SEG.ACK><CTL=RST> in answer to an unacceptable ACK (RFC 9293 3.10.7)."""
         seg = TCPSegment(
             src_port=self.local[1], dst_port=self.remote[1], seq=seq & MASK32,
-            ack=self.rcv_nxt & MASK32, flags=RST | ACK, window=0, urgent=0,
-            options=TCPOptions(None, None, False, [], None), payload=b"",
+            ack=self.rcv_nxt & MASK32 if with_ack else 0, flags=RST | ACK if with_ack else RST,
+            window=0, urgent=0, options=TCPOptions(None, None, False, [], None), payload=b"",
         )  # fmt: skip
         self.output.append(seg)
 
@@ -1067,7 +1069,7 @@ class Connection:
             # "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless RST)".
             if ack <= self.iss or ack > self.snd_nxt:
                 if not flags & RST:
-                    self._send_bare_rst(seg.ack)
+                    self._send_rst(seg.ack, with_ack=False)
                 self._emit("drop", reason="bad_ack_in_syn_sent")
                 return
         if flags & RST:
@@ -1100,14 +1102,6 @@ class Connection:
             self._set_state(State.SYN_RECEIVED)
             self.snd_wnd = seg.window
             self._send_syn(now, ack=True)
-
-    def _send_bare_rst(self, seq32: int) -> None:
-        seg = TCPSegment(
-            src_port=self.local[1], dst_port=self.remote[1], seq=seq32 & MASK32, ack=0,
-            flags=RST, window=0, urgent=0,
-            options=TCPOptions(None, None, False, [], None), payload=b"",
-        )  # fmt: skip
-        self.output.append(seg)
 
     def _on_established(self, now: float) -> None:
         if self.config.keepalive:
@@ -1265,7 +1259,7 @@ class Connection:
                     self._set_state(State.FIN_WAIT_1)
                     self._output(now)
                 return True
-            self._send_bare_rst(seg.ack)  # "<SEQ=SEG.ACK><CTL=RST>"
+            self._send_rst(seg.ack, with_ack=False)  # "<SEQ=SEG.ACK><CTL=RST>"
             self._emit("drop", reason="bad_ack_in_syn_received")
             return False
 
