@@ -128,14 +128,7 @@ class DatagramSocket:
 
 
 async def listen(layer: SocketLayer, port: int, backlog: int = 128) -> StreamListener:
-    sock = layer.tcp_socket()
-    try:
-        sock.bind("0.0.0.0", port)
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return StreamListener(sock)
+    return StreamListener(layer.tcp_listener(port, backlog))
 
 
 async def connect(layer: SocketLayer, host: str, port: int) -> StreamConnection:

@@ -8,7 +8,8 @@ namespace:
   stack namespace on 10.1.0.1);
 * the stack through `mytun` (10.0.0.2): upload to discard, download from chargen,
   1-byte request/response, connections per second, N idle connections held
-  (with the daemon's memory per connection), 1/10/100 parallel upload flows —
+  (with the daemon's memory per connection), 1/10/100 parallel upload flows, and
+  1/100 flows again from a sender that keeps its TSO frames full (FULL_TSO_SEGS) —
   with offloads on and off;
 * iperf3 under the shim (`tcplab run -- iperf3 -c`), both directions, when the shim
   and iperf3 are available.
@@ -36,6 +37,15 @@ STACK_ADDR = "10.0.0.2"
 KERNEL_ADDR = "10.1.0.1"
 PEER_ADDR = "10.1.0.2"
 KPORT = 9009  # kernel discard; +1 chargen; +2 echo
+# The "full-size TSO" sender: Linux sizes a TSO frame to about 1 ms of the flow's
+# pacing rate (tcp_tso_autosize), so 100 flows sharing a link send frames a
+# hundredth the size of one flow's: the packet rate, not the byte rate, grows with
+# the number of flows. Raising tcp_min_tso_segs in the client's namespace (CUBIC,
+# as BBR overrides that minimum) keeps frames at 44 x 1448 bytes whatever the flow
+# count, which isolates what the receiver does per connection from what the
+# sender does per flow. Both rows are reported.
+FULL_TSO_SEGS = 44
+FULL_TSO_CC = "cubic"
 
 
 class Bench:
@@ -147,6 +157,7 @@ class Bench:
             k_cps = self.client("cps", KERNEL_ADDR, str(KPORT + 2), t)["per_s"]
             k_par = {n: self.client("upload", KERNEL_ADDR, str(KPORT), t, str(n))["mbit_s"]
                      for n in (1, 10, 100)}
+            k_tso = self.full_tso_flows(KERNEL_ADDR, str(KPORT), t)
         finally:
             assert server.stdin is not None
             server.stdin.close()
@@ -171,11 +182,24 @@ class Bench:
                         par = self.client("upload", STACK_ADDR, "9", t, str(n))["mbit_s"]
                         self.add(f"{n} parallel flows (upload)", "Mbit/s", k_par[n], par,
                                  "total within 80% of 1 flow" if n == 100 else "")
+                    tso = self.full_tso_flows(STACK_ADDR, "9", t)
+                    for n in (1, 100):
+                        self.add(f"{n} flows, full-size TSO sender", "Mbit/s", k_tso[n], tso[n],
+                                 "total within 80% of 1 flow" if n == 100 else "")
                     self.hold_connections(daemon)
             finally:
                 self.stop_daemon(daemon)
         if shim:
             self.shim_iperf()
+
+    def full_tso_flows(self, host: str, port: str, t: str) -> dict[int, float]:
+        """1 and 100 upload flows with the sender's TSO frames kept full (see FULL_TSO_SEGS)."""
+        sysctl = ["ip", "netns", "exec", self.peer_ns, "sysctl", "-qw"]
+        subprocess.run([*sysctl, f"net.ipv4.tcp_min_tso_segs={FULL_TSO_SEGS}"], check=True, timeout=30)
+        try:
+            return {n: self.client("upload", host, port, t, str(n), FULL_TSO_CC)["mbit_s"] for n in (1, 100)}
+        finally:
+            subprocess.run([*sysctl, "net.ipv4.tcp_min_tso_segs=2"], check=True, timeout=30)
 
     def hold_connections(self, daemon: subprocess.Popen[str]) -> None:
         pid = self.daemon_pid(daemon)

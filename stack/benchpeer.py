@@ -2,7 +2,7 @@
 ceiling, kernel servers. The same client measures the kernel and the stack.
 
     python -m stack.benchpeer serve PORT_BASE            discard, chargen, echo on kernel sockets
-    python -m stack.benchpeer upload HOST PORT SECONDS [FLOWS]
+    python -m stack.benchpeer upload HOST PORT SECONDS [FLOWS [CC]]   CC: TCP_CONGESTION
     python -m stack.benchpeer download HOST PORT SECONDS
     python -m stack.benchpeer rr HOST PORT SECONDS       1-byte request/response
     python -m stack.benchpeer cps HOST PORT SECONDS      connect, 1 request, close
@@ -23,19 +23,23 @@ import time
 BUF = bytes(256 * 1024)
 
 
-def _connect(host: str, port: int) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=10)
+def _connect(host: str, port: int, cc: str | None = None) -> socket.socket:
+    sock = socket.socket()
+    if cc:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+    sock.settimeout(10)
+    sock.connect((host, port))
     sock.settimeout(30)
     return sock
 
 
-def upload(host: str, port: int, seconds: float, flows: int = 1) -> dict[str, float]:
+def upload(host: str, port: int, seconds: float, flows: int = 1, cc: str | None = None) -> dict[str, float]:
     totals = [0] * flows
     start = time.monotonic()
     deadline = start + seconds
 
     def one(i: int) -> None:
-        sock = _connect(host, port)
+        sock = _connect(host, port, cc)
         view = memoryview(BUF)
         sent = 0
         while time.monotonic() < deadline:
@@ -171,7 +175,8 @@ def main(argv: list[str]) -> int:
         return 0
     host, port, seconds = rest[0], int(rest[1]), float(rest[2])
     if cmd == "upload":
-        result = upload(host, port, seconds, int(rest[3]) if len(rest) > 3 else 1)
+        result = upload(host, port, seconds, int(rest[3]) if len(rest) > 3 else 1,
+                        rest[4] if len(rest) > 4 else None)
     elif cmd == "download":
         result = download(host, port, seconds)
     elif cmd == "rr":

@@ -15,6 +15,8 @@ import os
 import sys
 from typing import NoReturn
 
+from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+
 DEFAULT_SOCKET = "/run/tcplab/stack.sock"
 
 
@@ -47,6 +49,12 @@ def _kernel_address(text: str) -> str | None:
 def _mtu(text: str) -> int:
     if not text.isdigit() or not 576 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"MTU must be a number from 576 to 65535, not {text!r}")
+    return int(text)
+
+
+def _mebibytes(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of MiB, 1 or more, not {text!r}")
     return int(text)
 
 
@@ -90,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--service", action="append", metavar="NAME[:PORT]",
                     help="built-in service; default echo:7 discard:9 chargen:19 http:80; 'none' for none")
     st.add_argument("--pcap", metavar="FILE", help="write every packet to FILE (pcap)")
+    st.add_argument("--pcap-limit", default=1024, type=_mebibytes, metavar="MIB",
+                    help="stop recording once the pcap file holds this much (default 1024)")
+    st.add_argument("--tcp-memory", default=DEFAULT_TCP_MEMORY >> 20, type=_mebibytes, metavar="MIB",
+                    help="host-wide bound on TCP buffer memory; past it, memory pressure "
+                         f"(default {DEFAULT_TCP_MEMORY >> 20})")
     st.add_argument("--events", metavar="FILE", help="write JSON-lines events to FILE")
     st.add_argument("--offload", dest="offload", action="store_true", default=True,
                     help="TUN offloads: vnet header, checksum and TSO (default)")
@@ -153,7 +166,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
         tun=args.tun, address=args.address, kernel_address=args.kernel_address, mtu=args.mtu,
         cc=args.cc, socket_path=args.socket, socket_group=args.socket_group, services=services,
         pcap=args.pcap, events=args.events, offload=args.offload, min_rto=args.min_rto,
-        time_wait=args.time_wait, impair=args.impair,
+        time_wait=args.time_wait, impair=args.impair, pcap_limit=args.pcap_limit << 20,
+        tcp_memory=args.tcp_memory << 20,
     )  # fmt: skip
     return run_daemon(options)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import sys
 import time
@@ -21,10 +22,15 @@ from stack.observe.events import EventLog
 from stack.observe.pcap import PcapWriter
 from stack.services import Services
 from stack.sockets import SocketLayer
+from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 log = logging.getLogger("tcplab")
 
 READ_BATCH = 64
+# Timers fire on a 2 ms grid, never early: the connection timers (40 ms delayed ACK,
+# RTO >= 200 ms) tolerate that, and one wake-up then serves every deadline in the
+# slot, where a ping-pong exchange would otherwise re-arm the loop's timer per packet.
+TIMER_SLACK = 0.002
 
 
 @dataclass
@@ -38,6 +44,8 @@ class DaemonOptions:
     socket_group: str | None = None
     services: list[tuple[str, int]] = field(default_factory=list)
     pcap: str | None = None
+    pcap_limit: int = 1 << 30  # bytes; past it packets are no longer recorded
+    tcp_memory: int = DEFAULT_TCP_MEMORY
     events: str | None = None
     offload: bool = True
     min_rto: float = 0.2
@@ -78,7 +86,10 @@ class Daemon:
         if opts.offload and not self.tun.vnet_hdr:
             log.warning("offloads unavailable (%s); using plain packets", self.tun.offload_error)
         self.events = EventLog(opts.events)
-        self.pcap = PcapWriter(opts.pcap) if opts.pcap else None
+        self.pcap = (
+            PcapWriter(opts.pcap, max_bytes=opts.pcap_limit, on_full=self._pcap_full)
+            if opts.pcap else None
+        )  # fmt: skip
         transmit: Callable[[list[bytes | memoryview]], None] = self.tun.write
         if opts.impair is not None:
             self.impair_in = Impairment(opts.impair, self.loop.call_later, self.loop.time)
@@ -89,6 +100,7 @@ class Daemon:
         host = Host(
             opts.address, transmit, mtu=opts.mtu, offload=self.tun.vnet_hdr,
             cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.loop.time,
+            tcp_memory=opts.tcp_memory,
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
         host.tcp_defaults.msl = opts.time_wait / 2
@@ -105,7 +117,7 @@ class Daemon:
         except ImportError:  # pragma: no cover - while the IPC is being written
             log.warning("no IPC server available")
         else:
-            ipc = IpcServer(self.layer, opts.socket_path, group=opts.socket_group)
+            ipc = IpcServer(self.layer, opts.socket_path, group=opts.socket_group, events=self.events)
             await ipc.start()
             self.ipc = ipc
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -122,6 +134,13 @@ class Daemon:
         if self.impair_in is not None and self.impair_out is not None:
             log.info("impairment inbound %s outbound %s", self.impair_in.counts, self.impair_out.counts)
         return 0
+
+    def _pcap_full(self, pcap: PcapWriter) -> None:
+        log.warning("%s reached its limit of %d bytes: packets are no longer recorded",
+                    pcap.path, pcap.max_bytes)
+        if self.events is not None:
+            self.events.emit("pcap_full", None, path=pcap.path, limit=pcap.max_bytes,
+                             packets=pcap.packets)
 
     def _flush_periodically(self) -> None:
         """Put buffered pcap records and events on disk twice a second."""
@@ -171,6 +190,7 @@ class Daemon:
         self.impair_out(b"".join(parts), lambda packet: tun.write([packet]))
 
     def _schedule(self, deadline: float) -> None:
+        deadline = math.ceil(deadline / TIMER_SLACK) * TIMER_SLACK
         if self._timer_at is not None and self._timer_at <= deadline:
             return
         if self._timer is not None:
@@ -207,6 +227,9 @@ class Daemon:
             self.loop.remove_reader(self.tun.fd)
             self.tun.close()
         if self.pcap is not None:
+            if self.pcap.skipped:
+                log.info("%s: %d packets recorded, %d past the limit not recorded",
+                         self.pcap.path, self.pcap.packets, self.pcap.skipped)
             self.pcap.close()
         if self.events is not None:
             self.events.close()

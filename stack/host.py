@@ -29,10 +29,12 @@ from stack.io.virtio import (
     parse_vnet_hdr,
 )
 from stack.ipfrag import FragmentReassembler
-from stack.observe.events import EventLog
+from stack.observe.events import EventBudget, EventLog
 from stack.observe.pcap import PcapWriter
 from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
+from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+from stack.tcpmem import TcpMemory
 from stack.wire import icmp
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
@@ -99,6 +101,7 @@ class Host:
         pcap: PcapWriter | None = None,
         tcp_defaults: TcpConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tcp_memory: int = DEFAULT_TCP_MEMORY,
     ) -> None:
         self.address = address
         self._transmit = transmit
@@ -122,14 +125,17 @@ class Host:
         self.tcp_ports: Counter[int] = Counter()  # local ports in use (bound sockets)
         self.udp_ports: dict[int, UdpEndpoint] = {}
         self.max_connections = 65536
+        self.memory = TcpMemory(tcp_memory)  # the host-wide bound on buffered bytes
         self.defer_acks = False  # the driver batches reads and calls end_batch()
         # Timers: (deadline, tie-breaker, connection); stale entries are skipped.
         self._timers: list[tuple[float, int, Connection]] = []
         self._timer_seq = itertools.count()
         self.on_deadline_change: Callable[[float], None] | None = None
         self._deferred_acks: set[Connection] = set()
-        self._drop_budget: dict[str, tuple[float, float, int]] = {}
-        self.batching = False  # set by the driver around a batch of packets
+        self._drop_events = (
+            EventBudget(self.events, DROP_EVENTS_PER_SECOND, DROP_EVENT_BURST)
+            if self.events is not None else None
+        )  # fmt: skip
         self._icmp_budget = 100.0
         self._icmp_budget_time = 0.0
 
@@ -143,19 +149,8 @@ class Host:
         the next one logged says how many were (`suppressed`).
         """
         self.stats[f"drop_{reason}"] += 1
-        if self.events is None:
-            return
-        now = self.clock()
-        tokens, last, skipped = self._drop_budget.get(reason, (DROP_EVENT_BURST, now, 0))
-        tokens = min(DROP_EVENT_BURST, tokens + (now - last) * DROP_EVENTS_PER_SECOND)
-        if tokens < 1:
-            self._drop_budget[reason] = (tokens, now, skipped + 1)
-            return
-        self._drop_budget[reason] = (tokens - 1, now, 0)
-        if skipped:
-            self.events.emit("drop", conn, reason=reason, suppressed=skipped)
-        else:
-            self.events.emit("drop", conn, reason=reason)
+        if self._drop_events is not None:
+            self._drop_events.emit(reason, self.clock(), "drop", conn, reason=reason)
 
     def _next_ident(self) -> int:
         # RFC 6864 section 4: IDs only matter for fragmentable datagrams; keep them unique.
@@ -254,12 +249,8 @@ class Host:
 
     # ------------------------------------------------------------------ ICMP
 
-    def begin_batch(self) -> None:
-        """Packets until `end_batch` came in one read: ACKs may wait for its end."""
-        self.batching = True
-
     def end_batch(self, now: float) -> None:
-        self.batching = False
+        """The packets of one read are in: send the ACKs they put off (`defer_acks`)."""
         if self._deferred_acks:
             pending, self._deferred_acks = self._deferred_acks, set()
             for conn in pending:
@@ -395,7 +386,10 @@ class Host:
                     self._forget(conn)
                     conn = None
             if conn is not None:
-                conn.on_segment(seg, now)
+                if self.memory.used >= self.memory.limit:
+                    self._receive_under_pressure(conn, seg, now)
+                else:
+                    conn.on_segment(seg, now)
                 if conn.ack_deferred:
                     self._deferred_acks.add(conn)
                 self.after(conn, now)
@@ -408,6 +402,29 @@ class Host:
             return
         self.stats["tcp_no_connection"] += 1
         self._reset_for(src, seg)
+
+    def _receive_under_pressure(self, conn: Connection, seg: TCPSegment, now: float) -> None:
+        """The host holds its limit of TCP memory (stack/tcpmem.py): a connection that
+        holds its minimum already takes no data now; what it drops is counted."""
+        conn.rx_pressure = conn.mem_charged >= self.memory.min_per_conn
+        dropped = conn.memory_drops
+        try:
+            conn.on_segment(seg, now)
+        finally:
+            conn.rx_pressure = False
+        if conn.memory_drops != dropped:
+            self._drop("tcp_memory", self._conn_id(conn.local[1], conn.remote))
+
+    def _memory_flipped(self) -> None:
+        """Pressure began or ended: log it; at the end, wake the refused writers."""
+        memory = self.memory
+        waiting = memory.flip()
+        if self.events is not None:
+            self.events.emit("memory", None, state="pressure" if memory.pressure else "normal",
+                             used=memory.used, limit=memory.limit, peak=memory.peak)
+        for conn in waiting:
+            if conn.owner is not None:
+                conn.owner.connection_changed(conn)
 
     def _reset_for(self, src: str, seg: TCPSegment) -> None:
         """RFC 9293 3.10.7.1: a segment for no connection gets a reset (unless RST)."""
@@ -510,6 +527,9 @@ class Host:
             heapq.heappush(self._timers, (deadline, next(self._timer_seq), conn))
             if self.on_deadline_change is not None and self._timers[0][0] == deadline:
                 self.on_deadline_change(deadline)
+        held = conn.rx_len + conn.reassembler.pending_bytes + len(conn.sendbuf)  # tcpmem.held_by
+        if held != conn.mem_charged and self.memory.charge(conn, held):
+            self._memory_flipped()
         owner = conn.owner
         if isinstance(owner, Listener):
             self._listener_update(owner, conn)
@@ -538,6 +558,8 @@ class Host:
         key = (conn.local[1], conn.remote[0], conn.remote[1])
         if self.conns.get(key) is conn:
             del self.conns[key]
+        if conn.mem_charged and self.memory.release(conn):
+            self._memory_flipped()
         owner = conn.owner
         if isinstance(owner, Listener):
             owner.syn_queue.pop(key, None)

@@ -88,7 +88,8 @@ class TcpSocket:
             return bool(self.error)
         if conn.error or conn.state == State.CLOSED:
             return True
-        return conn.state in (State.ESTABLISHED, State.CLOSE_WAIT) and conn.send_free > 0
+        return (conn.state in (State.ESTABLISHED, State.CLOSE_WAIT) and conn.send_free > 0
+                and not self.host.memory.refuses(conn))
 
     @property
     def send_free(self) -> int:
@@ -197,6 +198,8 @@ class TcpSocket:
             raise _oserror(errno.EPIPE)
         if conn.fin_queued or conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT):
             raise _oserror(errno.EPIPE)
+        if self.host.memory.refuses(conn):
+            return 0  # the host is out of TCP memory; we are told when it is not
         now = self.host.clock()
         n = conn.send(data, now)
         self.host.after(conn, now)
@@ -507,6 +510,17 @@ class SocketLayer:
     def tcp_socket(self) -> TcpSocket:
         sock = TcpSocket(self)
         self._register(sock)
+        return sock
+
+    def tcp_listener(self, port: int, backlog: int = 128) -> TcpSocket:
+        """A socket listening on `port` of every address (closed again on failure)."""
+        sock = self.tcp_socket()
+        try:
+            sock.bind("0.0.0.0", port)
+            sock.listen(backlog)
+        except OSError:
+            sock.close()
+            raise
         return sock
 
     def udp_socket(self) -> UdpSocket:

@@ -37,12 +37,14 @@ import select
 import socket
 import stat
 import struct
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stack.ipc import protocol as p
+from stack.observe.events import EventBudget, EventLog
 
 log = logging.getLogger("tcplab.ipc")
 
@@ -54,6 +56,8 @@ MAX_CLIENTS = 1024
 # this is how many processes of one user can use the stack at once. Without it one user
 # could take every slot and lock the others out.
 MAX_CLIENTS_PER_UID = 256
+IPC_EVENTS_PER_SECOND = 10  # `ipc` events per kind, after a burst of IPC_EVENT_BURST
+IPC_EVENT_BURST = 20
 MAX_MESSAGES_PER_WAKEUP = 64
 ACCEPT_PAUSE = 0.2  # seconds without accepting after EMFILE/ENFILE (no busy loop)
 MAX_CLIENT_BACKLOG = 1 << 20  # queued reply bytes before a client that does not read is dropped
@@ -214,7 +218,8 @@ class _Client:
 class IpcServer:
     """Serves the shim's control protocol on a Unix socket and pumps socket data."""
 
-    def __init__(self, sockets: SocketLayerLike, path: str, *, group: str | None = None) -> None:
+    def __init__(self, sockets: SocketLayerLike, path: str, *, group: str | None = None,
+                 events: EventLog | None = None) -> None:
         self.layer = sockets
         self.path = path
         self.group = group
@@ -233,6 +238,12 @@ class IpcServer:
         self._creds_ok = True
         self._scratch = bytearray(CHUNK)
         self.stats: dict[str, int] = {}
+        # Every refusal, dropped client and error counted in `stats` is also an `ipc`
+        # event, rate-limited per kind (a local flood must not grow the log unbounded).
+        self._events = (
+            EventBudget(events, IPC_EVENTS_PER_SECOND, IPC_EVENT_BURST)
+            if events is not None and events.enabled else None
+        )  # fmt: skip
         self.closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -336,8 +347,10 @@ class IpcServer:
                 pass
             self._file_id = None
 
-    def _count(self, what: str) -> None:
+    def _count(self, what: str, **fields: object) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
+        if self._events is not None:
+            self._events.emit(what, time.monotonic(), "ipc", None, what=what, **fields)
 
     # -------------------------------------------------------------------- clients
 
@@ -360,7 +373,7 @@ class IpcServer:
                 self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
             if len(self._clients) >= MAX_CLIENTS:
-                self._count("clients_refused")
+                self._count("clients_refused", limit=MAX_CLIENTS)
                 conn.close()
                 continue
             conn.setblocking(False)
@@ -369,7 +382,7 @@ class IpcServer:
                 cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
                 pid, uid, _gid = struct.unpack("=iII", cred)
             if uid > 0 and self._per_uid[uid] >= MAX_CLIENTS_PER_UID:
-                self._count("clients_refused_per_uid")
+                self._count("clients_refused_per_uid", uid=uid, pid=pid, limit=MAX_CLIENTS_PER_UID)
                 conn.close()
                 continue
             client = _Client(conn, pid, uid)
@@ -390,7 +403,7 @@ class IpcServer:
         if self._per_uid[client.uid] <= 0:
             del self._per_uid[client.uid]
         if why:
-            self._count(f"client_dropped_{why}")
+            self._count(f"client_dropped_{why}", pid=client.pid, uid=client.uid)
             log.debug("dropping shim client pid %d: %s", client.pid, why)
         fd = client.sock.fileno()
         self._clients.pop(fd, None)

@@ -101,6 +101,32 @@ class EventLog:
         self.close()
 
 
+class EventBudget:
+    """At most `per_second` events per key (after a burst of `burst`) into an event log.
+
+    For events a flood could cause (a packet dropped, a client refused): past the
+    budget, events of that key are skipped, and the next one logged carries
+    `suppressed`, how many were. Counters kept beside it stay exact.
+    """
+
+    def __init__(self, events: EventLog, per_second: float, burst: float) -> None:
+        self.events = events
+        self.per_second = per_second
+        self.burst = burst
+        self._state: dict[str, tuple[float, float, int]] = {}  # key: (tokens, time, skipped)
+
+    def emit(self, key: str, now: float, type_: str, conn: str | None, **fields: Any) -> None:
+        tokens, last, skipped = self._state.get(key, (self.burst, now, 0))
+        tokens = min(self.burst, tokens + (now - last) * self.per_second)
+        if tokens < 1:
+            self._state[key] = (tokens, now, skipped + 1)
+            return
+        self._state[key] = (tokens - 1, now, 0)
+        if skipped:
+            fields["suppressed"] = skipped
+        self.events.emit(type_, conn, **fields)
+
+
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Parse an event log; a torn last line (the writer is still running) is skipped."""
     events: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 PCAP_MAGIC_USEC = 0xA1B2C3D4
@@ -33,10 +33,18 @@ class PcapWriter:
     """Append packets to ``path`` (truncated on open). Buffered; see :meth:`flush`."""
 
     def __init__(self, path: str | os.PathLike[str], snaplen: int = DEFAULT_SNAPLEN,
-                 linktype: int = LINKTYPE_RAW, buffer_size: int = 1 << 20) -> None:
+                 linktype: int = LINKTYPE_RAW, buffer_size: int = 1 << 20,
+                 max_bytes: int | None = None,
+                 on_full: Callable[[PcapWriter], None] | None = None) -> None:
+        """`max_bytes` bounds the file: once the next record would pass it, records are
+        counted in `skipped` instead of written, and `on_full` is called once."""
         self.path = os.fspath(path)
         self.snaplen = snaplen
         self.packets = 0
+        self.max_bytes = max_bytes
+        self.on_full = on_full
+        self.size = _GLOBAL.size
+        self.skipped = 0
         self._f: BinaryIO | None = open(self.path, "wb", buffering=buffer_size)  # noqa: SIM115
         self._f.write(_GLOBAL.pack(PCAP_MAGIC_USEC, PCAP_VERSION[0], PCAP_VERSION[1],
                                    0, 0, snaplen, linktype))
@@ -62,6 +70,12 @@ class PcapWriter:
         for p in parts:
             length += len(p)
         caplen = min(length, self.snaplen)
+        if self.max_bytes is not None and self.size + _RECORD.size + caplen > self.max_bytes:
+            self.skipped += 1
+            if self.skipped == 1 and self.on_full is not None:
+                self.on_full(self)
+            return
+        self.size += _RECORD.size + caplen
         f.write(_RECORD.pack(sec, usec, caplen, length))
         if caplen == length:
             for p in parts:

@@ -1,23 +1,25 @@
-"""Built-in services written on the stack's own socket API (stack/api.py).
+"""Built-in services: echo (RFC 862, TCP and UDP), discard (RFC 863), chargen (RFC 864)
+and a small HTTP server with `/bytes/N`. `Services.start` runs the ones asked for.
 
-echo (RFC 862, TCP and UDP), discard (RFC 863), chargen (RFC 864) and a small HTTP
-server with `/bytes/N`. `start_services` runs the ones asked for on the daemon's loop.
+The TCP echo, discard and chargen are callbacks inside the packet path
+(stack/services/inline.py); HTTP and UDP echo are coroutines on the stack's asyncio
+socket API (stack/api.py), the way a program inside the daemon would be written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stack import api
 from stack.observe.events import EventLog
+from stack.services import inline
 from stack.sockets import SocketLayer
 
 DEFAULT_SERVICES = {"echo": 7, "discard": 9, "chargen": 19, "http": 80}
-CHUNK = 65536
+CHUNK = inline.CHUNK
 
 
 def chargen_line(i: int) -> bytes:
@@ -52,20 +54,17 @@ class Services:
 
     async def start(self, name: str, port: int) -> None:
         if name == "echo":
-            listener = await api.listen(self.layer, port)
-            self.closers.append(listener.close)
-            self.spawn(self._serve(listener, self._echo))
+            self.closers.append(inline.serve(self.layer, port, inline.Echo).close)
             udp = await api.udp_bind(self.layer, port)
             self.closers.append(udp.close)
             self.spawn(self._udp_echo(udp))
         elif name == "discard":
-            listener = await api.listen(self.layer, port)
-            self.closers.append(listener.close)
-            self.spawn(self._serve(listener, self._discard))
+            events = self.events
+            self.closers.append(inline.serve(self.layer, port, lambda s: inline.Discard(s, events)).close)
         elif name == "chargen":
-            listener = await api.listen(self.layer, port)
-            self.closers.append(listener.close)
-            self.spawn(self._serve(listener, self._chargen))
+            self.closers.append(
+                inline.serve(self.layer, port, lambda s: inline.Chargen(s, CHARGEN_PERIOD)).close
+            )
         elif name == "http":
             listener = await api.listen(self.layer, port)
             self.closers.append(listener.close)
@@ -98,47 +97,10 @@ class Services:
         finally:
             conn.close()
 
-    async def _echo(self, conn: api.StreamConnection) -> None:
-        """RFC 862: send back whatever arrives; close our side after the peer's FIN."""
-        while True:
-            data = await conn.recv()
-            if not data:
-                break
-            await conn.sendall(data)
-        conn.shutdown_write()
-
     async def _udp_echo(self, sock: api.DatagramSocket) -> None:
         while True:
             data, source = await sock.recvfrom()
             sock.sendto(data, source)
-
-    async def _discard(self, conn: api.StreamConnection) -> None:
-        """RFC 863: throw data away; the event log gets its length and SHA-256."""
-        digest = hashlib.sha256()
-        total = 0
-        while True:
-            data = await conn.recv()
-            if not data:
-                break
-            digest.update(data)
-            total += len(data)
-        if self.events is not None and conn.local and conn.remote:
-            self.events.emit(
-                "service",
-                f"{conn.local[0]}:{conn.local[1]}-{conn.remote[0]}:{conn.remote[1]}",
-                service="discard", bytes=total, sha256=digest.hexdigest(),
-            )  # fmt: skip
-        conn.shutdown_write()
-
-    async def _chargen(self, conn: api.StreamConnection) -> None:
-        """RFC 864: an endless stream of lines until the peer goes away."""
-        period = len(CHARGEN_PERIOD)
-        ring = CHARGEN_PERIOD * (CHUNK // period + 2)
-        offset = 0
-        view = memoryview(ring)
-        while conn.sock.state in ("ESTABLISHED", "CLOSE-WAIT"):
-            await conn.sendall(view[offset : offset + CHUNK])
-            offset = (offset + CHUNK) % period
 
     async def _http(self, conn: api.StreamConnection) -> None:
         """HTTP/1.1 (RFC 9112): GET / (an index) and GET /bytes/N (N bytes)."""

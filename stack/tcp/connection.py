@@ -216,6 +216,11 @@ class Connection:
         self.ack_pending = False
         self._ack_now = False  # this segment's processing owes an immediate ACK
         self.defer_acks = False  # the driver flushes "every second segment" ACKs per batch
+        # Host-wide memory (stack/tcpmem.py): what the host counts for us, whether it
+        # refuses us data for the segment at hand, and how often it did.
+        self.mem_charged = 0
+        self.rx_pressure = False
+        self.memory_drops = 0
         self.ack_deferred = False
         self.unacked_bytes = 0  # bytes received since our last ACK
         self.persist_deadline: float | None = None
@@ -981,8 +986,11 @@ class Connection:
 
         Van Jacobson's observation (TCP/IP Illustrated vol. 2, 28.4; RFC 7323 appendix
         keeps it working with timestamps): on an ESTABLISHED connection most segments
-        are either the next in-order data with nothing new acknowledged, or a pure ACK
-        of new data, with no flags but ACK/PSH and an unchanged window. For those the
+        are either the next in-order data, or a pure ACK of new data, with no flags but
+        ACK/PSH and an unchanged window. (Van Jacobson's data case also asks that
+        nothing new be acknowledged; here in-order data may carry a new ACK, which is
+        processed first, as 3.10.7.4 orders it: request/response traffic is all such
+        segments.) For those the
         full processing of RFC 9293 3.10.7.4 reduces to what is below; anything else
         returns False and takes the full path.
         """
@@ -998,19 +1006,28 @@ class Connection:
         if options.sack_blocks:
             return False
         ack = self.snd_una + seq_diff(seg.ack, self.snd_una & MASK32)
+        new_ack = ack != self.snd_una
+        if new_ack and not self.snd_una < ack <= self.snd_max:
+            return False
         payload = seg.payload
-        if payload:
-            # In-order data that acknowledges nothing new and fits the window.
-            n = len(payload)
-            if (
-                ack != self.snd_una
-                or self.reassembler.pending_bytes
-                or self.user_closed
-                or seq + n > self.rcv_right
-            ):
+        n = len(payload)
+        if n:
+            # In-order data that fits the window (and may acknowledge new data too,
+            # as every request after the first does in a request/response exchange).
+            if (self.reassembler.pending_bytes or self.user_closed or self.rx_pressure
+                    or seq + n > self.rcv_right):
                 return False
-            if ts is not None and seq <= self.last_ack_sent:
-                self.ts_recent = ts[0]  # RFC 7323 4.3
+        elif not new_ack:
+            return False  # a duplicate ACK or a window probe: the full path counts it
+        if ts is not None and seq <= self.last_ack_sent:
+            self.ts_recent = ts[0]  # RFC 7323 4.3
+        if new_ack:  # RFC 9293 3.10.7.4 "fifth": the ACK before the text
+            if self.undo_ts is not None:
+                self._check_undo(ts, now)
+            self._on_new_ack(ack, now)
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+        if n:
             ready = self.reassembler.insert(seq - self.irs - 1, payload)
             self.rx.append(ready)
             self.rx_len += n
@@ -1018,7 +1035,7 @@ class Connection:
             self.bytes_received += n
             self.unacked_bytes += n
             self.ack_pending = True
-            if self.data_end > self.snd_nxt:
+            if new_ack or self.data_end > self.snd_nxt:
                 self._output(now)  # data of ours to send carries the ACK
             if self.ack_pending and self.unacked_bytes >= 2 * self.snd_mss:
                 if self.defer_acks:  # see _on_segment_synchronized
@@ -1026,16 +1043,6 @@ class Connection:
                 else:
                     self._send_ack(now)
         else:
-            # A pure ACK of new data.
-            if not self.snd_una < ack <= self.snd_max:
-                return False
-            if ts is not None and seq <= self.last_ack_sent:
-                self.ts_recent = ts[0]
-            if self.undo_ts is not None:
-                self._check_undo(ts, now)
-            self._on_new_ack(ack, now)
-            self.snd_wl1 = seq
-            self.snd_wl2 = ack
             self._output(now)
         self.last_recv_time = now
         self.keepalive_probes = 0
@@ -1470,6 +1477,13 @@ class Connection:
         if self.user_closed:
             # RFC 1122 4.2.2.13: data arriving after CLOSE is answered with a reset.
             self.abort(now)
+            return
+        if self.rx_pressure:
+            # The host is out of TCP memory (stack/tcpmem.py): drop the text, tell the
+            # peer what we still expect; it retransmits, and backs off.
+            self.memory_drops += 1
+            self.ack_pending = True
+            self._ack_now = True
             return
         index = start - self.irs - 1
         in_order = start == self.rcv_nxt

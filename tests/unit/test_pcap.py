@@ -108,3 +108,18 @@ def test_tshark_reads_it(tmp_path: Path) -> None:
     assert len(out) == len(pkts), out
     for line, p in zip(out, pkts, strict=True):
         assert line.split("\t") == ["10.0.0.2", "10.1.0.2", "7", str(len(p))]
+
+
+def test_max_bytes_bounds_the_file_and_reports_once(tmp_path: Path) -> None:
+    full: list[int] = []
+    path = tmp_path / "bounded.pcap"
+    with PcapWriter(path, max_bytes=24 + 3 * (16 + 100), on_full=lambda w: full.append(w.packets)) as w:
+        for i in range(10):
+            w.write(1.0 + i, [bytes([i]) * 100])
+    assert path.stat().st_size == 24 + 3 * (16 + 100)  # exactly three records fit
+    assert full == [3]  # called once, when the fourth did not fit
+    assert w.packets == 3 and w.skipped == 7
+    raw = path.read_bytes()[24:]
+    records = [raw[i * 116 + 16 : (i + 1) * 116] for i in range(3)]
+    assert records == [bytes([i]) * 100 for i in range(3)]
+    assert [struct.unpack("<IIII", raw[i * 116 : i * 116 + 16])[2] for i in range(3)] == [100] * 3
