@@ -70,7 +70,10 @@ class PcapWriter:
         for p in parts:
             length += len(p)
         caplen = min(length, self.snaplen)
-        if self.max_bytes is not None and self.size + _RECORD.size + caplen > self.max_bytes:
+        if self.skipped or (self.max_bytes is not None
+                            and self.size + _RECORD.size + caplen > self.max_bytes):
+            # Full: nothing more is recorded, not even a smaller packet that would still
+            # fit (a capture with holes in it would mislead).
             self.skipped += 1
             if self.skipped == 1 and self.on_full is not None:
                 self.on_full(self)

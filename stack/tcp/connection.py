@@ -90,6 +90,11 @@ SYNCHRONIZED = frozenset(
 CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 # States in which arriving data is delivered (RFC 9293 3.10.7.4, "seventh").
 CAN_RECEIVE = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+HANDSHAKE_TIMEOUT_FALLBACK = 3.0  # RFC 6298 5.7 (Linux: TCP_TIMEOUT_FALLBACK)
+# RFC 9293 3.10.5: the states in which ABORT sends a reset.
+RESET_ON_ABORT = frozenset(
+    {State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT}
+)
 
 
 @dataclass
@@ -436,8 +441,10 @@ class Connection:
             self.finwait2_deadline = now + self.config.fin_wait_2_timeout
 
     def abort(self, now: float) -> None:
-        """ABORT (RFC 9293 3.10.5): send RST if synchronized, drop everything."""
-        if self.state in SYNCHRONIZED | {State.SYN_RECEIVED} and self.state != State.TIME_WAIT:
+        """ABORT (RFC 9293 3.10.5): drop everything; a reset tells the peer in
+        SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1/2 and CLOSE-WAIT. In CLOSING, LAST-ACK and
+        TIME-WAIT both sides have closed already: the TCB just goes (as in Linux)."""
+        if self.state in RESET_ON_ABORT:
             self._send_rst(self.snd_nxt, with_ack=True)
         self._terminate(0)
 
@@ -740,17 +747,34 @@ class Connection:
     def _note_retransmit(self, seq: int, length: int, reason: str) -> None:
         self.retransmits += 1
         self.rtt_seq = None  # Karn's rule (RFC 6298 section 3)
-        self.rtt_after_retransmit = self.ts_ok
+        self.rtt_after_retransmit = self.ts_ok or self._offered_ts  # (SYN: not agreed yet)
         self._emit("retransmit", seq=seq & MASK32, len=length, reason=reason)
 
     def _emit_cwnd(self, reason: str) -> None:
         if self.on_event is not None:
             self._emit("cwnd", cwnd=self.cc.cwnd, ssthresh=self.cc.ssthresh, reason=reason)
 
+    def _sack_option_len(self) -> int:
+        """Bytes the SACK blocks add to the segments `_options` builds now."""
+        if not (self.sack_ok and self.reassembler.pending_bytes):
+            return 0
+        n = len(self.reassembler.sack_blocks(3 if self.ts_ok else 4))
+        return 4 + 8 * n if n else 0  # NOP NOP SACK(2 + 8n)
+
     def _transmit_data(
         self, seq: int, payload: bytes, now: float, *, fin: bool, reason: str | None
-    ) -> None:
-        """Send [seq, seq+len(payload)) (+FIN) and do the bookkeeping around it."""
+    ) -> int:
+        """Send [seq, seq+len(payload)) (+FIN) and do the bookkeeping around it;
+        return how many payload bytes went (fewer when SACK blocks must fit)."""
+        if payload:
+            sack = self._sack_option_len()
+            if sack and len(payload) > self.snd_mss - sack:
+                # RFC 9293 3.7.1: options count against the MSS, and `snd_mss` leaves
+                # room for timestamps only. While SACK blocks ride along, send one
+                # segment that fits (a full one would exceed the path MTU and be
+                # dropped, again on every retransmission).
+                payload = payload[: self.snd_mss - sack]
+                fin = False
         flags = ACK | (FIN if fin else 0)
         if payload:
             flags |= PSH if seq + len(payload) == self.data_end else 0
@@ -768,6 +792,7 @@ class Connection:
             self.snd_max = end
         if self.rtx_deadline is None and reason != "probe":
             self._arm_rtx(now)  # RFC 6298 5.1
+        return len(payload)
 
     def _output(self, now: float, reason: str | None = None, force_one: bool = False) -> None:
         """Send what the windows allow (RFC 9293 3.8.6.2.1, RFC 5681, RFC 6675 5)."""
@@ -912,8 +937,8 @@ class Connection:
                 n = min(end - start, mss)
                 fin = self.fin_queued and start + n == self.data_end and start + n < self.snd_max
                 payload = self.sendbuf.peek(start - self.iss - 1, n) if n else b""
-                self._transmit_data(start, payload, now, fin=fin, reason="sack")
-                self.high_rxt = start + max(n, 1)
+                sent = self._transmit_data(start, payload, now, fin=fin, reason="sack")
+                self.high_rxt = start + max(sent, 1)
                 continue
             # Rule 2: new data, if the receiver's window allows.
             avail = self.data_end - self.snd_max
@@ -932,8 +957,8 @@ class Connection:
                 start, end = hole
                 n = min(end - start, mss)
                 payload = self.sendbuf.peek(start - self.iss - 1, n)
-                self._transmit_data(start, payload, now, fin=False, reason="sack")
-                self.high_rxt = start + n
+                sent = self._transmit_data(start, payload, now, fin=False, reason="sack")
+                self.high_rxt = start + sent
                 continue
             break
 
@@ -1086,6 +1111,10 @@ class Connection:
         if not flags & SYN:
             return
         self._take_syn_options(seg)
+        if self.ts_ok and seg.options.timestamp is not None:
+            # Timestamps were just agreed: the SYN-ACK's echo times the SYN it answers,
+            # also after a retransmitted SYN (RFC 7323 4.1; on_segment could not know).
+            self._seg_tsecr = seg.options.timestamp[1]
         if not self.snd_wscale_offered:
             self.rcv_wscale = 0
         self.irs = seg.seq
@@ -1111,6 +1140,10 @@ class Connection:
             self._send_syn(now, ack=True)
 
     def _on_established(self, now: float) -> None:
+        if self.retransmits and self.rto.srtt is None:
+            # RFC 6298 5.7: the SYN (or SYN-ACK) timed out and no RTT was measured
+            # (Karn's rule, no timestamps): data starts with an RTO of 3 s.
+            self.rto.restart(HANDSHAKE_TIMEOUT_FALLBACK)
         if self.config.keepalive:
             self.keepalive_deadline = now + self.config.keepalive_idle
         self._emit_cwnd("init")
@@ -1452,8 +1485,8 @@ class Connection:
                 n = min(hole[1] - hole[0], self.snd_mss)
                 payload = self.sendbuf.peek(hole[0] - self.iss - 1, n)
                 fin = self.fin_queued and hole[0] + n == self.data_end
-                self._transmit_data(hole[0], payload, now, fin=fin, reason="fast")
-                self.high_rxt = hole[0] + max(n, 1)
+                sent = self._transmit_data(hole[0], payload, now, fin=fin, reason="fast")
+                self.high_rxt = hole[0] + max(sent, 1)
             self._sack_recovery_output(now)
         else:
             payload = self.sendbuf.peek(self.snd_una - self.iss - 1, self.snd_mss)

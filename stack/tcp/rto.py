@@ -94,6 +94,10 @@ class RTOEstimator:
         # RFC 6298 sections 2.2/2.3: RTO = SRTT + max(G, K*RTTVAR), then 2.4/2.5.
         self._rto = self._clamp(self.srtt + max(self.granularity, K * self.rttvar))
 
+    def restart(self, rto: float) -> None:
+        """Start over from `rto`, as before any measurement (RFC 6298 5.7)."""
+        self._rto = self._clamp(rto)
+
     def backoff(self) -> None:
         """Double RTO after a retransmission timeout (RFC 6298 section 5.5).
 

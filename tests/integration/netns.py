@@ -39,10 +39,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_CLIENT = Path(__file__).resolve().parent / "peer_client.py"
@@ -690,3 +692,35 @@ class StackDaemon:
                 with contextlib.suppress(json.JSONDecodeError):
                     out.append(json.loads(line))
         return out
+
+
+# --- figures a test module reports ----------------------------------------------------
+class Figures:
+    """Named figures of a test module: rewritten to a JSON file as they come (next to
+    pytest's base temp directory) and printed at the end of the run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, Any] = {}
+
+    def add(self, name: str, row: Any) -> None:
+        self.rows[name] = row
+        self.path.write_text(json.dumps(self.rows, indent=1) + "\n")
+
+
+def figures_fixture(filename: str, title: str) -> Any:
+    """A module-scoped `figures` fixture writing `filename` and printing under `title`."""
+
+    @pytest.fixture(scope="module")
+    def figures(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Figures]:
+        figs = Figures(tmp_path_factory.getbasetemp() / filename)
+        yield figs
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and figs.rows:
+            reporter.write_sep("-", title)
+            for name, row in figs.rows.items():
+                reporter.write_line(f"{name}: {json.dumps(row)}")
+            reporter.write_line(f"(also in {figs.path})")
+
+    return figures

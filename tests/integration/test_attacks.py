@@ -42,16 +42,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from netns import (
     PEER_ADDR,
     STACK_ADDR,
+    Figures,
     StackDaemon,
     Topology,
     call_in_netns,
+    figures_fixture,
     popen_in,
     python_env,
     run,
@@ -74,29 +75,7 @@ scapy_l2 = pytest.importorskip("scapy.layers.l2")
 IP, TCP, Ether = scapy_inet.IP, scapy_inet.TCP, scapy_l2.Ether
 
 
-# --- figures --------------------------------------------------------------------------
-class Figures:
-    def __init__(self, path: Path, reporter: Any) -> None:
-        self.path = path
-        self.reporter = reporter
-        self.rows: dict[str, Any] = {}
-
-    def add(self, name: str, row: Any) -> None:
-        self.rows[name] = row
-        self.path.write_text(json.dumps(self.rows, indent=1) + "\n")
-
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Figures]:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    figs = Figures(tmp_path_factory.getbasetemp() / "tcplab-attacks.json", reporter)
-    yield figs
-    if reporter is not None and figs.rows:
-        reporter.write_sep("-", "tcplab attacks")
-        for name, row in figs.rows.items():
-            reporter.write_line(f"{name}: {json.dumps(row)}")
-
+figures = figures_fixture("tcplab-attacks.json", "tcplab attacks")
 
 # --- sniffing and injecting from the peer namespace ------------------------------------
 @dataclass

@@ -34,12 +34,20 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from netns import REPO_ROOT, StackDaemon, Topology, python_env, run_in, wait_until
+from netns import (
+    REPO_ROOT,
+    Figures,
+    StackDaemon,
+    Topology,
+    figures_fixture,
+    python_env,
+    run_in,
+    wait_until,
+)
 
 from stack.ipc import protocol as p
 
@@ -50,28 +58,7 @@ RSS_SLACK = 8 << 20
 CLIENTS = 1000
 
 
-# --- figures --------------------------------------------------------------------------
-class Figures:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: dict[str, Any] = {}
-
-    def add(self, name: str, row: Any) -> None:
-        self.rows[name] = row
-        self.path.write_text(json.dumps(self.rows, indent=1) + "\n")
-
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Figures]:
-    figs = Figures(tmp_path_factory.getbasetemp() / "tcplab-ipc-abuse.json")
-    yield figs
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and figs.rows:
-        reporter.write_sep("-", "tcplab IPC abuse")
-        for name, row in figs.rows.items():
-            reporter.write_line(f"{name}: {json.dumps(row)}")
-
+figures = figures_fixture("tcplab-ipc-abuse.json", "tcplab IPC abuse")
 
 # --- helpers --------------------------------------------------------------------------
 def fd_count(pid: int) -> int:
@@ -408,6 +395,11 @@ def test_client_limit_refuses_extra_and_recovers(stack: StackDaemon, figures: Fi
     figures.add("client_limit", {"held": 1024, "extra_refused": refused,
                                  "held_still_served": held_served})
     assert refused and held_served
+    # The refusal is logged too (stack/ipc/server.py `_count`), not only counted.
+    event = wait_until(lambda: next((e for e in stack.events() if e.get("type") == "ipc"
+                                     and e.get("what") == "clients_refused"), None),
+                       10, interval=0.1, what="an `ipc` event clients_refused")
+    assert event["limit"] == 1024, event
     base.check(figures, "client_limit_after")
 
 

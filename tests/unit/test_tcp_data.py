@@ -365,3 +365,24 @@ def test_send_buffer_limit() -> None:
     s.expect(s.send(10) == 0, "full")
     s.rx("A", ack=1001)
     s.expect(s.send(5000) == 1000, "acknowledged bytes free space")
+
+
+def test_segments_carrying_sack_blocks_still_fit_the_mss() -> None:
+    """RFC 9293 3.7.1: options count against the MSS. While we hold out-of-order data,
+    every segment carries SACK blocks (12 bytes for one block) besides the timestamps
+    that `snd_mss` already allows for; a full-size segment would exceed the path MTU and
+    be dropped on every retransmission (found by tests/integration/test_limits_e2e.py)."""
+    s = Script.established()
+    mss = s.conn.snd_mss  # 1460 - 12 bytes of timestamps
+    s.rx("PA", seq=101, ack=1, data=100)  # a hole at 1..100: we now SACK 101..201
+    s.tx("A", ack=1, sack=[(101, 201)])
+    s.send(3 * mss)
+    for i in range(3):
+        s.tx("A", seq=1 + i * (mss - 12), length=mss - 12, sack=[(101, 201)])
+    s.no_tx()  # the last 36 bytes wait for an ACK (Nagle)
+    # The peer fills the hole and ACKs: no more SACK blocks, full-size segments again.
+    s.rx("PA", seq=1, ack=1 + 3 * (mss - 12), data=100)
+    s.tx("PA", length=36, sack=[])
+    s.rx("A", seq=201, ack=1 + 3 * mss)
+    s.send(2 * mss)
+    s.tx("A", length=mss, sack=[])

@@ -142,6 +142,33 @@ def test_syn_retransmission_backoff_then_etimedout() -> None:
     s.expect_deadline(None)
 
 
+def test_rto_is_3s_after_a_syn_timeout_without_rtt_sample() -> None:
+    """RFC 6298 5.7: the SYN timed out and the SYN-ACK gives no sample (Karn's rule, no
+    timestamps): data starts with an RTO of 3 s, not the 1 s initial one."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.fire()  # at 1.0: the SYN again, RTO backed off to 2 s
+    s.tx("S", seq=0)
+    s.wait(0.1)
+    s.rx("SA", seq=0, ack=1, win=30000, mss=1400)  # no timestamps
+    s.tx("A", seq=1, ack=1)
+    s.expect_state(State.ESTABLISHED)
+    s.send(100)
+    s.tx("PA", seq=1, length=100)
+    s.expect_deadline(s.now + 3.0)
+    # With a timestamp echo the SYN-ACK does give a sample, and that rules.
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.fire()
+    s.tx("S", seq=0)
+    s.wait(0.1)
+    s.rx("SA", seq=0, ack=1, win=30000, mss=1400, ts=(500, 1000))
+    s.tx("A", seq=1, ack=1)
+    s.expect(s.conn.rto.srtt is not None and s.conn.rto.rto < 3.0, "the sample sets the RTO")
+
+
 def test_send_before_established_is_queued() -> None:
     """RFC 9293 3.10.2: SEND in SYN-SENT queues the data until ESTABLISHED."""
     s = Script()
@@ -381,6 +408,30 @@ def test_abort_sends_rst() -> None:
     s.no_tx()
     s.expect_state(State.CLOSED)
     s.expect_deadline(None)
+
+
+def test_abort_after_both_fins_sends_nothing() -> None:
+    """RFC 9293 3.10.5: ABORT in CLOSING or LAST-ACK deletes the TCB without a reset
+    (both sides have closed; Linux's tcp_need_reset() agrees)."""
+    s = Script.established()
+    s.rx("FA")
+    s.tx("A", ack=2)
+    s.close()
+    s.tx("FA")
+    s.expect_state(State.LAST_ACK)
+    s.abort()
+    s.no_tx()
+    s.expect_state(State.CLOSED)
+    s.expect_deadline(None)
+    s = Script.established()
+    s.close()
+    s.tx("FA", seq=1, ack=1)
+    s.rx("FA", seq=1, ack=1)  # crossed FINs: CLOSING
+    s.tx("A", seq=2, ack=2)
+    s.expect_state(State.CLOSING)
+    s.abort()
+    s.no_tx()
+    s.expect_state(State.CLOSED)
 
 
 def test_abort_in_syn_sent_sends_nothing() -> None:
