@@ -186,9 +186,10 @@ class Bench:
                     for n in (1, 100):
                         self.add(f"{n} flows, full-size TSO sender", "Mbit/s", k_tso[n], tso[n],
                                  "total within 80% of 1 flow" if n == 100 else "")
-                    self.hold_connections(daemon)
             finally:
                 self.stop_daemon(daemon)
+            if offload:
+                self.hold_connections()
         if shim:
             self.shim_iperf()
 
@@ -201,8 +202,16 @@ class Bench:
         finally:
             subprocess.run([*sysctl, "net.ipv4.tcp_min_tso_segs=2"], check=True, timeout=30)
 
-    def hold_connections(self, daemon: subprocess.Popen[str]) -> None:
-        pid = self.daemon_pid(daemon)
+    def hold_connections(self) -> None:
+        """N idle connections to echo, and what they add to a fresh daemon's resident
+        memory (a daemon that ran the bulk figures would reuse memory it freed)."""
+        daemon = self.start_daemon(True)
+        try:
+            self._hold(self.daemon_pid(daemon))
+        finally:
+            self.stop_daemon(daemon)
+
+    def _hold(self, pid: int) -> None:
         before = self.rss_kib(pid)
         proc = subprocess.Popen(
             ["ip", "netns", "exec", self.peer_ns, self.py, "-m", "stack.benchpeer", "hold",

@@ -1,10 +1,11 @@
 """Per-packet cost of the receive path, without any I/O: a Host fed prebuilt packets.
 
-    python tools/hotpath.py [--packets N] [--profile]
+    python tools/hotpath.py [--packets N] [--profile] [--send | --rr]
 
 Builds a connection to a listener (port 9), then feeds N in-order 1448-byte data
 segments (plain mode: checksums verified) in batches of 32 (so each fits the window the previous ACK opened), and prints microseconds per packet. Used to measure the changes described
-in docs/performance.md.
+in docs/performance.md. `--send` measures the send path (the stack sends, like
+chargen); `--rr` 1-byte request/response round trips with the built-in echo service.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from stack.host import Host
 from stack.sockets import SocketLayer
 from stack.wire.ipv4 import IPPROTO_TCP, build_ipv4_header
-from stack.wire.tcp import ACK, SYN, TCPOptions, TCPSegment, build_tcp, parse_tcp
+from stack.wire.tcp import ACK, PSH, SYN, TCPOptions, TCPSegment, build_tcp, parse_tcp
 
 PEER, STACK = "10.1.0.2", "10.0.0.2"
 
@@ -32,7 +33,11 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=50000)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--send", action="store_true", help="measure the send path instead")
+    ap.add_argument("--rr", action="store_true", help="measure 1-byte echo round trips instead")
     args = ap.parse_args()
+    if args.rr:
+        rr_main(args.packets)
+        return
     sent: list[bytes] = []
     clock = [0.0]
     host = Host(STACK, lambda parts: sent.append(b"".join(parts)), clock=lambda: clock[0])
@@ -110,6 +115,39 @@ def send_run(host: Host, child: object, sent: list[bytes], stack_seq: int, peer_
                 host.receive_packet(packet(ack), now)
         host.end_batch(now)
         now += 0.0001
+
+
+def rr_main(rounds: int) -> None:
+    """`rounds` 1-byte requests to the echo service, each acknowledging the previous
+    reply, as a request/response client sends them; one read batch per request."""
+    from stack.services import inline
+
+    sent: list[bytes] = []
+    host = Host(STACK, lambda parts: sent.append(b"".join(parts)), clock=lambda: 0.0)
+    host.defer_acks = True
+    inline.serve(SocketLayer(host), 7, inline.Echo)
+    opts = TCPOptions(mss=1460, wscale=7, sack_permitted=True, timestamp=(1, 0))
+    host.receive_packet(packet(TCPSegment(40000, 7, 1000, 0, SYN, 65535, options=opts)), 0.0)
+    synack = parse_tcp(sent[-1][20:], STACK, PEER)
+    seq, ack = 1001, synack.seq + 1
+    echo = synack.options.timestamp[0]  # type: ignore[index]
+    host.receive_packet(packet(TCPSegment(40000, 7, seq, ack, ACK, 1024,
+                                          options=TCPOptions(timestamp=(2, echo)))), 0.0)
+    requests = [packet(TCPSegment(40000, 7, seq + i, ack + i, ACK | PSH, 1024,
+                                  options=TCPOptions(timestamp=(3 + i, echo)), payload=b"x"))
+                for i in range(rounds)]
+    sent.clear()
+    now = 0.001
+    t0 = time.process_time()
+    for request in requests:
+        host.receive_packet(request, now)
+        host.end_batch(now)
+        host.run_timers(now)
+        now += 0.0001
+    elapsed = time.process_time() - t0
+    replies = sum(1 for p in sent if len(parse_tcp(p[20:], STACK, PEER).payload) == 1)
+    assert replies == rounds, f"{replies} replies to {rounds} requests"
+    print(f"{rounds} round trips: {elapsed * 1e6 / rounds:.1f} us each (stack only, no I/O)")
 
 
 if __name__ == "__main__":
