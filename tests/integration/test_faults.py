@@ -85,14 +85,14 @@ class Fault:
 
 
 FAULTS = [
-    Fault("loss-1pct", "loss=1%,seed=11", 1 * MB, 60),
-    Fault("loss-5pct", "loss=5%,seed=12", 1 * MB, 90),
+    Fault("loss-1pct", "loss=1%,seed=11", 5 * MB, 60),
+    Fault("loss-5pct", "loss=5%,seed=12", 5 * MB, 90),
     Fault("loss-20pct", "loss=20%,seed=13", 200 * KB, 30),
-    Fault("delay-50ms-jitter-10ms", "delay=50ms,jitter=10ms,seed=14", 1 * MB, 60),
+    Fault("delay-50ms-jitter-10ms", "delay=50ms,jitter=10ms,seed=14", 5 * MB, 60),
     # netem's reorder: 5% of packets skip the 10 ms delay the others wait.
-    Fault("reorder-5pct", "delay=10ms,reorder=5%,seed=15", 1 * MB, 60),
-    Fault("duplicate-5pct", "duplicate=5%,seed=16", 1 * MB, 60),
-    Fault("corrupt-1pct", "corrupt=1%,seed=17", 1 * MB, 60),
+    Fault("reorder-5pct", "delay=10ms,reorder=5%,seed=15", 5 * MB, 60),
+    Fault("duplicate-5pct", "duplicate=5%,seed=16", 5 * MB, 60),
+    Fault("corrupt-1pct", "corrupt=1%,seed=17", 5 * MB, 60),
 ]
 
 
@@ -248,7 +248,7 @@ def test_fault(topology: Topology, fault: Fault, stack: StackDaemon, rates: Any,
 
 
 # --- one transfer through the shim ---------------------------------------------------
-SHIM_FAULT = Fault("shim-loss-5pct", "loss=5%,seed=21", 1 * MB, 90)
+SHIM_FAULT = Fault("shim-loss-5pct", "loss=5%,seed=21", 5 * MB, 90)
 PEER_ECHO_PORT = 7777
 PEER_ECHO = textwrap.dedent("""
     import socket, sys, threading
@@ -289,7 +289,7 @@ SHIM_CLIENT = textwrap.dedent("""
 @pytest.mark.usefixtures("shim_built")
 def test_fault_through_shim(topology: Topology, tmp_path: Path,
                             figures: Figures) -> None:
-    """A program under ``tcplab run`` (LD_PRELOAD shim) moves 1 MB each way to a kernel
+    """A program under ``tcplab run`` (LD_PRELOAD shim) moves 5 MB each way to a kernel
     echo server in the peer namespace, through the impaired stack."""
     fault = SHIM_FAULT
     server = popen_in(topology.peer_ns, [sys.executable, "-c", PEER_ECHO, str(PEER_ECHO_PORT)],
