@@ -46,6 +46,8 @@ RETRANSMIT_STYLE = {
     "sack": ("x", "purple"),
     "partial_ack": ("x", "brown"),
     "probe": ("d", "black"),
+    "tlp": ("^", "teal"),
+    "pmtu": ("x", "olive"),
 }
 
 

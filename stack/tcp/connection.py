@@ -29,6 +29,9 @@ What is implemented, with the section of the RFC each rule comes from:
 * retransmission timer (RFC 6298) with Karn's rule and exponential backoff;
 * fast retransmit / fast recovery NewReno (RFC 5681, RFC 6582), and SACK-based
   loss recovery (RFC 6675) when SACK is negotiated;
+* Early Retransmit (RFC 5827): a lower DupThresh when little data is outstanding,
+  and the Tail Loss Probe of RFC 8985 section 7 (SACK connections), so that losses
+  in a small window are repaired by the two above rather than by the RTO;
 * delayed ACKs (RFC 1122 4.2.3.2, RFC 5681 4.2), Nagle (RFC 896, RFC 1122 4.2.3.4),
   sender and receiver silly-window avoidance (RFC 9293 3.8.6.2), zero-window probing
   (RFC 9293 3.8.6.1), keepalive (RFC 1122 4.2.3.6), TIME-WAIT (RFC 9293 3.6).
@@ -52,6 +55,13 @@ from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPOptions, TCPSegment
 
 MASK32 = 0xFFFFFFFF
 DUP_THRESH = 3  # RFC 5681 section 3.2 / RFC 6675 section 2 "DupThresh"
+# RFC 5827 section 3.2 (3.a): Early Retransmit while less than 4 * SMSS is outstanding.
+ER_SEGMENTS = 4
+# RFC 8985 section 7.2: PTO without an RTT sample, and the allowance for a delayed ACK
+# (TLP.max_ack_delay, "WCDelAckT": Linux delays an ACK by at most 200 ms) when only
+# one segment is in flight.
+TLP_DEFAULT_PTO = 1.0
+TLP_MAX_ACK_DELAY = 0.2
 DEFAULT_PEER_MSS = 536  # RFC 9293 section 3.7.1: assume 536 when no MSS option
 TS_OPTION_LEN = 12  # NOP NOP TS(10): what the timestamp option costs every segment
 
@@ -88,6 +98,8 @@ SYNCHRONIZED = frozenset(
 )
 # States in which we may still send data (RFC 9293 section 3.10.2).
 CAN_SEND = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+# States in which `_output` sends data or a FIN (and a loss probe may be sent).
+CAN_OUTPUT = CAN_SEND | {State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING}
 # States in which arriving data is delivered (RFC 9293 3.10.7.4, "seventh").
 CAN_RECEIVE = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 HANDSHAKE_TIMEOUT_FALLBACK = 3.0  # RFC 6298 5.7 (Linux: TCP_TIMEOUT_FALLBACK)
@@ -199,6 +211,7 @@ class Connection:
         self.retries = 0
         self.rtt_seq: int | None = None  # the segment being timed (Karn's rule)
         self.rtt_after_retransmit = False  # take the next sample from TSecr instead
+        self.rtx_tsval: int | None = None  # our TSval when data was last retransmitted
         self._seg_tsecr: int | None = None  # TSecr of the segment being processed
         self.probes_out = 0  # zero-window probes sent without any ACK since
         self.rtt_time = 0.0
@@ -215,6 +228,11 @@ class Connection:
         self.prior_cwnd = 0
         self.prior_ssthresh = 0
         self.spurious_retransmits = 0
+        # Tail Loss Probe (RFC 8985 section 7; its variables in section 7.1).
+        self.pto_deadline: float | None = None
+        self.tlp_end_seq: int | None = None  # TLP.end_seq: SND.NXT after the probe, if one is out
+        self.tlp_is_retrans = False  # TLP.is_retrans: the probe resent old data
+        self.tlp_probes = 0
 
         # Other timers.
         self.delack_deadline: float | None = None
@@ -480,6 +498,7 @@ class Connection:
         best: float | None = None
         for deadline in (
             self.rtx_deadline,
+            self.pto_deadline,
             self.delack_deadline,
             self.persist_deadline,
             self.keepalive_deadline,
@@ -506,6 +525,9 @@ class Connection:
             self._on_retransmit_timeout(now)
         if self.state == State.CLOSED:
             return
+        if self.pto_deadline is not None and now >= self.pto_deadline:
+            self.pto_deadline = None
+            self._send_loss_probe(now)
         if self.persist_deadline is not None and now >= self.persist_deadline:
             self.persist_deadline = None
             self._send_window_probe(now)
@@ -563,6 +585,8 @@ class Connection:
         self.in_recovery = False
         self.recover = self.snd_max
         self.dupacks = 0
+        # RFC 8985 7.1: TLP starts over after RTO recovery; no probe during it (7.2).
+        self.tlp_end_seq = self.pto_deadline = None
         # RFC 2018 section 8: after a timeout, SACK information may be stale; resend all.
         self.sacked.clear()
         self.high_rxt = self.snd_una
@@ -570,6 +594,106 @@ class Connection:
         self.snd_nxt = self.snd_una  # go back N
         self._output(now, reason=reason, force_one=True)
         self._arm_rtx(now)
+
+    # ------------------------------------------------- tail loss probe (RFC 8985)
+
+    def _arm_pto(self, now: float) -> None:
+        """RFC 8985 7.2: (re)start the probe timeout after sending new data or on an
+        ACK of new data.
+
+        Only with SACK (RFC 8985 section 2 and 7: the probe is there to elicit SACK
+        information), outside fast recovery and RTO recovery (SND.UNA < "recover"),
+        and with no probe outstanding (at most one, 7.3). While segments are SACKed
+        the timer is not restarted (7.2); one already running is left to fire.
+
+        PTO = 2 * SRTT, plus TLP.max_ack_delay when one segment is in flight (the
+        receiver may delay its ACK); 1 s before any RTT sample. RFC 8985 then clamps
+        the PTO to the RTO's expiry; here a PTO that would not come before the RTO is
+        not armed at all: the RTO (already running) handles that loss.
+        """
+        if (
+            not self.sack_ok
+            or self.in_recovery
+            or self.snd_una < self.recover
+            or self.tlp_end_seq is not None
+            or self.rtx_deadline is None
+            or self.flight_size == 0
+        ):
+            self.pto_deadline = None
+            return
+        if self.sacked:
+            return
+        srtt = self.rto.srtt
+        if srtt is None:
+            pto = TLP_DEFAULT_PTO
+        else:
+            pto = 2 * srtt
+            if self.flight_size <= self.snd_mss:
+                pto += TLP_MAX_ACK_DELAY
+        deadline = now + pto
+        self.pto_deadline = deadline if deadline < self.rtx_deadline else None
+
+    def _send_loss_probe(self, now: float) -> None:
+        """RFC 8985 7.3: the PTO expired. Send one new MSS-sized segment if there is
+        unsent data and the receive window allows it (cwnd is not consulted), else
+        retransmit the highest segment sent; remember TLP.end_seq; re-arm the RTO,
+        not the PTO. The ACK the probe elicits (with SACK blocks) lets SACK recovery
+        or Early Retransmit repair a tail loss without waiting for the RTO."""
+        if (
+            self.state not in CAN_OUTPUT
+            or self.flight_size == 0
+            or self.tlp_end_seq is not None
+            or self.in_recovery
+            or self.snd_una < self.recover
+        ):
+            return
+        mss = self.snd_mss
+        n = min(self.data_end - self.snd_max, mss)
+        if n > 0 and self.snd_nxt == self.snd_max and self.snd_max + n <= self.snd_una + self.snd_wnd:
+            start = self.snd_max
+            fin = self.fin_queued and start + n == self.data_end
+            payload = self.sendbuf.peek(start - self.iss - 1, n)
+            self.tlp_is_retrans = False
+        else:
+            # The last segment: its end aligned with SND.MAX (and the FIN if sent),
+            # sized so that the SACK blocks riding along do not shorten it.
+            fin = self.fin_queued and self.snd_max == self.data_end + 1
+            stop = self.snd_max - (1 if fin else 0)
+            start = max(self.snd_una, stop - (mss - self._sack_option_len()))
+            payload = self.sendbuf.peek(start - self.iss - 1, stop - start) if stop > start else b""
+            self.tlp_is_retrans = True
+        sent = self._transmit_data(start, payload, now, fin=fin, reason="tlp")
+        self.tlp_end_seq = self.snd_max
+        self.tlp_probes += 1
+        self._emit("tlp", seq=start & MASK32, len=sent, new_data=not self.tlp_is_retrans)
+        self._arm_rtx(now)
+
+    def _tlp_on_ack(self, ack: int, seg: TCPSegment, now: float) -> None:
+        """RFC 8985 7.4: did the probe repair a loss? Then reduce the window.
+
+        A probe of new data, or one whose ACK carries a D-SACK for it (RFC 2883: the
+        original had arrived too), says nothing about loss. An ACK beyond TLP.end_seq
+        with no D-SACK seen means the probe was the only copy that got through: one
+        loss, repaired by the probe, to which congestion control must still respond
+        (RFC 8985 7.4.2; like Linux, cwnd and ssthresh go to half the window).
+        """
+        end = self.tlp_end_seq
+        if end is None or ack < end:
+            return
+        if not self.tlp_is_retrans:
+            self.tlp_end_seq = None
+            return
+        blocks = seg.options.sack_blocks
+        if blocks and self.sack_ok:
+            s = self._unwrap(blocks[0][0], ack)
+            e = self._unwrap(blocks[0][1], ack)
+            if e <= ack and s < end <= e + 1:  # D-SACK of the probe (+1: its FIN)
+                self.tlp_end_seq = None
+                return
+        if ack > end:
+            self.tlp_end_seq = None
+            self.cc.on_congestion(self.cc.cwnd, now)
+            self._emit_cwnd("tlp_loss")
 
     def _send_window_probe(self, now: float) -> None:
         """RFC 9293 3.8.6.1: probe a zero window with one byte beyond it."""
@@ -635,11 +759,12 @@ class Connection:
         self._set_state(State.CLOSED)
         self.rtx_deadline = self.delack_deadline = self.persist_deadline = None
         self.keepalive_deadline = self.timewait_deadline = self.finwait2_deadline = None
+        self.pto_deadline = None
 
     def _enter_time_wait(self, now: float) -> None:
         self._set_state(State.TIME_WAIT)
         self.rtx_deadline = self.persist_deadline = self.keepalive_deadline = None
-        self.finwait2_deadline = None
+        self.finwait2_deadline = self.pto_deadline = None
         self.timewait_deadline = now + 2 * self.config.msl
 
     # ---------------------------------------------------------------- output
@@ -781,6 +906,8 @@ class Connection:
         end = seq + len(payload) + (1 if fin else 0)
         if seq < self.snd_max:
             self._note_retransmit(seq, len(payload), reason or "rto")
+            if self.ts_ok:
+                self.rtx_tsval = self._ts_now(now)
         elif self.rtt_seq is None and end > seq:
             self.rtt_seq = end  # time this segment (RFC 6298 section 3)
             self.rtt_time = now
@@ -796,14 +923,13 @@ class Connection:
 
     def _output(self, now: float, reason: str | None = None, force_one: bool = False) -> None:
         """Send what the windows allow (RFC 9293 3.8.6.2.1, RFC 5681, RFC 6675 5)."""
-        if self.state not in CAN_SEND and self.state not in (
-            State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING,
-        ):  # fmt: skip
+        if self.state not in CAN_OUTPUT:
             return
         if self.in_recovery and self.sack_ok:
             self._sack_recovery_output(now)
             return
         mss = self.snd_mss
+        sent_new = False
         while True:
             data_end = self.data_end
             avail = data_end - self.snd_nxt
@@ -837,10 +963,14 @@ class Connection:
                 elif self.snd_nxt > self.snd_una and not self.config.nodelay:
                     break  # Nagle (RFC 1122 4.2.3.4): one small segment in flight at most
             payload = self.sendbuf.peek(self.snd_nxt - self.iss - 1, n) if n else b""
+            if self.snd_nxt == self.snd_max:
+                sent_new = True
             self._transmit_data(self.snd_nxt, payload, now, fin=fin, reason=reason)
             force_one = False
             if fin:
                 break
+        if sent_new:
+            self._arm_pto(now)  # RFC 8985 7.2: after sending new data
         self._check_persist(now)
 
     def _check_persist(self, now: float) -> None:
@@ -877,13 +1007,14 @@ class Connection:
             total += min(e, end) - max(s, start)
         return total
 
-    def _lost_boundary(self) -> int:
+    def _lost_boundary(self, dup_thresh: int = DUP_THRESH) -> int:
         """RFC 6675 IsLost: un-SACKed bytes below this point are deemed lost.
 
         A byte is lost when more than (DupThresh - 1) * SMSS bytes above it have been
-        SACKed (RFC 6675 section 4, IsLost, second condition).
+        SACKed (RFC 6675 section 4, IsLost, second condition). Early Retransmit passes
+        its lower threshold (RFC 5827 section 3.2).
         """
-        need = (DUP_THRESH - 1) * self.snd_mss + 1
+        need = (dup_thresh - 1) * self.snd_mss + 1
         acc = 0
         for s, e in reversed(self.sacked):
             size = e - s
@@ -1047,6 +1178,8 @@ class Connection:
         if ts is not None and seq <= self.last_ack_sent:
             self.ts_recent = ts[0]  # RFC 7323 4.3
         if new_ack:  # RFC 9293 3.10.7.4 "fifth": the ACK before the text
+            if self.tlp_end_seq is not None:
+                self._tlp_on_ack(ack, seg, now)
             if self.undo_ts is not None:
                 self._check_undo(ts, now)
             self._on_new_ack(ack, now)
@@ -1318,6 +1451,8 @@ class Connection:
         if self.sack_ok and seg.options.sack_blocks:
             sack_news = self._update_scoreboard(seg.options.sack_blocks)
 
+        if self.tlp_end_seq is not None:
+            self._tlp_on_ack(ack, seg, now)
         if ack > self.snd_una:
             if self.undo_ts is not None:
                 self._check_undo(seg.options.timestamp, now)
@@ -1402,7 +1537,15 @@ class Connection:
         if self.rtt_seq is not None and ack >= self.rtt_seq:
             sample = now - self.rtt_time
             self.rtt_seq = None
-        elif self.rtt_after_retransmit and self._seg_tsecr is not None:
+        elif (
+            self.rtt_after_retransmit
+            and self._seg_tsecr is not None
+            and (self.rtx_tsval is None or seq_diff(self._seg_tsecr, self.rtx_tsval) >= 0)
+        ):
+            # Only an echo of a segment sent since the last retransmission: after a
+            # loss the receiver's TS.Recent can be far older (RFC 7323 4.3 updates it
+            # only in order), and that "sample" would add the whole outage to the RTT,
+            # pushing the RTO to many seconds.
             sample = max(seq_diff(self._ts_now(now), self._seg_tsecr), 0) / 1000
             self.rtt_after_retransmit = False
         else:
@@ -1451,19 +1594,51 @@ class Connection:
 
         # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
         if self.flight_size == 0:
-            self.rtx_deadline = None
+            self.rtx_deadline = self.pto_deadline = None
         else:
             self._arm_rtx(now)
+            self._arm_pto(now)  # RFC 8985 7.2
+
+    def _can_send_new_segment(self) -> bool:
+        """Could `_output` send previously unsent data now, cwnd aside (Limited
+        Transmit may exceed it)? Queued data, the receive window, sender SWS avoidance
+        and Nagle decide, as in `_output`."""
+        avail = self.data_end - self.snd_max
+        n = min(avail, self.snd_una + self.snd_wnd - self.snd_max, self.snd_mss)
+        if n <= 0:
+            return False
+        if n < self.snd_mss:
+            if n < avail:
+                return n >= self.max_snd_wnd // 2  # RFC 9293 3.8.6.2.1
+            return self.config.nodelay or self.snd_max == self.snd_una  # Nagle
+        return True
+
+    def _dup_thresh(self) -> int:
+        """DupThresh (RFC 5681 3.2, RFC 6675 section 2), lowered by Early Retransmit.
+
+        RFC 5827 section 3.2: when (3.a) less than 4 * SMSS is outstanding and (3.b)
+        no previously unsent data can be sent (none queued, or the windows forbid it:
+        so Limited Transmit cannot bring more duplicate ACKs), DupThresh becomes
+        ER_thresh = ceiling(ownd / SMSS) - 1: with 2 segments out, 1 duplicate ACK
+        (or 1 SACKed segment) starts loss recovery, with 3 segments out, 2 do. (Not
+        below 1: a lone segment cannot cause a duplicate ACK.)
+        """
+        ownd = self.flight_size
+        mss = self.snd_mss
+        if ownd < ER_SEGMENTS * mss and not self._can_send_new_segment():
+            return max(-(-ownd // mss) - 1, 1)
+        return DUP_THRESH
 
     def _on_duplicate_ack(self, now: float, sack_news: bool) -> None:
-        """RFC 5681 3.2 / RFC 6582 3.2 / RFC 6675 5: duplicate ACKs."""
+        """RFC 5681 3.2 / RFC 6582 3.2 / RFC 6675 5 / RFC 5827: duplicate ACKs."""
         self.dupacks += 1
         if self.in_recovery:
             if not self.sack_ok:
                 self.cc.cwnd += self.snd_mss  # RFC 6582 3.2 step 4: inflate
             return
-        lost = self.sack_ok and self._lost_boundary() > self.snd_una
-        if self.dupacks < DUP_THRESH and not lost:
+        thresh = self._dup_thresh()
+        lost = self.sack_ok and self._lost_boundary(thresh) > self.snd_una
+        if self.dupacks < thresh and not lost:
             self._output(now)  # RFC 3042 Limited Transmit
             return
         # RFC 6582 section 3.2 step 2: only if the ACK covers more than "recover"
@@ -1472,6 +1647,9 @@ class Connection:
             return
         self.in_recovery = True
         self.recover = self.snd_max
+        self.tlp_end_seq = self.pto_deadline = None  # RFC 8985 7.1 / 7.2: no TLP in recovery
+        if thresh < DUP_THRESH:
+            self._emit("early_retransmit", dupacks=self.dupacks, thresh=thresh)
         # RFC 5681 3.2 step 2 with RFC 3042: data sent by Limited Transmit (at most
         # 2 SMSS beyond cwnd) MUST NOT be counted in the FlightSize used for ssthresh.
         self._arm_undo(now)
@@ -1492,7 +1670,8 @@ class Connection:
             payload = self.sendbuf.peek(self.snd_una - self.iss - 1, self.snd_mss)
             fin = self.fin_queued and self.snd_una + len(payload) == self.data_end
             self._transmit_data(self.snd_una, payload, now, fin=fin, reason="fast")
-            self.cc.cwnd = self.cc.ssthresh + DUP_THRESH * self.snd_mss
+            # "+ 3 * SMSS" for the segments that left the network: DupThresh of them.
+            self.cc.cwnd = self.cc.ssthresh + thresh * self.snd_mss
         self._arm_rtx(now)
 
     def _receive_data(self, seq: int, payload: bytes | memoryview, now: float) -> None:

@@ -686,6 +686,33 @@ def test_rto_backoff_cleared_by_timestamp_sample() -> None:
     assert max(rtos[1:]) <= 1.0, f"RTO after each acknowledged retransmission: {rtos}"
 
 
+def test_no_rtt_sample_from_an_echo_older_than_the_retransmission() -> None:
+    """After a loss the peer may echo the TSval of a segment sent before the
+    retransmission (RFC 7323 4.3 updates TS.Recent only in order): that "sample" spans
+    the outage and once pushed the RTO to 7-21 s under 20% loss (test_fault[loss-20pct]).
+    It is not taken; the echo of the retransmission itself is."""
+    h = Harness()
+    peer = TcpPeer(h, ts=True)
+    conn, sock = peer.conn, peer.sock
+    sock.send(bytes(1000))
+    first = last_tcp_from_stack(h)
+    assert first.options.timestamp is not None
+    h.advance(conn.rto.rto + 0.001)  # lost: the RTO retransmits
+    rtx = last_tcp_from_stack(h)
+    assert rtx.options.timestamp is not None and rtx.options.timestamp[0] > first.options.timestamp[0]
+    srtt = conn.rto.srtt
+    _, snd_max = peer.snd_rel()
+    h.advance(0.001)
+    h.feed(peer.segment(1, snd_max, ACK, tsecr=first.options.timestamp[0]))  # the old echo
+    assert conn.snd_una == conn.snd_max
+    assert conn.rto.srtt == srtt, "no sample from an echo older than the retransmission"
+    sock.send(bytes(1000))
+    h.advance(0.2)  # (timed by sequence now: Karn's rule is satisfied again)
+    _, snd_max = peer.snd_rel()
+    h.feed(peer.segment(1, snd_max, ACK, tsecr=last_tcp_from_stack(h).options.timestamp[0]))  # type: ignore[index]
+    assert conn.rto.srtt is not None and conn.rto.srtt != srtt
+
+
 # ------------------------------------------------- found by the state-machine fuzzer
 @pytest.mark.parametrize("app_closes", [True, False], ids=["orphan", "open"])
 def test_zero_window_probes_give_up_on_silent_peer(app_closes: bool) -> None:

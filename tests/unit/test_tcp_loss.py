@@ -492,3 +492,285 @@ def test_event_fields() -> None:
     retransmit = s.events_of("retransmit")[0]
     s.expect(isinstance(retransmit["seq"], int) and 0 <= retransmit["seq"] < 2**32,
              "retransmit seq is the 32-bit wire value")  # fmt: skip
+
+
+# ------------------------------------------------ Early Retransmit (RFC 5827)
+
+
+def test_early_retransmit_sack_two_segments_one_dupack() -> None:
+    """RFC 5827 3.2: 2 segments outstanding and nothing new to send -> ER_thresh =
+    ceiling(2000 / 1000) - 1 = 1: one SACKed segment starts SACK recovery."""
+    s = with_sack()
+    s.send(2000)
+    s.tx(seq=1, length=1000)
+    s.tx(seq=1001, length=1000)
+    s.rx("A", ack=1, sack=[(1001, 2001)])  # segment 1 lost, segment 2 arrived
+    s.tx(seq=1, length=1000)
+    s.expect_event("early_retransmit", dupacks=1, thresh=1)
+    s.expect_event("retransmit", seq=s.iss + 1, len=1000, reason="fast")
+    s.expect_vars(in_recovery=True, ssthresh=2000, cwnd=2000)
+    s.no_tx()
+    s.rx("A", ack=2001)
+    s.expect_vars(in_recovery=False, una=2001)
+    s.expect_no_event("retransmit", reason="rto")
+
+
+def test_early_retransmit_newreno_one_dupack() -> None:
+    """RFC 5827 3.1 without SACK: 2 segments out, 1 duplicate ACK; the window is
+    inflated by the ER_thresh segments that left the network, not 3."""
+    s = newreno()
+    s.send(2000)
+    s.drain()
+    s.rx("A", ack=1)
+    s.tx(seq=1, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1, reason="fast")
+    s.expect_vars(in_recovery=True, ssthresh=2000, cwnd=2000 + 1000)
+
+
+def test_early_retransmit_three_segments_needs_two() -> None:
+    """3 segments out: ER_thresh = 2. One SACKed segment (1 SMSS) is not enough
+    (IsLost wants more than (ER_thresh - 1) * SMSS above the hole); two are."""
+    s = with_sack()
+    s.send(3000)
+    s.drain()
+    s.rx("A", ack=1, sack=[(2001, 3001)])
+    s.no_tx()
+    s.expect_vars(in_recovery=False, dupacks=1)
+    s.rx("A", ack=1, sack=[(1001, 3001)])
+    s.tx(seq=1, length=1000)
+    s.expect_event("early_retransmit", dupacks=2, thresh=2)
+    s.expect_vars(in_recovery=True)
+
+
+def test_early_retransmit_when_receive_window_forbids_new_data() -> None:
+    """RFC 5827 (3.b): queued data that the peer's window does not admit does not
+    count: ER applies."""
+    s = Script.established(plain(), mss=1000, ws=None, ts=False, sackok=True, win=2000)
+    s.send(5000)
+    s.tx(seq=1, length=1000)
+    s.tx(seq=1001, length=1000)
+    s.no_tx()
+    s.rx("A", ack=1, sack=[(1001, 2001)])
+    s.tx(seq=1, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1, reason="fast")
+
+
+def test_no_early_retransmit_while_new_data_can_go() -> None:
+    """RFC 5827 (3.b): with unsent data the window admits, Limited Transmit (RFC
+    3042) sends new segments to produce more duplicate ACKs; DupThresh stays 3."""
+    s = with_sack()
+    s.call("cwnd = 2000", lambda c: setattr(c.cc, "cwnd", 2000))
+    s.send(5000)
+    s.tx(seq=1, length=1000)
+    s.tx(seq=1001, length=1000)
+    s.no_tx()
+    s.rx("A", ack=1, sack=[(1001, 2001)])
+    s.tx(seq=2001, length=1000)  # limited transmit, not a retransmission
+    s.no_tx()
+    s.expect_vars(in_recovery=False)
+    s.expect_no_event("early_retransmit")
+
+
+def test_no_early_retransmit_with_four_segments() -> None:
+    """RFC 5827 (3.a): 4 * SMSS outstanding is not "less than 4 segments"."""
+    s = with_sack()
+    s.send(4000)
+    s.drain()
+    s.rx("A", ack=1, sack=[(1001, 2001)])
+    s.rx("A", ack=1, sack=[(1001, 3001)])
+    s.no_tx()
+    s.expect_vars(in_recovery=False, dupacks=2)
+    s.rx("A", ack=1, sack=[(1001, 4001)])
+    s.tx(seq=1, length=1000)
+    s.expect_no_event("early_retransmit")
+
+
+# --------------------------------------------------- Tail Loss Probe (RFC 8985)
+
+
+def sack_with_rtt(**kwargs: Any) -> Script:
+    """SACK, MSS 1000, no timestamps; one exchange gives SRTT 0.1 s, RTTVAR 0.05 s
+    (RTO 0.3 s unless min_rto is higher). The clock is at 0.1."""
+    s = with_sack(**kwargs)
+    s.send(1000)
+    s.tx(seq=1, length=1000)
+    s.wait(0.1)
+    s.rx("A", ack=1001)
+    s.expect_vars(srtt=0.1, pto_deadline=None)
+    s.mark_events()
+    return s
+
+
+def test_tlp_pto_armed_at_two_srtt() -> None:
+    """RFC 8985 7.2: after sending new data PTO = 2 * SRTT, before the RTO."""
+    s = sack_with_rtt()
+    s.send(2000)
+    s.drain()
+    s.expect_vars(rtx_deadline=0.1 + 0.3, pto_deadline=0.1 + 0.2)
+    s.expect_deadline(0.1 + 0.2)
+
+
+def test_tlp_not_armed_when_later_than_rto() -> None:
+    """RFC 8985 7.2: with one segment in flight the PTO gets the delayed-ACK
+    allowance: 2 * 0.1 + 0.2 = 0.4 s, after the RTO (0.3 s): only the RTO runs."""
+    s = sack_with_rtt()
+    s.send(1000)
+    s.drain()
+    s.expect_vars(pto_deadline=None)
+    s.expect_deadline(0.1 + 0.3)
+    s.fire()
+    s.tx(seq=1001, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1001, reason="rto")
+    s.expect_no_event("tlp")
+
+
+def test_tlp_one_segment_with_delayed_ack_allowance() -> None:
+    """With a 1 s RTO floor the single-segment PTO, 2 * SRTT + 200 ms, comes first."""
+    s = sack_with_rtt(min_rto=1.0)
+    s.send(1000)
+    s.drain()
+    s.expect_vars(pto_deadline=0.1 + 0.4, rtx_deadline=0.1 + 1.0)
+
+
+def test_no_tlp_before_rtt_sample_when_rto_is_one_second() -> None:
+    """RFC 8985 7.2: no SRTT -> PTO 1 s, not before the initial RTO of 1 s."""
+    s = with_sack()
+    s.send(3000)
+    s.drain()
+    s.expect_vars(pto_deadline=None)
+    s.expect_deadline(1.0)
+
+
+def test_no_tlp_without_sack() -> None:
+    s = newreno(min_rto=1.0)
+    s.send(1000)
+    s.wait(0.1)
+    s.rx("A", ack=1001)
+    s.send(3000)
+    s.drain()
+    s.expect_vars(pto_deadline=None)
+
+
+def test_tlp_probe_new_data_then_sack_recovery() -> None:
+    """RFC 8985 7.3: the probe carries new data when some is queued and the receive
+    window allows it (cwnd does not count). Segment 1 is lost and the ACK for
+    segment 2 too; the probe's ACK SACKs 2 segments above the hole, which with 3
+    outstanding is Early Retransmit's threshold: SACK recovery repairs the loss
+    long before the RTO."""
+    s = sack_with_rtt()
+    s.call("cwnd = 2000", lambda c: setattr(c.cc, "cwnd", 2000))
+    s.send(3000)
+    s.tx(seq=1001, length=1000)
+    s.tx(seq=2001, length=1000)
+    s.no_tx()  # cwnd-limited: 1000 bytes wait
+    s.expect_deadline(0.1 + 0.2)
+    s.fire()
+    s.expect(abs(s.now - 0.3) < 1e-9, "the probe goes at 2 * SRTT")
+    s.tx(seq=3001, length=1000)  # new data, beyond cwnd
+    s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=True)
+    s.expect_no_event("retransmit")
+    s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=False, pto_deadline=None)
+    s.expect_deadline(0.3 + 0.3)  # RFC 8985 7.3: the RTO is re-armed, not the PTO
+    s.wait(0.05)
+    s.rx("A", ack=1001, sack=[(2001, 4001)])
+    s.tx(seq=1001, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1001, reason="fast")
+    s.expect_vars(in_recovery=True, tlp_end_seq=None)
+    s.wait(0.05)
+    s.rx("A", ack=4001)
+    s.expect_vars(in_recovery=False, una=4001)
+    s.expect_no_event("retransmit", reason="rto")
+
+
+def test_tlp_probe_retransmits_last_segment_then_sack_recovery() -> None:
+    """RFC 8985 7.3: with nothing new to send the probe resends the highest segment.
+    Segments 2 and 3 of 3 are lost (a tail loss); the probe's SACK marks segment 2
+    lost (Early Retransmit, 2 segments outstanding): repaired without an RTO."""
+    s = sack_with_rtt()
+    s.send(3000)
+    s.tx(seq=1001, length=1000)
+    s.tx(seq=2001, length=1000)
+    s.tx(seq=3001, length=1000)
+    s.wait(0.1)
+    s.rx("A", ack=2001)  # segment 1 arrived; RTT 0.1 again: RTO 0.25
+    s.expect_vars(pto_deadline=0.2 + 0.2, rtx_deadline=0.2 + 0.25)
+    s.expect_deadline(0.4)
+    s.fire()
+    s.tx(seq=3001, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 3001, len=1000, reason="tlp")
+    s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=False)
+    s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=True)
+    s.expect_deadline(0.4 + 0.25)
+    s.wait(0.1)
+    s.rx("A", ack=2001, sack=[(3001, 4001)])
+    s.tx(seq=2001, length=1000)
+    s.expect_event("early_retransmit", dupacks=1, thresh=1)
+    s.expect_event("retransmit", seq=s.iss + 2001, reason="fast")
+    s.wait(0.1)
+    s.rx("A", ack=4001)
+    s.expect_vars(una=4001, in_recovery=False)
+    s.expect_no_event("retransmit", reason="rto")
+
+
+def test_tlp_at_most_one_probe_outstanding() -> None:
+    """RFC 8985 7.3: one probe, then the RTO; an ACK below TLP.end_seq does not arm
+    another PTO. The RTO ends the episode (7.1) and probing may start again later."""
+    s = sack_with_rtt()
+    s.send(3000)
+    s.drain()
+    s.fire()
+    s.tx(seq=3001, length=1000)
+    s.expect(abs(s.now - 0.3) < 1e-9, "probe at 0.1 + 2 * SRTT")
+    s.wait(0.1)
+    s.rx("A", ack=2001)  # new data acked, below TLP.end_seq: no new PTO
+    s.expect_vars(pto_deadline=None, tlp_end_seq=s.iss + 4001)
+    s.fire()
+    s.expect(abs(s.now - 0.4 - 0.3) < 1e-9, "then the RTO")
+    s.tx(seq=2001, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 2001, reason="rto")
+    s.expect_vars(tlp_end_seq=None, pto_deadline=None)
+    s.no_tx()
+    s.expect(len(s.events_of("tlp")) == 1, "a single probe")
+
+
+def test_tlp_repairing_a_loss_reduces_cwnd() -> None:
+    """RFC 8985 7.4.2: the probe resent the last segment and an ACK beyond
+    TLP.end_seq comes with no D-SACK for it: the probe repaired a loss; cwnd and
+    ssthresh are reduced."""
+    s = sack_with_rtt(min_rto=1.0)
+    s.send(3000)
+    s.drain()
+    s.wait(0.1)
+    s.rx("A", ack=3001)  # segment 3 lost
+    s.expect_vars(pto_deadline=0.2 + 0.4)  # one segment in flight: 2 * SRTT + 200 ms
+    s.fire()
+    s.tx(seq=3001, length=1000)
+    s.wait(0.1)
+    s.rx("A", ack=4001)  # == TLP.end_seq: no verdict yet (a D-SACK may follow)
+    s.expect_vars(tlp_end_seq=s.iss + 4001)
+    s.send(1000)
+    s.tx(seq=4001, length=1000)
+    s.wait(0.1)
+    cwnd = s.var("cwnd")
+    s.rx("A", ack=5001)
+    s.expect_event("cwnd", reason="tlp_loss", cwnd=cwnd // 2, ssthresh=cwnd // 2)
+    s.expect_vars(tlp_end_seq=None)
+
+
+def test_tlp_dsack_means_no_loss() -> None:
+    """RFC 8985 7.4.2 / RFC 2883: a D-SACK for the probe says the original arrived
+    too: no congestion response."""
+    s = sack_with_rtt(min_rto=1.0)
+    s.send(3000)
+    s.drain()
+    s.wait(0.1)
+    s.rx("A", ack=3001)
+    s.fire()
+    s.tx(seq=3001, length=1000)
+    s.rx("A", ack=4001)  # the original's ACK, delayed
+    s.rx("A", ack=4001, sack=[(3001, 4001)])  # the probe: a duplicate, D-SACKed
+    s.expect_vars(tlp_end_seq=None)
+    s.send(1000)
+    s.drain()
+    s.rx("A", ack=5001)
+    s.expect_no_event("cwnd", reason="tlp_loss")
