@@ -386,7 +386,7 @@ class Host:
                     self._forget(conn)
                     conn = None
             if conn is not None:
-                if self.memory.used >= self.memory.limit:
+                if self.memory.pressure:
                     self._receive_under_pressure(conn, seg, now)
                 else:
                     conn.on_segment(seg, now)

@@ -9,7 +9,9 @@ acknowledged -- and when the total reaches `limit` the host is *under pressure*:
 * data arriving for a connection that already holds `min_per_conn` bytes or more is
   dropped (and answered with an ACK, so the peer retransmits it later and slows down);
 * such a connection's socket is not writable and `send()` accepts nothing;
-* once the total falls below the limit, the sockets that were refused are told.
+* once the total falls below `low` (7/8 of the limit: some hysteresis, as Linux's
+  tcp_mem has a lower threshold, so that the state does not flip with every packet
+  near the limit), the pressure ends and the sockets that were refused are told.
 
 A connection holding less than `min_per_conn` is never refused, so every connection can
 always make some progress (Linux's tcp_rmem[0] / tcp_wmem[0] guarantee). The total
@@ -39,6 +41,7 @@ def held_by(conn: Connection) -> int:
 class TcpMemory:
     def __init__(self, limit: int = DEFAULT_LIMIT, min_per_conn: int = MIN_PER_CONN) -> None:
         self.limit = limit
+        self.low = limit - limit // 8
         self.min_per_conn = min_per_conn
         self.used = 0
         self.peak = 0  # the most ever held
@@ -52,7 +55,9 @@ class TcpMemory:
         conn.mem_charged = held
         if self.used > self.peak:
             self.peak = self.used
-        return (self.used >= self.limit) != self.pressure
+        if self.pressure:
+            return self.used < self.low
+        return self.used >= self.limit
 
     def release(self, conn: Connection) -> bool:
         """`conn` is gone: nothing it held counts any more. True when the state flips."""
@@ -62,7 +67,7 @@ class TcpMemory:
     def refuses(self, conn: Connection) -> bool:
         """Whether `conn` may take no more memory now. A refused connection is
         remembered, and its owner told when the pressure ends."""
-        if self.used < self.limit or conn.mem_charged < self.min_per_conn:
+        if not self.pressure or conn.mem_charged < self.min_per_conn:
             return False
         self._waiting.add(conn)
         return True

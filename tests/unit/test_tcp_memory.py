@@ -133,3 +133,26 @@ def test_closed_connections_give_their_memory_back(tmp_path: Path) -> None:
     child.close()  # unread data: the close is a reset (RFC 1122 4.2.2.13)
     assert host.memory.used == 0
     assert not host.conns
+
+
+def test_pressure_ends_only_below_the_low_mark(tmp_path: Path) -> None:
+    """Hysteresis (as Linux's tcp_mem): pressure starts at the limit and ends below 7/8
+    of it, so that the state does not flip with every packet near the limit."""
+    host, sent, log, listener = setup(tmp_path)
+    a = Peer(host, sent, 40000)
+    child = listener.accept()
+    assert child is not None
+    n = 0
+    while not host.memory.pressure:
+        a.segment(data(n))
+        n += 1
+    assert host.memory.used >= LIMIT > host.memory.low == LIMIT - LIMIT // 8
+    child.recv(4 * MSS)  # below the limit, above the low mark: still under pressure
+    assert host.memory.low <= host.memory.used < LIMIT and host.memory.pressure
+    a.segment(data(n))
+    assert host.stats["drop_tcp_memory"] == 1
+    child.recv(LIMIT // 8)  # below the low mark: over
+    assert host.memory.used < host.memory.low and not host.memory.pressure
+    log.close()
+    states = [e["state"] for e in events(log, tmp_path / "events.jsonl") if e["type"] == "memory"]
+    assert states == ["pressure", "normal"]
