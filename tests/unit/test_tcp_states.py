@@ -410,15 +410,21 @@ def test_abort_sends_rst() -> None:
     s.expect_deadline(None)
 
 
-def test_abort_after_both_fins_sends_nothing() -> None:
-    """RFC 9293 3.10.5: ABORT in CLOSING or LAST-ACK deletes the TCB without a reset
-    (both sides have closed; Linux's tcp_need_reset() agrees)."""
+def in_last_ack() -> Script:
+    """The peer closed first (its FIN acknowledged), then we closed: LAST-ACK."""
     s = Script.established()
     s.rx("FA")
     s.tx("A", ack=2)
     s.close()
     s.tx("FA")
     s.expect_state(State.LAST_ACK)
+    return s
+
+
+def test_abort_after_both_fins_sends_nothing() -> None:
+    """RFC 9293 3.10.5: ABORT in CLOSING or LAST-ACK deletes the TCB without a reset
+    (both sides have closed; Linux's tcp_need_reset() agrees)."""
+    s = in_last_ack()
     s.abort()
     s.no_tx()
     s.expect_state(State.CLOSED)
@@ -454,12 +460,7 @@ def test_linger_zero_close_sends_rst() -> None:
 
 def test_rst_in_close_wait_and_last_ack() -> None:
     """RFC 9293 3.10.7.4 second: RST in LAST-ACK just closes (no error)."""
-    s = Script.established()
-    s.rx("FA")
-    s.tx("A", ack=2)
-    s.close()
-    s.tx("FA")
-    s.expect_state(State.LAST_ACK)
+    s = in_last_ack()
     s.rx("R", seq=2)
     s.no_tx()
     s.expect_state(State.CLOSED)
