@@ -15,6 +15,7 @@ import os
 import sys
 from typing import NoReturn
 
+from stack.observe.pcap import DEFAULT_MAX_BYTES as DEFAULT_PCAP_LIMIT
 from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 DEFAULT_SOCKET = "/run/tcplab/stack.sock"
@@ -98,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--service", action="append", metavar="NAME[:PORT]",
                     help="built-in service; default echo:7 discard:9 chargen:19 http:80; 'none' for none")
     st.add_argument("--pcap", metavar="FILE", help="write every packet to FILE (pcap)")
-    st.add_argument("--pcap-limit", default=1024, type=_mebibytes, metavar="MIB",
-                    help="stop recording once the pcap file holds this much (default 1024)")
+    st.add_argument("--pcap-limit", default=DEFAULT_PCAP_LIMIT >> 20, type=_mebibytes, metavar="MIB",
+                    help="stop recording once the pcap file holds this much "
+                         f"(default {DEFAULT_PCAP_LIMIT >> 20})")
     st.add_argument("--tcp-memory", default=DEFAULT_TCP_MEMORY >> 20, type=_mebibytes, metavar="MIB",
                     help="host-wide bound on TCP buffer memory; past it, memory pressure "
                          f"(default {DEFAULT_TCP_MEMORY >> 20})")

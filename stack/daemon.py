@@ -19,6 +19,7 @@ from stack.host import Host
 from stack.io.impair import Impairment, ImpairSpec
 from stack.io.tun import TunDevice, TunError
 from stack.observe.events import EventLog
+from stack.observe.pcap import DEFAULT_MAX_BYTES as DEFAULT_PCAP_LIMIT
 from stack.observe.pcap import PcapWriter
 from stack.services import Services
 from stack.sockets import SocketLayer
@@ -44,7 +45,7 @@ class DaemonOptions:
     socket_group: str | None = None
     services: list[tuple[str, int]] = field(default_factory=list)
     pcap: str | None = None
-    pcap_limit: int = 1 << 30  # bytes; past it packets are no longer recorded
+    pcap_limit: int = DEFAULT_PCAP_LIMIT  # bytes; past it packets are no longer recorded
     tcp_memory: int = DEFAULT_TCP_MEMORY
     events: str | None = None
     offload: bool = True

@@ -34,7 +34,7 @@ from stack.observe.pcap import PcapWriter
 from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
 from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
-from stack.tcpmem import TcpMemory
+from stack.tcpmem import TcpMemory, held_by
 from stack.wire import icmp
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
@@ -527,7 +527,7 @@ class Host:
             heapq.heappush(self._timers, (deadline, next(self._timer_seq), conn))
             if self.on_deadline_change is not None and self._timers[0][0] == deadline:
                 self.on_deadline_change(deadline)
-        held = conn.rx_len + conn.reassembler.pending_bytes + len(conn.sendbuf)  # tcpmem.held_by
+        held = held_by(conn)
         if held != conn.mem_charged and self.memory.charge(conn, held):
             self._memory_flipped()
         owner = conn.owner

@@ -23,6 +23,7 @@ from typing import BinaryIO
 PCAP_MAGIC_USEC = 0xA1B2C3D4
 PCAP_VERSION = (2, 4)
 DEFAULT_SNAPLEN = 262144
+DEFAULT_MAX_BYTES = 1 << 30  # `tcplab stack --pcap-limit` (MiB) defaults to this
 LINKTYPE_RAW = 101
 
 _GLOBAL = struct.Struct("=IHHiIII")

@@ -232,7 +232,6 @@ class Connection:
         self.pto_deadline: float | None = None
         self.tlp_end_seq: int | None = None  # TLP.end_seq: SND.NXT after the probe, if one is out
         self.tlp_is_retrans = False  # TLP.is_retrans: the probe resent old data
-        self.tlp_probes = 0
 
         # Other timers.
         self.delack_deadline: float | None = None
@@ -664,7 +663,6 @@ class Connection:
             self.tlp_is_retrans = True
         sent = self._transmit_data(start, payload, now, fin=fin, reason="tlp")
         self.tlp_end_seq = self.snd_max
-        self.tlp_probes += 1
         self._emit("tlp", seq=start & MASK32, len=sent, new_data=not self.tlp_is_retrans)
         self._arm_rtx(now)
 
@@ -697,7 +695,7 @@ class Connection:
 
     def _send_window_probe(self, now: float) -> None:
         """RFC 9293 3.8.6.1: probe a zero window with one byte beyond it."""
-        if self.state not in CAN_SEND | {State.FIN_WAIT_1, State.LAST_ACK, State.CLOSING}:
+        if self.state not in CAN_OUTPUT:
             return
         if self.snd_wnd > 0:
             # RFC 9293 3.8.6.2.1 (4) / RFC 1122 4.2.3.4: the SWS "override timeout".
