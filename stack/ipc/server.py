@@ -63,6 +63,14 @@ ACCEPT_PAUSE = 0.2  # seconds without accepting after EMFILE/ENFILE (no busy loo
 MAX_CLIENT_BACKLOG = 1 << 20  # queued reply bytes before a client that does not read is dropped
 TOMBSTONES = 4096
 LISTENER_SNDBUF = 1 << 20  # room for ~1300 "a connection waits" bytes
+# The send buffer of a connected TCP socket's program end (A), asked with SO_SNDBUFFORCE
+# (the kernel doubles it: 1 MiB). The sentinel pins the last skb A sent (one of its bytes
+# stays queued in B); a sendfile/splice skb holds up to 16 borrowed pages (64 KiB) whose
+# whole length stays charged to A until the skb is freed, and AF_UNIX polls writable only
+# while that charge is at most a quarter of A's send buffer (53 KiB by default): with the
+# default, a non-blocking sendfile stalled for good (docs/shim-protocol.md 5.4).
+DATA_SNDBUF = 1 << 19
+SO_SNDBUFFORCE = 32
 NAME_PREFIX = b"\0tcplab-"
 
 # Socket options that the stack does not implement but that are harmless to accept: they
@@ -564,6 +572,16 @@ class IpcServer:
         return a, b, (st.st_dev, st.st_ino)
 
     @staticmethod
+    def _size_for_data(a: socket.socket) -> None:
+        """Give a TCP socket's program end room for one pinned splice skb (DATA_SNDBUF);
+        without CAP_NET_ADMIN the plain option (capped by wmem_max, ~416 KiB) still does."""
+        try:
+            a.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, DATA_SNDBUF)
+        except OSError:
+            with contextlib.suppress(OSError):
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, DATA_SNDBUF)
+
+    @staticmethod
     def _fill(a: socket.socket) -> int:
         """Queue filler from A to B until A polls unwritable; returns how many bytes."""
         poll = select.poll()
@@ -641,6 +659,7 @@ class IpcServer:
             child.abort()
             raise
         try:
+            self._size_for_data(a)
             a.send(b"\0")  # the sentinel
             b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 1)
         except OSError:
@@ -675,6 +694,11 @@ class IpcServer:
         if e.phase != "fresh":
             raise _oserr(errno.EINVAL)
         e.sock.connect(req.addr.ip, req.addr.port)
+        # The connection will carry data: a bigger send buffer for A (DATA_SNDBUF), and
+        # filler topped up to match, so A stays unwritable until the handshake ends.
+        with socket.socket(fileno=os.dup(fd)) as a:
+            self._size_for_data(a)
+            e.filler += self._fill(a)
         e.phase = "connecting"
         rep.status = errno.EINPROGRESS
         self._schedule(e)

@@ -478,3 +478,50 @@ def test_plain_ld_preload_and_environment(sh: Shim) -> None:
          str(EXAMPLES / "nbconnect"), PEER, "6999"],
         capture_output=True, text=True, timeout=30)
     assert cp.stdout.startswith("error ECONNREFUSED"), cp.stdout + cp.stderr
+
+
+# --- issue 11: the patterns real servers use (C regressions in shim/tests/) ----------
+
+TESTS_DIR = EXAMPLES.parent / "tests"
+
+
+def _fetch_sha(sh: Shim, port: int, timeout: float = 90) -> str:
+    """Fetch everything a server on the stack sends (kernel python client in the peer)."""
+    cp = sh.peer(py(f"""
+        import hashlib, socket
+        s = socket.create_connection(("{STACK_ADDR}", {port}), timeout=30)
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            n += len(b)
+        print(h.hexdigest(), n)
+    """), timeout=timeout)
+    return " ".join(cp.stdout.split()[:1]) + f" ({cp.stdout.split()[1]} bytes)"
+
+
+SEND_CASES = [("sendfile", "et"), ("sendfile", "lt"), ("sendfile", "poll"),
+              ("sendfile", "select"), ("write", "et"), ("writev", "et"), ("writev", "poll"),
+              ("splice", "et"), ("splice", "select"), ("msgmore", "et"), ("msgmore", "lt"),
+              ("cork", "et"), ("cork", "poll")]
+
+
+@pytest.mark.parametrize(("method", "wait"), SEND_CASES,
+                         ids=[f"{m}-{w}" for m, w in SEND_CASES])
+def test_send_paths_nonblocking(sh: Shim, data_dir: Path, method: str, wait: str) -> None:
+    """sendfile/splice/writev/MSG_MORE/TCP_CORK on a non-blocking socket under epoll
+    (edge- and level-triggered), poll and select: the client gets every byte."""
+    src = data_dir / "big.bin"
+    port = 6400 + SEND_CASES.index((method, wait))
+    server = sh.popen([str(TESTS_DIR / "send_server"), str(port), str(src), "1", method, wait],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    assert server.stdout.readline().split() == ["listening", str(port)]
+    got = _fetch_sha(sh, port)
+    out, err = server.communicate(timeout=30)
+    assert got == f"{sha256_file(src)} ({src.stat().st_size} bytes)", (out, err)
+    assert server.returncode == 0, err
+    assert out.split() == ["sent", str(src.stat().st_size)]
