@@ -27,6 +27,7 @@ import array
 import asyncio
 import contextlib
 import errno
+import fcntl
 import grp
 import json
 import logging
@@ -37,6 +38,7 @@ import select
 import socket
 import stat
 import struct
+import termios
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -120,16 +122,10 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _recv_byte(fd: int) -> bool:
-    """Take one byte from a received socket fd without blocking (and without touching
-    its O_NONBLOCK flag, which the program shares)."""
-    sock = socket.socket(fileno=fd)
-    try:
-        return bool(sock.recv(1, socket.MSG_DONTWAIT))
-    except OSError:
-        return False
-    finally:
-        sock.detach()
+def _outq(b: socket.socket) -> int:
+    """Bytes of memory B's sent skbs still hold (unread by the program's end)."""
+    buf = fcntl.ioctl(b.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("=i", buf)[0])
 
 
 class _Poller:
@@ -202,10 +198,10 @@ class _Entry:
     app_rd_closed: bool = False  # the program cannot read any more (EPIPE writing B)
     tcp_eof: bool = False  # the peer's FIN was passed on (B shut for writing)
     hup: bool = False
-    # listening tcp
+    # listening tcp: connections taken from the stack, not yet written to the stream
     pending: deque[Any] = field(default_factory=deque)
     backlog: int = 0
-    bells_owed: int = 0
+    record_size: int = 0  # what one unread accept record holds of B's send memory
     # udp
     dgram: tuple[bytes, tuple[str, int]] | None = None
     scheduled: bool = False
@@ -380,24 +376,29 @@ class IpcServer:
                 self.loop.remove_reader(self._listen.fileno())
                 self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
-            if len(self._clients) >= MAX_CLIENTS:
-                self._count("clients_refused", limit=MAX_CLIENTS)
-                conn.close()
-                continue
-            conn.setblocking(False)
             pid, uid = 0, -1
             with contextlib.suppress(OSError):
                 cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
                 pid, uid, _gid = struct.unpack("=iII", cred)
-            if uid > 0 and self._per_uid[uid] >= MAX_CLIENTS_PER_UID:
-                self._count("clients_refused_per_uid", uid=uid, pid=pid, limit=MAX_CLIENTS_PER_UID)
-                conn.close()
-                continue
-            client = _Client(conn, pid, uid)
-            self._per_uid[uid] += 1
-            self._clients[conn.fileno()] = client
-            assert self.loop is not None
-            self.loop.add_reader(conn.fileno(), self._on_client_readable, client)
+            self._admit(conn, pid, uid)
+
+    def _admit(self, conn: socket.socket, pid: int, uid: int) -> bool:
+        """Serve a new control connection, within the limits (else close it)."""
+        if len(self._clients) >= MAX_CLIENTS:
+            self._count("clients_refused", limit=MAX_CLIENTS)
+            conn.close()
+            return False
+        if uid > 0 and self._per_uid[uid] >= MAX_CLIENTS_PER_UID:
+            self._count("clients_refused_per_uid", uid=uid, pid=pid, limit=MAX_CLIENTS_PER_UID)
+            conn.close()
+            return False
+        conn.setblocking(False)
+        client = _Client(conn, pid, uid)
+        self._per_uid[uid] += 1
+        self._clients[conn.fileno()] = client
+        assert self.loop is not None
+        self.loop.add_reader(conn.fileno(), self._on_client_readable, client)
+        return True
 
     def _resume_accept(self) -> None:
         if self._listen is not None and self.loop is not None and not self.closed:
@@ -525,6 +526,9 @@ class IpcServer:
         if req.op is p.Op.LIST:
             self._op_list(rep, client)
             return None, -1  # sent in chunks already
+        if req.op is p.Op.ADOPT:
+            self._op_adopt(rep, fd, client)
+            return rep, -1
         try:
             st = os.fstat(fd)
         except OSError:
@@ -550,11 +554,12 @@ class IpcServer:
     # SOCKET -------------------------------------------------------------------
 
     def _new_pair(self, kind: str) -> tuple[socket.socket, socket.socket, tuple[int, int]]:
-        stype = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_SEQPACKET
+        """kind: "tcp", "udp", or "listener" (a TCP listening socket's own pair)."""
+        stype = socket.SOCK_SEQPACKET if kind == "udp" else socket.SOCK_STREAM
         a, b = socket.socketpair(socket.AF_UNIX, stype | socket.SOCK_CLOEXEC)
         try:
             self._counter += 1
-            letter = b"T" if kind == "tcp" else b"U"
+            letter = {"tcp": b"T", "udp": b"U", "listener": b"L"}[kind]
             a.bind(NAME_PREFIX + letter + b"-%d-%s-%x" % (self._pid, self._token.encode(),
                                                           self._counter))
             if kind == "udp":
@@ -628,36 +633,56 @@ class IpcServer:
         e.sock.bind(req.addr.ip, req.addr.port)
         e.bound_ip = req.addr.ip
 
-    def _op_listen(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
+    def _op_adopt(self, rep: p.Reply, fd: int, client: _Client) -> None:
+        """A new control connection, made by the shim before a fork for the child (so a
+        child that drops privileges or chroots keeps a way to the daemon)."""
+        try:
+            conn = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            rep.status = errno.EBADF
+            return
+        if conn.family != socket.AF_UNIX or conn.type != socket.SOCK_SEQPACKET:
+            conn.close()
+            rep.status = errno.EINVAL
+            return
+        if not self._admit(conn, client.pid, client.uid):
+            rep.status = errno.EMFILE
+
+    def _op_listen(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> int:
         if e.kind != "tcp":
             raise _oserr(errno.EOPNOTSUPP)
         if e.phase not in ("fresh", "listening"):
             raise _oserr(errno.EINVAL)
         backlog = min(max(req.backlog, 1), 4096)
-        e.sock.listen(backlog)
-        e.backlog = backlog
-        if e.phase == "fresh":
-            e.phase = "listening"
-            with contextlib.suppress(OSError):
-                e.b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
-        self._schedule(e)
-
-    def _op_accept(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> int:
-        if e.phase != "listening":
-            raise _oserr(errno.EINVAL)
-        if not e.pending:
-            self._pump_listener(e)
-            if not e.pending:
-                raise _oserr(errno.EAGAIN)
-        child = e.pending.popleft()
-        # One "a connection waits" byte goes with it (read from the program's end).
-        if not _recv_byte(fd) and e.bells_owed:
-            e.bells_owed -= 1
+        if e.phase == "listening":
+            e.sock.listen(backlog)
+            e.backlog = backlog
+            self._schedule(e)
+            return os.dup(fd)  # the same socket: the shim keeps what it has
+        # A listener gets a pair of its own ("-L-"), which takes the place of the
+        # program's socket: its stream carries one ACCEPT record per waiting connection.
+        a, b, key = self._new_pair("listener")
         try:
-            a, b, key = self._new_pair("tcp")
-        except OSError:
-            child.abort()
+            self._fill(a)  # a listening socket never polls writable, as in Linux
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
+            e.sock.listen(backlog)
+        except BaseException:
+            a.close()
+            b.close()
             raise
+        assert self._poller is not None
+        self._poller.unregister(e.b.fileno())
+        e.b.close()  # the program's old end closes when the shim puts the new one in place
+        self._entries.pop(e.key, None)
+        e.key, e.b, e.backlog, e.phase, e.filler = key, b, backlog, "listening", 0
+        self._register(e)
+        self._schedule(e)
+        return a.detach()
+
+    def _deliver(self, e: _Entry, child: Any) -> bool:
+        """Write one ACCEPT record, with a new connected socket for `child`, on the
+        listener's stream. False when the stream is full (the child stays pending)."""
+        a, b, key = self._new_pair("tcp")
         try:
             self._size_for_data(a)
             a.send(b"\0")  # the sentinel
@@ -666,16 +691,26 @@ class IpcServer:
             a.close()
             b.close()
             child.abort()
-            raise
-        entry = _Entry(key, "tcp", child, b, pid=c.pid, phase="connected")
-        self._register(entry)
+            return True
         local = child.local or (self.layer.address, 0)
         remote = child.remote or ("0.0.0.0", 0)
-        rep.local = p.Addr(p.AF_INET, local[0], local[1])
-        rep.peer = p.Addr(p.AF_INET, remote[0], remote[1])
+        record = p.encode_accept_record(p.Addr(p.AF_INET, local[0], local[1]),
+                                        p.Addr(p.AF_INET, remote[0], remote[1]))
+        fds = array.array("i", [a.fileno()]).tobytes()
+        try:
+            e.b.sendmsg([record], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
+                        socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            a.close()
+            b.close()
+            return False
+        finally:
+            a.close()  # the record holds the program's end now
+        entry = _Entry(key, "tcp", child, b, pid=e.pid, phase="connected")
+        child.on_change = None
+        self._register(entry)
         self._schedule(entry)
-        self._schedule(e)
-        return a.detach()
+        return True
 
     def _op_connect(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
         assert req.addr is not None
@@ -710,7 +745,7 @@ class IpcServer:
                 self._close_listener(e)
                 e.phase = "shut-listener"
                 with contextlib.suppress(OSError):
-                    e.b.send(b"\0", socket.MSG_DONTWAIT)  # wake a blocked accept (EINVAL)
+                    e.b.shutdown(socket.SHUT_WR)  # a blocked accept reads EOF: EINVAL
             return
         if e.kind == "tcp" and e.phase != "connected":
             raise _oserr(errno.ENOTCONN)
@@ -822,8 +857,6 @@ class IpcServer:
                 rep.status = errno.ENOTCONN
             else:
                 rep.addr = p.Addr(p.AF_INET, *t.remote)
-        elif req.op is p.Op.ACCEPT:
-            rep.status = errno.EINVAL
         elif req.op is p.Op.SHUTDOWN:
             rep.status = errno.ENOTCONN
         elif req.op is p.Op.SENDTO:
@@ -1005,27 +1038,26 @@ class IpcServer:
             self._finish(e, reset=e.app_reset)
 
     def _pump_listener(self, e: _Entry) -> None:
+        """Move established connections from the stack's accept queue onto the
+        listener's stream, at most `backlog` unread records at a time (the count comes
+        from what unread records hold of B's send memory; B reports EPOLLOUT as the
+        program takes them, which brings us back here)."""
         if e.hup:
             self._finish(e)
             return
         s = e.sock
-        while e.bells_owed:
-            try:
-                e.b.send(b"\1", socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
+        while True:
+            queued = _outq(e.b)
+            if e.record_size and queued >= e.backlog * e.record_size:
                 return
-            e.bells_owed -= 1
-        while len(e.pending) < e.backlog:
-            child = s.accept()
+            child = e.pending.popleft() if e.pending else s.accept()
             if child is None:
                 return
-            child.on_change = None
-            e.pending.append(child)
-            try:
-                e.b.send(b"\1", socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                e.bells_owed += 1
+            if not self._deliver(e, child):
+                e.pending.appendleft(child)
                 return
+            if not queued and not e.record_size:
+                e.record_size = max(_outq(e.b), 1)
 
     def _close_listener(self, e: _Entry) -> None:
         while e.pending:

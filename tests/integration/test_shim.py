@@ -525,3 +525,69 @@ def test_send_paths_nonblocking(sh: Shim, data_dir: Path, method: str, wait: str
     assert got == f"{sha256_file(src)} ({src.stat().st_size} bytes)", (out, err)
     assert server.returncode == 0, err
     assert out.split() == ["sent", str(src.stat().st_size)]
+
+
+def _ask_line(sh: Shim, port: int, count: int) -> list[str]:
+    """`count` connections, one after the other, each sending a line and reading the
+    answer (kernel python client in the peer namespace)."""
+    cp = sh.peer(py(f"""
+        import socket
+        for _ in range({count}):
+            s = socket.create_connection(("{STACK_ADDR}", {port}), timeout=20)
+            s.sendall(b"hello\\n")
+            got = b""
+            while not got.endswith(b"\\n"):
+                b = s.recv(1000)
+                if not b:
+                    break
+                got += b
+            print(got.decode().strip() or "empty", flush=True)
+            s.close()
+    """), timeout=90)
+    return cp.stdout.splitlines()
+
+
+@pytest.mark.parametrize("mode", ["setuid", "chroot", "closefrom"])
+def test_prefork_workers_drop_privileges(sh: Shim, mode: str) -> None:
+    """A root master binds and listens, forks 3 workers that drop to nobody (after a
+    chroot, or after closing every other fd) before accept(): all of them serve."""
+    port = {"setuid": 6501, "chroot": 6502, "closefrom": 6503}[mode]
+    server = sh.popen([str(TESTS_DIR / "prefork_server"), str(port), "3", mode],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    lines = [server.stdout.readline().strip() for _ in range(4)]
+    assert f"listening {port}" in lines, lines
+    assert sum(1 for x in lines if x.endswith("uid 65534 ready")) == 3, lines
+    answers = _ask_line(sh, port, 12)
+    assert len(answers) == 12, answers
+    for answer in answers:
+        words = answer.split()
+        assert words[0] == "served" and words[2:4] == ["uid", "65534"], answer
+        assert words[5].startswith("10.1.0.2:"), answer
+        if mode != "closefrom":
+            # the worker's control calls work too (a connection of its own since fork)
+            assert words[7] == f"{STACK_ADDR}:{port}" and words[9] == "ok", answer
+    server.send_signal(signal.SIGTERM)
+    server.communicate(timeout=20)
+
+
+def test_dead_daemon_wakes_blocked_workers(sh: Shim) -> None:
+    """The daemon dying under pre-forked workers blocked in accept(): each gets an
+    errno at once (no hang), and their control calls fail with an errno too."""
+    port = 6504
+    server = sh.popen([str(TESTS_DIR / "prefork_server"), str(port), "2", "setuid"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    lines = [server.stdout.readline().strip() for _ in range(3)]
+    assert f"listening {port}" in lines, lines
+    assert _ask_line(sh, port, 1)[0].startswith("served")
+    assert sh.daemon is not None
+    t0 = time.monotonic()
+    os.kill(sh.daemon.proc.pid, signal.SIGKILL)
+    out, err = server.communicate(timeout=20)
+    assert time.monotonic() - t0 < 10
+    errors = [x for x in out.splitlines() if " accept " in x]
+    assert len(errors) == 2 and all(x.endswith("accept ENETDOWN") for x in errors), (out, err)
+    assert err.count("went away") <= 2, err
+    sh.daemon.kill()
+    sh.start()
