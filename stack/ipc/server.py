@@ -40,6 +40,7 @@ import stat
 import struct
 import termios
 import time
+import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,6 +181,20 @@ class _Tombstone:
 
 
 @dataclass(eq=False)
+class _PortGroup:
+    """Sockets of one user that bound the same address and port with SO_REUSEPORT
+    (several listening processes on one port). The first one's stack socket holds the
+    port and listens for all; each connection goes to one listening member, chosen by a
+    hash of the peer's address and port (as Linux does), or the next with room."""
+
+    key: tuple[str, int]
+    sock: Any
+    uid: int
+    members: list[_Entry] = field(default_factory=list)
+    pending: deque[Any] = field(default_factory=deque)
+
+
+@dataclass(eq=False)
 class _Entry:
     key: tuple[int, int]
     kind: str  # "tcp" | "udp"
@@ -202,6 +217,8 @@ class _Entry:
     pending: deque[Any] = field(default_factory=deque)
     backlog: int = 0
     record_size: int = 0  # what one unread accept record holds of B's send memory
+    uid: int = -1  # of the process that made it (SO_REUSEPORT groups are per user)
+    group: _PortGroup | None = None
     # udp
     dgram: tuple[bytes, tuple[str, int]] | None = None
     scheduled: bool = False
@@ -236,6 +253,7 @@ class IpcServer:
         self._entries: dict[tuple[int, int], _Entry] = {}
         self._by_sock: dict[int, _Entry] = {}
         self._tombstones: OrderedDict[tuple[int, int], _Tombstone] = OrderedDict()
+        self._groups: dict[tuple[str, int], _PortGroup] = {}
         self._token = secrets.token_hex(4)
         self._counter = 0
         self._pid = os.getpid()
@@ -621,22 +639,41 @@ class IpcServer:
             a.close()
             b.close()
             raise
-        entry = _Entry(key, kind, sock, b, pid=client.pid, filler=filler,
+        entry = _Entry(key, kind, sock, b, pid=client.pid, uid=client.uid, filler=filler,
                        phase="fresh" if kind == "tcp" else "udp")
         self._register(entry)
         return rep, a.detach()
 
     # socket-level ops ------------------------------------------------------------
 
+    @staticmethod
+    def _reuseport(e: _Entry) -> bool:
+        key = (socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        return any(e.soft.get(key, b"")) or any(e.options.get(key, b""))
+
     def _op_bind(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
         assert req.addr is not None
+        key = (req.addr.ip, req.addr.port)
+        group = self._groups.get(key) if e.kind == "tcp" and req.addr.port else None
+        if group is not None and self._reuseport(e) and group.uid == e.uid \
+                and e.sock.local is None and e.group is None:
+            group.members.append(e)  # SO_REUSEPORT: share the group's stack socket
+            e.group = group
+            e.bound_ip = req.addr.ip
+            return
         e.sock.bind(req.addr.ip, req.addr.port)
         e.bound_ip = req.addr.ip
+        if e.kind == "tcp" and req.addr.port and self._reuseport(e) and group is None:
+            e.group = _PortGroup(key, e.sock, e.uid, [e])
+            self._groups[key] = e.group
 
     def _op_adopt(self, rep: p.Reply, fd: int, client: _Client) -> None:
         """A new control connection, made by the shim before a fork for the child (so a
         child that drops privileges or chroots keeps a way to the daemon)."""
         try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                rep.status = errno.ENOTSOCK
+                return
             conn = socket.socket(fileno=os.dup(fd))
         except OSError:
             rep.status = errno.EBADF
@@ -654,8 +691,9 @@ class IpcServer:
         if e.phase not in ("fresh", "listening"):
             raise _oserr(errno.EINVAL)
         backlog = min(max(req.backlog, 1), 4096)
+        stack_sock = e.group.sock if e.group is not None else e.sock
         if e.phase == "listening":
-            e.sock.listen(backlog)
+            stack_sock.listen(backlog)
             e.backlog = backlog
             self._schedule(e)
             return os.dup(fd)  # the same socket: the shim keeps what it has
@@ -665,7 +703,7 @@ class IpcServer:
         try:
             self._fill(a)  # a listening socket never polls writable, as in Linux
             b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
-            e.sock.listen(backlog)
+            stack_sock.listen(backlog)
         except BaseException:
             a.close()
             b.close()
@@ -762,7 +800,7 @@ class IpcServer:
 
     def _op_getsockname(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
                         c: _Client) -> None:
-        local = e.sock.local
+        local = (e.group.sock if e.group is not None else e.sock).local
         if local is None:
             rep.addr = p.Addr(p.AF_INET, "0.0.0.0", 0)
             return
@@ -1045,24 +1083,76 @@ class IpcServer:
         if e.hup:
             self._finish(e)
             return
+        if e.group is not None:
+            self._pump_group(e.group)
+            return
         s = e.sock
-        while True:
-            queued = _outq(e.b)
-            if e.record_size and queued >= e.backlog * e.record_size:
-                return
+        while self._has_room(e):
             child = e.pending.popleft() if e.pending else s.accept()
             if child is None:
                 return
-            if not self._deliver(e, child):
+            if not self._deliver_counted(e, child):
                 e.pending.appendleft(child)
                 return
-            if not queued and not e.record_size:
-                e.record_size = max(_outq(e.b), 1)
+
+    @staticmethod
+    def _has_room(e: _Entry) -> bool:
+        return not e.record_size or _outq(e.b) < e.backlog * e.record_size
+
+    def _deliver_counted(self, e: _Entry, child: Any) -> bool:
+        queued = _outq(e.b) if not e.record_size else 1
+        if not self._deliver(e, child):
+            return False
+        if not queued:  # learn what one record holds, from an empty stream
+            e.record_size = max(_outq(e.b), 1)
+        return True
+
+    def _pump_group(self, g: _PortGroup) -> None:
+        members = [m for m in g.members if m.phase == "listening" and not m.dead]
+        if not members:
+            return
+        while True:
+            child = g.pending.popleft() if g.pending else g.sock.accept()
+            if child is None:
+                return
+            ip, port = child.remote or ("0.0.0.0", 0)
+            first = zlib.crc32(f"{ip}:{port}".encode()) % len(members)
+            for m in members[first:] + members[:first]:
+                if self._has_room(m) and self._deliver_counted(m, child):
+                    break
+            else:
+                g.pending.appendleft(child)
+                return
+
+    def _leave_group(self, e: _Entry) -> bool:
+        """Take e out of its SO_REUSEPORT group. True when e's stack socket is the
+        group's and others still use it (it must stay open)."""
+        g = e.group
+        if g is None:
+            return False
+        e.group = None
+        if e in g.members:
+            g.members.remove(e)
+        if g.members:
+            heir = g.members[0]
+            g.sock.on_change = lambda: self._schedule(heir)
+            self._schedule(heir)
+            return e.sock is g.sock
+        self._groups.pop(g.key, None)
+        while g.pending:
+            with contextlib.suppress(Exception):
+                g.pending.popleft().abort()
+        if e.sock is not g.sock:
+            with contextlib.suppress(Exception):
+                g.sock.close()
+        return False
 
     def _close_listener(self, e: _Entry) -> None:
         while e.pending:
             with contextlib.suppress(Exception):
                 e.pending.popleft().abort()
+        if self._leave_group(e):
+            return
         with contextlib.suppress(Exception):
             e.sock.close()
 
@@ -1158,6 +1248,8 @@ class IpcServer:
         e.b.close()
         if e.phase in ("listening", "shut-listener"):
             self._close_listener(e)
+        elif self._leave_group(e):
+            pass
         else:
             with contextlib.suppress(Exception):
                 if reset and hasattr(e.sock, "abort"):
@@ -1176,6 +1268,6 @@ class IpcServer:
         e.b.close()
         if e.phase in ("listening", "shut-listener"):
             self._close_listener(e)
-        else:
+        elif not self._leave_group(e):
             with contextlib.suppress(Exception):
                 e.sock.close()

@@ -753,3 +753,36 @@ def test_iperf3_server_default_flags(sh: Shim, reverse: bool) -> None:
     sent, received = _iperf_bytes(report)
     assert received > 10 * MB and 0.9 * sent <= received <= sent, (sent, received)
     assert server.wait(20) == 0
+
+
+def test_so_reuseport_several_listening_processes(sh: Shim) -> None:
+    """3 processes, each with its own SO_REUSEPORT socket on one port: all bind and
+    listen, and over 40 connections (from as many source ports) each gets some. (Which
+    one gets a connection is a hash of the peer's address and port, as in Linux; the
+    chance that one of 3 gets none of 40 is below 1e-6.)"""
+    port = 6701
+    server = sh.popen([str(TESTS_DIR / "reuseport_server"), str(port), "3"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    ready = [server.stdout.readline().split() for _ in range(3)]
+    assert all(r[:1] == ["ready"] for r in ready), ready
+    pids = {r[1] for r in ready}
+    cp = sh.peer(py(f"""
+        import socket
+        for _ in range(40):
+            s = socket.create_connection(("{STACK_ADDR}", {port}), timeout=20)
+            got = b""
+            while not got.endswith(b"\\n"):
+                b = s.recv(100)
+                if not b:
+                    break
+                got += b
+            print(got.decode().strip(), flush=True)
+            s.close()
+    """), timeout=90)
+    answers = [line.split() for line in cp.stdout.splitlines()]
+    assert len(answers) == 40 and all(a[0] == "pid" for a in answers), answers
+    counts = {pid: sum(1 for a in answers if a[1] == pid) for pid in pids}
+    assert all(n >= 1 for n in counts.values()), counts
+    server.send_signal(signal.SIGTERM)
+    server.communicate(timeout=20)
