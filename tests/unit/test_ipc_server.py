@@ -22,6 +22,7 @@ import errno
 import json
 import os
 import select
+import signal
 import shutil
 import socket
 import stat
@@ -1132,6 +1133,51 @@ def test_c_programs_with_the_asan_shim(server: ServerThread, shim: Path) -> None
     finally:
         srv.kill()
         srv.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the pre-forked workers setuid(nobody)")
+def test_issue11_programs_with_the_asan_shim(server: ServerThread, shim: Path) -> None:
+    """The new paths under AddressSanitizer: a pre-forked server whose workers drop
+    privileges (ADOPT at fork, accept records), AF_INET6 listener and v4-mapped
+    client (address translation)."""
+    libasan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.exists(libasan):
+        pytest.skip("libasan is not installed")
+    subprocess.run(["make", "-s", "-C", str(SHIM_DIR), "libsocketoverride-asan.so"],
+                   check=True, timeout=300)
+    assert os.stat(server.path).st_mode & 0o777 == 0o660  # nobody cannot open it
+    env = shim_env(server.path, LD_PRELOAD=f"{libasan} {SHIM_DIR / 'libsocketoverride-asan.so'}",
+                   ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99")
+    tests = SHIM_DIR / "tests"
+    pre = subprocess.Popen([str(tests / "prefork_server"), "7610", "2", "setuid"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    v6 = subprocess.Popen([str(tests / "dualstack"), "listen", "7611", "0"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert pre.stdout is not None and v6.stdout is not None
+        assert sorted(pre.stdout.readline().split()[0] for _ in range(3)) == \
+            ["listening", "worker", "worker"]
+        while "listening" not in v6.stdout.readline():
+            pass
+        for port, want in (("7610", "reply served"), ("7611", "reply ping")):
+            cp = subprocess.run([str(tests / "dualstack"), "connect", "::ffff:10.0.0.2", port],
+                                env=env, capture_output=True, text=True, timeout=60)
+            assert cp.returncode == 0 and "Sanitizer" not in cp.stderr, cp.stdout + cp.stderr
+            assert cp.stdout.splitlines()[-1].startswith(want), cp.stdout
+            if port == "7610":  # the worker's control calls went through its ADOPT
+                assert "uid 65534" in cp.stdout and "nodelay ok" in cp.stdout, cp.stdout
+        out, err = v6.communicate(timeout=30)
+        assert v6.returncode == 0 and "Sanitizer" not in err, err
+        assert "accepted family 10 len 28 addr ::ffff:10.0.0.2" in out, out
+        pre.send_signal(signal.SIGTERM)
+        out, err = pre.communicate(timeout=30)
+        assert "Sanitizer" not in err, err
+    finally:
+        for proc in (pre, v6):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 # ------------------------------------------------------------------ by hand
