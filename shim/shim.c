@@ -1175,13 +1175,12 @@ EXPORT int getsockopt(int fd, int level, int name, void *__restrict val,
         return real.getsockopt(fd, level, name, val, len);
     if (level == SOL_SOCKET && name == SO_DOMAIN)
         return put_int_opt(val, len, mark_of(fd) ? AF_INET6 : AF_INET);
-    if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) {
-        if (!mark_of(fd)) {
-            errno = EOPNOTSUPP; /* as Linux, on an AF_INET socket */
-            return -1;
-        }
-        return put_int_opt(val, len, mark_of(fd) == MARK_V6ONLY);
+    if (level == IPPROTO_IPV6 && !mark_of(fd)) {
+        errno = EOPNOTSUPP; /* as Linux, on an AF_INET socket */
+        return -1;
     }
+    if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY)
+        return put_int_opt(val, len, mark_of(fd) == MARK_V6ONLY);
     if (level == SOL_SOCKET && name == SO_TYPE)
         return put_int_opt(val, len, k == K_TCP ? SOCK_STREAM : SOCK_DGRAM);
     if (level == SOL_SOCKET && name == SO_PROTOCOL)
@@ -1213,12 +1212,12 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
     ensure_init();
     if (shim_kind(fd) == K_NONE || local_option(level, name))
         return real.setsockopt(fd, level, name, val, len);
+    if (level == IPPROTO_IPV6 && !mark_of(fd)) {
+        errno = ENOPROTOOPT; /* as Linux, on an AF_INET socket */
+        return -1;
+    }
     if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) { /* kept in the family mark */
         int on = 0;
-        if (!mark_of(fd)) {
-            errno = ENOPROTOOPT;
-            return -1;
-        }
         if (len < sizeof(int) || !val) {
             errno = val ? EINVAL : EFAULT;
             return -1;

@@ -89,6 +89,14 @@ SOFT_OPTIONS = {
     (socket.SOL_SOCKET, socket.SO_BROADCAST),
     (socket.SOL_SOCKET, socket.SO_PRIORITY),
     (socket.SOL_SOCKET, socket.SO_OOBINLINE),
+    # IPv6-level options of an AF_INET6 socket (the shim sends them only for those;
+    # the stack carries its IPv4 peers, to which they do not apply)
+    (socket.IPPROTO_IPV6, 16),  # IPV6_UNICAST_HOPS
+    (socket.IPPROTO_IPV6, 23),  # IPV6_MTU_DISCOVER
+    (socket.IPPROTO_IPV6, 25),  # IPV6_RECVERR
+    (socket.IPPROTO_IPV6, 49),  # IPV6_RECVPKTINFO
+    (socket.IPPROTO_IPV6, 66),  # IPV6_RECVTCLASS
+    (socket.IPPROTO_IPV6, 67),  # IPV6_TCLASS
 }
 TCP_INFO = 11
 TCP_CONGESTION = 13
@@ -1104,7 +1112,7 @@ class IpcServer:
         if not self._deliver(e, child):
             return False
         if not queued:  # learn what one record holds, from an empty stream
-            e.record_size = max(_outq(e.b), 1)
+            e.record_size = _outq(e.b)  # (0 if the program took it already: next time)
         return True
 
     def _pump_group(self, g: _PortGroup) -> None:

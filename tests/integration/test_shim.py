@@ -723,8 +723,8 @@ def test_v6_udp_recvfrom_gives_mapped_source(sh: Shim) -> None:
     server = sh.popen([str(TESTS_DIR / "dualstack"), "udp", str(port)],
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert server.stdout is not None
-    while "listening" not in server.stdout.readline():
-        pass
+    head = [server.stdout.readline().strip() for _ in range(4)]
+    assert head[2:] == ["recvpktinfo ok", f"listening {port}"], head
     cp = sh.peer(py(f"""
         import socket
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -736,6 +736,7 @@ def test_v6_udp_recvfrom_gives_mapped_source(sh: Shim) -> None:
     """), timeout=30)
     assert cp.stdout.split() == ["dgram6", STACK_ADDR, str(port)]
     out, _ = server.communicate(timeout=10)
+    assert server.returncode == 0
     assert _fields(out, "from") == {"family": "10", "len": "28", "addr": "::ffff:10.1.0.2",
                                     "port": "40613", "flowinfo": "0", "scope": "0"}
 
