@@ -1,4 +1,5 @@
-/* libsocketoverride.so: moves a program's IPv4 TCP and UDP sockets onto the tcplab stack.
+/* libsocketoverride.so: moves a program's IPv4 (and dual-stack IPv6) TCP and UDP sockets onto
+ * the tcplab stack.
  *
  * Loaded with LD_PRELOAD (`tcplab run -- CMD` sets it up). The design, in short (the
  * full story is docs/shim-protocol.md):
@@ -11,10 +12,16 @@
  *  - The daemon binds the program's end to an abstract name "\0tcplab-T-..." (or -U-),
  *    so any process can tell, statelessly (getsockname), that an fd is a stack socket:
  *    this survives dup, fork and exec without tables.
- *  - Control calls (bind, listen, accept, connect, shutdown, get/setsockopt, get*name,
- *    UDP sendto with an address) send a request with the socket's own fd attached
+ *  - Control calls (bind, listen, connect, shutdown, get/setsockopt, get*name, UDP
+ *    sendto with an address) send a request with the socket's own fd attached
  *    (SCM_RIGHTS): the daemon recognises the socket by the fd's inode, so a process can
  *    only act on sockets it holds.
+ *  - accept is no control call: a listener's own stream carries its connections (one
+ *    record each, the connection attached), so it keeps working after setuid, chroot
+ *    or closefrom; a forked child gets a control connection of its own from its parent
+ *    (ADOPT), so its other calls work after it drops privileges too.
+ *  - AF_INET6 sockets are dual-stack stack sockets; the shim translates v4-mapped
+ *    addresses (the protocol is IPv4).
  *  - Everything else (other families and types, non-stack fds) goes to libc untouched.
  */
 #define _GNU_SOURCE
@@ -891,6 +898,14 @@ static int replace_fd(int fd, int nfd)
     int fdfl = fcntl(fd, F_GETFD);
     if (fl >= 0 && (fl & O_NONBLOCK))
         fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
+    /* the options that live on the program's end itself (local_option) */
+    static const int local[] = {SO_RCVTIMEO, SO_SNDTIMEO};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+        struct timeval tv;
+        socklen_t tl = sizeof tv;
+        if (real.getsockopt(fd, SOL_SOCKET, local[i], &tv, &tl) == 0 && (tv.tv_sec || tv.tv_usec))
+            (void)real.setsockopt(nfd, SOL_SOCKET, local[i], &tv, tl);
+    }
     int rc = real.dup3(nfd, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0);
     int err = errno;
     real.close(nfd);

@@ -15,8 +15,13 @@ Conventions that make kernel semantics come out right (all explained in the spec
 * A connected TCP socket keeps one *sentinel* byte at the head of B's receive queue and
   reads past it with SO_PEEK_OFF: closing B then makes the kernel report ECONNRESET on
   A (a reset, a failed connect, or this daemon dying). A graceful end drains it first.
-* A listening socket gets one byte on B per connection waiting to be accepted, so A is
-  readable exactly then; ACCEPT consumes one.
+* A listening socket has a pair of its own (``-L-``), put in place of the program's by
+  LISTEN: its stream carries one ACCEPT record per waiting connection, the connection's
+  end attached (SCM_RIGHTS), so accept is the program's own recvmsg (no control call:
+  it works after setuid, chroot or closefrom).
+* A fork hands the child a control connection of its own (ADOPT), made by the parent.
+* The program end of a connected TCP socket gets a 1 MiB send buffer: the sentinel pins
+  the last skb, and a sendfile/splice skb holds its whole 64 KiB charged to A.
 * UDP datagrams go to A as records whose source address rides in SCM_CREDENTIALS
   (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID).
 """

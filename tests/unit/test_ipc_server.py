@@ -22,8 +22,8 @@ import errno
 import json
 import os
 import select
-import signal
 import shutil
+import signal
 import socket
 import stat
 import struct
