@@ -311,7 +311,7 @@ class Host:
         if conn is None:
             return
         # RFC 5927 section 4.1: believe it only if it quotes data we have in flight.
-        if conn._unwrap(seq, conn.snd_una) not in range(conn.snd_una, conn.snd_max + 1):
+        if not conn.in_flight(seq):
             self._drop("icmp_out_of_window")
             return
         if msg.code == icmp.UNREACH_FRAG_NEEDED:
@@ -381,8 +381,8 @@ class Host:
             if conn.state == State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
                 # RFC 9293 3.6.1 / RFC 6191: a new SYN may reopen a TIME-WAIT pair when
                 # its sequence number is beyond what the old connection used.
-                if conn._unwrap(seg.seq, conn.rcv_nxt) > conn.rcv_nxt and seg.dst_port in self.listeners:
-                    conn._terminate(0)
+                if conn.reopens_time_wait(seg) and seg.dst_port in self.listeners:
+                    conn.terminate(0)
                     self._forget(conn)
                     conn = None
             if conn is not None:
@@ -390,7 +390,7 @@ class Host:
                     self._receive_under_pressure(conn, seg, now)
                 else:
                     conn.on_segment(seg, now)
-                if conn.ack_deferred:
+                if conn.rcv.ack_deferred:
                     self._deferred_acks.add(conn)
                 self.after(conn, now)
                 return
@@ -406,13 +406,9 @@ class Host:
     def _receive_under_pressure(self, conn: Connection, seg: TCPSegment, now: float) -> None:
         """The host holds its limit of TCP memory (stack/tcpmem.py): a connection that
         holds its minimum already takes no data now; what it drops is counted."""
-        conn.rx_pressure = conn.mem_charged >= self.memory.min_per_conn
-        dropped = conn.memory_drops
-        try:
+        if conn.mem_charged < self.memory.min_per_conn:
             conn.on_segment(seg, now)
-        finally:
-            conn.rx_pressure = False
-        if conn.memory_drops != dropped:
+        elif conn.on_segment_refusing_data(seg, now):
             self._drop("tcp_memory", self._conn_id(conn.local[1], conn.remote))
 
     def _memory_flipped(self) -> None:
@@ -450,7 +446,7 @@ class Host:
             return
         if len(listener.syn_queue) >= listener.syn_queue_limit:
             old_key, old = listener.syn_queue.popitem(last=False)
-            old._terminate(0)
+            old.terminate(0)
             self._forget(old)
             self._drop("syn_queue_full_dropped_oldest")
         local = (self.address, syn.dst_port)

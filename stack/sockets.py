@@ -79,7 +79,7 @@ class TcpSocket:
         conn = self.conn
         if conn is None:
             return bool(self.error)
-        return bool(conn.rx_len or conn.fin_received or conn.error or conn.state == State.CLOSED)
+        return bool(conn.readable_bytes or conn.fin_received or conn.error or conn.state == State.CLOSED)
 
     @property
     def writable(self) -> bool:
@@ -207,7 +207,7 @@ class TcpSocket:
 
     def recv(self, n: int) -> bytes:
         conn = self._require_conn()
-        if conn.rx_len:
+        if conn.readable_bytes:
             now = self.host.clock()
             data = conn.recv(n, now)
             self.host.after(conn, now)
@@ -303,7 +303,7 @@ class TcpSocket:
                 cfg.nodelay = bool(ival)
                 if self.conn is not None and ival:
                     now = self.host.clock()
-                    self.conn._output(now)
+                    self.conn.output(now)
                     self.host.after(self.conn, now)
             elif name == socket.TCP_MAXSEG:
                 if self.conn is None and 88 <= ival <= cfg.mss:

@@ -35,7 +35,7 @@ MIN_PER_CONN = 4096
 
 def held_by(conn: Connection) -> int:
     """The bytes a connection holds in its buffers now."""
-    return conn.rx_len + conn.reassembler.pending_bytes + len(conn.sendbuf)
+    return conn.buffered_bytes()
 
 
 class TcpMemory:
