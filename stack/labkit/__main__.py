@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from stack.components import ENV_VAR
 from stack.labkit.steps import Report, Suite, run_suite
 from stack.labkit.swap import (
-    ENV_VAR,
     SLOTS,
     Slot,
     SwapError,

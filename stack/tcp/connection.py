@@ -10,38 +10,26 @@ feeds it
 and after each call takes the segments to transmit with ``take_output()`` and asks
 ``next_deadline()`` for the time it must be woken up next.
 
-Owns: the state (transitions checked against stack/tcp/states.py), the options the
-handshake settles (MSS, window scale, timestamps and PAWS, SACK-permitted), segment
-arrival processing in the order of RFC 9293 3.10.7, the building of every segment
-(ACK field, window, options), keepalive, TIME-WAIT and closing. The parts it composes:
+Owns: the state (every change checked against stack/tcp/states.py), segment arrival
+processing in the order of RFC 9293 3.10.7 (with RFC 5961's challenge ACKs, PAWS of
+RFC 7323 5.3, header prediction), the building of every segment (ACK field, window,
+options), keepalive (RFC 1122 4.2.3.6), closing and TIME-WAIT (RFC 9293 3.6). It
+composes the parts, each the owner of its RFC rules:
 
-=====================  ==================================================
-``snd`` (sender.py)     send sequence space, send buffer, what to send now
-``rcv`` (receiver.py)   receive sequence space, reassembly, the ACK owed
-``recovery``            RTT, RTO, fast/SACK recovery, TLP, undo (recovery.py)
-``timers`` (timers.py)  every deadline of this connection
-``cc``                  congestion control (stack/tcp/congestion/), by events
-=====================  ==================================================
+=======================  ============================================================
+``snd`` (sender.py)      send sequence space and buffer; windows, Nagle, SWS, probes
+``rcv`` (receiver.py)    receive sequence space, reassembly, the ACK owed, the window
+``opts`` (options.py)    MSS, window scale, timestamps, SACK-permitted; option fields
+``recovery``             RTT, RTO, NewReno/SACK recovery, ER, TLP, undo (recovery.py)
+``timers`` (timers.py)   every deadline of this connection
+``cc``                   congestion control (stack/tcp/congestion/), told events only
+=======================  ============================================================
 
 Sequence numbers are *unwrapped*: plain Python ints that keep growing past 2**32.
 They are wrapped (``& 0xFFFFFFFF``) only on the way out and unwrapped relative to
 SND.UNA / RCV.NXT on the way in (see ``unwrap``). That keeps the comparisons readable
 (``a < b`` instead of modular helpers); the modular arithmetic lives in
 stack/tcp/seq.py and is used exactly at that boundary.
-
-What is implemented, with the section of the RFC each rule comes from:
-
-* the eleven states of RFC 9293 section 3.3.2, simultaneous open and close;
-* segment arrival processing of RFC 9293 section 3.10.7, with RFC 5961 challenge
-  ACKs for RSTs (section 3), SYNs (section 4) and out-of-window ACKs (section 5);
-* options MSS (RFC 9293 3.7.1), window scale and timestamps with PAWS (RFC 7323),
-  SACK (RFC 2018);
-* in recovery.py: retransmission timer (RFC 6298) with Karn's rule and backoff,
-  NewReno (RFC 5681, RFC 6582), SACK-based loss recovery (RFC 6675), Early
-  Retransmit (RFC 5827), the Tail Loss Probe (RFC 8985 section 7), Eifel (RFC 3522);
-* delayed ACKs (RFC 1122 4.2.3.2, RFC 5681 4.2), Nagle (RFC 896, RFC 1122 4.2.3.4),
-  sender and receiver silly-window avoidance (RFC 9293 3.8.6.2), zero-window probing
-  (RFC 9293 3.8.6.1), keepalive (RFC 1122 4.2.3.6), TIME-WAIT (RFC 9293 3.6).
 """
 
 from __future__ import annotations
@@ -52,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stack.tcp.config import TcpConfig
+from stack.tcp.options import Options, pick_rcv_wscale
 from stack.tcp.receiver import Receiver
 from stack.tcp.recovery import Recovery
 from stack.tcp.sender import Sender
@@ -70,8 +59,6 @@ from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPOptions, TCPSegment
 __all__ = ["Connection", "State", "TcpConfig"]
 
 MASK32 = 0xFFFFFFFF
-DEFAULT_PEER_MSS = 536  # RFC 9293 section 3.7.1: assume 536 when no MSS option
-TS_OPTION_LEN = 12  # NOP NOP TS(10): what the timestamp option costs every segment
 HANDSHAKE_TIMEOUT_FALLBACK = 3.0  # RFC 6298 5.7 (Linux: TCP_TIMEOUT_FALLBACK)
 
 EventSink = Callable[[str, dict[str, object]], None]
@@ -110,27 +97,13 @@ class Connection:
         )
         self.snd = Sender(self, iss, config.send_buffer_factory(config.send_buffer),
                           self.timers, self.rto)  # fmt: skip
-        self.rcv = Receiver(config, config.reassembler(config.recv_buffer),
-                            self._pick_rcv_wscale() if config.window_scaling else 0)  # fmt: skip
-
-        # Options, settled by the handshake.
-        self._path_mss = path_mss if path_mss is not None else config.mss
-        self._peer_mss = DEFAULT_PEER_MSS
-        self._ts_ok = False
-        self._recompute_mss()
-        self.snd_wscale = 0  # shift applied to windows the peer sends us
-        self.ts_recent = 0  # RFC 7323 4.3
-        self.ts_offset = ts_offset
-        self.last_ack_sent = 0
-        self.sack_ok = False
-        self.offered_ws = config.window_scaling
-        self.offered_ts = config.timestamps
-        self.offered_sack = config.sack
-        self.snd_wscale_offered = False  # the peer's SYN carried a window scale option
-
+        wscale = pick_rcv_wscale(config.recv_buffer) if config.window_scaling else 0
+        self.rcv = Receiver(config, config.reassembler(config.recv_buffer), wscale)
+        self.opts = Options(config, self.snd, self.rcv, ts_offset=ts_offset, path_mss=path_mss)
         self.cc = config.make_congestion_control(self.snd.mss)
-        self.recovery = Recovery(self, self.snd, self.timers, self.rto, self.cc)
+        self.recovery = Recovery(self, self.snd, self.opts, self.timers, self.rto, self.cc)
         self.snd.recovery = self.recovery
+        self.snd.opts = self.opts
 
         self.defer_acks = False  # the driver flushes "every second segment" ACKs per batch
         self.keepalive_probes = 0
@@ -146,56 +119,10 @@ class Connection:
 
     # ------------------------------------------------------------------ helpers
 
-    # The three inputs of the send MSS; setting one recomputes the sender's `mss`
-    # and `max_segment`, which the data path reads as plain attributes.
-    @property
-    def peer_mss(self) -> int:
-        return self._peer_mss
-
-    @peer_mss.setter
-    def peer_mss(self, value: int) -> None:
-        self._peer_mss = value
-        self._recompute_mss()
-
-    @property
-    def path_mss(self) -> int:
-        return self._path_mss
-
-    @path_mss.setter
-    def path_mss(self, value: int) -> None:
-        self._path_mss = value
-        self._recompute_mss()
-
-    @property
-    def ts_ok(self) -> bool:
-        return self._ts_ok
-
-    @ts_ok.setter
-    def ts_ok(self, value: bool) -> None:
-        self._ts_ok = value
-        self._recompute_mss()
-
-    def _recompute_mss(self) -> None:
-        """RFC 9293 3.7.1 effective send MSS, less the options every segment carries;
-        and the largest segment we build: one MSS, or many with segmentation offload."""
-        mss = min(self._peer_mss, self._path_mss)
-        if self._ts_ok:
-            mss -= TS_OPTION_LEN
-        self.snd.mss = mss = max(mss, 64)
-        tso = self.config.tso_max
-        self.snd.max_segment = mss * (tso // mss) if tso > mss else mss
-
     @property
     def snd_mss(self) -> int:
         """The effective send MSS (RFC 9293 3.7.1)."""
         return self.snd.mss
-
-    def _pick_rcv_wscale(self) -> int:
-        """RFC 7323 2.3: the smallest shift that lets the window cover the buffer."""
-        shift = 0
-        while (self.config.recv_buffer >> shift) > 0xFFFF and shift < 14:
-            shift += 1
-        return shift
 
     def emit(self, kind: str, **fields: object) -> None:
         """Report an event to the sink (stack/observe/events.py), if any."""
@@ -212,10 +139,6 @@ class Connection:
             check_transition(old, new)  # RFC 9293 3.3.2: raises on a pair not in the diagram
             self.emit("state", **{"from": str(old), "to": str(new)})
             self.state = new
-
-    def ts_now(self, now: float) -> int:
-        """Our TSval at time `now` (RFC 7323 section 5.4: a millisecond clock)."""
-        return (int(now * 1000) + self.ts_offset) & MASK32
 
     def unwrap(self, value: int, reference: int) -> int:
         """The unwrapped sequence number nearest to `reference` (RFC 9293 3.4)."""
@@ -394,8 +317,8 @@ class Connection:
     def on_path_mtu(self, mtu: int, now: float) -> None:
         """ICMP fragmentation needed (RFC 1191 section 6.3): lower the path MSS."""
         new_mss = max(mtu - 40, 68 - 40 + 8)
-        if new_mss < self.path_mss:
-            self.path_mss = new_mss
+        if new_mss < self.opts.path_mss:
+            self.opts.path_mss = new_mss
             self.cc.mss = self.snd.mss
             # The segment that caused it was dropped: send again at once. Not a SYN
             # (SYN-SENT/SYN-RECEIVED): going back to SND.UNA = ISS there made the
@@ -459,33 +382,6 @@ class Connection:
         self.outbox = []
         return out
 
-    def _options(self, now: float, syn: bool) -> TCPOptions:
-        opts = TCPOptions(mss=None, wscale=None, sack_permitted=False, sack_blocks=[], timestamp=None)
-        if syn:
-            opts.mss = self.config.mss if self.path_mss >= self.config.mss else self.path_mss
-            if self.offered_ws and (not self.passive or self.snd_wscale_offered):
-                opts.wscale = self.rcv.wscale
-            if self.offered_sack and (not self.passive or self.sack_ok):
-                opts.sack_permitted = True
-            if self.offered_ts and (not self.passive or self.ts_ok):
-                # RFC 7323 3.2: a segment with ACK set MUST echo TS.Recent; that
-                # includes the SYN-ACK of a simultaneous open (not only passive ones).
-                echo = self.ts_recent if self.state == State.SYN_RECEIVED else 0
-                opts.timestamp = (self.ts_now(now), echo)
-            return opts
-        if self._ts_ok:
-            opts.timestamp = (self.ts_now(now), self.ts_recent)
-        if self.sack_ok and self.rcv.reassembler.pending_bytes:
-            opts.sack_blocks = self.rcv.sack_blocks(3 if self._ts_ok else 4)
-        return opts
-
-    def sack_option_len(self) -> int:
-        """Bytes the SACK blocks add to the segments `_options` builds now."""
-        if not (self.sack_ok and self.rcv.reassembler.pending_bytes):
-            return 0
-        n = len(self.rcv.reassembler.sack_blocks(3 if self._ts_ok else 4))
-        return 4 + 8 * n if n else 0  # NOP NOP SACK(2 + 8n)
-
     def send_segment(
         self, seq: int, flags: int, payload: bytes | memoryview, now: float, *, syn: bool = False
     ) -> None:
@@ -500,7 +396,7 @@ class Connection:
             flags=flags,
             window=window,
             urgent=0,
-            options=self._options(now, syn),
+            options=self.opts.for_segment(now) if not syn else self._syn_options(now),
             payload=payload,
         )
         if flags & ACK:
@@ -508,9 +404,15 @@ class Connection:
             rcv.ack_pending = False
             rcv.unacked_bytes = 0
             self.timers.delack = None
-            self.last_ack_sent = rcv.nxt
+            self.opts.last_ack_sent = rcv.nxt
         self.segments_out += 1
         self.outbox.append(seg)
+
+    def _syn_options(self, now: float) -> TCPOptions:
+        # RFC 7323 3.2: a segment with ACK set MUST echo TS.Recent; that includes the
+        # SYN-ACK of a simultaneous open (not only passive ones).
+        echo = self.opts.ts_recent if self.state == State.SYN_RECEIVED else 0
+        return self.opts.for_syn(now, passive=self.passive, echo=echo)
 
     def send_syn(self, now: float, ack: bool) -> None:
         self.send_segment(self.iss, SYN | (ACK if ack else 0), b"", now, syn=True)
@@ -555,7 +457,7 @@ class Connection:
         """SEGMENT ARRIVES (RFC 9293 section 3.10.7)."""
         self.segments_in += 1
         ts = seg.options.timestamp
-        self.recovery.seg_tsecr = ts[1] if ts is not None and self._ts_ok else None
+        self.recovery.seg_tsecr = ts[1] if ts is not None and self.opts.ts_ok else None
         state = self.state
         if state == State.ESTABLISHED and self._predicted(seg, now):
             pass
@@ -598,12 +500,13 @@ class Connection:
         if seg.flags & ~PSH != ACK or recovery.in_recovery or rcv.peer_fin_seq is not None:
             return False
         snd = self.snd
+        opts = self.opts
         seq = rcv.nxt
-        if seg.seq != seq & MASK32 or seg.window << self.snd_wscale != snd.wnd:
+        if seg.seq != seq & MASK32 or seg.window << opts.snd_wscale != snd.wnd:
             return False
         options = seg.options
         ts = options.timestamp
-        if self._ts_ok and (ts is None or seq_diff(ts[0], self.ts_recent) < 0):
+        if opts.ts_ok and (ts is None or seq_diff(ts[0], opts.ts_recent) < 0):
             return False  # PAWS or a missing timestamp: the full path decides
         if options.sack_blocks:
             return False
@@ -622,8 +525,8 @@ class Connection:
                 return False
         elif not new_ack:
             return False  # a duplicate ACK or a window probe: the full path counts it
-        if ts is not None and seq <= self.last_ack_sent:
-            self.ts_recent = ts[0]  # RFC 7323 4.3
+        if ts is not None and seq <= opts.last_ack_sent:
+            opts.ts_recent = ts[0]  # RFC 7323 4.3
         if new_ack:  # RFC 9293 3.10.7.4 "fifth": the ACK before the text
             if recovery.tlp_end_seq is not None:
                 recovery.tlp_on_ack(ack, seg, now)
@@ -651,20 +554,7 @@ class Connection:
         return True
 
     def _take_syn_options(self, seg: TCPSegment) -> None:
-        """Settle the options the SYN offers (RFC 9293 3.7.1, RFC 7323 2/3, RFC 2018 2)."""
-        opts = seg.options
-        if opts.mss is not None:
-            self.peer_mss = max(opts.mss, 64)
-        if opts.wscale is not None and self.offered_ws:
-            self.snd_wscale = min(opts.wscale, 14)  # RFC 7323 2.3: larger than 14 means 14
-            self.snd_wscale_offered = True
-        else:
-            self.snd_wscale = 0
-            self.rcv.wscale = 0
-        self.sack_ok = bool(opts.sack_permitted and self.offered_sack)
-        if opts.timestamp is not None and self.offered_ts:
-            self.ts_ok = True
-            self.ts_recent = opts.timestamp[0]
+        self.opts.take_syn(seg)
         self.cc.mss = self.snd.mss
 
     def _handshake_acked(self, ack: int, window: int, seq: int, now: float) -> None:
@@ -706,11 +596,11 @@ class Connection:
         if not flags & SYN:
             return
         self._take_syn_options(seg)
-        if self._ts_ok and seg.options.timestamp is not None:
+        if self.opts.ts_ok and seg.options.timestamp is not None:
             # Timestamps were just agreed: the SYN-ACK's echo times the SYN it answers,
             # also after a retransmitted SYN (RFC 7323 4.1; on_segment could not know).
             self.recovery.seg_tsecr = seg.options.timestamp[1]
-        if not self.snd_wscale_offered:
+        if not self.opts.snd_wscale_offered:
             self.rcv.wscale = 0
         self.rcv.start(seg.seq)
         self.last_recv_time = now
@@ -741,11 +631,11 @@ class Connection:
 
         # PAWS (RFC 7323 section 5.3): drop segments with an older timestamp.
         ts = seg.options.timestamp
-        if self._ts_ok and ts is not None and not flags & RST:
+        if self.opts.ts_ok and ts is not None and not flags & RST:
             # Like Linux (tcp_disordered_ack), a pure ACK reordered behind a later one is
             # still accepted: PAWS protects data, and dropping ACKs would starve recovery.
             pure_ack = not payload and not flags & (SYN | FIN) and seq == rcv.nxt
-            if seq_diff(ts[0], self.ts_recent) < 0 and self.state in SYNCHRONIZED and not pure_ack:
+            if seq_diff(ts[0], self.opts.ts_recent) < 0 and self.state in SYNCHRONIZED and not pure_ack:
                 self.emit("drop", reason="paws")
                 self._send_ack(now)
                 return
@@ -770,9 +660,9 @@ class Connection:
             self.timers.keepalive = now + self.config.keepalive_idle
 
         # RFC 7323 section 4.3: remember the timestamp to echo.
-        if self._ts_ok and ts is not None and seq <= self.last_ack_sent:
-            if seq_diff(ts[0], self.ts_recent) >= 0:
-                self.ts_recent = ts[0]
+        if self.opts.ts_ok and ts is not None and seq <= self.opts.last_ack_sent:
+            if seq_diff(ts[0], self.opts.ts_recent) >= 0:
+                self.opts.ts_recent = ts[0]
 
         # Second: the RST bit (RFC 5961 section 3.2).
         if flags & RST:
@@ -839,7 +729,7 @@ class Connection:
             if snd.una < ack <= snd.max:
                 # RFC 7323 2.2: the window of a segment with SYN set (the peer's
                 # SYN-ACK in a simultaneous open) is never scaled.
-                window = seg.window if seg.flags & SYN else seg.window << self.snd_wscale
+                window = seg.window if seg.flags & SYN else seg.window << self.opts.snd_wscale
                 self._handshake_acked(ack, window, seq, now)
                 if snd.fin_queued:
                     self._set_state(State.FIN_WAIT_1)
@@ -859,7 +749,7 @@ class Connection:
             self._send_challenge_ack(now)
             return False
 
-        window = seg.window << self.snd_wscale
+        window = seg.window << self.opts.snd_wscale
         self.recovery.on_ack(seg, ack, window, now)
         snd.update_window(window, seq, ack)  # RFC 9293 3.10.7.4: SND.WND from the newest
 

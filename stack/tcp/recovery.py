@@ -13,9 +13,9 @@ Owns:
 * the loss-recovery events reported to congestion control
   (stack/tcp/congestion/events.py): nothing here writes ``cwnd`` itself.
 
-It sends through the `Sender` (stack/tcp/sender.py) and asks the `Connection` only
-for what the handshake settled (``sack_ok``, ``ts_ok``), the clock-to-TSval mapping
-and the state.
+It sends through the `Sender` (stack/tcp/sender.py), reads what the handshake
+settled from `Options` (stack/tcp/options.py: SACK-permitted, timestamps, our TSval
+clock) and asks the `Connection` only for its state, events and termination.
 
 Seams for the work to come (RACK-TLP, RFC 8985; PRR, RFC 6937; D-SACK, RFC 2883 and
 RFC 3708):
@@ -45,6 +45,7 @@ from stack.wire.tcp import FIN, SYN, TCPSegment
 
 if TYPE_CHECKING:
     from stack.tcp.connection import Connection
+    from stack.tcp.options import Options
     from stack.tcp.sender import Sender
 
 MASK32 = 0xFFFFFFFF
@@ -61,10 +62,11 @@ TLP_MAX_ACK_DELAY = 0.2
 class Recovery:
     """Loss detection, retransmission and RTT sampling of one connection's sender."""
 
-    def __init__(self, conn: Connection, snd: Sender, timers: Timers, rto: RTOEstimator,
-                 cc: CongestionControl) -> None:  # fmt: skip
+    def __init__(self, conn: Connection, snd: Sender, opts: Options, timers: Timers,
+                 rto: RTOEstimator, cc: CongestionControl) -> None:  # fmt: skip
         self.conn = conn
         self.snd = snd
+        self.opts = opts
         self.timers = timers
         self.rto = rto
         self.cc = cc
@@ -97,9 +99,8 @@ class Recovery:
         """Data (or a SYN) at `seq` is being sent again."""
         self.snd.retransmits += 1
         self.rtt_seq = None  # Karn's rule (RFC 6298 section 3)
-        conn = self.conn
-        self.rtt_after_retransmit = conn.ts_ok or conn.offered_ts  # (SYN: not agreed yet)
-        conn.emit("retransmit", seq=seq & MASK32, len=length, reason=reason)
+        self.rtt_after_retransmit = self.opts.ts_ok or self.opts.offered_ts  # (SYN: not agreed)
+        self.conn.emit("retransmit", seq=seq & MASK32, len=length, reason=reason)
 
     def rtt_on_ack(self, ack: int, now: float) -> None:
         """RFC 6298 section 2 and 3: one timed segment at a time, never a retransmit.
@@ -121,7 +122,7 @@ class Recovery:
             # loss the receiver's TS.Recent can be far older (RFC 7323 4.3 updates it
             # only in order), and that "sample" would add the whole outage to the RTT,
             # pushing the RTO to many seconds.
-            sample = max(seq_diff(self.conn.ts_now(now), self.seg_tsecr), 0) / 1000
+            sample = max(seq_diff(self.opts.ts_now(now), self.seg_tsecr), 0) / 1000
             self.rtt_after_retransmit = False
         else:
             return
@@ -209,7 +210,7 @@ class Recovery:
         rtx = timers.rtx
         flight = snd.max - snd.una
         if (
-            not self.conn.sack_ok
+            not self.opts.sack_ok
             or self.in_recovery
             or snd.una < self.recover
             or self.tlp_end_seq is not None
@@ -258,7 +259,7 @@ class Recovery:
             # sized so that the SACK blocks riding along do not shorten it.
             fin = snd.fin_queued and snd.max == data_end + 1
             stop = snd.max - (1 if fin else 0)
-            start = max(snd.una, stop - (mss - self.conn.sack_option_len()))
+            start = max(snd.una, stop - (mss - self.opts.sack_len()))
             payload = snd.peek(start, stop - start) if stop > start else b""
             self.tlp_is_retrans = True
         sent = snd.transmit(start, payload, now, fin=fin, reason="tlp")
@@ -270,7 +271,7 @@ class Recovery:
         """The D-SACK block this ACK carries, unwrapped, if any (RFC 2883 section 4: the
         first block, at or below the cumulative ACK)."""
         blocks = seg.options.sack_blocks
-        if not blocks or not self.conn.sack_ok:
+        if not blocks or not self.opts.sack_ok:
             return None
         unwrap = self.conn.unwrap
         s = unwrap(blocks[0][0], ack)
@@ -394,7 +395,7 @@ class Recovery:
         updated from it: SACK blocks, the probe check, then new or duplicate ACK."""
         snd = self.snd
         sack_news = False
-        if seg.options.sack_blocks and self.conn.sack_ok:
+        if seg.options.sack_blocks and self.opts.sack_ok:
             sack_news = self.update_scoreboard(seg.options.sack_blocks)
         if self.tlp_end_seq is not None:
             self.tlp_on_ack(ack, seg, now)
@@ -431,7 +432,7 @@ class Recovery:
                 self.dupacks = 0
                 self.cc.on_recovery_exit(snd.flight_size, now)
                 self.conn.emit_cwnd("recovery_exit")
-            elif not self.conn.sack_ok:
+            elif not self.opts.sack_ok:
                 # Partial acknowledgment (RFC 6582 3.2 step 5): retransmit the next hole,
                 # deflate the window by the amount acked, add back one SMSS.
                 payload = snd.peek(snd.una, snd.mss)
@@ -472,7 +473,7 @@ class Recovery:
         """The loss-detection step: is any data deemed lost now? Today RFC 6675 IsLost
         (more than DupThresh - 1 segments SACKed above a hole); RACK (RFC 8985 6.2)
         marks losses by time here."""
-        return self.conn.sack_ok and self.lost_boundary(thresh) > self.snd.una
+        return self.opts.sack_ok and self.lost_boundary(thresh) > self.snd.una
 
     def on_duplicate_ack(self, now: float, sack_news: bool) -> None:
         """RFC 5681 3.2 / RFC 6582 3.2 / RFC 6675 5 / RFC 5827: duplicate ACKs."""
@@ -480,7 +481,7 @@ class Recovery:
         conn = self.conn
         self.dupacks += 1
         if self.in_recovery:
-            if not conn.sack_ok:
+            if not self.opts.sack_ok:
                 cc_events.on_duplicate_ack_in_recovery(self.cc, snd.mss)  # RFC 6582 3.2 step 4
             return
         thresh = self.dup_thresh()
@@ -501,7 +502,7 @@ class Recovery:
         self.arm_undo(now)
         cc_events.on_fast_retransmit(self.cc, min(snd.flight_size, self.cc.cwnd), now)
         conn.emit_cwnd("fast_retransmit")
-        if conn.sack_ok:
+        if self.opts.sack_ok:
             # RFC 6675 section 5 step (4.3): retransmit the first lost segment at once,
             # then send what the quota allows.
             hole = self.scoreboard.next_hole(snd.una, snd.max)
@@ -525,10 +526,10 @@ class Recovery:
     def arm_undo(self, now: float) -> None:
         """Remember the window before a loss response, and the timestamp the first
         retransmission will carry (RFC 3522 section 3.1)."""
-        if self.conn.ts_ok:
+        if self.opts.ts_ok:
             self.prior_cwnd = self.cc.cwnd
             self.prior_ssthresh = self.cc.ssthresh
-            self.undo_ts = self.conn.ts_now(now)
+            self.undo_ts = self.opts.ts_now(now)
 
     def check_undo(self, timestamp: tuple[int, int] | None, now: float) -> None:
         """RFC 3522 section 3.2: the first ACK for new data after a retransmission tells

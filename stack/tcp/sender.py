@@ -26,6 +26,7 @@ from stack.wire.tcp import ACK, FIN, PSH
 
 if TYPE_CHECKING:
     from stack.tcp.connection import Connection
+    from stack.tcp.options import Options
     from stack.tcp.recovery import Recovery
     from stack.tcp.rto import RTOEstimator
 
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 class Sender:
     """Send sequence space, send buffer and the send decisions of one connection."""
 
-    recovery: Recovery  # set by the connection once both exist
+    recovery: Recovery  # set by the connection once the parts exist
+    opts: Options
 
     def __init__(self, conn: Connection, iss: int, sendbuf: SendBuffer, timers: Timers,
                  rto: RTOEstimator) -> None:  # fmt: skip
@@ -102,8 +104,9 @@ class Sender:
         """Send [seq, seq+len(payload)) (+FIN) and do the bookkeeping around it;
         return how many payload bytes went (fewer when SACK blocks must fit)."""
         conn = self.conn
+        opts = self.opts
         if payload:
-            sack = conn.sack_option_len()
+            sack = opts.sack_len()
             if sack and len(payload) > self.mss - sack:
                 # RFC 9293 3.7.1: options count against the MSS, and `mss` leaves
                 # room for timestamps only. While SACK blocks ride along, send one
@@ -118,8 +121,8 @@ class Sender:
         recovery = self.recovery
         if seq < self.max:
             recovery.note_retransmit(seq, len(payload), reason or "rto")
-            if conn.ts_ok:
-                recovery.rtx_tsval = conn.ts_now(now)
+            if opts.ts_ok:
+                recovery.rtx_tsval = opts.ts_now(now)
         elif recovery.rtt_seq is None and end > seq:
             recovery.rtt_seq = end  # time this segment (RFC 6298 section 3)
             recovery.rtt_time = now
@@ -139,7 +142,7 @@ class Sender:
         if conn.state not in CAN_OUTPUT:
             return
         recovery = self.recovery
-        if recovery.in_recovery and conn.sack_ok:
+        if recovery.in_recovery and self.opts.sack_ok:
             recovery.sack_recovery_output(now)
             return
         mss = self.mss

@@ -585,6 +585,9 @@ class Script:
         "in_recovery": ("recovery", "in_recovery"), "dupacks": ("recovery", "dupacks"),
         "recover": ("recovery", "recover"), "sacked": ("recovery", "scoreboard", "blocks"),
         "tlp_end_seq": ("recovery", "tlp_end_seq"), "tlp_is_retrans": ("recovery", "tlp_is_retrans"),
+        "snd_wscale": ("opts", "snd_wscale"), "sack_ok": ("opts", "sack_ok"),
+        "ts_ok": ("opts", "ts_ok"), "ts_recent": ("opts", "ts_recent"),
+        "peer_mss": ("opts", "peer_mss"), "path_mss": ("opts", "path_mss"),
         "rtx_deadline": ("timers", "rtx"), "pto_deadline": ("timers", "pto"),
         "delack_deadline": ("timers", "delack"), "persist_deadline": ("timers", "persist"),
     }  # fmt: skip
