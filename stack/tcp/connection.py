@@ -78,6 +78,7 @@ class Connection:
         ts_offset: int = 0,
         path_mss: int | None = None,
         on_event: EventSink | None = None,
+        defer_acks: bool = False,
     ) -> None:
         self.local = local
         self.remote = remote
@@ -105,17 +106,16 @@ class Connection:
         self.snd.recovery = self.recovery
         self.snd.opts = self.opts
 
-        self.defer_acks = False  # the driver flushes "every second segment" ACKs per batch
+        self.defer_acks = defer_acks  # the driver flushes "every second segment" ACKs per batch
         self.keepalive_probes = 0
         self.last_recv_time = now
         self.challenge_acks: deque[float] = deque()
         self.segments_in = 0
         self.segments_out = 0
         self.outbox: list[TCPSegment] = []
-        # Slots for the driver (stack/host.py): who to notify, when it is scheduled.
-        self.owner: Any = None
-        self.timer_at: float | None = None
-        self.mem_charged = 0
+        # The driver's own record of this connection (stack/host.py `ConnRecord`: its
+        # owner, timer and memory charge); the connection never reads it.
+        self.record: Any = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -166,11 +166,12 @@ class Connection:
         ts_offset: int = 0,
         path_mss: int | None = None,
         on_event: EventSink | None = None,
+        defer_acks: bool = False,
     ) -> Connection:
         """Passive OPEN: a listener got `syn` (RFC 9293 3.10.7.2); reply SYN-ACK."""
         conn = cls(
             local, remote, iss, config, now,
-            ts_offset=ts_offset, path_mss=path_mss, on_event=on_event,
+            ts_offset=ts_offset, path_mss=path_mss, on_event=on_event, defer_acks=defer_acks,
         )  # fmt: skip
         conn.passive = True
         conn.state = State.LISTEN
@@ -444,6 +445,11 @@ class Connection:
         self.challenge_acks.append(now)
         self.emit("challenge_ack")
         self._send_ack(now)
+
+    @property
+    def ack_deferred(self) -> bool:
+        """An ACK is put off to the end of the driver's batch (`flush_deferred_ack`)."""
+        return self.rcv.ack_deferred
 
     def flush_deferred_ack(self, now: float) -> None:
         """Send the ACK put off by `defer_acks`, if nothing has carried it since."""

@@ -369,7 +369,7 @@ def test_echo_keeps_what_it_read_while_the_host_is_out_of_memory() -> None:
     assert len(peer.stream) == len(data)
     assert sha(peer.stream) == sha(data)
     assert echo.sock.closed and peer.fin_at == len(data)
-    assert memory.used == sum(c.mem_charged for c in net.host.conns.values())
+    assert memory.used == sum(net.host.memory_charged(c) for c in net.host.conns.values())
 
 
 # ------------------------------------------------------- discard and chargen
@@ -394,7 +394,7 @@ def test_discard_logs_length_and_sha256_then_closes(tmp_path: Path) -> None:
     data = random.Random(863).randbytes(3 * BUF + 99)
     peer = Peer(net, 9, data, sport=40009)
     conn = net.host.conns[(9, PEER, 40009)]
-    sock = conn.owner
+    sock = net.host.owner_of(conn)
     assert isinstance(sock, TcpSocket)
 
     def consumed() -> None:
@@ -427,7 +427,7 @@ def test_chargen_sends_the_rfc864_pattern_ignores_input_and_survives_a_reset() -
     start(services, "chargen", 19)
     peer = Peer(net, 19, random.Random(864).randbytes(5000), sport=40019)
     conn = net.host.conns[(19, PEER, 40019)]
-    sock = conn.owner
+    sock = net.host.owner_of(conn)
     assert isinstance(sock, TcpSocket)
     pattern = CHARGEN_PERIOD * 20  # 140,600 bytes
     # The first bytes, before any ACK: line 0, line 1, ...
