@@ -16,7 +16,7 @@ import sys
 from typing import NoReturn
 
 from stack.observe.pcap import DEFAULT_MAX_BYTES as DEFAULT_PCAP_LIMIT
-from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 DEFAULT_SOCKET = "/run/tcplab/stack.sock"
 

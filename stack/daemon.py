@@ -25,7 +25,7 @@ from stack.observe.pcap import PcapWriter
 from stack.services import Services
 from stack.sockets import SocketLayer
 from stack.tcp.config import TcpConfig
-from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 log = logging.getLogger("tcplab")
 

@@ -33,8 +33,8 @@ from stack.observe.events import EventBudget, EventLog
 from stack.observe.pcap import PcapWriter
 from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
-from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
-from stack.tcpmem import TcpMemory, held_by
+from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+from stack.tcp.memory import TcpMemory, held_by
 from stack.wire import icmp
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
@@ -70,7 +70,7 @@ class ConnRecord:
     conn: Connection
     owner: Any = None  # who to tell of changes: a ConnOwner, a Listener, or None
     timer_at: float | None = None  # the deadline queued in the timer heap
-    mem_charged: int = 0  # what the host-wide memory bound counts for it (tcpmem.py)
+    mem_charged: int = 0  # what the host-wide memory bound counts for it (memory.py)
 
 
 @dataclass
@@ -415,7 +415,7 @@ class Host:
         self._reset_for(src, seg)
 
     def _receive_under_pressure(self, conn: Connection, seg: TCPSegment, now: float) -> None:
-        """The host holds its limit of TCP memory (stack/tcpmem.py): a connection that
+        """The host holds its limit of TCP memory (stack/tcp/memory.py): a connection that
         holds its minimum already takes no data now; what it drops is counted."""
         if conn.record.mem_charged < self.memory.min_per_conn:
             conn.on_segment(seg, now)
@@ -591,7 +591,7 @@ class Host:
         return int(conn.record.mem_charged)
 
     def refuses_memory(self, conn: Connection) -> bool:
-        """Whether `conn` may buffer no more data now (stack/tcpmem.py `refuses`)."""
+        """Whether `conn` may buffer no more data now (stack/tcp/memory.py `refuses`)."""
         return self.memory.refuses(conn.record)
 
     # ---------------------------------------------------------------- timers

@@ -224,7 +224,7 @@ class Connection:
         return self.rcv.fin_received and self.rcv.rx_len == 0
 
     def buffered_bytes(self) -> int:
-        """Bytes this connection holds (for the host's memory bound, stack/tcpmem.py)."""
+        """Bytes this connection holds (for the host's memory bound, stack/tcp/memory.py)."""
         rcv = self.rcv
         return rcv.rx_len + rcv.reassembler.pending_bytes + len(self.snd.sendbuf)
 
@@ -479,7 +479,7 @@ class Connection:
             self.timers.delack = now + self.config.delayed_ack
 
     def on_segment_refusing_data(self, seg: TCPSegment, now: float) -> bool:
-        """`on_segment` while the host is out of TCP memory (stack/tcpmem.py): the text
+        """`on_segment` while the host is out of TCP memory (stack/tcp/memory.py): the text
         is dropped and the peer told what we still expect. True if any was dropped."""
         rcv = self.rcv
         dropped = rcv.memory_drops

@@ -45,7 +45,7 @@ class Receiver:
         self.ack_now = False  # this segment's processing owes an immediate ACK
         self.ack_deferred = False  # an "every second segment" ACK put off to the batch end
         self.unacked_bytes = 0  # bytes received since our last ACK
-        # Host-wide memory (stack/tcpmem.py): whether the host refuses us data for the
+        # Host-wide memory (stack/tcp/memory.py): whether the host refuses us data for the
         # segment at hand, and how often it did.
         self.rx_pressure = False
         self.memory_drops = 0
@@ -157,7 +157,7 @@ class Receiver:
         if user_closed:
             return False
         if self.rx_pressure:
-            # The host is out of TCP memory (stack/tcpmem.py): drop the text, tell the
+            # The host is out of TCP memory (stack/tcp/memory.py): drop the text, tell the
             # peer what we still expect; it retransmits, and backs off.
             self.memory_drops += 1
             self.ack_pending = True

@@ -7,7 +7,7 @@
   ``tcp_memory``), still serve a fresh connection (one holding < MIN_PER_CONN is never
   refused), lose nothing (every connection gets exactly its 3 MB back once it reads),
   leave pressure afterwards, and never hold more than limit + MIN_PER_CONN per
-  connection + one 64 KiB segment (stack/tcpmem.py).
+  connection + one 64 KiB segment (stack/tcp/memory.py).
 * ``--pcap-limit 1``: 5 MB through discard; the capture stops at 1 MiB, stays a valid
   pcap with whole records, and one ``pcap_full`` event says so; the daemon keeps serving.
 * IPC: an oversized record and a garbage record on the daemon's Unix socket each drop
@@ -47,7 +47,7 @@ from netns import (
 )
 
 from stack.ipc import protocol as p
-from stack.tcpmem import MIN_PER_CONN
+from stack.tcp.memory import MIN_PER_CONN
 
 pytestmark = pytest.mark.root
 

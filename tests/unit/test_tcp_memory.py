@@ -1,4 +1,4 @@
-"""The host-wide TCP memory bound (stack/tcpmem.py) through a Host with real packets."""
+"""The host-wide TCP memory bound (stack/tcp/memory.py) through a Host with real packets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from stack.host import Host
 from stack.observe.events import EventLog
 from stack.sockets import SocketLayer, TcpSocket
-from stack.tcpmem import MIN_PER_CONN, held_by
+from stack.tcp.memory import MIN_PER_CONN, held_by
 from stack.wire.ipv4 import IPPROTO_TCP, build_ipv4_header
 from stack.wire.tcp import ACK, SYN, TCPOptions, TCPSegment, build_tcp, parse_tcp
 
