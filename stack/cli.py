@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_main(argv[1:])
     if argv and argv[0] == "lab":
-        from stack.lab import main as lab_main
+        from stack.tools.lab import main as lab_main
 
         return lab_main(argv[1:])
     if argv and argv[0] == "plot":
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return plot_main(argv[1:])
     if argv and argv[0] == "bench":
-        from stack.bench import main as bench_main
+        from stack.tools.bench import main as bench_main
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
