@@ -91,14 +91,19 @@ def load_module(path: str | os.PathLike[str], module_name: str) -> ModuleType:
     return module
 
 
+def load_defining(path: str | os.PathLike[str], slot: str, names: tuple[str, ...]) -> ModuleType:
+    """Load the learner's file for `slot`, checking it defines `names`."""
+    module = load_module(path, f"tcplab_swap_{slot}")
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise ComponentError(f"{path} does not define {', '.join(missing)} (the {slot} slot "
+                             f"needs {', '.join(names)})")
+    return module
+
+
 def load(component: Component, path: str | os.PathLike[str]) -> ModuleType:
     """Load the learner's file for `component`, checking it defines what it must."""
-    module = load_module(path, f"tcplab_swap_{component.name}")
-    missing = [n for n in component.names if not hasattr(module, n)]
-    if missing:
-        raise ComponentError(f"{path} does not define {', '.join(missing)} (the "
-                             f"{component.name} slot needs {', '.join(component.names)})")
-    return module
+    return load_defining(path, component.name, component.names)
 
 
 def configure(config: TcpConfig, component: Component, module: ModuleType) -> str:

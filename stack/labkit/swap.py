@@ -90,12 +90,7 @@ def load_file(path: str | os.PathLike[str], module_name: str) -> ModuleType:
 
 def load_learner(slot: Slot, path: str | os.PathLike[str]) -> ModuleType:
     """Load the learner's file for any slot, checking it defines what the slot needs."""
-    module = load_file(path, f"tcplab_swap_{slot.name}")
-    missing = [n for n in slot.names if not hasattr(module, n)]
-    if missing:
-        raise SwapError(f"{path} does not define {', '.join(missing)} (the {slot.name} slot "
-                        f"needs {', '.join(slot.names)})")
-    return module
+    return components.load_defining(path, slot.name, slot.names)
 
 
 def reference_module(slot: Slot) -> ModuleType:

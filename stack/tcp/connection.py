@@ -319,7 +319,7 @@ class Connection:
         """ICMP fragmentation needed (RFC 1191 section 6.3): lower the path MSS."""
         new_mss = max(mtu - 40, 68 - 40 + 8)
         if new_mss < self.opts.path_mss:
-            self.opts.path_mss = new_mss
+            self.opts.lower_path_mss(new_mss)
             self.cc.mss = self.snd.mss
             # The segment that caused it was dropped: send again at once. Not a SYN
             # (SYN-SENT/SYN-RECEIVED): going back to SND.UNA = ISS there made the

@@ -44,9 +44,11 @@ class Options:
         self.offered_ws = config.window_scaling
         self.offered_ts = config.timestamps
         self.offered_sack = config.sack
-        self._path_mss = path_mss if path_mss is not None else config.mss
-        self._peer_mss = DEFAULT_PEER_MSS
-        self._ts_ok = False
+        # The three inputs of the send MSS: whoever changes one calls `recompute_mss`,
+        # which sets the sender's `mss` and `max_segment` (read by the data path).
+        self.path_mss = path_mss if path_mss is not None else config.mss
+        self.peer_mss = DEFAULT_PEER_MSS
+        self.ts_ok = False  # timestamps agreed: every segment carries them
         self.recompute_mss()
         self.snd_wscale = 0  # shift applied to windows the peer sends us
         self.snd_wscale_offered = False  # the peer's SYN carried a window scale option
@@ -55,40 +57,11 @@ class Options:
         self.ts_offset = ts_offset
         self.last_ack_sent = 0
 
-    # The three inputs of the send MSS; setting one recomputes the sender's `mss`
-    # and `max_segment`, which the data path reads as plain attributes.
-    @property
-    def peer_mss(self) -> int:
-        return self._peer_mss
-
-    @peer_mss.setter
-    def peer_mss(self, value: int) -> None:
-        self._peer_mss = value
-        self.recompute_mss()
-
-    @property
-    def path_mss(self) -> int:
-        return self._path_mss
-
-    @path_mss.setter
-    def path_mss(self, value: int) -> None:
-        self._path_mss = value
-        self.recompute_mss()
-
-    @property
-    def ts_ok(self) -> bool:
-        return self._ts_ok
-
-    @ts_ok.setter
-    def ts_ok(self, value: bool) -> None:
-        self._ts_ok = value
-        self.recompute_mss()
-
     def recompute_mss(self) -> None:
         """RFC 9293 3.7.1 effective send MSS, less the options every segment carries;
         and the largest segment we build: one MSS, or many with segmentation offload."""
-        mss = min(self._peer_mss, self._path_mss)
-        if self._ts_ok:
+        mss = min(self.peer_mss, self.path_mss)
+        if self.ts_ok:
             mss -= TS_OPTION_LEN
         self.snd.mss = mss = max(mss, 64)
         tso = self.config.tso_max
@@ -113,33 +86,39 @@ class Options:
         if opts.timestamp is not None and self.offered_ts:
             self.ts_ok = True
             self.ts_recent = opts.timestamp[0]
+        self.recompute_mss()
+
+    def lower_path_mss(self, mss: int) -> None:
+        """Path MTU discovery found a smaller path MSS (RFC 1191 section 6.3)."""
+        self.path_mss = mss
+        self.recompute_mss()
 
     def for_syn(self, now: float, *, passive: bool, echo: int) -> TCPOptions:
         """The options of our SYN (or SYN-ACK: `passive`, offering only what the peer
         offered); `echo` is the TSecr (RFC 7323 3.2: TS.Recent on a SYN-ACK)."""
         opts = TCPOptions(mss=None, wscale=None, sack_permitted=False, sack_blocks=[], timestamp=None)
         mss = self.config.mss
-        opts.mss = mss if self._path_mss >= mss else self._path_mss
+        opts.mss = mss if self.path_mss >= mss else self.path_mss
         if self.offered_ws and (not passive or self.snd_wscale_offered):
             opts.wscale = self.rcv.wscale
         if self.offered_sack and (not passive or self.sack_ok):
             opts.sack_permitted = True
-        if self.offered_ts and (not passive or self._ts_ok):
+        if self.offered_ts and (not passive or self.ts_ok):
             opts.timestamp = (self.ts_now(now), echo)
         return opts
 
     def for_segment(self, now: float) -> TCPOptions:
         """The options of any other segment: timestamps, SACK blocks (RFC 2018 3)."""
         opts = TCPOptions(mss=None, wscale=None, sack_permitted=False, sack_blocks=[], timestamp=None)
-        if self._ts_ok:
+        if self.ts_ok:
             opts.timestamp = (self.ts_now(now), self.ts_recent)
         if self.sack_ok and self.rcv.reassembler.pending_bytes:
-            opts.sack_blocks = self.rcv.sack_blocks(3 if self._ts_ok else 4)
+            opts.sack_blocks = self.rcv.sack_blocks(3 if self.ts_ok else 4)
         return opts
 
     def sack_len(self) -> int:
         """Bytes the SACK blocks add to the segments `for_segment` builds now."""
         if not (self.sack_ok and self.rcv.reassembler.pending_bytes):
             return 0
-        n = len(self.rcv.reassembler.sack_blocks(3 if self._ts_ok else 4))
+        n = len(self.rcv.reassembler.sack_blocks(3 if self.ts_ok else 4))
         return 4 + 8 * n if n else 0  # NOP NOP SACK(2 + 8n)

@@ -32,15 +32,16 @@ class Timers:
     """The deadlines of one connection's timers; see the module comment."""
 
     __slots__ = KINDS
+    rtx: float | None
+    pto: float | None
+    delack: float | None
+    persist: float | None
+    keepalive: float | None
+    timewait: float | None
+    finwait2: float | None
 
     def __init__(self) -> None:
-        self.rtx: float | None = None
-        self.pto: float | None = None
-        self.delack: float | None = None
-        self.persist: float | None = None
-        self.keepalive: float | None = None
-        self.timewait: float | None = None
-        self.finwait2: float | None = None
+        self.cancel_all()
 
     def arm(self, kind: str, at: float) -> None:
         """(Re)start timer `kind` to expire at time `at`."""
