@@ -23,6 +23,8 @@ composes the parts, each the owner of its RFC rules:
 ``recovery``             RTT, RTO, NewReno/SACK recovery, ER, TLP, undo (recovery.py)
 ``timers`` (timers.py)   every deadline of this connection
 ``cc``                   congestion control (stack/tcp/congestion/), told events only
+``ecn`` (ecn.py)         RFC 3168: negotiation, ECE echo, CWR, the reduction per RTT
+``fastopen``             RFC 7413 client attempt (fastopen.py): SYN cookie and data
 =======================  ============================================================
 
 Sequence numbers are *unwrapped*: plain Python ints that keep growing past 2**32.
@@ -40,6 +42,9 @@ from collections.abc import Callable
 from typing import Any
 
 from stack.tcp.config import TcpConfig
+from stack.tcp.congestion import events as cc_events
+from stack.tcp.ecn import Ecn
+from stack.tcp.fastopen import FastOpenAttempt, SynDecision
 from stack.tcp.options import Options, pick_rcv_wscale
 from stack.tcp.receiver import Receiver
 from stack.tcp.recovery import Recovery
@@ -105,6 +110,9 @@ class Connection:
         self.recovery = Recovery(self, self.snd, self.opts, self.timers, self.rto, self.cc)
         self.snd.recovery = self.recovery
         self.snd.opts = self.opts
+        self.ecn = Ecn(config.ecn, self.emit)
+        self.fastopen: FastOpenAttempt | None = None  # an active open's TFO (RFC 7413)
+        self.synack_cookie: tuple[bytes, bool] | None = None  # TFO cookie for our SYN-ACK
 
         self.defer_acks = defer_acks  # the driver flushes "every second segment" ACKs per batch
         self.keepalive_probes = 0
@@ -146,11 +154,15 @@ class Connection:
 
     # ------------------------------------------------------------- user calls
 
-    def connect(self, now: float) -> None:
-        """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN-SENT."""
+    def connect(self, now: float, fastopen: FastOpenAttempt | None = None) -> None:
+        """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN-SENT. With `fastopen`
+        (RFC 7413 4.2.2) the SYN carries a cookie (or a cookie request) and, with a
+        cookie, the first data already queued."""
         self._set_state(State.SYN_SENT)
-        self.send_syn(now, ack=False)
-        self.snd.nxt = self.snd.max = self.iss + 1
+        self.fastopen = fastopen
+        sent = self.send_syn(now, ack=False)
+        self.snd.nxt = self.snd.max = self.iss + 1 + sent
+        self.snd.bytes_sent += sent
         self.recovery.arm_rtx(now)
 
     @classmethod
@@ -167,8 +179,14 @@ class Connection:
         path_mss: int | None = None,
         on_event: EventSink | None = None,
         defer_acks: bool = False,
+        fastopen: SynDecision | None = None,
     ) -> Connection:
-        """Passive OPEN: a listener got `syn` (RFC 9293 3.10.7.2); reply SYN-ACK."""
+        """Passive OPEN: a listener got `syn` (RFC 9293 3.10.7.2); reply SYN-ACK.
+
+        `fastopen` is the listener's Fast Open answer (stack/tcp/fastopen.py `decide`):
+        accept the SYN's data (RFC 7413 4.2.1, the SYN-ACK then acknowledges it) and/or
+        put a cookie in the SYN-ACK. Without it, data in a SYN is not taken and the
+        SYN-ACK acknowledges only the SYN (the peer sends the data again)."""
         conn = cls(
             local, remote, iss, config, now,
             ts_offset=ts_offset, path_mss=path_mss, on_event=on_event, defer_acks=defer_acks,
@@ -177,6 +195,14 @@ class Connection:
         conn.state = State.LISTEN
         conn._take_syn_options(syn)
         conn.rcv.start(syn.seq)
+        conn.ecn.on_syn(syn.flags)  # RFC 3168 6.1.1
+        if fastopen is not None:
+            if fastopen.cookie is not None:
+                conn.synack_cookie = (fastopen.cookie, fastopen.exp)
+            if fastopen.accept_data and syn.payload:
+                # RFC 7413 4.2.1: the data of a SYN with a valid cookie is accepted.
+                conn.rcv.receive(conn.rcv.nxt, syn.payload, user_closed=False)
+                conn.emit("fastopen", event="syn_data_accepted", bytes=len(syn.payload))
         snd = conn.snd
         snd.wnd = syn.window  # RFC 7323 2.2: the window in a SYN is never scaled
         snd.max_wnd = snd.wnd
@@ -384,10 +410,15 @@ class Connection:
         return out
 
     def send_segment(
-        self, seq: int, flags: int, payload: bytes | memoryview, now: float, *, syn: bool = False
+        self, seq: int, flags: int, payload: bytes | memoryview, now: float, *,
+        syn: bool = False, ecn: int = 0,
     ) -> None:
-        """Build one segment; ACK-bearing segments carry RCV.NXT and the window."""
+        """Build one segment; ACK-bearing segments carry RCV.NXT and the window (and
+        ECE while echoing a CE mark, RFC 3168 6.1.3). `ecn` is the IP ECN codepoint
+        to send it with (stack/tcp/ecn.py decides it for data)."""
         rcv = self.rcv
+        if not syn:
+            flags |= self.ecn.ack_flags(flags)
         window = rcv.advertised_window(self.snd.mss) if not syn else min(self.config.recv_buffer, 0xFFFF)
         seg = TCPSegment(
             src_port=self.local[1],
@@ -399,6 +430,7 @@ class Connection:
             urgent=0,
             options=self.opts.for_segment(now) if not syn else self._syn_options(now),
             payload=payload,
+            ecn=ecn,
         )
         if flags & ACK:
             # This segment acknowledges everything received: no ACK is owed any more.
@@ -415,12 +447,32 @@ class Connection:
         echo = self.opts.ts_recent if self.state == State.SYN_RECEIVED else 0
         return self.opts.for_syn(now, passive=self.passive, echo=echo)
 
-    def send_syn(self, now: float, ack: bool) -> None:
-        self.send_segment(self.iss, SYN | (ACK if ack else 0), b"", now, syn=True)
+    def send_syn(self, now: float, ack: bool) -> int:
+        """Send our SYN (or SYN-ACK); returns how many data bytes it carries (RFC 7413
+        Fast Open: only on the first SYN of an active open with a cookie)."""
+        retransmission = self.snd.max > self.iss
+        flags = SYN | (ACK if ack else 0)
+        # RFC 3168 6.1.1: ECN-setup SYN (ECE|CWR) / SYN-ACK (ECE).
+        flags |= self.ecn.synack_flags() if ack else self.ecn.syn_flags(retransmission=retransmission)
+        payload = b""
+        attempt = self.fastopen
+        if attempt is not None and not ack and not retransmission:
+            n = min(len(self.snd.sendbuf), attempt.syn_data_limit(self.snd.mss))
+            payload = self.snd.peek(self.iss + 1, n) if n > 0 else b""
+            attempt.syn_data = len(payload)
+        self.send_segment(self.iss, flags, payload, now, syn=True)
+        options = self.outbox[-1].options
+        if attempt is not None and not ack and not retransmission:
+            # RFC 7413 4.1.1 / 4.2.2: the cookie, or an empty option asking for one.
+            options.fastopen = attempt.syn_option()
+            options.fastopen_exp = attempt.exp
+        elif ack and self.synack_cookie is not None:
+            options.fastopen, options.fastopen_exp = self.synack_cookie
         if ack:
             # The window in our SYN-ACK is unscaled (RFC 7323 2.2); that is our offer.
             rcv = self.rcv
             rcv.right = max(rcv.right, rcv.nxt + min(self.config.recv_buffer, 0xFFFF))
+        return len(payload)
 
     def _send_ack(self, now: float) -> None:
         self.send_segment(self.snd.nxt, ACK, b"", now)
@@ -465,6 +517,8 @@ class Connection:
         ts = seg.options.timestamp
         self.recovery.seg_tsecr = ts[1] if ts is not None and self.opts.ts_ok else None
         state = self.state
+        if self.ecn.ok and state in SYNCHRONIZED:
+            self._ecn_on_segment(seg, now)
         if state == State.ESTABLISHED and self._predicted(seg, now):
             pass
         elif state == State.CLOSED:
@@ -477,6 +531,19 @@ class Connection:
             return
         if self.rcv.ack_pending and self.timers.delack is None:
             self.timers.delack = now + self.config.delayed_ack
+
+    def _ecn_on_segment(self, seg: TCPSegment, now: float) -> None:
+        """RFC 3168 6.1.3 (the receiver: CE and CWR) and 6.1.2 (the sender: ECE)."""
+        ecn = self.ecn
+        ecn.on_segment(seg.flags, seg.ecn)
+        snd = self.snd
+        ack = self.unwrap(seg.ack, snd.una)
+        if ecn.wants_reduction(seg.flags, ack) and snd.una <= ack <= snd.max:
+            if self.recovery.in_recovery:
+                return  # the loss response has reduced this window already (6.1.2)
+            cc_events.on_ecn_echo(self.cc, snd.flight_size, now)
+            ecn.reduced(snd.max, snd.una, self.cc.cwnd, self.cc.ssthresh)
+            self.emit_cwnd("ecn")
 
     def on_segment_refusing_data(self, seg: TCPSegment, now: float) -> bool:
         """`on_segment` while the host is out of TCP memory (stack/tcp/memory.py): the text
@@ -566,7 +633,11 @@ class Connection:
     def _handshake_acked(self, ack: int, window: int, seq: int, now: float) -> None:
         """Our SYN is acknowledged (RFC 9293 3.10.7.3 / 3.10.7.4): ESTABLISHED."""
         snd = self.snd
-        snd.una = ack
+        snd.advance(ack)  # (releases the data a Fast Open SYN carried, if acked)
+        if snd.nxt > ack:
+            # RFC 7413 4.2.2: the SYN's data was not acknowledged: send it again now.
+            snd.nxt = ack
+            self.emit("fastopen", event="syn_data_not_acked", acked=ack - self.iss - 1)
         snd.wnd = window
         snd.wl1 = seq
         snd.wl2 = ack
@@ -601,6 +672,12 @@ class Connection:
             return
         if not flags & SYN:
             return
+        if flags & ACK:
+            self.ecn.on_synack(flags)  # RFC 3168 6.1.1
+            if self.fastopen is not None:  # RFC 7413 4.2.2
+                options = seg.options
+                self.fastopen.on_synack(options.fastopen, options.fastopen_exp,
+                                        options.mss if options.mss is not None else 536)
         self._take_syn_options(seg)
         if self.opts.ts_ok and seg.options.timestamp is not None:
             # Timestamps were just agreed: the SYN-ACK's echo times the SYN it answers,
@@ -812,4 +889,5 @@ class Connection:
             "cc": self.cc.name,
             "bytes_sent": snd.bytes_sent,
             "bytes_received": rcv.bytes_received,
+            **self.ecn.info(),
         }
