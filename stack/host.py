@@ -506,8 +506,11 @@ class Host:
 
     def connect(
         self, local_port: int, remote: tuple[str, int], config: TcpConfig, owner: ConnOwner,
-        now: float, *, fastopen_data: bool = False,
+        now: float, *, fastopen_data: bytes | None = None,
     ) -> Connection:
+        """Active open. `fastopen_data` (MSG_FASTOPEN, TCP_FASTOPEN_CONNECT) asks for Fast
+        Open (RFC 7413): the SYN carries the cached cookie and the data, or a cookie
+        request, when the Fast Open mode's client bit is set."""
         key = (local_port, remote[0], remote[1])
         if key in self.conns:
             raise OSError(errno.EADDRINUSE, "address already in use")
@@ -524,10 +527,10 @@ class Host:
         conn.record = ConnRecord(conn, owner)
         self.conns[key] = conn
         attempt = None
-        if fastopen_data and self.fastopen_mode & fastopen.FASTOPEN_CLIENT:
+        if fastopen_data is not None and self.fastopen_mode & fastopen.FASTOPEN_CLIENT:
             # RFC 7413 4.2.2: MSG_FASTOPEN / TCP_FASTOPEN_CONNECT with the client bit set.
             attempt = fastopen.FastOpenAttempt(remote[0], self.fastopen_cookies, self.fastopen_mode)
-        conn.connect(now, attempt)
+        conn.connect(now, attempt, fastopen_data or b"")
         self.after(conn, now)
         return conn
 

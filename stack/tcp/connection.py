@@ -154,10 +154,14 @@ class Connection:
 
     # ------------------------------------------------------------- user calls
 
-    def connect(self, now: float, fastopen: FastOpenAttempt | None = None) -> None:
-        """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN-SENT. With `fastopen`
-        (RFC 7413 4.2.2) the SYN carries a cookie (or a cookie request) and, with a
-        cookie, the first data already queued."""
+    def connect(self, now: float, fastopen: FastOpenAttempt | None = None,
+                data: bytes = b"") -> None:
+        """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN-SENT. `data` is queued
+        first (RFC 9293 3.10.1 allows data with the OPEN); with `fastopen` (RFC 7413
+        4.2.2) the SYN carries a cookie (or a cookie request) and, with a cookie, the
+        start of that data."""
+        if data:
+            self.snd.sendbuf.write(data)
         self._set_state(State.SYN_SENT)
         self.fastopen = fastopen
         sent = self.send_syn(now, ack=False)
@@ -200,8 +204,11 @@ class Connection:
             if fastopen.cookie is not None:
                 conn.synack_cookie = (fastopen.cookie, fastopen.exp)
             if fastopen.accept_data and syn.payload:
-                # RFC 7413 4.2.1: the data of a SYN with a valid cookie is accepted.
-                conn.rcv.receive(conn.rcv.nxt, syn.payload, user_closed=False)
+                # RFC 7413 4.2.1: the data of a SYN with a valid cookie is accepted,
+                # within the window the SYN-ACK offers (unscaled, RFC 7323 2.2).
+                rcv = conn.rcv
+                rcv.right = max(rcv.right, rcv.nxt + min(config.recv_buffer, 0xFFFF))
+                rcv.receive(rcv.nxt, syn.payload, user_closed=False)
                 conn.emit("fastopen", event="syn_data_accepted", bytes=len(syn.payload))
         snd = conn.snd
         snd.wnd = syn.window  # RFC 7323 2.2: the window in a SYN is never scaled
@@ -542,7 +549,7 @@ class Connection:
             if self.recovery.in_recovery:
                 return  # the loss response has reduced this window already (6.1.2)
             cc_events.on_ecn_echo(self.cc, snd.flight_size, now)
-            ecn.reduced(snd.max, snd.una, self.cc.cwnd, self.cc.ssthresh)
+            ecn.reduced(snd.max, ack, self.cc.cwnd, self.cc.ssthresh)
             self.emit_cwnd("ecn")
 
     def on_segment_refusing_data(self, seg: TCPSegment, now: float) -> bool:

@@ -130,13 +130,13 @@ class Ecn:
             return False
         return self.high_seq is None or ack > self.high_seq
 
-    def reduced(self, high_seq: int, una: int, cwnd: int, ssthresh: int) -> None:
+    def reduced(self, high_seq: int, ack: int, cwnd: int, ssthresh: int) -> None:
         """The congestion window was reduced for an ECE (the caller did it through
         stack/tcp/congestion/events.py); CWR is owed on the next new data."""
         self.high_seq = high_seq
         self.cwr_pending = True
         self.reductions += 1
-        self.emit("ecn", event="reduction", una=una, high_seq=high_seq, cwnd=cwnd,
+        self.emit("ecn", event="reduction", ack=ack, high_seq=high_seq, cwnd=cwnd,
                   ssthresh=ssthresh, count=self.reductions)
 
     def data_marks(self, *, new_data: bool) -> tuple[int, int]:
