@@ -1375,9 +1375,10 @@ static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
 }
 
 /* TCP sendto with MSG_FASTOPEN and an address (RFC 7413, as Linux): connect, with the
- * data for the SYN, over the control connection (SENDTO on a TCP socket). The data
- * taken (at most TL_MAX_PAYLOAD bytes) is returned at once; the rest the program
- * writes as usual once the socket is writable. */
+ * data for the SYN, over the control connection (SENDTO on a TCP socket); the daemon
+ * queues the data (at most TL_MAX_PAYLOAD bytes) for the SYN. Like Linux, a blocking
+ * socket then waits for the handshake (the daemon keeps the fd unwritable until it
+ * ends) and reports its failure; a non-blocking one returns at once. */
 static ssize_t tcp_fastopen_sendto(int fd, const void *buf, size_t n, int flags,
                                    const struct sockaddr *sa, socklen_t alen)
 {
@@ -1394,6 +1395,18 @@ static ssize_t tcp_fastopen_sendto(int fd, const void *buf, size_t n, int flags,
     struct small_reply rep;
     if (ask(&req, fd, &rep, NULL) < 0)
         return -1;
+    if (!is_nonblocking(fd) && !(flags & MSG_DONTWAIT)) {
+        int ev = wait_fd(fd, POLLOUT, SO_SNDTIMEO);
+        if (ev < 0)
+            return -1; /* EINTR: the connection goes on in the background */
+        if (ev > 0) {
+            int err = pending_error(fd);
+            if (err) {
+                errno = err;
+                return -1;
+            }
+        }
+    }
     return (ssize_t)rep.r.sent;
 }
 
