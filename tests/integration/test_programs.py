@@ -97,15 +97,17 @@ class Programs:
     each in its own process group, and kills every group (and anything else the test
     left in the namespaces, such as daemons that detached) afterwards."""
 
-    def __init__(self, sh: Shim) -> None:
+    def __init__(self, sh: Shim, logdir: Path) -> None:
         self.sh = sh
+        self.logdir = logdir
         self.procs: list[subprocess.Popen[Any]] = []
+        self.logs: list[Path] = []
 
     def _argv(self, side: str, argv: Sequence[str], binds: Mapping[str, Path | str] | None,
               ) -> tuple[str, list[str], dict[str, Any]]:
         topo = self.sh.topology
-        if side == "shim":
-            return topo.stack_ns, with_mounts(self.sh.argv(argv), binds), {
+        if side == "shim":  # (the mounts inside: tcplab run's Python may live under /root)
+            return topo.stack_ns, self.sh.argv(with_mounts(argv, binds)), {
                 "cwd": str(REPO_ROOT), "env": python_env()}
         if side == "kernel":  # the stack namespace's own kernel TCP (10.1.0.1)
             return topo.stack_ns, with_mounts(argv, binds), {}
@@ -116,8 +118,12 @@ class Programs:
               **kw: Any) -> subprocess.Popen[Any]:
         ns, full, extra = self._argv(side, argv, binds)
         kw.setdefault("stdin", subprocess.DEVNULL)
-        kw.setdefault("stdout", subprocess.DEVNULL)
-        kw.setdefault("stderr", subprocess.DEVNULL)
+        if "stdout" not in kw:  # a server's output goes to a log shown when it fails
+            log = self.logdir / f"{len(self.logs)}-{side}-{Path(argv[0]).name}.log"
+            self.logs.append(log)
+            with open(log, "wb") as f:
+                kw["stdout"] = kw["stderr"] = f
+                return self.start(side, argv, binds, **kw)
         proc = popen_in(ns, full, start_new_session=True, **{**extra, **kw})
         self.procs.append(proc)
         return proc
@@ -174,9 +180,20 @@ class Programs:
                         os.kill(int(pid), signal.SIGKILL)
 
 
+    def wait_port(self, side: str, port: int, udp: bool = False, timeout: float = 20) -> None:
+        try:
+            wait_port(self.sh, side, port, udp, timeout)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.log_text()}") from None
+
+    def log_text(self) -> str:
+        return "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}"
+                         for log in self.logs)
+
+
 @pytest.fixture
-def progs(sh: Shim) -> Iterator[Programs]:
-    p = Programs(sh)
+def progs(sh: Shim, tmp_path: Path) -> Iterator[Programs]:
+    p = Programs(sh, tmp_path)
     try:
         yield p
     finally:
@@ -242,8 +259,8 @@ def start_nginx(progs: Programs, side: str, www: Path, tmp: Path) -> Path:
     sendfile on, tcp_nopush on, listen 80 and [::]:80). Returns its pid file."""
     binds = nginx_binds(www, tmp / side)
     launcher = progs.start(side, ["nginx", "-g", "daemon on; master_process on;"], binds)
-    assert launcher.wait(30) == 0, (binds["/var/log/nginx"] / "error.log").read_text()
-    wait_port(progs.sh, side, 80)
+    assert launcher.wait(30) == 0, progs.log_text()
+    progs.wait_port(side, 80)
     return binds["/run"] / "nginx.pid"
 
 
@@ -294,7 +311,7 @@ def test_lighttpd_server_packaged_config(progs: Programs, www: Path, tmp_path: P
     log = run_dir(tmp_path / "log")
     os.chown(log, 33, 33)  # www-data writes its error log after dropping privileges
     progs.start("shim", ["lighttpd", "-D", "-f", "/etc/lighttpd/lighttpd.conf"], binds)
-    wait_port(progs.sh, "shim", 80)
+    progs.wait_port("shim", 80)
     base = f"http://{STACK_ADDR}"
     assert curl_sha(progs, "peer", f"{base}/big.bin") == sha256_file(www / "big.bin")
     cp = progs.run("peer", ["curl", "-sSf", "--max-time", "20", f"{base}/index.html"],
@@ -333,13 +350,16 @@ def parse_wrk(out: str) -> dict[str, float]:
             "non_2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
-def wrk(progs: Programs, side: str, url: str) -> dict[str, float]:
-    cp = progs.run(side, ["wrk", "-t", "2", "-c", str(WRK_CONNECTIONS), "-d",
+def wrk(progs: Programs, side: str, url: str, connections: int = WRK_CONNECTIONS,
+        ) -> dict[str, float]:
+    """wrk for WRK_SECONDS: every connection kept alive, no socket error, no non-2xx
+    answer, and each connection served at least one request."""
+    cp = progs.run(side, ["wrk", "-t", "2", "-c", str(connections), "-d",
                           f"{WRK_SECONDS}s", "--timeout", "10s", url],
                    timeout=WRK_SECONDS + 40)
     result = parse_wrk(cp.stdout)
     assert result["socket_errors"] == 0 and result["non_2xx"] == 0, cp.stdout
-    assert result["requests"] > 100, cp.stdout
+    assert result["requests"] >= connections, cp.stdout
     return result
 
 
@@ -369,8 +389,8 @@ def test_wrk_and_ab_against_nginx_on_the_stack_and_the_kernel(
         host = address(side)
         figures.add(f"wrk peer -> nginx on {side} (4 KiB)", wrk(progs, "peer",
                                                                f"http://{host}/small.bin"))
-        figures.add(f"wrk peer -> nginx on {side} (3 MB)", wrk(progs, "peer",
-                                                              f"http://{host}/mid.bin"))
+        figures.add(f"wrk peer -> nginx on {side} (3 MB, 4 connections)", wrk(progs, "peer",
+                                                              f"http://{host}/mid.bin", 4))
         figures.add(f"ab -k peer -> nginx on {side} (4 KiB)", ab(progs, "peer",
                                                                 f"http://{host}/small.bin",
                                                                 small))
@@ -388,8 +408,8 @@ def test_wrk_and_ab_clients_under_the_shim(progs: Programs, www: Path, tmp_path:
     start_nginx(progs, "peer", www, tmp_path)
     figures.add("wrk under the shim -> kernel nginx (4 KiB)",
                 wrk(progs, "shim", f"http://{PEER}/small.bin"))
-    figures.add("wrk under the shim -> kernel nginx (3 MB)",
-                wrk(progs, "shim", f"http://{PEER}/mid.bin"))
+    figures.add("wrk under the shim -> kernel nginx (3 MB, 4 connections)",
+                wrk(progs, "shim", f"http://{PEER}/mid.bin", 4))
     figures.add("ab -k under the shim -> kernel nginx (4 KiB)",
                 ab(progs, "shim", f"http://{PEER}/small.bin",
                    (www / "small.bin").stat().st_size))
@@ -409,11 +429,11 @@ def start_redis(progs: Programs, side: str, tmp: Path) -> None:
     IPv6, the config's own example) and set a password (protected mode stays on)."""
     d = tmp / f"redis-{side}"
     binds = {"/var/lib/redis": run_dir(d / "lib"), "/var/log/redis": run_dir(d / "log"),
-             "/run/redis": run_dir(d / "run")}
+             "/run": run_dir(d / "run", "redis")}
     progs.start(side, ["redis-server", "/etc/redis/redis.conf", "--supervised", "systemd",
                        "--daemonize", "no", "--bind", "* -::*",
                        "--requirepass", REDIS_PASSWORD], binds)
-    wait_port(progs.sh, side, 6379)
+    progs.wait_port(side, 6379)
 
 
 def redis_roundtrip(progs: Programs, client: str, host: str, data: Path) -> None:
@@ -427,9 +447,9 @@ def redis_roundtrip(progs: Programs, client: str, host: str, data: Path) -> None
 
 
 def redis_benchmark(progs: Programs, client: str, host: str) -> dict[str, float]:
-    n = 20000
+    n = 2000
     cp = progs.run(client, ["redis-benchmark", "-h", host, "-a", REDIS_PASSWORD, "-n", str(n),
-                            "-c", "50", "-t", "set,get,incr,lpush,lrange_100", "--csv"],
+                            "-c", "50", "-t", "set,get,incr,lpush", "--csv"],
                    timeout=120)
     rows = [line.split('","') for line in cp.stdout.splitlines()[1:] if line.strip()]
     rps = {r[0].strip('"'): float(r[1].strip('"')) for r in rows}
@@ -458,7 +478,7 @@ def start_memcached(progs: Programs, side: str) -> None:
     packaged config names (-u memcache: memcached refuses to run as root). The packaged
     /etc/memcached.conf listens on 127.0.0.1 only."""
     progs.start(side, ["memcached", "-u", "memcache"])
-    wait_port(progs.sh, side, 11211)
+    progs.wait_port(side, 11211)
 
 
 @pytest.mark.parametrize("server", ["shim", "peer"], ids=["server-on-stack",
@@ -472,18 +492,20 @@ def test_memcached(progs: Programs, server: str, tmp_path: Path, figures: Any) -
     blob.write_bytes(os.urandom(500_000))  # under memcached's 1 MB item limit
     progs.run(client, ["memccp", f"--servers={host}", str(blob)], timeout=30,
               cwd=str(tmp_path))
-    cp = progs.run(client, ["sh", "-c", f"memccat --servers={host} blob.bin | sha256sum"],
+    cp = progs.run(client, ["sh", "-c", f"memccat --servers={host} blob.bin | head -c 500000 | sha256sum"],
                    timeout=30)
     assert cp.stdout.split()[0] == sha256_file(blob)
-    # memaslap: 16 connections, sets and gets, every get's value verified
+    # (memccat ends what it prints with a newline of its own)
+    # memaslap: 16 connections, sets and gets (4800: a multiple of 16, as it rounds),
+    # every value read back verified
     cp = progs.run(client, ["memcaslap", f"--servers={host}:11211", "--threads=2",
-                            "--concurrency=16", "--execute_number=20000", "--verify=1.0"],
+                            "--concurrency=16", "--execute_number=4800", "--verify=1.0"],
                    timeout=120)
     out = cp.stdout + cp.stderr
     m = re.search(r"Run time: [\d.]+s Ops: (\d+) TPS: (\d+) Net_rate: ([\d.]+)M/s", out)
-    assert m and int(m.group(1)) == 20000, out
-    failed = re.search(r"verify_failed:\s*(\d+)", out)
-    assert failed is None or int(failed.group(1)) == 0, out
+    assert m and int(m.group(1)) == 4800, out
+    for count in ("verify_failed", "verify_misses", "get_misses"):
+        assert re.search(rf"{count}: 0\n", out), out
     figures.add(f"memaslap ({client} -> memcached on {server})",
                 {"ops": int(m.group(1)), "ops_s": int(m.group(2)), "mb_s": float(m.group(3))})
 
@@ -517,7 +539,7 @@ def start_sshd(progs: Programs, side: str, home: Path, tmp: Path) -> None:
     per connection, the pre-auth child chrooted to /run/sshd as user sshd."""
     binds = {"/root": home, "/run": run_dir(tmp / f"sshd-run-{side}", "sshd")}
     progs.start(side, [which("sshd") or "sshd", "-D"], binds)
-    wait_port(progs.sh, side, 22)
+    progs.wait_port(side, 22)
 
 
 @pytest.mark.parametrize("server", ["shim", "peer"], ids=["server-on-stack",
@@ -540,8 +562,9 @@ def test_ssh_scp_rsync(progs: Programs, server: str, ssh_home: Path, data_dir: P
     down = tmp_path / "scp-down.bin"
     progs.run(client, ["scp", "-q", f"root@{host}:{big}", str(down)], binds, timeout=120)
     assert sha256_file(down) == want
-    cp = progs.run(client, ["ssh", f"root@{host}", "sha256sum"], binds, timeout=120,
-                   stdin=open(data_dir / "mid.bin", "rb"), text=False)
+    with open(data_dir / "mid.bin", "rb") as f:
+        cp = progs.run(client, ["ssh", f"root@{host}", "sha256sum"], binds, timeout=120,
+                       stdin=f, text=False)
     assert cp.stdout.split()[0].decode() == sha256_file(data_dir / "mid.bin")
     # rsync over ssh: its own checksums verify the transfer, then ours
     dest = tmp_path / "rsync"
@@ -565,7 +588,7 @@ def start_dnsmasq(progs: Programs, side: str, tmp: Path) -> None:
     binds = {"/etc/hosts": hosts, "/run": run_dir(tmp / f"dnsmasq-run-{side}", "dnsmasq")}
     progs.start(side, ["dnsmasq", "-k", "-7", "/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new"],
                 binds)
-    wait_port(progs.sh, side, 53, udp=True)
+    progs.wait_port(side, 53, udp=True)
 
 
 @pytest.mark.parametrize("server", ["shim", "peer"], ids=["server-on-stack",
@@ -587,9 +610,39 @@ def test_dnsmasq_dig_kdig(progs: Programs, server: str, tmp_path: Path) -> None:
     cp = progs.run(client, ["kdig", f"@{host}", "+tcp", "+short", "host7.tcplab.test"],
                    timeout=30)
     assert cp.stdout.split() == [want[7]], cp.stdout + cp.stderr
-    cp = progs.run(client, ["dig", f"@{host}", "no-such-name.tcplab.test"], timeout=30,
-                   check=False)
-    assert "status: NXDOMAIN" in cp.stdout, cp.stdout
+    # a reverse lookup, answered from the same /etc/hosts
+    cp = progs.run(client, ["dig", f"@{host}", "+short", "-x", want[42]], timeout=30)
+    assert cp.stdout.split() == [f"{names[42]}."], cp.stdout + cp.stderr
+
+
+PKTINFO_SERVER = """
+import socket, struct
+IP_PKTINFO = 8  # <linux/in.h>; Python's socket module does not name it
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+s.bind(("0.0.0.0", 7053))
+data, anc, flags, src = s.recvmsg(2048, socket.CMSG_SPACE(12))
+for level, kind, raw in anc:
+    if (level, kind) == (socket.IPPROTO_IP, IP_PKTINFO):
+        ifindex, spec_dst, addr = struct.unpack("=i4s4s", raw)
+        print(ifindex > 0, socket.inet_ntoa(spec_dst), socket.inet_ntoa(addr))
+        s.sendto(data, src)
+        break
+else:
+    print("no IP_PKTINFO", anc)
+"""
+
+
+def test_udp_ip_pktinfo(progs: Programs) -> None:
+    """What dnsmasq needs: a wildcard UDP socket with IP_PKTINFO set gets, with each
+    datagram, the interface and the address it was sent to (ip(7)). dnsmasq drops every
+    query that comes without it (it checks the interface the query arrived on)."""
+    server = progs.start("shim", ["python3", "-c", PKTINFO_SERVER], stdout=subprocess.PIPE,
+                         text=True)
+    progs.wait_port("shim", 7053, udp=True)
+    progs.run("peer", ["sh", "-c", f"echo ping | nc -u -w2 {STACK_ADDR} 7053"], timeout=20)
+    out, _ = server.communicate(timeout=20)
+    assert out.split() == ["True", STACK_ADDR, STACK_ADDR], out
 
 
 # --- iperf3 -s with no flags (an AF_INET6 dual-stack listener) ------------------------------
@@ -599,7 +652,7 @@ def test_dnsmasq_dig_kdig(progs: Programs, server: str, tmp_path: Path) -> None:
 def test_iperf3_server_no_flags(progs: Programs, reverse: bool) -> None:
     need("iperf3")
     progs.start("shim", ["iperf3", "-s"])
-    wait_port(progs.sh, "shim", 5201)
+    progs.wait_port("shim", 5201)
     cp = progs.run("peer", ["iperf3", "-c", STACK_ADDR, "-t", "3", "-J",
                             *(["-R"] if reverse else [])], timeout=60)
     report = json.loads(cp.stdout)
@@ -619,18 +672,18 @@ http.createServer((req, res) => {
     req.on("data", (d) => h.update(d));
     req.on("end", () => res.end(h.digest("hex") + " " + req.socket.remoteAddress));
   } else {
-    fs.createReadStream(process.argv[2]).pipe(res);
+    fs.createReadStream(process.argv[1]).pipe(res);
   }
 }).listen(8090, () => console.log("listening"));
 """
 
 NODE_CLIENT = """
 const http = require("http"), crypto = require("crypto");
-http.get(process.argv[2], (res) => {
-  const h = crypto.createHash("sha256");
+http.get(process.argv[1], (res) => {
+  const h = crypto.createHash("sha256"), local = res.socket.localAddress;
   let n = 0;
   res.on("data", (d) => { h.update(d); n += d.length; });
-  res.on("end", () => console.log(n, h.digest("hex"), res.socket.localAddress));
+  res.on("end", () => console.log(n, h.digest("hex"), local));
 }).on("error", (e) => { console.error(e.message); process.exit(1); });
 """
 
@@ -639,7 +692,7 @@ def test_node_http_server(progs: Programs, data_dir: Path) -> None:
     """Node's http.Server listens on [::] (dual-stack) when given no host."""
     need("node", "curl")
     progs.start("shim", ["node", "-e", NODE_SERVER, str(data_dir / "big.bin")])
-    wait_port(progs.sh, "shim", 8090)
+    progs.wait_port("shim", 8090)
     assert curl_sha(progs, "peer", f"http://{STACK_ADDR}:8090/") == sha256_file(
         data_dir / "big.bin")
     cp = progs.run("peer", ["curl", "-sSf", "--max-time", "60", "--data-binary",
@@ -699,7 +752,7 @@ def test_java_http_server_and_client(progs: Programs, data_dir: Path, www: Path,
     (tmp_path / "Serve.java").write_text(JAVA_SERVER)
     (tmp_path / "Fetch.java").write_text(JAVA_CLIENT)
     progs.start("shim", ["java", str(tmp_path / "Serve.java"), str(data_dir / "mid.bin")])
-    wait_port(progs.sh, "shim", 8091, timeout=60)
+    progs.wait_port("shim", 8091, timeout=60)
     assert curl_sha(progs, "peer", f"http://{STACK_ADDR}:8091/") == sha256_file(
         data_dir / "mid.bin")
     start_nginx(progs, "peer", www, tmp_path)
@@ -715,7 +768,7 @@ def test_python_http_server_default_bind(progs: Programs, data_dir: Path,
                                          tmp_path: Path) -> None:
     """`python3 -m http.server` binds [::] dual-stack when given no --bind."""
     progs.start("shim", ["python3", "-m", "http.server", "8092"], cwd=str(data_dir))
-    wait_port(progs.sh, "shim", 8092)
+    progs.wait_port("shim", 8092)
     assert curl_sha(progs, "peer", f"http://{STACK_ADDR}:8092/big.bin") == sha256_file(
         data_dir / "big.bin")
 
@@ -725,7 +778,7 @@ def test_socat_and_nc_udp_request_response(progs: Programs) -> None:
     datagram's source."""
     need("socat", "nc")
     progs.start("shim", ["socat", "UDP-RECVFROM:7010,fork", "EXEC:rev"])
-    wait_port(progs.sh, "shim", 7010, udp=True)
+    progs.wait_port("shim", 7010, udp=True)
     for word in ("stack", "tcplab"):
         cp = progs.run("peer", ["sh", "-c", f"echo {word} | nc -u -w2 {STACK_ADDR} 7010"],
                        timeout=20)
