@@ -68,7 +68,7 @@ PACKAGES = {
     "memcaslap": "libmemcached-tools", "memccp": "libmemcached-tools",
     "memccat": "libmemcached-tools", "sshd": "openssh-server", "ssh": "openssh-client",
     "scp": "openssh-client", "ssh-keygen": "openssh-client", "rsync": "rsync",
-    "dnsmasq": "dnsmasq", "dig": "bind9-dnsutils", "kdig": "knot-dnsutils",
+    "dnsmasq": "dnsmasq-base", "dig": "bind9-dnsutils", "kdig": "knot-dnsutils",
     "wrk": "wrk", "ab": "apache2-utils", "node": "nodejs",
     "java": "default-jre-headless", "unshare": "util-linux",
 }
@@ -596,18 +596,17 @@ def test_ssh_scp_rsync(progs: Programs, server: str, ssh_home: Path, data_dir: P
 
 
 def start_dnsmasq(progs: Programs, side: str, tmp: Path) -> None:
-    """dnsmasq with the packaged /etc/dnsmasq.conf (all comments: answers from /etc/hosts
-    on every interface, UDP and TCP port 53, drops to user dnsmasq), as the packaged
-    helper runs it (-7 /etc/dnsmasq.d,...) but in the foreground (-k) as under a
-    supervisor. /etc/hosts is the test's."""
+    """dnsmasq with its defaults (Debian's /etc/dnsmasq.conf, where present, is all
+    comments): answers from /etc/hosts on every interface, UDP and TCP port 53, drops
+    to user dnsmasq; in the foreground (-k) as under a supervisor. /etc/hosts is the
+    test's."""
     hosts = tmp / f"hosts-{side}"
     lines = [f"10.9.{i // 250}.{i % 250 + 1} host{i}.tcplab.test" for i in range(200)]
     hosts.write_text("127.0.0.1 localhost\n" + "\n".join(lines) + "\n")
     os.chmod(hosts, 0o644)
     binds = {"/etc/hosts": hosts, "/run": run_dir(tmp / f"dnsmasq-run-{side}", "dnsmasq")}
-    progs.start(side, ["dnsmasq", "-k", "-7", "/etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new"],
-                binds)
-    progs.wait_port(side, 53, udp=True)
+    server = progs.start(side, ["dnsmasq", "-k"], binds)
+    progs.wait_port(side, 53, udp=True, server=server)
 
 
 @pytest.mark.parametrize("server", [pytest.param("shim", marks=NO_PKTINFO), "peer"],
