@@ -480,12 +480,12 @@ def redis_benchmark(progs: Programs, client: str, host: str) -> dict[str, float]
     return {k: round(v) for k, v in rps.items()}
 
 
-@pytest.mark.parametrize("server", ["shim", "peer"], ids=["server-on-stack",
-                                                          "client-on-stack"])
+@pytest.mark.parametrize("server", ["shim", "peer", "kernel"],
+                         ids=["server-on-stack", "client-on-stack", "kernel-for-comparison"])
 def test_redis(progs: Programs, server: str, data_dir: Path, tmp_path: Path,
                figures: Any) -> None:
     need("redis-server", "redis-cli", "redis-benchmark", "unshare")
-    client = "peer" if server == "shim" else "shim"
+    client = "shim" if server == "peer" else "peer"
     start_redis(progs, server, tmp_path)
     redis_roundtrip(progs, client, address(server), data_dir / "mid.bin")
     figures.add(f"redis-benchmark requests/s ({client} -> redis-server on {server})",
@@ -500,11 +500,12 @@ def start_memcached(progs: Programs, side: str) -> None:
     progs.wait_port(side, 11211, server=server)
 
 
-@pytest.mark.parametrize("server", [pytest.param("shim", marks=SOCKET_AFTER_SETUID), "peer"],
-                         ids=["server-on-stack", "client-on-stack"])
+@pytest.mark.parametrize("server", [pytest.param("shim", marks=SOCKET_AFTER_SETUID), "peer",
+                                    "kernel"],
+                         ids=["server-on-stack", "client-on-stack", "kernel-for-comparison"])
 def test_memcached(progs: Programs, server: str, tmp_path: Path, figures: Any) -> None:
     need("memcached", "memcaslap", "memccp", "memccat")
-    client = "peer" if server == "shim" else "shim"
+    client = "shim" if server == "peer" else "peer"
     start_memcached(progs, server)
     host = address(server)
     blob = tmp_path / "blob.bin"
