@@ -18,7 +18,7 @@ APT_PACKAGES=(python3-venv iproute2 iputils-ping tcpdump tshark iperf3 socat net
               # the real-program matrix (tests/integration/test_programs.py)
               util-linux nginx lighttpd redis-server redis-tools memcached libmemcached-tools
               openssh-server openssh-client rsync dnsmasq-base bind9-dnsutils knot-dnsutils
-              wrk apache2-utils nodejs default-jre-headless)
+              wrk apache2-utils nodejs default-jre-headless postgresql postgresql-client)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do

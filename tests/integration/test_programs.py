@@ -70,7 +70,9 @@ PACKAGES = {
     "scp": "openssh-client", "ssh-keygen": "openssh-client", "rsync": "rsync",
     "dnsmasq": "dnsmasq-base", "dig": "bind9-dnsutils", "kdig": "knot-dnsutils",
     "wrk": "wrk", "ab": "apache2-utils", "node": "nodejs",
-    "java": "default-jre-headless", "unshare": "util-linux",
+    "java": "default-jre-headless", "unshare": "util-linux", "pgbench": "postgresql-client",
+    "psql": "postgresql-client", "pg_createcluster": "postgresql",
+    "pg_ctlcluster": "postgresql",
 }
 SBIN = ("/usr/sbin", "/sbin")
 
@@ -528,6 +530,58 @@ def test_memcached(progs: Programs, server: str, tmp_path: Path, figures: Any) -
         assert re.search(rf"{count}: 0\n", out), out
     figures.add(f"memaslap ({client} -> memcached on {server})",
                 {"ops": int(m.group(1)), "ops_s": int(m.group(2)), "mb_s": float(m.group(3))})
+
+
+PG_VERSION = "15"  # bookworm's
+PG_START = f"""
+set -e
+pg_createcluster {PG_VERSION} main >/dev/null
+conf=/etc/postgresql/{PG_VERSION}/main
+# what a user changes to serve the network: listen on every address (the packaged
+# config says 'localhost'), and let the lab's network in (trust: no passwords here)
+sed -i "s/^#listen_addresses = 'localhost'/listen_addresses = '*'/" $conf/postgresql.conf
+echo "host all all 10.0.0.0/8 trust" >> $conf/pg_hba.conf
+pg_ctlcluster {PG_VERSION} main start
+"""
+
+
+def start_postgresql(progs: Programs, side: str, tmp: Path) -> None:
+    """PostgreSQL as Debian sets it up (pg_createcluster) and starts it (pg_ctlcluster),
+    in directories of the test's own bind-mounted over /etc/postgresql and the rest."""
+    d = tmp / f"pg-{side}"
+    binds: dict[str, Path] = {}
+    for target, name in (("/etc/postgresql", "etc"), ("/var/lib/postgresql", "lib"),
+                         ("/var/log/postgresql", "log"), ("/run/postgresql", "run")):
+        binds[target] = run_dir(d / name)
+        if name != "etc":
+            shutil.chown(binds[target], "postgres", "postgres")
+    starter = progs.start(side, ["sh", "-c", PG_START], binds)
+    assert starter.wait(60) == 0, progs.log_text()
+    progs.wait_port(side, 5432)
+
+
+def test_postgresql_pgbench_client(progs: Programs, tmp_path: Path, figures: Any) -> None:
+    """pgbench and psql on the stack against the kernel's PostgreSQL: pgbench's own
+    count of failed transactions, and the server's count of the history rows the run
+    on the stack wrote (one per transaction), from the stack's address."""
+    need("pgbench", "psql", "pg_createcluster", "pg_ctlcluster", "unshare")
+    start_postgresql(progs, "peer", tmp_path)
+    db = ["-h", PEER, "-U", "postgres", "postgres"]
+    progs.run("shim", ["pgbench", "-i", "-s", "1", "-q", *db], timeout=60)
+    results = {}
+    for side in ("kernel", "shim"):  # (each run empties pgbench_history first)
+        cp = progs.run(side, ["pgbench", "-c", "8", "-j", "2", "-T", "4", *db], timeout=60)
+        done = re.search(r"number of transactions actually processed: (\d+)", cp.stdout)
+        failed = re.search(r"number of failed transactions: (\d+)", cp.stdout)
+        tps = re.search(r"tps = ([\d.]+)", cp.stdout)
+        assert done and failed and tps and int(failed.group(1)) == 0, cp.stdout + cp.stderr
+        results[side] = {"transactions": int(done.group(1)), "tps": round(float(tps.group(1)))}
+        figures.add(f"pgbench -c 8 ({'under the shim' if side == 'shim' else 'kernel'} -> "
+                    "kernel PostgreSQL)", results[side])
+    cp = progs.run("shim", ["psql", "-Atc", "select inet_client_addr(), count(*) from "
+                            "pgbench_history", *db], timeout=30)
+    assert cp.stdout.split() == [f"{STACK_ADDR}|{results['shim']['transactions']}"], \
+        cp.stdout + cp.stderr
 
 
 # --- remote shell and file copy ------------------------------------------------------------
