@@ -1,4 +1,5 @@
-/* libsocketoverride.so: moves a program's IPv4 TCP and UDP sockets onto the tcplab stack.
+/* libsocketoverride.so: moves a program's IPv4 (and dual-stack IPv6) TCP and UDP sockets onto
+ * the tcplab stack.
  *
  * Loaded with LD_PRELOAD (`tcplab run -- CMD` sets it up). The design, in short (the
  * full story is docs/shim-protocol.md):
@@ -11,10 +12,16 @@
  *  - The daemon binds the program's end to an abstract name "\0tcplab-T-..." (or -U-),
  *    so any process can tell, statelessly (getsockname), that an fd is a stack socket:
  *    this survives dup, fork and exec without tables.
- *  - Control calls (bind, listen, accept, connect, shutdown, get/setsockopt, get*name,
- *    UDP sendto with an address) send a request with the socket's own fd attached
+ *  - Control calls (bind, listen, connect, shutdown, get/setsockopt, get*name, UDP
+ *    sendto with an address) send a request with the socket's own fd attached
  *    (SCM_RIGHTS): the daemon recognises the socket by the fd's inode, so a process can
  *    only act on sockets it holds.
+ *  - accept is no control call: a listener's own stream carries its connections (one
+ *    record each, the connection attached), so it keeps working after setuid, chroot
+ *    or closefrom; a forked child gets a control connection of its own from its parent
+ *    (ADOPT), so its other calls work after it drops privileges too.
+ *  - AF_INET6 sockets are dual-stack stack sockets; the shim translates v4-mapped
+ *    addresses (the protocol is IPv4).
  *  - Everything else (other families and types, non-stack fds) goes to libc untouched.
  */
 #define _GNU_SOURCE
@@ -312,27 +319,9 @@ static int map_unreachable(int err)
     return ENETDOWN;
 }
 
-static int ctl_open(void)
+/* Move a new control fd out of the way (>= CTL_FD_MIN) and remember it as ours. */
+static int ctl_adopt_fd(int fd)
 {
-    int fd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, socket_path, strlen(socket_path));
-    int rc;
-    do
-        rc = real.connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        int err = errno;
-        real.close(fd);
-        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
-            say("tcplab: cannot reach the stack daemon at %s: %s", socket_path, strerror(err));
-        errno = map_unreachable(err);
-        return -1;
-    }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * CTL_FD_MIN) {
         int high = fcntl(fd, F_DUPFD_CLOEXEC, CTL_FD_MIN);
@@ -352,6 +341,100 @@ static int ctl_open(void)
     ctl_dev = st.st_dev;
     ctl_ino = st.st_ino;
     return 0;
+}
+
+/* The listener this process last accepted on (a hint, checked before use). */
+static int hint_fd = -1;
+static dev_t hint_dev;
+static ino_t hint_ino;
+
+static void remember_listener(int fd)
+{
+    struct stat st;
+    if (fd != hint_fd && fstat(fd, &st) == 0) {
+        hint_dev = st.st_dev;
+        hint_ino = st.st_ino;
+        hint_fd = fd;
+    }
+}
+
+static char shim_letter(int fd);
+
+/* No control connection, and the socket file cannot be opened (the process closed the
+ * shim's descriptor, then dropped privileges or chrooted): hand the daemon one end of a
+ * new socketpair through a listener the process holds (`fd` itself, or the one it last
+ * accepted on), as SCM_RIGHTS on a one-byte message on the listener's own stream. The
+ * daemon serves that end as a control connection for sockets the process holds (it
+ * may not make new ones). Returns 0, or -1 when there is no such listener. */
+static int ctl_via_listener(int fd)
+{
+    int l = -1;
+    struct stat st;
+    if (fd >= 0 && shim_letter(fd) == 'L')
+        l = fd;
+    else if (hint_fd >= 0 && fstat(hint_fd, &st) == 0 && st.st_dev == hint_dev &&
+             st.st_ino == hint_ino && shim_letter(hint_fd) == 'L')
+        l = hint_fd;
+    if (l < 0)
+        return -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cm;
+    memset(&cm, 0, sizeof cm);
+    char one = 1;
+    struct iovec iov = {&one, 1};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cm.buf;
+    msg.msg_controllen = sizeof cm.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+    ssize_t n;
+    do
+        n = real.sendmsg(l, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    real.close(sv[1]);
+    if (n != 1) {
+        real.close(sv[0]);
+        return -1;
+    }
+    TRACE("control connection handed in through listener %d", l);
+    return ctl_adopt_fd(sv[0]);
+}
+
+static int ctl_open(int fd_in)
+{
+    int fd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, socket_path, strlen(socket_path));
+    int rc;
+    do
+        rc = real.connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        int err = errno;
+        real.close(fd);
+        if (ctl_via_listener(fd_in) == 0)
+            return 0;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+            say("tcplab: cannot reach the stack daemon at %s: %s", socket_path, strerror(err));
+        errno = map_unreachable(err);
+        return -1;
+    }
+    return ctl_adopt_fd(fd);
 }
 
 /* Send one request (with fd_in attached when >= 0) and read its reply into buf.
@@ -375,7 +458,7 @@ static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size
 {
     *fd_out = -1;
     for (int attempt = 0;; attempt++) {
-        if (!ctl_valid() && ctl_open() < 0)
+        if (!ctl_valid() && ctl_open(fd_in) < 0)
             goto fail_locked;
         req->seq = ++ctl_seq;
         uint8_t head[64];
@@ -891,6 +974,14 @@ static int replace_fd(int fd, int nfd)
     int fdfl = fcntl(fd, F_GETFD);
     if (fl >= 0 && (fl & O_NONBLOCK))
         fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
+    /* the options that live on the program's end itself (local_option) */
+    static const int local[] = {SO_RCVTIMEO, SO_SNDTIMEO};
+    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+        struct timeval tv;
+        socklen_t tl = sizeof tv;
+        if (real.getsockopt(fd, SOL_SOCKET, local[i], &tv, &tl) == 0 && (tv.tv_sec || tv.tv_usec))
+            (void)real.setsockopt(nfd, SOL_SOCKET, local[i], &tv, tl);
+    }
     int rc = real.dup3(nfd, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0);
     int err = errno;
     real.close(nfd);
@@ -997,6 +1088,7 @@ static int do_accept(int fd, struct sockaddr *sa, socklen_t *len, int flags)
     if (flags & SOCK_NONBLOCK)
         fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
     copy_mark(fd, nfd);
+    remember_listener(fd);
     put_name(fd, &rep.peer, sa, len);
     TRACE("accept(%d) = %d", fd, nfd);
     return nfd;
@@ -1175,13 +1267,12 @@ EXPORT int getsockopt(int fd, int level, int name, void *__restrict val,
         return real.getsockopt(fd, level, name, val, len);
     if (level == SOL_SOCKET && name == SO_DOMAIN)
         return put_int_opt(val, len, mark_of(fd) ? AF_INET6 : AF_INET);
-    if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) {
-        if (!mark_of(fd)) {
-            errno = EOPNOTSUPP; /* as Linux, on an AF_INET socket */
-            return -1;
-        }
-        return put_int_opt(val, len, mark_of(fd) == MARK_V6ONLY);
+    if (level == IPPROTO_IPV6 && !mark_of(fd)) {
+        errno = EOPNOTSUPP; /* as Linux, on an AF_INET socket */
+        return -1;
     }
+    if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY)
+        return put_int_opt(val, len, mark_of(fd) == MARK_V6ONLY);
     if (level == SOL_SOCKET && name == SO_TYPE)
         return put_int_opt(val, len, k == K_TCP ? SOCK_STREAM : SOCK_DGRAM);
     if (level == SOL_SOCKET && name == SO_PROTOCOL)
@@ -1213,12 +1304,12 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
     ensure_init();
     if (shim_kind(fd) == K_NONE || local_option(level, name))
         return real.setsockopt(fd, level, name, val, len);
+    if (level == IPPROTO_IPV6 && !mark_of(fd)) {
+        errno = ENOPROTOOPT; /* as Linux, on an AF_INET socket */
+        return -1;
+    }
     if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) { /* kept in the family mark */
         int on = 0;
-        if (!mark_of(fd)) {
-            errno = ENOPROTOOPT;
-            return -1;
-        }
         if (len < sizeof(int) || !val) {
             errno = val ? EINVAL : EFAULT;
             return -1;

@@ -121,6 +121,11 @@ int main(int argc, char **argv)
             return 2;
         }
         names(s);
+        if (udp) { /* what DNS servers set on their AF_INET6 UDP sockets */
+            int on = 1;
+            int rc = setsockopt(s, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+            printf("recvpktinfo %s\n", rc == 0 ? "ok" : errname(errno));
+        }
         printf("listening %s\n", argv[2]);
         if (udp) {
             char buf[100];

@@ -15,8 +15,13 @@ Conventions that make kernel semantics come out right (all explained in the spec
 * A connected TCP socket keeps one *sentinel* byte at the head of B's receive queue and
   reads past it with SO_PEEK_OFF: closing B then makes the kernel report ECONNRESET on
   A (a reset, a failed connect, or this daemon dying). A graceful end drains it first.
-* A listening socket gets one byte on B per connection waiting to be accepted, so A is
-  readable exactly then; ACCEPT consumes one.
+* A listening socket has a pair of its own (``-L-``), put in place of the program's by
+  LISTEN: its stream carries one ACCEPT record per waiting connection, the connection's
+  end attached (SCM_RIGHTS), so accept is the program's own recvmsg (no control call:
+  it works after setuid, chroot or closefrom).
+* A fork hands the child a control connection of its own (ADOPT), made by the parent.
+* The program end of a connected TCP socket gets a 1 MiB send buffer: the sentinel pins
+  the last skb, and a sendfile/splice skb holds its whole 64 KiB charged to A.
 * UDP datagrams go to A as records whose source address rides in SCM_CREDENTIALS
   (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID).
 """
@@ -89,6 +94,14 @@ SOFT_OPTIONS = {
     (socket.SOL_SOCKET, socket.SO_BROADCAST),
     (socket.SOL_SOCKET, socket.SO_PRIORITY),
     (socket.SOL_SOCKET, socket.SO_OOBINLINE),
+    # IPv6-level options of an AF_INET6 socket (the shim sends them only for those;
+    # the stack carries its IPv4 peers, to which they do not apply)
+    (socket.IPPROTO_IPV6, 16),  # IPV6_UNICAST_HOPS
+    (socket.IPPROTO_IPV6, 23),  # IPV6_MTU_DISCOVER
+    (socket.IPPROTO_IPV6, 25),  # IPV6_RECVERR
+    (socket.IPPROTO_IPV6, 49),  # IPV6_RECVPKTINFO
+    (socket.IPPROTO_IPV6, 66),  # IPV6_RECVTCLASS
+    (socket.IPPROTO_IPV6, 67),  # IPV6_TCLASS
 }
 TCP_INFO = 11
 TCP_CONGESTION = 13
@@ -234,6 +247,10 @@ class _Client:
     out_bytes: int = 0
     writing: bool = False
     closed: bool = False
+    # False for a connection handed in through a listener (a process that could not
+    # open the socket file): it may act on sockets it holds, not make new ones (SOCKET)
+    # or list everyone's (LIST).
+    may_create: bool = True
 
 
 class IpcServer:
@@ -400,7 +417,7 @@ class IpcServer:
                 pid, uid, _gid = struct.unpack("=iII", cred)
             self._admit(conn, pid, uid)
 
-    def _admit(self, conn: socket.socket, pid: int, uid: int) -> bool:
+    def _admit(self, conn: socket.socket, pid: int, uid: int, may_create: bool = True) -> bool:
         """Serve a new control connection, within the limits (else close it)."""
         if len(self._clients) >= MAX_CLIENTS:
             self._count("clients_refused", limit=MAX_CLIENTS)
@@ -411,7 +428,7 @@ class IpcServer:
             conn.close()
             return False
         conn.setblocking(False)
-        client = _Client(conn, pid, uid)
+        client = _Client(conn, pid, uid, may_create=may_create)
         self._per_uid[uid] += 1
         self._clients[conn.fileno()] = client
         assert self.loop is not None
@@ -539,6 +556,9 @@ class IpcServer:
     def _dispatch(self, req: p.Request, fd: int,
                   client: _Client) -> tuple[p.Reply | None, int]:
         rep = p.Reply(req.op, req.seq)
+        if req.op in (p.Op.SOCKET, p.Op.LIST) and not client.may_create:
+            rep.status = errno.EACCES
+            return rep, -1
         if req.op is p.Op.SOCKET:
             return self._op_socket(req, rep, client)
         if req.op is p.Op.LIST:
@@ -682,7 +702,7 @@ class IpcServer:
             conn.close()
             rep.status = errno.EINVAL
             return
-        if not self._admit(conn, client.pid, client.uid):
+        if not self._admit(conn, client.pid, client.uid, client.may_create):
             rep.status = errno.EMFILE
 
     def _op_listen(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> int:
@@ -701,7 +721,11 @@ class IpcServer:
         # program's socket: its stream carries one ACCEPT record per waiting connection.
         a, b, key = self._new_pair("listener")
         try:
-            self._fill(a)  # a listening socket never polls writable, as in Linux
+            # A listening socket never polls writable, as in Linux: filler keeps A over
+            # the quarter of its send buffer at which AF_UNIX polls writable, and below
+            # the whole, so a shim can still hand in a control connection (below).
+            filler = self._fill(a)
+            b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, filler)
             b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
             stack_sock.listen(backlog)
         except BaseException:
@@ -1083,6 +1107,7 @@ class IpcServer:
         if e.hup:
             self._finish(e)
             return
+        self._take_offers(e)
         if e.group is not None:
             self._pump_group(e.group)
             return
@@ -1095,6 +1120,38 @@ class IpcServer:
                 e.pending.appendleft(child)
                 return
 
+    def _take_offers(self, e: _Entry) -> None:
+        """Control connections handed in through the listener's own stream: a process
+        that holds the listener but has no control connection and may not open the
+        socket file (it closed every descriptor, then dropped privileges) sends one end
+        of a socketpair as SCM_RIGHTS on a one-byte message. Read past the filler with
+        MSG_PEEK (the filler must stay): the record stays queued, bounded by A's send
+        buffer, until the listener closes."""
+        for _ in range(16):
+            try:
+                data, anc, _flags, _ = e.b.recvmsg(
+                    1, socket.CMSG_SPACE(4 * 4), socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not data:
+                return
+            for fd in self._take_fds(anc):
+                try:
+                    conn = socket.socket(fileno=fd)
+                except OSError:
+                    os.close(fd)
+                    continue
+                if conn.family != socket.AF_UNIX or conn.type != socket.SOCK_SEQPACKET:
+                    conn.close()
+                    continue
+                pid, uid = 0, -1
+                with contextlib.suppress(OSError):
+                    cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                    pid, uid, _gid = struct.unpack("=iII", cred)
+                self._admit(conn, pid, uid, may_create=False)
+
     @staticmethod
     def _has_room(e: _Entry) -> bool:
         return not e.record_size or _outq(e.b) < e.backlog * e.record_size
@@ -1104,7 +1161,7 @@ class IpcServer:
         if not self._deliver(e, child):
             return False
         if not queued:  # learn what one record holds, from an empty stream
-            e.record_size = max(_outq(e.b), 1)
+            e.record_size = _outq(e.b)  # (0 if the program took it already: next time)
         return True
 
     def _pump_group(self, g: _PortGroup) -> None:

@@ -22,8 +22,8 @@ import errno
 import json
 import os
 import select
-import signal
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -726,6 +726,24 @@ def test_listener_readable_when_connection_waits(server: ServerThread) -> None:
     rep, again = raw.call(p.Request(p.Op.LISTEN, backlog=8), lfd)
     assert rep.status == 0 and os.fstat(again).st_ino == os.fstat(lfd).st_ino
     os.close(again)
+    # A control connection handed in through the listener's own stream (what a shim
+    # that closed its descriptors and dropped privileges does) serves sockets the
+    # process holds, and may not make new ones or list everyone's.
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with socket.socket(fileno=os.dup(lfd)) as lsock:
+        lsock.sendmsg([b"\1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                 array.array("i", [theirs.fileno()]).tobytes())],
+                      socket.MSG_DONTWAIT)
+    theirs.close()
+    handed = Raw.__new__(Raw)
+    handed.sock, handed.seq = mine, 0
+    mine.settimeout(5)
+    rep, _ = handed.call(p.Request(p.Op.GETSOCKNAME), lfd)
+    assert rep.status == 0 and rep.addr is not None and rep.addr.port == 7000
+    assert handed.call(p.Request(p.Op.SOCKET, kind=p.KIND_TCP))[0].status == errno.EACCES
+    assert handed.call(p.Request(p.Op.LIST))[0].status == errno.EACCES
+    handed.close()
+    assert not _poll(lfd, select.POLLOUT)  # the offer did not make it writable
     # ACCEPT is no request any more: the connection is dropped
     raw2 = Raw(server.path)
     raw2.send(p.HEADER.pack(p.MAGIC, p.VERSION, p.Op.ACCEPT, 0, 1, 0, 0), [lfd])
