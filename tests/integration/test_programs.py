@@ -722,6 +722,45 @@ def test_udp_ip_pktinfo(progs: Programs) -> None:
     assert out.split() == ["True", STACK_ADDR, STACK_ADDR], out
 
 
+REBIND = """
+import errno, socket, sys
+family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+failures = []
+for port in range(7100, 7140):
+    a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    a.bind(("0.0.0.0", port))
+    a.listen(0)
+    a.close()
+    b = socket.socket(family, socket.SOCK_STREAM)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        b.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+        b.listen(0)
+    except OSError as e:
+        failures.append(f"{port}:{errno.errorcode[e.errno]}")
+    b.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", port))
+    u.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("0.0.0.0", port))
+    except OSError as e:
+        failures.append(f"udp {port}:{errno.errorcode[e.errno]}")
+    u.close()
+print(" ".join(failures) or "ok")
+"""
+
+
+@pytest.mark.parametrize("family", ["4", "6"], ids=["inet", "inet6"])
+def test_port_free_once_close_returns(progs: Programs, family: str) -> None:
+    """Linux frees a port when close() returns: listen, close, listen again at once
+    (pg_createcluster's free-port probe, and every "find a free port" helper)."""
+    cp = progs.run("shim", ["python3", "-c", REBIND, family], timeout=60)
+    assert cp.stdout.strip() == "ok", cp.stdout + cp.stderr
+
+
 # --- Node.js and Java: AF_INET6 sockets by default --------------------------------------------
 
 NODE_SERVER = """
