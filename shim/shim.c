@@ -249,8 +249,8 @@ static void say(const char *fmt, ...)
 
 /* --------------------------------------------------------------- which fds are ours */
 
-/* The letter of a stack socket's name ('T' TCP, 'L' TCP listener, 'U' UDP), 0 for
- * anything else; errno is preserved. */
+/* The letter of a stack socket's name ('T' TCP, 'U' UDP), 0 for anything else; errno
+ * is preserved. */
 static char shim_letter(int fd)
 {
     struct sockaddr_un sa;
@@ -270,7 +270,7 @@ static char shim_letter(int fd)
 static enum kind shim_kind(int fd)
 {
     char c = shim_letter(fd);
-    return c == 'T' || c == 'L' ? K_TCP : c == 'U' ? K_UDP : K_NONE;
+    return c == 'T' ? K_TCP : c == 'U' ? K_UDP : K_NONE;
 }
 
 static int is_nonblocking(int fd)
@@ -359,6 +359,7 @@ static void remember_listener(int fd)
 }
 
 static char shim_letter(int fd);
+static int is_listening(int fd);
 
 /* No control connection, and the socket file cannot be opened (the process closed the
  * shim's descriptor, then dropped privileges or chrooted): hand the daemon one end of a
@@ -370,10 +371,10 @@ static int ctl_via_listener(int fd)
 {
     int l = -1;
     struct stat st;
-    if (fd >= 0 && shim_letter(fd) == 'L')
+    if (fd >= 0 && shim_letter(fd) == 'T' && is_listening(fd))
         l = fd;
     else if (hint_fd >= 0 && fstat(hint_fd, &st) == 0 && st.st_dev == hint_dev &&
-             st.st_ino == hint_ino && shim_letter(hint_fd) == 'L')
+             st.st_ino == hint_ino && shim_letter(hint_fd) == 'T' && is_listening(hint_fd))
         l = hint_fd;
     if (l < 0)
         return -1;
@@ -615,13 +616,20 @@ static void put_sockaddr(const struct tl_addr *a, struct sockaddr *sa, socklen_t
  * stack speaks IPv4, so `[::]` listeners and v4-mapped peers (::ffff:a.b.c.d) ride it,
  * and the program sees sockaddr_in6 with v4-mapped addresses. `::1` goes to the kernel
  * (like 127/8), native IPv6 destinations fail with ENETUNREACH (for now). The protocol
- * stays IPv4: the translation is all here. Which family the program asked for is marked
- * on the program's end itself (its SO_PRIORITY, which nothing else reads on an AF_UNIX
- * socket), so it holds across dup, fork and exec without tables, like the name. */
-#define MARK_V6 4     /* AF_INET6, dual-stack */
-#define MARK_V6ONLY 5 /* AF_INET6 with IPV6_V6ONLY */
+ * stays IPv4: the translation is all here.
+ *
+ * The marks. Which family the program asked for, and whether the socket listens, are
+ * marked on the program's end itself, in its SO_PRIORITY (which nothing reads on an
+ * AF_UNIX socket, and which the program's own SO_PRIORITY never touches: that one goes
+ * to the stack), so they hold across dup, fork and exec without tables, like the name.
+ * The shim sets the family; the daemon sets "listening" at LISTEN (docs 5.2, 5.9). */
+#define MARK_V6 4             /* AF_INET6, dual-stack */
+#define MARK_V6ONLY 5         /* AF_INET6 with IPV6_V6ONLY */
+#define MARK_LISTEN_V4 1      /* listening, AF_INET */
+#define MARK_LISTEN_V6 2      /* listening, AF_INET6 */
+#define MARK_LISTEN_V6ONLY 3  /* listening, AF_INET6 with IPV6_V6ONLY */
 
-static int mark_of(int fd)
+static int raw_mark(int fd)
 {
     int v = 0;
     socklen_t l = sizeof v;
@@ -629,7 +637,28 @@ static int mark_of(int fd)
     if (real.getsockopt(fd, SOL_SOCKET, SO_PRIORITY, &v, &l) < 0)
         v = 0;
     errno = saved;
-    return v == MARK_V6 || v == MARK_V6ONLY ? v : 0;
+    return v;
+}
+
+/* The family mark: 0 (AF_INET), MARK_V6 or MARK_V6ONLY. */
+static int mark_of(int fd)
+{
+    switch (raw_mark(fd)) {
+    case MARK_V6:
+    case MARK_LISTEN_V6:
+        return MARK_V6;
+    case MARK_V6ONLY:
+    case MARK_LISTEN_V6ONLY:
+        return MARK_V6ONLY;
+    default:
+        return 0;
+    }
+}
+
+static int is_listening(int fd)
+{
+    int v = raw_mark(fd);
+    return v >= MARK_LISTEN_V4 && v <= MARK_LISTEN_V6ONLY;
 }
 
 static void set_mark(int fd, int mark)
@@ -961,34 +990,6 @@ stack:;
     return ask(&req, fd, &rep, NULL);
 }
 
-/* Put `nfd` in the place of `fd` (same number, flags and close-on-exec), close nfd. */
-static int replace_fd(int fd, int nfd)
-{
-    struct stat a, b;
-    if (fstat(fd, &a) == 0 && fstat(nfd, &b) == 0 && a.st_ino == b.st_ino &&
-        a.st_dev == b.st_dev) {
-        real.close(nfd); /* the same socket already */
-        return 0;
-    }
-    int fl = fcntl(fd, F_GETFL);
-    int fdfl = fcntl(fd, F_GETFD);
-    if (fl >= 0 && (fl & O_NONBLOCK))
-        fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
-    /* the options that live on the program's end itself (local_option) */
-    static const int local[] = {SO_RCVTIMEO, SO_SNDTIMEO};
-    for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
-        struct timeval tv;
-        socklen_t tl = sizeof tv;
-        if (real.getsockopt(fd, SOL_SOCKET, local[i], &tv, &tl) == 0 && (tv.tv_sec || tv.tv_usec))
-            (void)real.setsockopt(nfd, SOL_SOCKET, local[i], &tv, tl);
-    }
-    int rc = real.dup3(nfd, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0);
-    int err = errno;
-    real.close(nfd);
-    errno = err;
-    return rc < 0 ? -1 : 0;
-}
-
 EXPORT int listen(int fd, int backlog)
 {
     ensure_init();
@@ -999,17 +1000,9 @@ EXPORT int listen(int fd, int backlog)
     req.op = TL_LISTEN;
     req.backlog = backlog;
     struct small_reply rep;
-    int nfd;
-    if (ask(&req, fd, &rep, &nfd) < 0)
-        return -1;
-    /* The listener's own socket (its stream carries the connections) takes the place of
-     * the program's: same fd number, flags, family mark. */
-    if (nfd < 0) {
-        errno = EPROTO;
-        return -1;
-    }
-    copy_mark(fd, nfd);
-    return replace_fd(fd, nfd);
+    /* The daemon marks the socket as listening (SO_PRIORITY, above); from now on its
+     * stream carries the connections. */
+    return ask(&req, fd, &rep, NULL);
 }
 
 /* accept: a listener's own stream carries one ACCEPT record (local and peer address)
@@ -1023,7 +1016,7 @@ static int do_accept(int fd, struct sockaddr *sa, socklen_t *len, int flags)
         errno = EINVAL;
         return -1;
     }
-    if (shim_letter(fd) != 'L') {
+    if (!is_listening(fd)) {
         errno = EINVAL; /* not listening, as in Linux */
         return -1;
     }
@@ -1265,6 +1258,8 @@ EXPORT int getsockopt(int fd, int level, int name, void *__restrict val,
     enum kind k = shim_kind(fd);
     if (k == K_NONE || local_option(level, name))
         return real.getsockopt(fd, level, name, val, len);
+    if (level == SOL_SOCKET && name == SO_ACCEPTCONN)
+        return put_int_opt(val, len, is_listening(fd));
     if (level == SOL_SOCKET && name == SO_DOMAIN)
         return put_int_opt(val, len, mark_of(fd) ? AF_INET6 : AF_INET);
     if (level == IPPROTO_IPV6 && !mark_of(fd)) {
@@ -1315,6 +1310,10 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
             return -1;
         }
         memcpy(&on, val, sizeof on);
+        if (is_listening(fd)) {
+            errno = EINVAL; /* as Linux, once bound */
+            return -1;
+        }
         set_mark(fd, on ? MARK_V6ONLY : MARK_V6);
         return 0;
     }

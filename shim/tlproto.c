@@ -63,7 +63,7 @@ int tl_request_has_fd(int op)
 
 int tl_reply_has_fd(int op)
 {
-    return op == TL_SOCKET || op == TL_ACCEPT || op == TL_LISTEN;
+    return op == TL_SOCKET || op == TL_ACCEPT;
 }
 
 /* Body length of a request, payload included. */

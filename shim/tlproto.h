@@ -116,7 +116,7 @@ struct tl_reply {
 
 /* Does a request for `op` carry a descriptor? (Every op but SOCKET and LIST.) */
 int tl_request_has_fd(int op);
-/* Does a successful reply to `op` carry a descriptor? (SOCKET, ACCEPT, LISTEN.) */
+/* Does a successful reply to `op` carry a descriptor? (SOCKET and ACCEPT.) */
 int tl_reply_has_fd(int op);
 
 /* Encode into buf[0..cap); returns the length or TL_E_SPACE. */

@@ -63,8 +63,7 @@ NOT_A_REQUEST = frozenset({Op.ACCEPT})
 # Ops whose request carries no descriptor; every other request carries exactly one.
 REQUEST_WITHOUT_FD = frozenset({Op.SOCKET, Op.LIST})
 # Ops whose successful reply carries exactly one descriptor (the new socket).
-# (LISTEN: the listener's new end, which takes the place of the program's socket.)
-REPLY_WITH_FD = frozenset({Op.SOCKET, Op.ACCEPT, Op.LISTEN})
+REPLY_WITH_FD = frozenset({Op.SOCKET, Op.ACCEPT})
 
 
 class ProtocolError(ValueError):

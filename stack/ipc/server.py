@@ -15,10 +15,9 @@ Conventions that make kernel semantics come out right (all explained in the spec
 * A connected TCP socket keeps one *sentinel* byte at the head of B's receive queue and
   reads past it with SO_PEEK_OFF: closing B then makes the kernel report ECONNRESET on
   A (a reset, a failed connect, or this daemon dying). A graceful end drains it first.
-* A listening socket has a pair of its own (``-L-``), put in place of the program's by
-  LISTEN: its stream carries one ACCEPT record per waiting connection, the connection's
-  end attached (SCM_RIGHTS), so accept is the program's own recvmsg (no control call:
-  it works after setuid, chroot or closefrom).
+* A listening socket's stream carries one ACCEPT record per waiting connection, the
+  connection's end attached (SCM_RIGHTS), so accept is the program's own recvmsg (no
+  control call: it works after setuid, chroot or closefrom).
 * A fork hands the child a control connection of its own (ADOPT), made by the parent.
 * The program end of a connected TCP socket gets a 1 MiB send buffer: the sentinel pins
   the last skb, and a sendfile/splice skb holds its whole 64 KiB charged to A.
@@ -79,6 +78,9 @@ LISTENER_SNDBUF = 1 << 20  # room for ~1300 "a connection waits" bytes
 # default, a non-blocking sendfile stalled for good (docs/shim-protocol.md 5.4).
 DATA_SNDBUF = 1 << 19
 SO_SNDBUFFORCE = 32
+# The shim's marks on a program end's SO_PRIORITY (shim/shim.c): 0 AF_INET, 4 AF_INET6,
+# 5 AF_INET6 with IPV6_V6ONLY; LISTEN turns them into 1, 2, 3 ("listening").
+LISTEN_MARKS = {0: 1, 4: 2, 5: 3}
 NAME_PREFIX = b"\0tcplab-"
 
 # Socket options that the stack does not implement but that are harmless to accept: they
@@ -592,12 +594,11 @@ class IpcServer:
     # SOCKET -------------------------------------------------------------------
 
     def _new_pair(self, kind: str) -> tuple[socket.socket, socket.socket, tuple[int, int]]:
-        """kind: "tcp", "udp", or "listener" (a TCP listening socket's own pair)."""
         stype = socket.SOCK_SEQPACKET if kind == "udp" else socket.SOCK_STREAM
         a, b = socket.socketpair(socket.AF_UNIX, stype | socket.SOCK_CLOEXEC)
         try:
             self._counter += 1
-            letter = {"tcp": b"T", "udp": b"U", "listener": b"L"}[kind]
+            letter = b"T" if kind == "tcp" else b"U"
             a.bind(NAME_PREFIX + letter + b"-%d-%s-%x" % (self._pid, self._token.encode(),
                                                           self._counter))
             if kind == "udp":
@@ -729,41 +730,31 @@ class IpcServer:
         if not self._admit(conn, client.pid, client.uid, client.may_create):
             rep.status = errno.EMFILE
 
-    def _op_listen(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> int:
+    def _op_listen(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
         if e.kind != "tcp":
             raise _oserr(errno.EOPNOTSUPP)
         if e.phase not in ("fresh", "listening"):
             raise _oserr(errno.EINVAL)
         backlog = min(max(req.backlog, 1), 4096)
         stack_sock = e.group.sock if e.group is not None else e.sock
-        if e.phase == "listening":
-            stack_sock.listen(backlog)
-            e.backlog = backlog
-            self._schedule(e)
-            return os.dup(fd)  # the same socket: the shim keeps what it has
-        # A listener gets a pair of its own ("-L-"), which takes the place of the
-        # program's socket: its stream carries one ACCEPT record per waiting connection.
-        a, b, key = self._new_pair("listener")
-        try:
-            # A listening socket never polls writable, as in Linux: filler keeps A over
-            # the quarter of its send buffer at which AF_UNIX polls writable, and below
-            # the whole, so a shim can still hand in a control connection (below).
-            filler = self._fill(a)
-            b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, filler)
-            b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
-            stack_sock.listen(backlog)
-        except BaseException:
-            a.close()
-            b.close()
-            raise
-        assert self._poller is not None
-        self._poller.unregister(e.b.fileno())
-        e.b.close()  # the program's old end closes when the shim puts the new one in place
-        self._entries.pop(e.key, None)
-        e.key, e.b, e.backlog, e.phase, e.filler = key, b, backlog, "listening", 0
-        self._register(e)
+        stack_sock.listen(backlog)
+        e.backlog = backlog
+        if e.phase == "fresh":
+            # From now on the socket's stream (B to A) carries one ACCEPT record per
+            # waiting connection. The filler stays queued from A (a listening socket
+            # never polls writable, as in Linux: the filler keeps A over the quarter of
+            # its send buffer at which AF_UNIX polls writable, and below the whole, so a
+            # shim can still hand in a control connection, see _take_offers), and A is
+            # marked as listening where the shim looks (its SO_PRIORITY, docs 5.2).
+            with socket.socket(fileno=os.dup(fd)) as a:
+                family = a.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY)
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY,
+                             LISTEN_MARKS.get(family, LISTEN_MARKS[0]))
+            e.b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, e.filler)
+            with contextlib.suppress(OSError):
+                e.b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
+            e.phase = "listening"
         self._schedule(e)
-        return a.detach()
 
     def _deliver(self, e: _Entry, child: Any) -> bool:
         """Write one ACCEPT record, with a new connected socket for `child`, on the

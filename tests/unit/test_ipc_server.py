@@ -712,20 +712,17 @@ def _take_record(lfd: int) -> tuple[p.Reply, int]:
 
 def test_listener_readable_when_connection_waits(server: ServerThread) -> None:
     raw = Raw(server.path)
-    _, fd = raw.call(p.Request(p.Op.SOCKET, kind=p.KIND_TCP))
-    assert raw.call(p.Request(p.Op.BIND, addr=p.Addr(p.AF_INET, "0.0.0.0", 7000)), fd)[0].status == 0
-    rep, lfd = raw.call(p.Request(p.Op.LISTEN, backlog=4), fd)
-    assert rep.status == 0 and lfd >= 0  # the listener's own end, in place of fd
-    os.close(fd)
-    name = socket.socket(fileno=os.dup(lfd))
-    assert name.getsockname().startswith(b"\0tcplab-L-")
-    name.close()
+    _, lfd = raw.call(p.Request(p.Op.SOCKET, kind=p.KIND_TCP))
+    assert raw.call(p.Request(p.Op.BIND, addr=p.Addr(p.AF_INET, "0.0.0.0", 7000)), lfd)[0].status == 0
+    with socket.socket(fileno=os.dup(lfd)) as a:
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY) == 0
+        rep, none = raw.call(p.Request(p.Op.LISTEN, backlog=4), lfd)
+        assert rep.status == 0 and none == -1
+        # marked as listening where the shim looks (shim.c: MARK_LISTEN_V4)
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY) == 1
     assert not _poll(lfd, select.POLLIN)
     assert not _poll(lfd, select.POLLOUT)  # a listener never polls writable
-    # listen() again (a new backlog) answers with the same socket
-    rep, again = raw.call(p.Request(p.Op.LISTEN, backlog=8), lfd)
-    assert rep.status == 0 and os.fstat(again).st_ino == os.fstat(lfd).st_ino
-    os.close(again)
+    assert raw.call(p.Request(p.Op.LISTEN, backlog=8), lfd)[0].status == 0  # a new backlog
     # A control connection handed in through the listener's own stream (what a shim
     # that closed its descriptors and dropped privileges does) serves sockets the
     # process holds, and may not make new ones or list everyone's.
@@ -838,6 +835,28 @@ def test_c_client_timeout(server: ServerThread, shim: Path, blocking: bool) -> N
             "80"]
     cp = run_shimmed(server.path, argv)
     assert cp.returncode == 3 and cp.stdout.startswith("error ETIMEDOUT"), cp.stdout
+
+
+@needs_shim
+def test_listen_keeps_the_socket(server: ServerThread, shim: Path) -> None:
+    """listen() keeps the program's socket (no new descriptor): a dup made before it,
+    and a process that listens on a socket its parent bound, see one listener."""
+    cp = run_shimmed(server.path, py("""
+        import os, socket
+        l = socket.socket()
+        l.bind(("0.0.0.0", 7620))
+        d = l.dup()
+        pid = os.fork()
+        if pid == 0:
+            l.listen(4)   # the child listens on the socket the parent bound
+            os._exit(0)
+        os.waitpid(pid, 0)
+        c = socket.create_connection(("10.0.0.2", 7620), timeout=5)
+        a, addr = d.accept()   # the parent accepts through its dup
+        a.sendall(b"x")
+        print(c.recv(1).decode(), addr[0], l.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    """))
+    assert cp.stdout.split() == ["x", "10.0.0.2", "1"], cp.stdout + cp.stderr
 
 
 @needs_shim
