@@ -604,6 +604,7 @@ def test_postgresql_server_on_the_stack(progs: Programs, tmp_path: Path) -> None
 def ssh_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home for root (bind-mounted over /root) with a key pair, the key in
     authorized_keys, and the packaged host keys in known_hosts for both addresses."""
+    need("ssh-keygen")
     home = tmp_path_factory.mktemp("root-home")
     os.chmod(home, 0o700)
     ssh = home / ".ssh"
