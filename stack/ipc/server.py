@@ -737,7 +737,14 @@ class IpcServer:
             raise _oserr(errno.EINVAL)
         backlog = min(max(req.backlog, 1), 4096)
         stack_sock = e.group.sock if e.group is not None else e.sock
-        stack_sock.listen(backlog)
+        try:
+            stack_sock.listen(backlog)
+        except OSError as exc:
+            local = stack_sock.local
+            if exc.errno != errno.EADDRINUSE or local is None \
+                    or not self._reap_closed("tcp", local[1]):
+                raise
+            stack_sock.listen(backlog)
         e.backlog = backlog
         if e.phase == "fresh":
             # From now on the socket's stream (B to A) carries one ACCEPT record per
