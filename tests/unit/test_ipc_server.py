@@ -885,6 +885,35 @@ def test_port_is_free_when_close_returns(server: ServerThread, shim: Path) -> No
 
 
 @needs_shim
+def test_listener_shutdown_wakes_a_blocked_accept(server: ServerThread, shim: Path) -> None:
+    """shutdown(SHUT_RD) on a listener: a thread blocked in accept() gets EINVAL (the
+    listener's stream reads end of file), as in Linux; so does the next accept."""
+    cp = run_shimmed(server.path, py("""
+        import errno, socket, threading, time
+        l = socket.socket()
+        l.bind(("0.0.0.0", 7621))
+        l.listen(4)
+        got = []
+        def blocked():
+            try:
+                l.accept()
+            except OSError as e:
+                got.append(e.errno)
+        t = threading.Thread(target=blocked)
+        t.start()
+        time.sleep(0.3)  # most likely blocked by now; either way the answer is EINVAL
+        l.shutdown(socket.SHUT_RD)
+        t.join(5)
+        try:
+            l.accept()
+        except OSError as e:
+            got.append(e.errno)
+        print(" ".join(errno.errorcode[e] for e in got), t.is_alive())
+    """))
+    assert cp.stdout.split() == ["EINVAL", "EINVAL", "False"], cp.stdout + cp.stderr
+
+
+@needs_shim
 def test_python_socket_api(server: ServerThread, shim: Path) -> None:
     cp = run_shimmed(server.path, py("""
         import errno, os, socket, struct
