@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="tcplab drill",
         description="Run packetdrill scripts (.pkt) against tcplab's TCP on a virtual clock.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help=".pkt files or folders of them")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=".pkt files or folders of them")
     parser.add_argument("--strict", action="store_true",
                         help="compare every field: no relaxation rules (see --rules)")
     parser.add_argument("--rules", action="store_true", help="list the relaxation rules and exit")
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         for rule in RELAXATIONS.values():
             print(f"{rule.name}: {rule.what}\n    allowed by {rule.rfc}")
         return 0
+    if not args.paths:
+        print("tcplab drill: name at least one .pkt file or folder", file=sys.stderr)
+        return 2
     scripts = find_scripts(args.paths)
     missing = [p for p in scripts if not p.is_file()]
     if missing:

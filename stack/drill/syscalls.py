@@ -93,8 +93,25 @@ def evaluate(expr: Any, names: dict[str, int] | None = None) -> Any:
     raise Unsupported(f"the argument {expr!r}")
 
 
-def _name(expr: Any) -> str:
-    return expr if isinstance(expr, str) else repr(expr)
+def show(expr: Any) -> str:
+    """A parsed expression written back the way the script wrote it."""
+    if isinstance(expr, str):
+        return expr
+    if expr is ...:
+        return "..."
+    if isinstance(expr, tuple) and expr:
+        if expr[0] == "|":
+            return f"{show(expr[1])} | {show(expr[2])}"
+        if expr[0] == "list":
+            return "[" + ", ".join(show(e) for e in expr[1]) + "]"
+        if expr[0] == "str":
+            return f'"{expr[1]}"'
+        if expr[0] == "struct":
+            return "{" + ", ".join(f"{k}={show(v)}" for k, v in expr[1].items()) + "}"
+    return str(expr)
+
+
+_name = show
 
 
 @dataclass
@@ -294,7 +311,7 @@ class FileTable:
                 self.relaxed.add("buffer-size")
             else:
                 shown = errno.errorcode.get(got, str(got)) if name == socket.SO_ERROR else got
-                raise ValueMismatch(f"{opt_name}: expected {_name(sc.args[3])}, actual [{shown}]")
+                raise ValueMismatch(f"getsockopt {opt_name}: expected {show(sc.args[3])}, actual [{shown}]")
         return 0
 
 
