@@ -52,17 +52,18 @@ from stack.drill.packets import (
 )
 from stack.drill.parser import DEFAULT_DEFINES, parse_file
 from stack.drill.syscalls import (
-    CONSTANTS,
     LOCAL_PORT,
     REMOTE_PORT,
     FileTable,
     ValueMismatch,
     WouldBlock,
     evaluate,
+    show,
     sockopt_supported,
 )
 
 MAX_WAIT = 3600.0  # virtual seconds a blocking call may wait at the end of a script
+LOOK_AHEAD = 10.0  # how far past a missed expectation the report looks for the packet
 
 # ------------------------------------------------------------------ sysctls
 
@@ -244,7 +245,7 @@ class Runner:
                 if body.name in ("setsockopt", "getsockopt") and len(body.args) >= 3:
                     level, name = body.args[1], body.args[2]
                     if not sockopt_supported(level, name):
-                        raise Unsupported(f"socket option {name if isinstance(name, str) else name!r}")
+                        raise Unsupported(f"socket option {show(name)}")
                 if body.name == "socket" and len(body.args) == 3 and body.args[1] != "SOCK_STREAM":
                     raise Unsupported(f"socket type {body.args[1]}")
 
@@ -346,9 +347,13 @@ class Runner:
                 break
             self._poll_pending()
         if not self.stack.outbox:
-            when = f"by {limit:.3f} s" if start is not None else "at all"
-            self._fail(ev, f"timed out waiting for a packet ({when})",
-                       f"  expected: {packet_text(exp)}\n  actual:   nothing sent")
+            # Nothing in time. Look on (the run fails either way) to report what came late.
+            while not self.stack.outbox and self.stack.step(limit + LOOK_AHEAD):
+                pass
+            if not self.stack.outbox:
+                when = f"by {limit:.3f} s" if start is not None else "at all"
+                self._fail(ev, f"timed out waiting for a packet ({when})",
+                           f"  expected: {packet_text(exp)}\n  actual:   nothing sent")
         sent_at, raw = self.stack.outbox.popleft()
         self._learn(exp, raw)
         act = decode(raw, sent_at, self.map)
