@@ -1,0 +1,142 @@
+"""Defects the FreeBSD tcp-testsuite found (issue 17, 1-6), each with its smallest test.
+
+Defects 1-4 are in the connection (tcpscript style); 5 and 6 are in the host's
+demultiplexing, shown with small packetdrill scripts run by `tcplab drill` on the same
+virtual clock. Each names the suite scripts that show it (tests/drill/outcomes.txt).
+
+Until the fixes land (after the architecture refactor, issue 14) they are
+xfail(strict=True): a fix makes them pass, pytest then reports XPASS as a failure, and
+the marker comes off with the fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tcpscript import Script
+
+from stack.drill.parser import parse_script
+from stack.drill.runner import Runner
+from stack.tcp.connection import State
+
+MASK32 = 0xFFFFFFFF
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 defect 1: TS.Recent is updated before the ACK is validated")
+def test_ts_recent_not_taken_from_a_segment_acking_unsent_data() -> None:
+    """RFC 7323 4.3 (TS.Recent only from an acceptable segment, "after" the ACK checks)
+    and RFC 5961 5.2 (an ACK of data not yet sent: drop it, after a challenge ACK).
+
+    A forged in-window segment acknowledging unsent data, with a TSval far ahead, must
+    not move TS.Recent: otherwise PAWS drops every later valid segment (a stall)."""
+    s = Script.established()
+    before = s.var("ts_recent")
+    forged = (before + 0x40000000) & MASK32
+    s.rx("A", seq=1, ack=1 + 100000, ts=(forged, s.last_tsval))
+    s.drain()  # its challenge ACK
+    s.expect_vars(ts_recent=before)
+    s.wait(0.01)
+    s.rx("PA", seq=1, data=100)  # the real peer, with its own (older) clock
+    s.expect_vars(rcv=101)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 defect 2: the acceptance window is the buffer, not the advertised window")
+def test_rst_beyond_the_advertised_window_is_dropped() -> None:
+    """RFC 9293 3.10.7.4 first check / RFC 5961 3.2: RCV.WND is the window we advertised.
+    Without window scaling we advertise 65535; a RST beyond RCV.NXT+65535 is outside the
+    window and dropped silently (no challenge ACK). Suite: state-event-engine/rcv-rst-*-
+    outside-right-* at tcplab's default 1 MiB buffer."""
+    s = Script.established(ws=None)
+    s.expect_vars(rcv_wscale=0)
+    s.rx("R", seq=1 + 65535 + 100)
+    s.no_tx()
+    s.expect_state(State.ESTABLISHED)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 defect 2: the acceptance window is the buffer, not the advertised window")
+def test_data_beyond_the_advertised_window_is_not_accepted() -> None:
+    """RFC 9293 3.10.7.4: a segment starting beyond RCV.NXT+RCV.WND is not acceptable,
+    it is answered with an ACK and its data is not queued."""
+    s = Script.established(ws=None)
+    s.rx("PA", seq=1 + 65535 + 1000, data=100)
+    s.tx("A", seq=1, ack=1)
+    s.expect_event("drop", reason="out_of_window")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 defect 3: simultaneous-open SYN-ACK carries options the peer did not offer")
+def test_simultaneous_open_syn_ack_carries_only_offered_options() -> None:
+    """RFC 7323 2.2 (WS only in a SYN-ACK if the SYN had it) and 3.2 (TS only if the SYN
+    had it), RFC 2018 2 (SACK-permitted likewise). Suite: snippets/syn-rcvd-via-syn-
+    sent-ipv4.pkt and state-event-engine/*via-syn-sent* (44 scripts)."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.rx("S", seq=0, mss=1460, ts=None)  # the peer's SYN: MSS only
+    s.tx("SA", seq=0, ack=1, mss=1460, ws=None, sackok=False, ts=None)
+    s.expect_state(State.SYN_RECEIVED)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 defect 4: data on a SYN-ACK is discarded")
+def test_data_on_a_syn_ack_is_received() -> None:
+    """RFC 9293 3.10.7.3 (SYN-SENT, SYN-ACK: "continue processing at the sixth step",
+    the segment text). Suite: state-event-engine/rcv-syn-ack-syn-sent/
+    rcv-syn-ack-with-data-syn-sent-*."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.rx("SA", seq=0, ack=1, mss=1460, data=10, ts=None)
+    s.tx("A", seq=1, ack=11)
+    s.expect_state(State.ESTABLISHED)
+    s.expect(len(s.recv()) == 10, "the SYN-ACK's 10 bytes are readable")
+
+
+def drill(text: str) -> None:
+    result = Runner(parse_script(text, "defect.pkt")).run()
+    assert result.status == "passed", f"{result.reason}\n{result.report}"
+
+
+CLIENT = """
+--tolerance_usecs=10000
+ 0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0.00 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
++0.00 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0.00 > S 0:0(0) win 65535 <mss 1460,nop,wscale 6,sackOK,TS val 100 ecr 0>
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 defect 5: the ICMP sequence check accepts SND.NXT")
+def test_icmp_quoting_snd_nxt_is_ignored() -> None:
+    """RFC 5927 4.1: act on an ICMP error only if SND.UNA <= SEG.SEQ < SND.NXT. In
+    SYN-SENT, SND.UNA = ISS and SND.NXT = ISS+1: a port unreachable quoting ISS+1 is
+    not about anything in flight. Suite: rcv-icmp/rcv-icmp-hard-error-port-unreachable-
+    ipv4.pkt, -proto-unreachable-ipv4.pkt."""
+    drill(CLIENT + """
++0.10 < icmp unreachable port_unreachable [1:1(0)]
++0.10 getsockopt(3, SOL_SOCKET, SO_ERROR, [0], [4]) = 0
++0.00 < icmp unreachable port_unreachable [0:0(0)]
++0.10 getsockopt(3, SOL_SOCKET, SO_ERROR, [ECONNREFUSED], [4]) = 0
+""")
+
+
+def test_icmp_quoting_iss_aborts_syn_sent() -> None:
+    """The other side of the check above: quoting ISS (= SND.UNA) is a hard error in
+    SYN-SENT (RFC 1122 4.2.3.9, RFC 5461 4.1): the connection is refused."""
+    drill(CLIENT + """
++0.10 < icmp unreachable port_unreachable [0:0(0)]
++0.10 getsockopt(3, SOL_SOCKET, SO_ERROR, [ECONNREFUSED], [4]) = 0
+""")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 defect 6: a bare FIN to a listener is answered with RST")
+def test_fin_to_a_listener_is_dropped() -> None:
+    """RFC 9293 3.10.7.2 (LISTEN): after the RST, ACK and SYN checks, "any other control
+    or text-bearing segment" is dropped: no RST. The listener then still answers a SYN.
+    Suite: state-event-engine/rcv-fin-listen/rcv-fin-with{,out}-data-listen-ipv4.pkt."""
+    drill("""
+--tolerance_usecs=10000
+ 0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0.00 bind(3, ..., ...) = 0
++0.00 listen(3, 1) = 0
++0.10 < F 0:0(0) win 32767
++0.10 < S 0:0(0) win 32767 <mss 1460>
++0.00 > S. 0:0(0) ack 1 win 65535 <mss 1460>
+""")
