@@ -13,6 +13,6 @@ The pieces, each in its own module:
 - `syscalls`: the script's system calls on top of the adapter;
 - `runner`: runs one script, or many, and reports passed/failed/skipped.
 
-What is not supported is listed in `parser.UNSUPPORTED_HELP`; a script using any of it
+What is not supported is listed in docs/drill.md ("Not supported"); a script using any of it
 is reported "skipped: not supported: <construct>".
 """
