@@ -141,3 +141,11 @@ def test_cli_summary_and_exit_status(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed, 0 skipped"
     assert main(["drill", str(tmp_path / "missing.pkt")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_learners_example_in_the_docs_passes_strictly(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "drill.md").read_text()
+    section = doc.split("## Writing your own script", 1)[1]
+    script = section.split("```\n", 2)[1]
+    r = Runner(parse_script(script, "hello.pkt"), strict=True).run()
+    assert r.status == "passed", f"{r.reason}\n{r.report}"
