@@ -359,10 +359,12 @@ class Runner:
         act = decode(raw, sent_at, self.map)
         diffs = compare(exp, act, strict=self.strict, used=self.relaxed)
         if start is not None and end is not None:
+            # A late packet is reported as late first: it may be another packet
+            # altogether (a retransmission, where the expected ACK never left).
             if sent_at < start - self.tol - 1e-9:
                 diffs.append(f"time: expected {start:.3f} s, actual {sent_at:.3f} s (too early)")
             elif sent_at > end + self.tol + 1e-9:
-                diffs.append(f"time: expected {end:.3f} s, actual {sent_at:.3f} s (too late)")
+                diffs.insert(0, f"time: expected {end:.3f} s, actual {sent_at:.3f} s (too late)")
         if diffs:
             self._fail(ev, diffs[0], self._packet_report(exp, act, start, diffs))
         return sent_at
