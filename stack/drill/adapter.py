@@ -11,7 +11,7 @@ What the socket layer does not offer, and this module works around (for issue 14
 - MSG_PEEK: `Sock.peek` reads the connection's `readable_bytes` (the script's buffer
   contents are never compared, only the count);
 - TCP_INFO: `Sock.tcp_info` reads the state and the negotiated options from the
-  connection (`ts_ok`, `sack_ok`, `rcv_wscale`/`snd_wscale`);
+  connection (`ts_ok`, `sack_ok`, `snd_wscale_offered`);
 - dropping TIME-WAIT connections (FreeBSD's `tcpdrop`): `drop_state` aborts the
   orphaned connections through `Connection.abort` + `Host.after`.
 """
@@ -219,5 +219,5 @@ class Sock:
         if conn is not None:
             info["ts"] = bool(conn.ts_ok)
             info["sack"] = bool(conn.sack_ok)
-            info["ws"] = bool(conn.snd_wscale or conn.rcv_wscale) and conn.state not in ("SYN-SENT",)
+            info["ws"] = bool(conn.snd_wscale_offered and conn.config.window_scaling)
         return info
