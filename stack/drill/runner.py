@@ -20,8 +20,10 @@ script "skipped: not supported".
 
 from __future__ import annotations
 
+import errno
 import re
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -174,6 +176,8 @@ class Result:
 
 
 class Failure(Exception):
+    """The stack did not do what the script says (reason: one line; report: decoded)."""
+
     def __init__(self, reason: str, report: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
@@ -182,12 +186,16 @@ class Failure(Exception):
 
 @dataclass
 class _Pending:
+    """A system call on a blocking socket that waits (retried as the clock moves)."""
+
     event: Event
     retry: Callable[[], int]
     deadline: float | None  # the end of its `a...b` range, if any
 
 
 class Runner:
+    """Runs one parsed script once (`run()`)."""
+
     def __init__(self, script: Script, *, strict: bool = False) -> None:
         self.script = script
         self.strict = strict
@@ -196,6 +204,14 @@ class Runner:
         if "mtu" in script.options:
             self.settings.mtu = int(script.options["mtu"])
         self.relaxed: set[str] = set()
+        self.files: FileTable | None = None
+        self.pending: _Pending | None = None
+
+    @property
+    def table(self) -> FileTable:
+        """The script's file descriptors (while it runs)."""
+        assert self.files is not None
+        return self.files
 
     # ---------------------------------------------------------- checks first
 
@@ -268,7 +284,12 @@ class Runner:
             result.status, result.reason = "skipped", f"not supported: {exc}"
         except Failure as exc:
             result.status, result.reason, result.report = "failed", exc.reason, exc.report
-        result.relaxations = self.relaxed | getattr(self, "files", FileTable(None)).relaxed  # type: ignore[arg-type]
+        except Exception as exc:  # the stack raised: that is a failure, with its traceback
+            result.status, result.reason = "failed", f"the stack raised {exc!r}"
+            result.report = traceback.format_exc()
+        result.relaxations = set(self.relaxed)
+        if self.files is not None:
+            result.relaxations |= self.files.relaxed
         result.seconds = time.perf_counter() - started
         return result
 
@@ -276,7 +297,6 @@ class Runner:
         self.stack = StackAdapter(self.settings)
         self.files = FileTable(self.stack, strict=self.strict)
         self.map = Mapping(LOCAL_ADDR, REMOTE_ADDR, LOCAL_PORT, REMOTE_PORT)
-        self.pending: _Pending | None = None
         self.non_fatal_syscalls = "syscall" in self.script.options.get("non_fatal", "")
         prev = 0.0
         for ev in self.script.events:
@@ -397,7 +417,7 @@ class Runner:
 
     def _syscall(self, ev: Event, sc: Syscall, deadline: float | None) -> None:
         try:
-            got = self.files.call(sc)
+            got = self.table.call(sc)
         except WouldBlock as wb:
             self.pending = _Pending(ev, wb.retry, deadline)
             return
@@ -433,10 +453,8 @@ class Runner:
     def _check_result(self, ev: Event, sc: Syscall, got: int, err: int) -> None:
         want = evaluate(sc.result)
         want_errno = evaluate(sc.errno_name) if sc.errno_name else 0
-        import errno as errno_mod
-
         if got == -1 and err:
-            shown = f"-1 {errno_mod.errorcode.get(err, err)}"
+            shown = f"-1 {errno.errorcode.get(err, err)}"
         else:
             shown = str(got)
         if sc.name == "socket" or (sc.name == "accept" and got >= 0 and want >= 0):
@@ -477,10 +495,11 @@ class Runner:
         m = _ASSERT_RE.match(code)
         if m is None:
             raise Unsupported("%{ }% code")
-        fd = self.files.current
-        if fd is None or fd not in self.files.socks:
+        fd = self.table.current
+        if fd is None or fd not in self.table.socks:
             self._fail(ev, "no socket for TCP_INFO")
-        info = self.files.socks[fd].tcp_info()  # type: ignore[index]
+        assert fd is not None
+        info = self.table.socks[fd].tcp_info()
         expr = m.group(2).strip()
         if m.group(1) == "tcpi_state":
             name = expr.removeprefix("TCPI_")

@@ -149,3 +149,15 @@ def test_the_learners_example_in_the_docs_passes_strictly(tmp_path: Path) -> Non
     script = section.split("```\n", 2)[1]
     r = Runner(parse_script(script, "hello.pkt"), strict=True).run()
     assert r.status == "passed", f"{r.reason}\n{r.report}"
+
+
+def test_a_stack_exception_is_a_failure_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stack.drill import adapter
+
+    def boom(self: object, packet: bytes) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(adapter.StackAdapter, "inject", boom)
+    r = run(SERVER)
+    assert r.status == "failed" and r.reason == "the stack raised RuntimeError('boom')"
+    assert "Traceback" in r.report
