@@ -205,9 +205,9 @@ class Sock:
     def writable(self) -> bool:
         return self.sock.writable
 
-    @property
-    def pending_error(self) -> int:
-        return self.sock.error
+    def take_error(self) -> int:
+        """SO_ERROR: the pending error, cleared."""
+        return self.sock.take_error()
 
     @property
     def connecting(self) -> bool:
