@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 
 from stack.drill.matcher import RELAXATIONS
+from stack.drill.parser import DEFAULT_DEFINES
 from stack.drill.runner import find_scripts, run_file
 
 
@@ -18,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", metavar="PATH", help=".pkt files or folders of them")
     parser.add_argument("--strict", action="store_true",
                         help="compare every field: no relaxation rules (see --rules)")
+    parser.add_argument("-D", "--define", action="append", default=[], metavar="NAME",
+                        help="define NAME for #ifdef (default: STANDARD only; each -D adds one)")
     parser.add_argument("--rules", action="store_true", help="list the relaxation rules and exit")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="the decoded report of every failure, and the rules each pass used")
@@ -38,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if not scripts:
         print("tcplab drill: no .pkt scripts found", file=sys.stderr)
         return 2
+    defines = DEFAULT_DEFINES | frozenset(args.define)
     counts: Counter[str] = Counter()
     for path in scripts:
-        result = run_file(path, strict=args.strict)
+        result = run_file(path, strict=args.strict, defines=defines)
         counts[result.status] += 1
         if result.status == "passed":
             if not args.quiet:
