@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true",
                         help="compare every field: no relaxation rules (see --rules)")
     parser.add_argument("-D", "--define", action="append", default=[], metavar="NAME",
-                        help="define NAME for #ifdef (default: STANDARD only; each -D adds one)")
+                        help="define NAME for #ifdef, instead of the default STANDARD (repeatable)")
     parser.add_argument("--rules", action="store_true", help="list the relaxation rules and exit")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="the decoded report of every failure, and the rules each pass used")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not scripts:
         print("tcplab drill: no .pkt scripts found", file=sys.stderr)
         return 2
-    defines = DEFAULT_DEFINES | frozenset(args.define)
+    defines = frozenset(args.define) if args.define else DEFAULT_DEFINES
     counts: Counter[str] = Counter()
     for path in scripts:
         result = run_file(path, strict=args.strict, defines=defines)
