@@ -140,3 +140,98 @@ def test_fin_to_a_listener_is_dropped() -> None:
 +0.10 < S 0:0(0) win 32767 <mss 1460>
 +0.00 > S. 0:0(0) ack 1 win 65535 <mss 1460>
 """)
+
+
+# ------------------------------------------------------------------ issue 17, item 8
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 8: no RTT sample from the handshake")
+def test_active_open_takes_an_rtt_sample_from_the_syn() -> None:
+    """RFC 6298 2 (the first RTT measurement may be the SYN's; 2.2 then sets SRTT, RTTVAR
+    and RTO), Karn's rule (3) permitting: the SYN was not retransmitted."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.wait(0.08)
+    s.rx("SA", seq=0, ack=1, mss=1460, ts=None)
+    s.tx("A", seq=1, ack=1)
+    s.expect_event("rtt", sample=0.08)
+    s.expect_vars(srtt=0.08)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 8: no RTT sample from the handshake")
+def test_passive_open_takes_an_rtt_sample_from_the_syn_ack() -> None:
+    """RFC 6298 2: the listener times its SYN-ACK to the ACK that completes the handshake."""
+    s = Script()
+    s.passive(ts=False)
+    s.tx("SA", seq=0, ack=1)
+    s.wait(0.05)
+    s.rx("A", seq=1, ack=1)
+    s.expect_state(State.ESTABLISHED)
+    s.expect_vars(srtt=0.05)
+
+
+def test_no_rtt_sample_from_a_retransmitted_syn() -> None:
+    """RFC 6298 3 (Karn): after the SYN was retransmitted, the SYN-ACK gives no sample
+    (without timestamps nothing says which copy it answers)."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.fire()  # the initial RTO, 1 s
+    s.tx("S", seq=0)
+    s.wait(0.08)
+    s.rx("SA", seq=0, ack=1, mss=1460, ts=None)
+    s.tx("A", seq=1, ack=1)
+    s.expect_no_event("rtt")
+    s.expect_vars(srtt=None)
+
+
+# ------------------------------------------------------------------ issue 17, item 7
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 7: getsockopt TCP_KEEPIDLE/INTVL/CNT fail with ENOPROTOOPT")
+def test_getsockopt_keepalive_values() -> None:
+    """What setsockopt set, getsockopt reads back (Linux tcp(7): seconds, and a count);
+    the defaults before that: 7200 s, 75 s, 9 (RFC 1122 4.2.3.6: at least two hours).
+    Suite: socket-api/getsockopt/socket-api-getsockopt-keep*-inherited-from-sysctl."""
+    drill("""
+ 0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0.00 getsockopt(3, IPPROTO_TCP, TCP_KEEPIDLE, [7200], [4]) = 0
++0.00 getsockopt(3, IPPROTO_TCP, TCP_KEEPINTVL, [75], [4]) = 0
++0.00 setsockopt(3, IPPROTO_TCP, TCP_KEEPIDLE, [60], 4) = 0
++0.00 setsockopt(3, IPPROTO_TCP, TCP_KEEPINTVL, [5], 4) = 0
++0.00 setsockopt(3, IPPROTO_TCP, TCP_KEEPCNT, [3], 4) = 0
++0.00 getsockopt(3, IPPROTO_TCP, TCP_KEEPIDLE, [60], [4]) = 0
++0.00 getsockopt(3, IPPROTO_TCP, TCP_KEEPINTVL, [5], [4]) = 0
++0.00 getsockopt(3, IPPROTO_TCP, TCP_KEEPCNT, [3], [4]) = 0
+""")
+
+
+LISTENER = """
+--tolerance_usecs=10000
+ 0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0.00 bind(3, ..., ...) = 0
+"""
+
+
+def test_tcp_maxseg_before_listen_is_the_syn_acks_mss() -> None:
+    """RFC 9293 3.7.1 / RFC 6691: the MSS option says what we will receive; TCP_MAXSEG
+    lowers it (Linux tcp(7))."""
+    drill(LISTENER + """
++0.00 setsockopt(3, IPPROTO_TCP, TCP_MAXSEG, [1000], 4) = 0
++0.00 listen(3, 1) = 0
++0.10 < S 0:0(0) win 32767 <mss 1460>
++0.00 > S. 0:0(0) ack 1 win 65535 <mss 1000>
+""")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 7: TCP_MAXSEG set on a listener is ignored")
+def test_tcp_maxseg_on_a_listener_is_the_syn_acks_mss() -> None:
+    """The same option set after listen(): it applies to the connections the listener
+    makes from then on (as Linux)."""
+    drill(LISTENER + """
++0.00 listen(3, 1) = 0
++0.00 setsockopt(3, IPPROTO_TCP, TCP_MAXSEG, [1000], 4) = 0
++0.10 < S 0:0(0) win 32767 <mss 1460>
++0.00 > S. 0:0(0) ack 1 win 65535 <mss 1000>
+""")
