@@ -217,7 +217,10 @@ class Sock:
         conn = self.sock.conn
         info: dict[str, Any] = {"state": self.sock.state, "ts": False, "sack": False, "ws": False}
         if conn is not None:
-            info["ts"] = bool(conn.ts_ok)
-            info["sack"] = bool(conn.sack_ok)
-            info["ws"] = bool(conn.snd_wscale_offered and conn.config.window_scaling)
+            # The negotiated options: on the connection today, in its `opts` (Options,
+            # stack/tcp/options.py) after issue 14's split.
+            opts: Any = getattr(conn, "opts", conn)
+            info["ts"] = bool(opts.ts_ok)
+            info["sack"] = bool(opts.sack_ok)
+            info["ws"] = bool(opts.snd_wscale_offered and conn.config.window_scaling)
         return info
