@@ -11,6 +11,7 @@ virtual clock in a few seconds.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_outcomes_file_is_well_formed() -> None:
             assert reason.startswith("not supported: "), f"{path}: a skip is 'not supported'"
 
 
-def test_freebsd_suite_ipv4() -> None:
+def test_freebsd_suite_ipv4(capsys: pytest.CaptureFixture[str]) -> None:
     suite = find_suite()
     if suite is None:
         if os.environ.get("CI"):
@@ -77,6 +78,7 @@ def test_freebsd_suite_ipv4() -> None:
     by_group: dict[str, Counter[str]] = defaultdict(Counter)
     mismatches = []
     scripts = ipv4_scripts(suite)
+    started = time.perf_counter()
     for script in scripts:
         rel = script.relative_to(suite).as_posix()
         result = run_file(script)
@@ -86,12 +88,14 @@ def test_freebsd_suite_ipv4() -> None:
             detail = f" ({result.reason})" if result.reason else ""
             mismatches.append(f"{rel}: expected {want}, got {result.status}{detail}")
     total: Counter[str] = Counter()
-    print(f"\nFreeBSD tcp-testsuite, IPv4 ({len(scripts)} scripts):")
+    lines = [f"FreeBSD tcp-testsuite, IPv4 ({len(scripts)} scripts, {time.perf_counter() - started:.1f} s):"]
     for group in sorted(by_group):
         c = by_group[group]
         total.update(c)
-        print(f"  {group:22} {c['passed']:4} passed {c['failed']:4} failed {c['skipped']:4} skipped")
-    print(f"  {'all':22} {total['passed']:4} passed {total['failed']:4} failed {total['skipped']:4} skipped")
+        lines.append(f"  {group:22} {c['passed']:4} passed {c['failed']:4} failed {c['skipped']:4} skipped")
+    lines.append(f"  {'all':22} {total['passed']:4} passed {total['failed']:4} failed {total['skipped']:4} skipped")
+    with capsys.disabled():  # in the CI log too, not only with -s
+        print("\n" + "\n".join(lines))
     stale = sorted(set(outcomes) - {s.relative_to(suite).as_posix() for s in scripts})
     assert not stale, f"outcomes.txt lists scripts the suite does not have: {stale[:5]}"
     assert not mismatches, (
