@@ -235,3 +235,24 @@ def test_tcp_maxseg_on_a_listener_is_the_syn_acks_mss() -> None:
 +0.10 < S 0:0(0) win 32767 <mss 1460>
 +0.00 > S. 0:0(0) ack 1 win 65535 <mss 1000>
 """)
+
+
+# ------------------------------------------------------------------ found by the runner
+
+
+@pytest.mark.xfail(strict=True, reason="text on the peer's SYN in a simultaneous open is discarded")
+def test_text_on_a_simultaneous_open_syn_is_delivered_once_established() -> None:
+    """RFC 9293 3.10.7.3 (SYN-SENT, a SYN without ACK): "If there are other controls or
+    text in the segment, queue them for processing after the ESTABLISHED state has been
+    reached". Suite: state-event-engine/rcv-syn-syn-sent/rcv-syn-with-data-syn-sent-
+    ipv4.pkt (behind defect 3)."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.rx("S", seq=0, mss=1460, data=3, ts=None)
+    s.tx("SA", seq=0, ack=1)
+    s.expect_state(State.SYN_RECEIVED)
+    s.rx("A", seq=4, ack=1, ts=None)
+    s.expect_state(State.ESTABLISHED)
+    s.expect_vars(rcv=4)
+    s.expect(len(s.recv()) == 3, "the SYN's 3 bytes are readable")
