@@ -665,11 +665,6 @@ class Connection:
         if self.config.keepalive and self.state in SYNCHRONIZED:
             self.timers.keepalive = now + self.config.keepalive_idle
 
-        # RFC 7323 section 4.3: remember the timestamp to echo.
-        if self.opts.ts_ok and ts is not None and seq <= self.opts.last_ack_sent:
-            if seq_diff(ts[0], self.opts.ts_recent) >= 0:
-                self.opts.ts_recent = ts[0]
-
         # Second: the RST bit (RFC 5961 section 3.2).
         if flags & RST:
             if seq != rcv.nxt:
@@ -726,6 +721,17 @@ class Connection:
                 self._send_ack(now)
         rcv.ack_now = False
 
+    def _take_ts_recent(self, seg: TCPSegment, seq: int) -> None:
+        """RFC 7323 4.3: remember the timestamp to echo, once the segment is found
+        acceptable, its ACK included: a segment acknowledging data never sent is
+        dropped (RFC 5961 5.2) and its TSval with it, or one forged segment would
+        make PAWS drop the real peer's (issue 17, defect 1). Done before the ACK
+        is processed, so that what it sends echoes this segment."""
+        ts = seg.options.timestamp
+        if self.opts.ts_ok and ts is not None and seq <= self.opts.last_ack_sent:
+            if seq_diff(ts[0], self.opts.ts_recent) >= 0:
+                self.opts.ts_recent = ts[0]
+
     def _process_ack(self, seg: TCPSegment, seq: int, now: float) -> bool:
         """RFC 9293 3.10.7.4 "fifth, check the ACK field"; False = drop the segment."""
         snd = self.snd
@@ -733,6 +739,7 @@ class Connection:
         snd.probes_out = 0  # the peer is alive (RFC 1122 4.2.2.17)
         if self.state == State.SYN_RECEIVED:
             if snd.una < ack <= snd.max:
+                self._take_ts_recent(seg, seq)
                 # RFC 7323 2.2: the window of a segment with SYN set (the peer's
                 # SYN-ACK in a simultaneous open) is never scaled.
                 window = seg.window if seg.flags & SYN else seg.window << self.opts.snd_wscale
@@ -755,6 +762,7 @@ class Connection:
             self._send_challenge_ack(now)
             return False
 
+        self._take_ts_recent(seg, seq)
         window = seg.window << self.opts.snd_wscale
         self.recovery.on_ack(seg, ack, window, now)
         snd.update_window(window, seq, ack)  # RFC 9293 3.10.7.4: SND.WND from the newest

@@ -21,7 +21,6 @@ from stack.tcp.connection import State
 MASK32 = 0xFFFFFFFF
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 defect 1: TS.Recent is updated before the ACK is validated")
 def test_ts_recent_not_taken_from_a_segment_acking_unsent_data() -> None:
     """RFC 7323 4.3 (TS.Recent only from an acceptable segment, "after" the ACK checks)
     and RFC 5961 5.2 (an ACK of data not yet sent: drop it, after a challenge ACK).
