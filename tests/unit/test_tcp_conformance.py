@@ -38,7 +38,6 @@ def test_ts_recent_not_taken_from_a_segment_acking_unsent_data() -> None:
     s.expect_vars(rcv=101)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 defect 2: the acceptance window is the buffer, not the advertised window")
 def test_rst_beyond_the_advertised_window_is_dropped() -> None:
     """RFC 9293 3.10.7.4 first check / RFC 5961 3.2: RCV.WND is the window we advertised.
     Without window scaling we advertise 65535; a RST beyond RCV.NXT+65535 is outside the
@@ -51,13 +50,26 @@ def test_rst_beyond_the_advertised_window_is_dropped() -> None:
     s.expect_state(State.ESTABLISHED)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 defect 2: the acceptance window is the buffer, not the advertised window")
 def test_data_beyond_the_advertised_window_is_not_accepted() -> None:
     """RFC 9293 3.10.7.4: a segment starting beyond RCV.NXT+RCV.WND is not acceptable,
     it is answered with an ACK and its data is not queued."""
     s = Script.established(ws=None)
     s.rx("PA", seq=1 + 65535 + 1000, data=100)
     s.tx("A", seq=1, ack=1)
+    s.expect_event("drop", reason="out_of_window")
+
+
+def test_segment_beyond_the_advertised_window_in_time_wait_is_acked() -> None:
+    """RFC 9293 3.10.7.4 first check, in TIME-WAIT as anywhere: a segment beyond
+    RCV.NXT+RCV.WND (the 65535 we advertised) is not acceptable and draws an ACK."""
+    s = Script.established(ws=None)
+    s.close()
+    s.tx("FA", seq=1, ack=1)
+    s.rx("FA", seq=1, ack=2)
+    s.tx("A", seq=2, ack=2)
+    s.expect_state(State.TIME_WAIT)
+    s.rx("A", seq=2 + 65535 + 100, ack=2)
+    s.tx("A", seq=2, ack=2)
     s.expect_event("drop", reason="out_of_window")
 
 
