@@ -413,7 +413,9 @@ class Connection:
         # RFC 7323 3.2: a segment with ACK set MUST echo TS.Recent; that includes the
         # SYN-ACK of a simultaneous open (not only passive ones).
         echo = self.opts.ts_recent if self.state == State.SYN_RECEIVED else 0
-        return self.opts.for_syn(now, passive=self.passive, echo=echo)
+        # Our SYN (SYN-SENT, also when retransmitted) offers everything; a SYN-ACK
+        # answers the peer's SYN.
+        return self.opts.for_syn(now, answer=self.state != State.SYN_SENT, echo=echo)
 
     def send_syn(self, now: float, ack: bool) -> None:
         self.send_segment(self.iss, SYN | (ACK if ack else 0), b"", now, syn=True)

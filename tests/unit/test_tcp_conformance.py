@@ -73,7 +73,6 @@ def test_segment_beyond_the_advertised_window_in_time_wait_is_acked() -> None:
     s.expect_event("drop", reason="out_of_window")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 defect 3: simultaneous-open SYN-ACK carries options the peer did not offer")
 def test_simultaneous_open_syn_ack_carries_only_offered_options() -> None:
     """RFC 7323 2.2 (WS only in a SYN-ACK if the SYN had it) and 3.2 (TS only if the SYN
     had it), RFC 2018 2 (SACK-permitted likewise). Suite: snippets/syn-rcvd-via-syn-
