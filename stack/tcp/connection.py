@@ -586,6 +586,20 @@ class Connection:
         self.emit_cwnd("init")
         snd.output(now)
 
+    def _syn_text(self, text: bytes, fin: bool, now: float) -> None:
+        """The text and FIN that came with the peer's SYN, now that we are ESTABLISHED
+        (RFC 9293 3.10.7.3), taken within the window our SYN offered."""
+        rcv = self.rcv
+        start = rcv.irs + 1
+        if text:
+            rcv.right = max(rcv.right, start + min(self.config.recv_buffer, 0xFFFF))
+            if not rcv.receive(start, text, user_closed=self.user_closed):
+                self.abort(now)
+                return
+        if fin and rcv.nxt == start + len(text):
+            rcv.peer_fin_seq = rcv.nxt
+            self._receive_fin(now)
+
     def _on_segment_syn_sent(self, seg: TCPSegment, now: float) -> None:
         """RFC 9293 3.10.7.3: SEGMENT ARRIVES in SYN-SENT."""
         flags = seg.flags
@@ -615,6 +629,10 @@ class Connection:
         if flags & ACK:
             # RFC 7323 2.2: the window in a SYN is never scaled.
             self._handshake_acked(ack, seg.window, seg.seq, now)
+            # RFC 9293 3.10.7.3: "continue processing at the sixth step": the text and
+            # the FIN a SYN-ACK may carry (issue 17, defect 4), within the window our
+            # SYN offered (unscaled, RFC 7323 2.2); our ACK then covers them.
+            self._syn_text(bytes(seg.payload), bool(flags & FIN), now)
             self._send_ack(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3 and figure 8): SYN-RECEIVED, SYN-ACK.

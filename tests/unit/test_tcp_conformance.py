@@ -85,7 +85,6 @@ def test_simultaneous_open_syn_ack_carries_only_offered_options() -> None:
     s.expect_state(State.SYN_RECEIVED)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 defect 4: data on a SYN-ACK is discarded")
 def test_data_on_a_syn_ack_is_received() -> None:
     """RFC 9293 3.10.7.3 (SYN-SENT, SYN-ACK: "continue processing at the sixth step",
     the segment text). Suite: state-event-engine/rcv-syn-ack-syn-sent/
@@ -266,3 +265,15 @@ def test_text_on_a_simultaneous_open_syn_is_delivered_once_established() -> None
     s.expect_state(State.ESTABLISHED)
     s.expect_vars(rcv=4)
     s.expect(len(s.recv()) == 3, "the SYN's 3 bytes are readable")
+
+
+def test_fin_on_a_syn_ack_closes_our_receive_side() -> None:
+    """RFC 9293 3.10.7.3, sixth step onwards, also for the FIN: a SYN-ACK with FIN takes
+    the connection to CLOSE-WAIT, and our ACK acknowledges SYN and FIN."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.rx("SFA", seq=0, ack=1, mss=1460, data=5, ts=None)
+    s.tx("A", seq=1, ack=7)
+    s.expect_state(State.CLOSE_WAIT)
+    s.expect(len(s.recv()) == 5, "the 5 bytes before the FIN are readable")
