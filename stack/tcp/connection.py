@@ -294,9 +294,10 @@ class Connection:
 
     def in_flight(self, raw_seq: int) -> bool:
         """Is wrapped sequence number `raw_seq` one we have sent and not had acked?
-        (RFC 5927 section 4.1: an ICMP error must quote such a segment.)"""
+        (RFC 5927 section 4.1: an ICMP error must quote such a segment,
+        SND.UNA <= SEG.SEQ < SND.NXT; issue 17 defect 5 was SND.NXT included.)"""
         snd = self.snd
-        return snd.una <= self.unwrap(raw_seq, snd.una) <= snd.max
+        return snd.una <= self.unwrap(raw_seq, snd.una) < snd.max
 
     def reopens_time_wait(self, syn: TCPSegment) -> bool:
         """RFC 9293 3.6.1 / RFC 6191: may this new SYN reopen our TIME-WAIT pair? Only

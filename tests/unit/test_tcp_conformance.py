@@ -112,7 +112,6 @@ CLIENT = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 defect 5: the ICMP sequence check accepts SND.NXT")
 def test_icmp_quoting_snd_nxt_is_ignored() -> None:
     """RFC 5927 4.1: act on an ICMP error only if SND.UNA <= SEG.SEQ < SND.NXT. In
     SYN-SENT, SND.UNA = ISS and SND.NXT = ISS+1: a port unreachable quoting ISS+1 is
