@@ -134,7 +134,6 @@ def test_icmp_quoting_iss_aborts_syn_sent() -> None:
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 defect 6: a bare FIN to a listener is answered with RST")
 def test_fin_to_a_listener_is_dropped() -> None:
     """RFC 9293 3.10.7.2 (LISTEN): after the RST, ACK and SYN checks, "any other control
     or text-bearing segment" is dropped: no RST. The listener then still answers a SYN.
