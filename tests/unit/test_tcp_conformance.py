@@ -196,7 +196,6 @@ def test_no_rtt_sample_from_a_retransmitted_syn() -> None:
 # ------------------------------------------------------------------ issue 17, item 7
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 7: getsockopt TCP_KEEPIDLE/INTVL/CNT fail with ENOPROTOOPT")
 def test_getsockopt_keepalive_values() -> None:
     """What setsockopt set, getsockopt reads back (Linux tcp(7): seconds, and a count);
     the defaults before that: 7200 s, 75 s, 9 (RFC 1122 4.2.3.6: at least two hours).
@@ -232,7 +231,6 @@ def test_tcp_maxseg_before_listen_is_the_syn_acks_mss() -> None:
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 7: TCP_MAXSEG set on a listener is ignored")
 def test_tcp_maxseg_on_a_listener_is_the_syn_acks_mss() -> None:
     """The same option set after listen(): it applies to the connections the listener
     makes from then on (as Linux)."""
