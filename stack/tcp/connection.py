@@ -90,6 +90,8 @@ class Connection:
         self.soft_error = 0  # from ICMP (RFC 1122 4.2.3.9): reported only if we time out
         self.iss = iss
         self.user_closed = False  # the user will not read or write any more
+        # The text and FIN of the peer's SYN in a simultaneous open, for ESTABLISHED.
+        self.syn_text: tuple[bytes, bool] | None = None
 
         # The parts, built from the config (the swap-in slots are its factories).
         self.timers = Timers()
@@ -637,6 +639,10 @@ class Connection:
             self._send_ack(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3 and figure 8): SYN-RECEIVED, SYN-ACK.
+            # "If there are other controls or text in the segment, queue them for
+            # processing after the ESTABLISHED state has been reached."
+            if seg.payload or flags & FIN:
+                self.syn_text = (bytes(seg.payload), bool(flags & FIN))
             self._set_state(State.SYN_RECEIVED)
             self.snd.wnd = seg.window
             self.send_syn(now, ack=True)
@@ -765,6 +771,10 @@ class Connection:
                 # SYN-ACK in a simultaneous open) is never scaled.
                 window = seg.window if seg.flags & SYN else seg.window << self.opts.snd_wscale
                 self._handshake_acked(ack, window, seq, now)
+                if self.syn_text is not None:
+                    text, fin = self.syn_text
+                    self.syn_text = None
+                    self._syn_text(text, fin, now)
                 if snd.fin_queued:
                     self._set_state(State.FIN_WAIT_1)
                     snd.output(now)

@@ -245,7 +245,6 @@ def test_tcp_maxseg_on_a_listener_is_the_syn_acks_mss() -> None:
 # ------------------------------------------------------------------ found by the runner
 
 
-@pytest.mark.xfail(strict=True, reason="text on the peer's SYN in a simultaneous open is discarded")
 def test_text_on_a_simultaneous_open_syn_is_delivered_once_established() -> None:
     """RFC 9293 3.10.7.3 (SYN-SENT, a SYN without ACK): "If there are other controls or
     text in the segment, queue them for processing after the ESTABLISHED state has been
