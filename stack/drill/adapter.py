@@ -1,17 +1,16 @@
 """The runner's only contact with the stack: a Host and its sockets layer on a virtual clock.
 
 Everything the runner needs of the stack goes through `StackAdapter` and `Sock`, so when
-the stack's public API changes (issue 14 rewrites connection.py/host.py/sockets.py)
-only this module follows. It uses public methods and attributes only:
+the stack's public API changes only this module follows. It uses public methods and attributes only:
 Host(receive_packet, run_timers, next_deadline, after, tcp_defaults), SocketLayer
 (tcp_socket, all_sockets) and TcpSocket (bind, listen, accept, connect, send, recv,
 shutdown, close, setsockopt, getsockopt, take_error, readable, writable, state, conn).
 
-What the socket layer does not offer, and this module works around (for issue 14):
+What the socket layer does not offer, and this module works around:
 - MSG_PEEK: `Sock.peek` reads the connection's `readable_bytes` (the script's buffer
   contents are never compared, only the count);
 - TCP_INFO: `Sock.tcp_info` reads the state and the negotiated options from the
-  connection (`ts_ok`, `sack_ok`, `snd_wscale_offered`);
+  connection (`conn.opts`: `ts_ok`, `sack_ok`, `snd_wscale_offered`);
 - dropping TIME-WAIT connections (FreeBSD's `tcpdrop`): `drop_state` aborts the
   orphaned connections through `Connection.abort` + `Host.after`.
 """
@@ -217,9 +216,7 @@ class Sock:
         conn = self.sock.conn
         info: dict[str, Any] = {"state": self.sock.state, "ts": False, "sack": False, "ws": False}
         if conn is not None:
-            # The negotiated options: on the connection today, in its `opts` (Options,
-            # stack/tcp/options.py) after issue 14's split.
-            opts: Any = getattr(conn, "opts", conn)
+            opts = conn.opts  # the negotiated options (stack/tcp/options.py)
             info["ts"] = bool(opts.ts_ok)
             info["sack"] = bool(opts.sack_ok)
             info["ws"] = bool(opts.snd_wscale_offered and conn.config.window_scaling)

@@ -1,11 +1,10 @@
-"""Defects the FreeBSD tcp-testsuite found (issue 17, 1-6), each with its smallest test.
+"""Defects the FreeBSD tcp-testsuite found (issue 17, 1-6, and one more), each with
+its smallest test, written before its fix (each failed on the code before it).
 
 Defects 1-4 are in the connection (tcpscript style); 5 and 6 are in the host's
 demultiplexing, shown with small packetdrill scripts run by `tcplab drill` on the same
-virtual clock. Each names the suite scripts that show it (tests/drill/outcomes.txt).
-
-Until the fixes land (after the architecture refactor, issue 14) they are
-xfail(strict=True): a fix makes them pass, pytest then reports XPASS as a failure, and
+virtual clock. Each names the suite scripts that show it. What is not fixed yet is
+xfail(strict=True): the fix makes it pass, pytest then reports XPASS as a failure, and
 the marker comes off with the fix.
 """
 
