@@ -410,7 +410,12 @@ class Host:
         if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
             self._passive_open(listener, src, seg, now)
             return
-        if listener is not None and seg.flags & RST:
+        if listener is not None and not seg.flags & ACK:
+            # RFC 9293 3.10.7.2 (LISTEN): an RST is ignored ("first"); only a segment
+            # with ACK draws a reset ("second"); one with neither SYN nor ACK (a FIN,
+            # data) is dropped ("fourth"; issue 17 defect 6: it drew a reset).
+            if not seg.flags & RST:
+                self.count_drop("listen_no_syn_no_ack")
             return
         self.stats["tcp_no_connection"] += 1
         self._reset_for(src, seg)
