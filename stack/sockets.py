@@ -330,6 +330,10 @@ class TcpSocket:
             elif name == socket.TCP_MAXSEG:
                 if self.conn is None and 88 <= ival <= cfg.mss:
                     cfg.mss = ival
+                    if self.listener is not None:
+                        # The listener's own copy (made by listen()): for the
+                        # connections it makes from now on, as Linux.
+                        self.listener.config.mss = ival
             elif name in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT):
                 if name == socket.TCP_KEEPIDLE:
                     cfg.keepalive_idle = float(max(ival, 1))
@@ -380,6 +384,13 @@ class TcpSocket:
                 return self.fastopen_qlen
             if name == TCP_FASTOPEN_CONNECT:
                 return int(self.fastopen_connect)
+            # What setsockopt set, in its units (Linux tcp(7): seconds, a count).
+            if name == socket.TCP_KEEPIDLE:
+                return int(cfg.keepalive_idle)
+            if name == socket.TCP_KEEPINTVL:
+                return int(cfg.keepalive_interval)
+            if name == socket.TCP_KEEPCNT:
+                return cfg.keepalive_count
         raise _oserror(errno.ENOPROTOOPT)
 
     def info(self) -> dict[str, object]:

@@ -683,11 +683,35 @@ class IpcServer:
             e.group = group
             e.bound_ip = req.addr.ip
             return
-        e.sock.bind(req.addr.ip, req.addr.port)
+        try:
+            e.sock.bind(req.addr.ip, req.addr.port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or not self._reap_closed(e.kind, req.addr.port):
+                raise
+            e.sock.bind(req.addr.ip, req.addr.port)
         e.bound_ip = req.addr.ip
         if e.kind == "tcp" and req.addr.port and self._reuseport(e) and group is None:
             e.group = _PortGroup(key, e.sock, e.uid, [e])
             self._groups[key] = e.group
+
+    def _reap_closed(self, kind: str, port: int) -> bool:
+        """Take now the hangups of the sockets holding `port` that their programs have
+        already closed; True if one of them let the port go. Linux frees a port when
+        close() returns, but the daemon hears of a close as EPOLLHUP on B, which the
+        event loop may take after the program's next request (bind right after close:
+        pg_createcluster's free-port probe, "find a free port" helpers)."""
+        freed = False
+        for other in list(self._entries.values()):
+            local = other.sock.local if other.group is None else other.group.sock.local
+            if other.kind != kind or other.dead or local is None or local[1] != port:
+                continue
+            poller = select.poll()
+            poller.register(other.b, 0)  # POLLHUP and POLLERR are always reported
+            if any(ev & (select.POLLHUP | select.POLLERR) for _fd, ev in poller.poll(0)):
+                other.hup = True
+                self._pump(other)  # what the event loop would do with it
+                freed = freed or other.dead
+        return freed
 
     def _op_adopt(self, rep: p.Reply, fd: int, client: _Client) -> None:
         """A new control connection, made by the shim before a fork for the child (so a
@@ -714,7 +738,14 @@ class IpcServer:
             raise _oserr(errno.EINVAL)
         backlog = min(max(req.backlog, 1), 4096)
         stack_sock = e.group.sock if e.group is not None else e.sock
-        stack_sock.listen(backlog)
+        try:
+            stack_sock.listen(backlog)
+        except OSError as exc:
+            local = stack_sock.local
+            if exc.errno != errno.EADDRINUSE or local is None \
+                    or not self._reap_closed("tcp", local[1]):
+                raise
+            stack_sock.listen(backlog)
         e.backlog = backlog
         if e.phase == "fresh":
             # From now on the socket's stream (B to A) carries one ACCEPT record per
