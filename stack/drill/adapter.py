@@ -47,6 +47,7 @@ class StackSettings:
     keepalive_idle: float = 7200.0  # net.inet.tcp.keepidle
     keepalive_interval: float = 75.0  # net.inet.tcp.keepintvl
     keepalive_count: int = 8  # net.inet.tcp.keepcnt
+    ecn: int = 2  # net.inet.tcp.ecn.enable (0 off, 1 request and accept, 2 accept only)
 
 
 @contextmanager
@@ -83,6 +84,7 @@ class StackAdapter:
         cfg.keepalive_idle = s.keepalive_idle
         cfg.keepalive_interval = s.keepalive_interval
         cfg.keepalive_count = s.keepalive_count
+        cfg.ecn = s.ecn
 
     def _transmit(self, parts: list[bytes | memoryview]) -> None:
         self.outbox.append((self.now, b"".join(bytes(p) for p in parts)))
@@ -214,10 +216,12 @@ class Sock:
 
     def tcp_info(self) -> dict[str, Any]:
         conn = self.sock.conn
-        info: dict[str, Any] = {"state": self.sock.state, "ts": False, "sack": False, "ws": False}
+        info: dict[str, Any] = {"state": self.sock.state, "ts": False, "sack": False, "ws": False,
+                                "ecn": False}
         if conn is not None:
             opts = conn.opts  # the negotiated options (stack/tcp/options.py)
             info["ts"] = bool(opts.ts_ok)
             info["sack"] = bool(opts.sack_ok)
             info["ws"] = bool(opts.snd_wscale_offered and conn.config.window_scaling)
+            info["ecn"] = bool(conn.ecn.ok)  # RFC 3168 negotiated (stack/tcp/ecn.py)
         return info

@@ -729,6 +729,9 @@ class Connection:
                 self.syn_text = (bytes(seg.payload), bool(flags & FIN))
             self._set_state(State.SYN_RECEIVED)
             self.snd.wnd = seg.window
+            # RFC 3168 6.1.1 says nothing of simultaneous opens; like FreeBSD, an
+            # ECN-setup SYN crossing ours is answered as a listener answers it.
+            self.ecn.on_syn(flags)
             self.send_syn(now, ack=True)
 
     def _on_segment_synchronized(self, seg: TCPSegment, now: float) -> None:
