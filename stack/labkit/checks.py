@@ -86,6 +86,7 @@ class Check:
         self.events_path = Path(self.args.events) if self.args.events else out / (
             f"{prefix}-events.jsonl" if prefix else "events.jsonl")
         self.results: list[tuple[bool, str, str]] = []
+        self.conns: list[str] = []  # the connections judged (judged())
         self._packets: list[Packet] | None = None
         self._events: list[Event] | None = None
 
@@ -116,6 +117,28 @@ class Check:
     def info(self, text: str) -> None:
         print(f"      {text}", flush=True)
 
+    def shown(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(path)
+
+    def judged(self, conn: str, what: str = "", zoom: tuple[float, float] | None = None,
+               ladder: bool = False) -> str:
+        """Name the connection this check judged, and print the command that draws it
+        (``zoom``: seconds since the connection's first event, as ``tcplab plot`` counts)."""
+        self.conns.append(conn)
+        command = (f"tcplab plot {self.shown(self.events_path)} --pcap "
+                   f"{self.shown(self.pcap_path)} --conn {conn}")
+        if zoom is not None:
+            lo, hi = max(0.0, zoom[0]), max(zoom[1], zoom[0] + 0.01)
+            command += f" --zoom {lo:.2f}:{hi:.2f}"
+        if ladder:
+            command += " --ladder"
+        print(f"      judged: {conn}" + (f" ({what})" if what else ""), flush=True)
+        print(f"      draw it: {command}", flush=True)
+        return command
+
     def verbose(self, text: str) -> None:
         if self.args.verbose:
             print(f"      {text}", flush=True)
@@ -140,6 +163,19 @@ class Check:
             return 1
         print(f"lab {self.lab}: all {total} checks passed")
         return 0
+
+
+def since_first_event(events: list[Event], conn: str, t: float) -> float:
+    """Event time ``t`` as ``tcplab plot`` shows it: seconds since ``conn``'s first event."""
+    first = next((float(e["t"]) for e in events if e.get("conn") == conn), t)
+    return t - first
+
+
+def since_syn(pkts: list[Packet], ts: float) -> float:
+    """Capture time ``ts`` as ``tcplab plot`` shows it (it lines the capture up on the SYN,
+    which is the connection's first event): seconds since the connection's first SYN."""
+    syn = next((p.ts for p in pkts if p.tcp is not None and p.tcp.syn), pkts[0].ts if pkts else ts)
+    return ts - syn
 
 
 def load_events(path: Path) -> list[Event]:
