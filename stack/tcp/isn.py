@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-
 MOD = 1 << 32
 NEAR_WRAP_SPAN = 1 << 20  # near-wrap ISNs lie in [2**32 - SPAN, 2**32 - SPAN / 2)
 _near_wrap = False
