@@ -10,7 +10,7 @@ event log in the lab's output folder -- and says, line by line, what it found::
 It exits 0 when every line passed. Where the files are:
 
 * ``--pcap FILE`` / ``--events FILE`` if given;
-* else ``--out DIR``, else ``$TCPLAB_OUT`` (``tcplab lab check`` sets it), else the
+* else ``--out DIR``, else the folder of ``--events FILE``, else ``$TCPLAB_OUT`` (``tcplab lab check`` sets it), else the
   ``out/`` folder of the checkout; there ``stack.pcap`` and ``events.jsonl``, or with
   ``--swapped`` the files of the stack that runs your component (``swap.pcap``,
   ``swap-events.jsonl``, see ``python -m stack.labkit stack --help``).
@@ -77,8 +77,12 @@ class Check:
         if add_arguments is not None:
             add_arguments(parser)
         self.args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        out = Path(self.args.out) if self.args.out else find_out_dir(
-            Path(script) if script else None)
+        if self.args.out:
+            out = Path(self.args.out)
+        elif self.args.events:  # the other files of the lab are beside the event log
+            out = Path(self.args.events).resolve().parent
+        else:
+            out = find_out_dir(Path(script) if script else None)
         self.out_dir = out
         prefix = "swap" if self.args.swapped else None
         self.pcap_path = Path(self.args.pcap) if self.args.pcap else out / (
