@@ -339,12 +339,18 @@ def draw(series: Series, out_dir: Path, stem: str, zoom: Zoom | None = None) -> 
                 ax.scatter(*_xy(shown), marker=marker, color=color, s=45, zorder=3,
                            label=f"retransmit ({reason}) x{len(shown)}")
         if zoom is not None:
+            # the stretch's own numbers; the window's edge only where it is near them (far
+            # above, it would squeeze the data into a line; it then runs off the top)
             ys = [v for s in segments for v in (s[1], s[2])] + \
-                [y for _, y in _in(series.acks, zoom)] + [y for _, y in _in(series.window, zoom)]
+                [y for _, y in _in(series.acks, zoom)] + [v for s in sacks for v in (s[1], s[2])]
             ys += [y for pts in series.retransmits.values() for _, y in _in(pts, zoom)]
             if ys:
-                pad = max(1.0, (max(ys) - min(ys)) * 0.05)
-                ax.set_ylim(min(ys) - pad, max(ys) + pad)
+                low, high = min(ys), max(ys)
+                span = max(high - low, 1.0)
+                near = [y for _, y in _in(series.window, zoom) if y <= high + span]
+                high = max([high, *near])
+                pad = max(1.0, (high - low) * 0.05)
+                ax.set_ylim(low - pad, high + pad)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("sequence number (bytes, relative to the ISN)")
         ax.set_title(f"time-sequence graph: {title}")

@@ -57,9 +57,9 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 
 # where two labels would meet: CLOSED <-> LISTEN run side by side
 LABEL_AT: dict[tuple[str, str], tuple[float, float]] = {
-    ("CLOSED", "LISTEN"): (1.45, 9.25),
-    ("LISTEN", "CLOSED"): (2.6, 9.25),
-    ("SYN-SENT", "CLOSED"): (3.75, 9.0),
+    ("CLOSED", "LISTEN"): (2.42, 9.25),
+    ("LISTEN", "CLOSED"): (1.5, 9.25),
+    ("SYN-SENT", "CLOSED"): (3.45, 9.2),
 }
 
 
