@@ -290,6 +290,11 @@ def _xy(points: list[Point], scale: float = 1.0) -> tuple[list[float], list[floa
 Zoom = tuple[float, float]
 
 
+def _zoom_tag(zoom: Zoom) -> str:
+    """In the file names of a zoomed plot, so that it does not replace the whole one."""
+    return f"-{zoom[0]:g}s-{zoom[1]:g}s".replace(".", "_")
+
+
 def _in(points: list[Point], zoom: Zoom | None) -> list[Point]:
     return points if zoom is None else [p for p in points if zoom[0] <= p[0] <= zoom[1]]
 
@@ -311,7 +316,7 @@ def draw(series: Series, out_dir: Path, stem: str, zoom: Zoom | None = None) -> 
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    base = f"{stem}-{_safe(series.conn)}"
+    base = f"{stem}-{_safe(series.conn)}" + (_zoom_tag(zoom) if zoom else "")
     title = series.conn + (f" ({zoom[0]:g} to {zoom[1]:g} s)" if zoom else "")
 
     segments = [s for s in series.segments if zoom is None or zoom[0] <= s[0] <= zoom[1]]
@@ -403,9 +408,15 @@ def draw(series: Series, out_dir: Path, stem: str, zoom: Zoom | None = None) -> 
             ys = [y for _, y in _in(series.rto, zoom) + _in(series.rtt_sample, zoom)
                   + _in(series.rto_waits, zoom)]
             if ys:
-                ax.set_ylim(0, max(ys) * 1000 * 1.1)
+                ax.set_ylim(top=max(ys) * 1000 * 1.3)
+        values = [y for _, y in _in(series.rto, zoom) + _in(series.rtt_sample, zoom) if y > 0]
+        samples = sorted(y for _, y in _in(series.rtt_sample, zoom) if y > 0)
+        log = bool(values and samples) and max(values) / samples[len(samples) // 2] > 30
+        if log:  # RTTs of a millisecond under an RTO of seconds: both visible
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=min(values) * 1000 * 0.7)
         ax.set_xlabel("time (s)")
-        ax.set_ylabel("milliseconds")
+        ax.set_ylabel("milliseconds" + (" (log scale)" if log else ""))
         ax.set_title(f"round-trip time and RTO: {title}")
         ax.grid(True, alpha=0.3)
         files.append(_finish(ax, fig, out_dir / f"{base}-rtt.png", zoom))
@@ -450,7 +461,7 @@ def make_plots(events_path: str | os.PathLike[str], pcap_path: str | os.PathLike
     folder = Path(out_dir) if out_dir is not None else Path(events_path).resolve().parent
     stem = Path(events_path).stem
     files = draw(series, folder, stem, zoom)
-    base = folder / f"{stem}-{_safe(chosen)}"
+    base = folder / (f"{stem}-{_safe(chosen)}" + (_zoom_tag(zoom) if zoom else ""))
     if any(e.get("conn") == chosen and e.get("type") == "state" for e in events):
         from stack.observe.state_diagram import draw_state_diagram
 
