@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run a program on the stack: tcplab run [--socket PATH] -- CMD",
                    add_help=False)
-    sub.add_parser("lab", help="the containerized lab: up, down, status, shell, check", add_help=False)
+    sub.add_parser("lab", help="the containerized lab: up [--for NN], down, status, exec, shell, check",
+                   add_help=False)
     sub.add_parser("plot", help="plots from an event log", add_help=False)
     sub.add_parser("bench", help="benchmark against the kernel", add_help=False)
     return parser
