@@ -196,14 +196,19 @@ class Learner:
 
 
 @pytest.fixture(scope="module")
-def learner(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Learner]:
+def learner(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[Learner]:
+    from conftest import _report
+
     who = Learner(lab, tmp_path_factory.mktemp("learner"))
     try:
         yield who
     finally:
         who.end()
         if who.timings:
-            print("lab times: " + ", ".join(f"{k} {v:.0f} s" for k, v in who.timings.items()))
+            total = sum(who.timings.values())
+            _report(request.config, "\nthe scripted learner: " + ", ".join(
+                f"{k} {v:.0f} s" for k, v in who.timings.items()) + f"; {total:.0f} s in all")
 
 
 @pytest.fixture
