@@ -198,8 +198,6 @@ class Learner:
 @pytest.fixture(scope="module")
 def learner(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
             request: pytest.FixtureRequest) -> Iterator[Learner]:
-    from conftest import _report
-
     who = Learner(lab, tmp_path_factory.mktemp("learner"))
     try:
         yield who
@@ -207,8 +205,12 @@ def learner(lab: Lab, tmp_path_factory: pytest.TempPathFactory,
         who.end()
         if who.timings:
             total = sum(who.timings.values())
-            _report(request.config, "\nthe scripted learner: " + ", ".join(
+            text = ("\nthe scripted learner: " + ", ".join(
                 f"{k} {v:.0f} s" for k, v in who.timings.items()) + f"; {total:.0f} s in all")
+            capman = request.config.pluginmanager.getplugin("capturemanager")
+            if capman is not None:
+                with capman.global_and_fixture_disabled():
+                    print(text, file=sys.stderr, flush=True)
 
 
 @pytest.fixture
