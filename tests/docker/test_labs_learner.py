@@ -484,7 +484,7 @@ def test_lab10(timed: Learner) -> None:
     who.written()
     who.run("""tcplab lab exec stack sh -c "tcpdump -r /out/stack.pcap -n 'tcp dst port 7 and """
             """tcp[tcpflags] & tcp-rst != 0' | wc -l\"""")
-    who.run("grep -c challenge_ack out/events.jsonl")
+    who.run("grep -c challenge_ack out/events.jsonl", ok=False)  # the check judges
     who.run("grep rst_out_of_window out/events.jsonl | tail -2")
     who.run("tcplab lab exec stack tcpdump -r /out/stack.pcap -nS 'tcp port 7 and src 10.0.0.2'")
     assert type_line("one more") == "one more\n"  # step 4: "type a line"
