@@ -93,6 +93,8 @@ def draw_state_diagram(events: list[dict[str, Any]], conn: str, png: Path) -> Pa
     ax.set_xlim(-0.9, 4.9)
     ax.set_ylim(-1.0, 10.8)
     ax.axis("off")
+    ax.set_title("placeholder\n", fontsize=10)
+    fig.tight_layout()  # the axes' final place first: the arcs' labels are placed in it
 
     def arrow(a: str, b: str, colour: str, width: float, style: str, label: str,
              rad: float) -> None:
@@ -101,12 +103,14 @@ def draw_state_diagram(events: list[dict[str, Any]], conn: str, png: Path) -> Pa
                     arrowprops={"arrowstyle": "-|>", "color": colour, "linewidth": width,
                                 "linestyle": style, "shrinkA": 16, "shrinkB": 16,
                                 "connectionstyle": f"arc3,rad={rad}"})
-        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
-        # the label beside the arc's middle
-        dx, dy = x2 - x1, y2 - y1
-        mx, my = mx - rad * dy * 0.5, my + rad * dx * 0.5
+        # the label on the arc's middle: arc3 bends in display coordinates, so compute
+        # there (the middle of the quadratic Bezier is mid + rad/2 * (dy, -dx))
+        (px1, py1), (px2, py2) = ax.transData.transform([(x1, y1), (x2, y2)])
+        dx, dy = px2 - px1, py2 - py1
+        mid = ((px1 + px2) / 2 + rad * dy / 2, (py1 + py2) / 2 - rad * dx / 2)
+        mx, my = ax.transData.inverted().transform([mid])[0]
         mx, my = LABEL_AT.get((a, b), (mx, my))
-        ax.text(mx, my, label, ha="center", va="center", fontsize=7.5, color=colour,
+        ax.text(mx, my, label, ha="center", va="center", fontsize=7.5, color=colour, zorder=5,
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.4})
 
     curved = {("LISTEN", "CLOSED"): -0.5, ("SYN-SENT", "CLOSED"): 0.25,
@@ -123,7 +127,7 @@ def draw_state_diagram(events: list[dict[str, Any]], conn: str, png: Path) -> Pa
         label = (TRANSITIONS[(a, b)] if known else "reset / abort") + "  (" + \
             ", ".join(str(n) for n in numbers) + ")"
         arrow(a, b, "red", 2.6, "solid" if known else "dashed", label,
-             curved.get((a, b), 0.0 if known else 0.3))
+             curved.get((a, b), 0.0 if known else -0.3))
     for state, (x, y) in POSITIONS.items():
         name = "CLOSED" if state == "CLOSED*" else state
         on = state in visited
@@ -134,7 +138,6 @@ def draw_state_diagram(events: list[dict[str, Any]], conn: str, png: Path) -> Pa
     steps = " -> ".join([path[0][0].rstrip("*")] + [b.rstrip("*") for _, b in path]) \
         if path else "no state events for this connection"
     ax.set_title(f"TCP states (RFC 9293 figure 5): {conn}\n{steps}", fontsize=10)
-    fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return png
