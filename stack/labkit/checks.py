@@ -22,6 +22,7 @@ the last packet (or stop the stack) before you run a check.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -135,8 +136,10 @@ class Check:
         command = (f"tcplab plot {self.shown(self.events_path)} --pcap "
                    f"{self.shown(self.pcap_path)} --conn {conn}")
         if zoom is not None:
-            lo, hi = max(0.0, zoom[0]), max(zoom[1], zoom[0] + 0.01)
-            command += f" --zoom {lo:.2f}:{hi:.2f}"
+            # to the millisecond, outwards: the stretch's first and last packets stay in
+            lo = math.floor(max(0.0, zoom[0]) * 1000) / 1000
+            hi = math.ceil(max(zoom[1], zoom[0] + 0.01) * 1000) / 1000
+            command += f" --zoom {lo:g}:{hi:g}"
         if ladder:
             command += " --ladder"
         print(f"      judged: {conn}" + (f" ({what})" if what else ""), flush=True)
