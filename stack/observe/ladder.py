@@ -92,7 +92,9 @@ def _flags(p: Packet) -> str:
     return text + ("." if t.has_ack else "")
 
 
-def _options(p: Packet) -> str:
+def _options(p: Packet, their_isn: int) -> str:
+    """The SYN options, and SACK blocks relative to the other side's ISN (they name
+    bytes of its stream, RFC 2018 section 3)."""
     t = p.tcp
     assert t is not None
     parts = []
@@ -103,7 +105,9 @@ def _options(p: Packet) -> str:
     if t.sack_permitted:
         parts.append("sackOK")
     if t.sack_blocks:
-        parts.append("sack " + " ".join(f"{a}-{b}" for a, b in t.sack_blocks))
+        parts.append("sack " + " ".join(f"{(a - their_isn) & 0xFFFFFFFF}-"
+                                        f"{(b - their_isn) & 0xFFFFFFFF}"
+                                        for a, b in t.sack_blocks))
     return ", ".join(parts)
 
 
@@ -164,7 +168,7 @@ def ladder_rows(packets: list[Packet], conn: str, events: list[dict[str, Any]] |
                 else "data" if tcp.payload_len else "ack")
         row = Row(t=p.ts - t0, outgoing=out, flags=_flags(p), seq=rel_seq, ack=rel_ack,
                   length=tcp.payload_len, window=tcp.window << scale, kind=kind,
-                  options=_options(p), last_seq=rel_seq)
+                  options=_options(p, isn[other]), last_seq=rel_seq)
         end = rel_seq + tcp.seg_len
         if tcp.seg_len and not tcp.rst and end <= highest[p.src] + 1 and rel_seq <= highest[p.src]:
             why = reasons.get(tcp.seq, [])
@@ -190,7 +194,9 @@ def ladder_rows(packets: list[Packet], conn: str, events: list[dict[str, Any]] |
         if (last is not None and not row.marks and not last.marks
                 and row.outgoing == last.outgoing and row.flags == last.flags
                 and row.kind == last.kind and row.kind in ("rst", "data", "ack")
-                and not row.options.startswith("mss")):
+                and not row.options.startswith("mss")
+                # a pure ACK that changes the window is news (a window update, lab 07)
+                and (row.kind != "ack" or row.window == last.window)):
             last.count += 1
             last.last_seq = row.seq
             last.length = max(last.length, row.length)
