@@ -398,7 +398,7 @@ def draw(series: Series, out_dir: Path, stem: str, zoom: Zoom | None = None) -> 
         fig, ax = plt.subplots(figsize=(12, 5))
         ax.plot(*_xy(series.rtt_sample, 1000), ".", color="tab:gray", markersize=3,
                 label="RTT sample")
-        ax.plot(*_xy(series.srtt, 1000), color="tab:blue", label="SRTT")
+        ax.step(*_xy(series.srtt, 1000), where="post", color="tab:blue", label="SRTT")
         ax.step(*_xy(series.rto, 1000), where="post", color="tab:red",
                 label="RTO (doubles at each timeout)")
         if series.rto_waits:
