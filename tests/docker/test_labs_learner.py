@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from stack.lab import Lab
 from stack.labkit.reference.solutions import write_solutions
 from stack.labkit.swap import SLOTS
+from stack.tools.lab import Lab
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

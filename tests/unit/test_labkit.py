@@ -270,7 +270,7 @@ def test_the_tun_device_scenario_is_skipped_without_root(monkeypatch: pytest.Mon
 def test_stack_args_take_a_value_that_starts_with_a_dash() -> None:
     """`tcplab lab up --stack-args "--no-offload"` (lab 02) parsed as an option of its own
     ("expected one argument") before; any value after --stack-args is its value now."""
-    from stack.lab import build_parser, join_option_values
+    from stack.tools.lab import build_parser, join_option_values
 
     for argv in (["up", "--stack-args", "--no-offload"], ["up", "--stack-args=--no-offload"],
                  ["up", "--for", "02", "--stack-args", "--impair corrupt=20%"]):
@@ -284,7 +284,7 @@ def test_stack_args_take_a_value_that_starts_with_a_dash() -> None:
 
 
 def test_up_for_a_lab_uses_its_stack_args(tmp_path: Path) -> None:
-    from stack.lab import LabError, _env_for, build_parser, join_option_values, lab_folder
+    from stack.tools.lab import LabError, _env_for, build_parser, join_option_values, lab_folder
 
     labs = pristine_labs(tmp_path)
     args = build_parser().parse_args(join_option_values(
@@ -304,7 +304,7 @@ def test_every_lab_settings_file_is_a_valid_stack_command_line() -> None:
     import shlex
 
     from stack.cli import build_parser as stack_parser
-    from stack.lab import lab_stack_args
+    from stack.tools.lab import lab_stack_args
 
     for name in LAB_NAMES:
         words = shlex.split(lab_stack_args(LABS / name))
@@ -313,7 +313,7 @@ def test_every_lab_settings_file_is_a_valid_stack_command_line() -> None:
 
 def test_lab_exec_is_docker_exec_on_the_services_container(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from stack.lab import Lab, LabError
+    from stack.tools.lab import Lab, LabError
 
     lab = Lab(root=ROOT, project="p", compose=["docker-compose"])
     monkeypatch.setattr(lab, "container_id", lambda service: f"cid-{service}")
