@@ -529,8 +529,6 @@ class Connection:
         ts = seg.options.timestamp
         self.recovery.seg_tsecr = ts[1] if ts is not None and self.opts.ts_ok else None
         state = self.state
-        if self.ecn.ok and state in SYNCHRONIZED:
-            self._ecn_on_segment(seg, now)
         if state == State.ESTABLISHED and self._predicted(seg, now):
             pass
         elif state == State.CLOSED:
@@ -610,6 +608,8 @@ class Connection:
                 return False
         elif not new_ack:
             return False  # a duplicate ACK or a window probe: the full path counts it
+        if seg.ecn and self.ecn.ok:
+            self.ecn.on_segment(seg.flags, seg.ecn)  # RFC 3168 6.1.3 (a CE mark)
         if ts is not None and seq <= opts.last_ack_sent:
             opts.ts_recent = ts[0]  # RFC 7323 4.3
         if new_ack:  # RFC 9293 3.10.7.4 "fifth": the ACK before the text
@@ -801,6 +801,11 @@ class Connection:
                 return
             self._send_challenge_ack(now)
             return
+
+        # RFC 3168 6.1.2/6.1.3 on an acceptable segment (a forged one, out of the
+        # window, neither starts an echo nor halves the window).
+        if self.ecn.ok and self.state in SYNCHRONIZED:
+            self._ecn_on_segment(seg, now)
 
         # Fifth: the ACK field.
         if not flags & ACK:

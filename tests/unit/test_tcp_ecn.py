@@ -180,3 +180,19 @@ def test_ecn_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="ECN mode"):
         Ecn(3, lambda *a, **k: None)
     assert ECE != CWR
+
+
+def test_an_unacceptable_segment_neither_echoes_nor_reduces() -> None:
+    """RFC 3168 6.1.2/6.1.3 act on acceptable segments only (RFC 9293 3.10.7.4 "first"):
+    a CE-marked or ECE-carrying segment outside the receive window -- a blind forgery,
+    RFC 5961 -- is answered with a plain ACK and changes neither the echo nor cwnd."""
+    s = established_with_ecn()
+    s.send(5000)
+    s.drain()
+    cwnd = s.conn.cc.cwnd
+    seg = s.make_segment("AE", seq=5_000_000, ack=1001)
+    seg.ecn = CE
+    s.rx_segment(seg)
+    s.tx("A", ack=1)  # the "not acceptable" ACK (3.10.7.4), without ECE
+    assert s.conn.cc.cwnd == cwnd and not s.conn.ecn.echoing
+    s.expect_no_event("ecn", event="reduction")
