@@ -99,7 +99,9 @@ class Daemon:
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
         self.loop = asyncio.get_event_loop()
-        self.clock = BatchClock(self.loop.time)
+        # time.monotonic is what the default loop's time() returns, one call less.
+        same = type(self.loop).time is asyncio.BaseEventLoop.time
+        self.clock = BatchClock(time.monotonic if same else self.loop.time)
         self.tun: TunDevice | None = None
         self.host: Host | None = None
         self.layer: SocketLayer | None = None
