@@ -1,14 +1,15 @@
 """What the running daemon costs per round trip: instructions and system calls.
 
     python tools/daemoncost.py [--round-trips N] [--no-offload] [--mode rr|download]
-                               (--callgrind | --strace) [--name PREFIX]
+                               (--callgrind | --strace | --py-spy FILE) [--name PREFIX]
 
 Runs `tcplab stack` inside a network namespace of its own (PREFIX-<hex>, removed on
 exit) under `valgrind --tool=callgrind` or `strace -c -f`, runs a client in the same
 namespace (the kernel's side of mytun) and stops the daemon with SIGTERM. `rr` does N
 1-byte request/response round trips with the echo service; `download` reads N KiB
 from chargen. Prints one JSON line: the instructions the daemon executed (callgrind,
-user space only) or its system calls by name (strace).
+user space only) or its system calls by name (strace); `--py-spy FILE` writes a
+raw (collapsed-stack) py-spy profile of the daemon instead, for shares.
 
 Startup costs a great deal (imports, pyroute2): run N and 3N and take the difference,
 (X(3N) - X(N)) / 2N per round trip. That is what docs/performance.md reports. Needs
@@ -77,6 +78,7 @@ def main() -> int:
     tool = ap.add_mutually_exclusive_group(required=True)
     tool.add_argument("--callgrind", action="store_true")
     tool.add_argument("--strace", action="store_true")
+    tool.add_argument("--py-spy", metavar="FILE", dest="pyspy")
     ap.add_argument("--name", default="h-cost")
     args = ap.parse_args()
     ns = f"{args.name}-{secrets.token_hex(3)}"
@@ -89,8 +91,11 @@ def main() -> int:
                   "--no-offload" if args.no_offload else "--offload"]
         if args.callgrind:
             wrap = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        else:
+        elif args.strace:
             wrap = ["strace", "-c", "-f", "-o", str(out)]
+        else:
+            pyspy = str(Path(sys.executable).with_name("py-spy"))
+            wrap = [pyspy, "record", "-r", "997", "-f", "raw", "-o", args.pyspy, "--"]
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = ns_run(ns, [*wrap, *daemon], stderr=subprocess.PIPE, env=env)
         assert proc.stderr is not None
@@ -101,7 +106,7 @@ def main() -> int:
                 break
             if not line and proc.poll() is not None:
                 raise SystemExit("the daemon did not come up")
-        target = child_pid(proc.pid) if args.strace else proc.pid
+        target = proc.pid if args.callgrind else child_pid(proc.pid)
         started = time.monotonic()
         client = ns_run(ns, [sys.executable, "-c", client_script(args.mode, args.round_trips)])
         if client.wait(timeout=600) != 0:
@@ -109,13 +114,13 @@ def main() -> int:
         elapsed = time.monotonic() - started
         os.kill(target, signal.SIGTERM)
         proc.communicate(timeout=120)
-        text = out.read_text()
+        text = out.read_text() if out.exists() else ""
         result: dict[str, object] = {"mode": args.mode, "n": args.round_trips,
                                      "offload": not args.no_offload, "client_s": round(elapsed, 3)}
         if args.callgrind:
             m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
             result["Ir"] = int(m.group(1)) if m else None
-        else:
+        elif args.strace:
             calls: dict[str, int] = {}
             for row in text.splitlines():
                 parts = row.split()
