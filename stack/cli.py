@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("lab", help="the containerized lab: up, down, status, shell, check", add_help=False)
     sub.add_parser("plot", help="plots from an event log", add_help=False)
     sub.add_parser("bench", help="benchmark against the kernel", add_help=False)
+    sub.add_parser("drill", help="run packetdrill scripts (.pkt) against the stack", add_help=False)
     return parser
 
 
@@ -236,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         from stack.tools.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "drill":
+        from stack.drill.cli import main as drill_main
+
+        return drill_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "stack":
         return cmd_stack(args)

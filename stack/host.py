@@ -134,6 +134,7 @@ class Host:
         self.conns: dict[ConnKey, Connection] = {}
         self.listeners: dict[int, Listener] = {}
         self.tcp_ports: Counter[int] = Counter()  # local ports in use (bound sockets)
+        self.conn_ports: Counter[int] = Counter()  # local ports of connections (TIME-WAIT too)
         self.udp_ports: dict[int, UdpEndpoint] = {}
         self.max_connections = 65536
         self.memory: TcpMemory[ConnRecord] = TcpMemory(tcp_memory)  # bound on buffered bytes
@@ -409,7 +410,12 @@ class Host:
         if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
             self._passive_open(listener, src, seg, now)
             return
-        if listener is not None and seg.flags & RST:
+        if listener is not None and not seg.flags & ACK:
+            # RFC 9293 3.10.7.2 (LISTEN): an RST is ignored ("first"); only a segment
+            # with ACK draws a reset ("second"); one with neither SYN nor ACK (a FIN,
+            # data) is dropped ("fourth"; issue 17 defect 6: it drew a reset).
+            if not seg.flags & RST:
+                self.count_drop("listen_no_syn_no_ack")
             return
         self.stats["tcp_no_connection"] += 1
         self._reset_for(src, seg)
@@ -471,6 +477,7 @@ class Host:
         conn.record = ConnRecord(conn, listener)
         key = (syn.dst_port, src, syn.src_port)
         self.conns[key] = conn
+        self.conn_ports[syn.dst_port] += 1
         listener.syn_queue[key] = conn
         self.after(conn, now)
 
@@ -492,6 +499,7 @@ class Host:
         )  # fmt: skip
         conn.record = ConnRecord(conn, owner)
         self.conns[key] = conn
+        self.conn_ports[local_port] += 1
         conn.connect(now)
         self.after(conn, now)
         return conn
@@ -566,6 +574,9 @@ class Host:
         key = (conn.local[1], conn.remote[0], conn.remote[1])
         if self.conns.get(key) is conn:
             del self.conns[key]
+            self.conn_ports[key[0]] -= 1
+            if self.conn_ports[key[0]] <= 0:
+                del self.conn_ports[key[0]]
         rec: ConnRecord = conn.record
         if rec.mem_charged and self.memory.release(rec):
             self._memory_flipped()
@@ -616,13 +627,24 @@ class Host:
     # ------------------------------------------------------------ port tables
 
     def allocate_port(self, udp: bool = False) -> int:
+        """A free ephemeral port from a random start. For TCP, first one that no
+        connection holds either (one in TIME-WAIT outlives its socket), as Linux's
+        inet_csk_find_open_port prefers: a program that binds to port 0 and then
+        connects to a peer it just talked to would otherwise meet its own TIME-WAIT
+        (EADDRINUSE). A port only such a connection holds is the fallback."""
         used: Any = self.udp_ports if udp else self.tcp_ports
         span = len(EPHEMERAL_PORTS)
         start = random.randrange(span)
+        fallback = None
         for i in range(span):
             port = EPHEMERAL_PORTS[(start + i) % span]
             if port not in used or (not udp and used[port] == 0):
-                return port
+                if udp or port not in self.conn_ports:
+                    return port
+                if fallback is None:
+                    fallback = port
+        if fallback is not None:
+            return fallback
         raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port")
 
     def abort_all(self) -> None:

@@ -308,6 +308,10 @@ class TcpSocket:
             elif name == socket.TCP_MAXSEG:
                 if self.conn is None and 88 <= ival <= cfg.mss:
                     cfg.mss = ival
+                    if self.listener is not None:
+                        # The listener's own copy (made by listen()): for the
+                        # connections it makes from now on, as Linux.
+                        self.listener.config.mss = ival
             elif name in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT):
                 if name == socket.TCP_KEEPIDLE:
                     cfg.keepalive_idle = float(max(ival, 1))
@@ -344,6 +348,13 @@ class TcpSocket:
                 return int(cfg.nodelay)
             if name == socket.TCP_MAXSEG:
                 return self.conn.snd_mss if self.conn is not None else cfg.mss
+            # What setsockopt set, in its units (Linux tcp(7): seconds, a count).
+            if name == socket.TCP_KEEPIDLE:
+                return int(cfg.keepalive_idle)
+            if name == socket.TCP_KEEPINTVL:
+                return int(cfg.keepalive_interval)
+            if name == socket.TCP_KEEPCNT:
+                return cfg.keepalive_count
         raise _oserror(errno.ENOPROTOOPT)
 
     def info(self) -> dict[str, object]:

@@ -90,6 +90,8 @@ class Connection:
         self.soft_error = 0  # from ICMP (RFC 1122 4.2.3.9): reported only if we time out
         self.iss = iss
         self.user_closed = False  # the user will not read or write any more
+        # The text and FIN of the peer's SYN in a simultaneous open, for ESTABLISHED.
+        self.syn_text: tuple[bytes, bool] | None = None
 
         # The parts, built from the config (the swap-in slots are its factories).
         self.timers = Timers()
@@ -294,9 +296,10 @@ class Connection:
 
     def in_flight(self, raw_seq: int) -> bool:
         """Is wrapped sequence number `raw_seq` one we have sent and not had acked?
-        (RFC 5927 section 4.1: an ICMP error must quote such a segment.)"""
+        (RFC 5927 section 4.1: an ICMP error must quote such a segment,
+        SND.UNA <= SEG.SEQ < SND.NXT; issue 17 defect 5 was SND.NXT included.)"""
         snd = self.snd
-        return snd.una <= self.unwrap(raw_seq, snd.una) <= snd.max
+        return snd.una <= self.unwrap(raw_seq, snd.una) < snd.max
 
     def reopens_time_wait(self, syn: TCPSegment) -> bool:
         """RFC 9293 3.6.1 / RFC 6191: may this new SYN reopen our TIME-WAIT pair? Only
@@ -413,7 +416,9 @@ class Connection:
         # RFC 7323 3.2: a segment with ACK set MUST echo TS.Recent; that includes the
         # SYN-ACK of a simultaneous open (not only passive ones).
         echo = self.opts.ts_recent if self.state == State.SYN_RECEIVED else 0
-        return self.opts.for_syn(now, passive=self.passive, echo=echo)
+        # Our SYN (SYN-SENT, also when retransmitted) offers everything; a SYN-ACK
+        # answers the peer's SYN.
+        return self.opts.for_syn(now, answer=self.state != State.SYN_SENT, echo=echo)
 
     def send_syn(self, now: float, ack: bool) -> None:
         self.send_segment(self.iss, SYN | (ACK if ack else 0), b"", now, syn=True)
@@ -584,6 +589,20 @@ class Connection:
         self.emit_cwnd("init")
         snd.output(now)
 
+    def _syn_text(self, text: bytes, fin: bool, now: float) -> None:
+        """The text and FIN that came with the peer's SYN, now that we are ESTABLISHED
+        (RFC 9293 3.10.7.3), taken within the window our SYN offered."""
+        rcv = self.rcv
+        start = rcv.irs + 1
+        if text:
+            rcv.right = max(rcv.right, start + min(self.config.recv_buffer, 0xFFFF))
+            if not rcv.receive(start, text, user_closed=self.user_closed):
+                self.abort(now)
+                return
+        if fin and rcv.nxt == start + len(text):
+            rcv.peer_fin_seq = rcv.nxt
+            self._receive_fin(now)
+
     def _on_segment_syn_sent(self, seg: TCPSegment, now: float) -> None:
         """RFC 9293 3.10.7.3: SEGMENT ARRIVES in SYN-SENT."""
         flags = seg.flags
@@ -613,9 +632,17 @@ class Connection:
         if flags & ACK:
             # RFC 7323 2.2: the window in a SYN is never scaled.
             self._handshake_acked(ack, seg.window, seg.seq, now)
+            # RFC 9293 3.10.7.3: "continue processing at the sixth step": the text and
+            # the FIN a SYN-ACK may carry (issue 17, defect 4), within the window our
+            # SYN offered (unscaled, RFC 7323 2.2); our ACK then covers them.
+            self._syn_text(bytes(seg.payload), bool(flags & FIN), now)
             self._send_ack(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3 and figure 8): SYN-RECEIVED, SYN-ACK.
+            # "If there are other controls or text in the segment, queue them for
+            # processing after the ESTABLISHED state has been reached."
+            if seg.payload or flags & FIN:
+                self.syn_text = (bytes(seg.payload), bool(flags & FIN))
             self._set_state(State.SYN_RECEIVED)
             self.snd.wnd = seg.window
             self.send_syn(now, ack=True)
@@ -664,11 +691,6 @@ class Connection:
         self.keepalive_probes = 0
         if self.config.keepalive and self.state in SYNCHRONIZED:
             self.timers.keepalive = now + self.config.keepalive_idle
-
-        # RFC 7323 section 4.3: remember the timestamp to echo.
-        if self.opts.ts_ok and ts is not None and seq <= self.opts.last_ack_sent:
-            if seq_diff(ts[0], self.opts.ts_recent) >= 0:
-                self.opts.ts_recent = ts[0]
 
         # Second: the RST bit (RFC 5961 section 3.2).
         if flags & RST:
@@ -726,6 +748,17 @@ class Connection:
                 self._send_ack(now)
         rcv.ack_now = False
 
+    def _take_ts_recent(self, seg: TCPSegment, seq: int) -> None:
+        """RFC 7323 4.3: remember the timestamp to echo, once the segment is found
+        acceptable, its ACK included: a segment acknowledging data never sent is
+        dropped (RFC 5961 5.2) and its TSval with it, or one forged segment would
+        make PAWS drop the real peer's (issue 17, defect 1). Done before the ACK
+        is processed, so that what it sends echoes this segment."""
+        ts = seg.options.timestamp
+        if self.opts.ts_ok and ts is not None and seq <= self.opts.last_ack_sent:
+            if seq_diff(ts[0], self.opts.ts_recent) >= 0:
+                self.opts.ts_recent = ts[0]
+
     def _process_ack(self, seg: TCPSegment, seq: int, now: float) -> bool:
         """RFC 9293 3.10.7.4 "fifth, check the ACK field"; False = drop the segment."""
         snd = self.snd
@@ -733,10 +766,15 @@ class Connection:
         snd.probes_out = 0  # the peer is alive (RFC 1122 4.2.2.17)
         if self.state == State.SYN_RECEIVED:
             if snd.una < ack <= snd.max:
+                self._take_ts_recent(seg, seq)
                 # RFC 7323 2.2: the window of a segment with SYN set (the peer's
                 # SYN-ACK in a simultaneous open) is never scaled.
                 window = seg.window if seg.flags & SYN else seg.window << self.opts.snd_wscale
                 self._handshake_acked(ack, window, seq, now)
+                if self.syn_text is not None:
+                    text, fin = self.syn_text
+                    self.syn_text = None
+                    self._syn_text(text, fin, now)
                 if snd.fin_queued:
                     self._set_state(State.FIN_WAIT_1)
                     snd.output(now)
@@ -755,6 +793,7 @@ class Connection:
             self._send_challenge_ack(now)
             return False
 
+        self._take_ts_recent(seg, seq)
         window = seg.window << self.opts.snd_wscale
         self.recovery.on_ack(seg, ack, window, now)
         snd.update_window(window, seq, ack)  # RFC 9293 3.10.7.4: SND.WND from the newest

@@ -401,7 +401,10 @@ class Script:
         bits = parse_flags(flags)
         rel_seq = self.peer_nxt if seq is None else seq
         if isinstance(data, int):
-            data = pattern(data, rel_seq - 1)
+            # Stream offset of the first byte: a SYN takes seq 0, so its data (RFC 9293
+            # 3.10.7.3 lets a SYN carry some) starts at offset rel_seq, other data at
+            # rel_seq - 1.
+            data = pattern(data, rel_seq - 1 + (1 if bits & SYN else 0))
         if ack is None and raw_ack is None:
             ack = (self._conn.snd.max - self.iss) if self._conn is not None else 0
         abs_seq = raw_seq if raw_seq is not None else self.peer_iss + rel_seq
