@@ -18,8 +18,8 @@ namespace:
 * iperf3 under the shim (`tcplab run -- iperf3 -c`), both directions, when the shim
   and iperf3 are available.
 
-With two or more CPUs the stack side (the daemon, the relay, the kernel servers of
-the ceiling) runs on one CPU and the client on another (`taskset`, `--no-pin` to
+With two or more CPUs the stack side (the daemon; the relay and the kernel servers
+behind it; the kernel servers of the ceiling) runs on one CPU and the client on another (`taskset`, `--no-pin` to
 let the scheduler choose), so that figures repeat from run to run.
 
 It prints one table (figure, kernel, relay, stack, ratio/kernel, ratio/relay) and
@@ -203,7 +203,8 @@ class Bench:
         rate) through the relay, against kernel servers in the far namespace."""
         relay = self.start_relay(offload)
         try:
-            server = self.start_servers(self.far_ns, "client")
+            # On the stack's CPU, like the stack's own servers (inside the daemon).
+            server = self.start_servers(self.far_ns, "stack")
             try:
                 got = {"up": self.client("upload", STACK_ADDR, str(KPORT), t)["mbit_s"],
                        "down": self.client("download", STACK_ADDR, str(KPORT + 1), t)["mbit_s"]}
