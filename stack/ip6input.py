@@ -48,6 +48,7 @@ _UPPER_LAYERS = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6))
 _LOOPBACK = bytes(15) + b"\x01"
 _UNSPECIFIED = bytes(16)
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+_SOLICITED_PREFIX = bytes.fromhex("ff02" + "0000" * 4 + "0001ff")  # ff02::1:ff00:0/104
 
 
 @dataclass(slots=True)
@@ -84,7 +85,7 @@ class Drop:
 def solicited_node(address: str) -> str:
     """The solicited-node multicast address of ``address`` (RFC 4291 section 2.7.1)."""
     raw = socket.inet_pton(socket.AF_INET6, address)
-    return socket.inet_ntop(socket.AF_INET6, bytes.fromhex("ff020000000000000000000001ff") + raw[13:])
+    return socket.inet_ntop(socket.AF_INET6, _SOLICITED_PREFIX + raw[13:])
 
 
 def error_for(packet: memoryview, header: IPv6Header, icmp_type: int, code: int,
