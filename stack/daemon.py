@@ -39,6 +39,9 @@ class DaemonOptions:
     tun: str = "mytun"
     address: str = "10.0.0.2"
     kernel_address: str | None = "10.0.0.1/24"
+    # Dual-stack by default; None turns IPv6 off (the kernel side gets no address).
+    address6: str | None = "fd00:0:0:1::2"
+    kernel_address6: str | None = "fd00:0:0:1::1/64"
     mtu: int = 1500
     cc: str = "newreno"
     socket_path: str = "/run/tcplab/stack.sock"
@@ -78,8 +81,12 @@ class Daemon:
             log.info("--impair: using plain packets (offloads off)")
             opts.offload = False
         self.tun = TunDevice.open(
-            opts.tun, offload=opts.offload, kernel_address=opts.kernel_address, mtu=opts.mtu
+            opts.tun, offload=opts.offload, kernel_address=opts.kernel_address,
+            kernel_address6=opts.kernel_address6 if opts.address6 is not None else None,
+            mtu=opts.mtu,
         )
+        if self.tun.ipv6_error is not None:
+            log.warning("%s; IPv6 on the kernel side is off", self.tun.ipv6_error)
 
     async def run(self) -> int:
         opts = self.options

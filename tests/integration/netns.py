@@ -2,15 +2,21 @@
 
 ::
 
-    tl-peer-XXXX                    tl-stack-XXXX
-    +-------------------+           +------------------------------------------+
-    | veth-p 10.1.0.2/24|-- veth ---| veth-s 10.1.0.1/24   ip_forward=1        |
-    | 10.0.0.0/24       |           |                      mytun 10.0.0.1/24 --+--> stack
-    |   via 10.1.0.1    |           |                      (made by the daemon)|    10.0.0.2
-    +-------------------+           +------------------------------------------+
+    tl-peer-XXXX                      tl-stack-XXXX
+    +---------------------+           +----------------------------------------------+
+    | veth-p 10.1.0.2/24  |-- veth ---| veth-s 10.1.0.1/24     ip_forward=1          |
+    |   fd00:0:0:2::2/64  |           |   fd00:0:0:2::1/64     ipv6 forwarding=1     |
+    | 10.0.0.0/24         |           |                 mytun 10.0.0.1/24         --+--> stack
+    |   via 10.1.0.1      |           |                       fd00:0:0:1::1/64      |  10.0.0.2
+    | fd00:0:0:1::/64     |           |                 (made by the daemon)        |  fd00:0:0:1::2
+    |   via fd00:0:0:2::1 |           +----------------------------------------------+
+    +---------------------+
 
-The peer reaches the stack's 10.0.0.2 through the stack namespace's kernel, which
-forwards between the veth and the TUN, the same shape as the compose lab. Nothing here
+The peer reaches the stack's 10.0.0.2 and fd00:0:0:1::2 through the stack namespace's
+kernel, which forwards between the veth and the TUN, the same shape as the compose lab.
+The IPv6 addresses and routes exist only inside the two namespaces (added without
+Duplicate Address Detection, so they are usable at once); where the kernel has IPv6
+off, ``Topology.ipv6`` is False and the IPv6 tests skip. Nothing here
 touches the root namespace's links or routes: the veth pair is created inside the stack
 namespace with its peer end placed directly in the peer namespace.
 
@@ -53,6 +59,10 @@ STACK_ADDR = "10.0.0.2"  # owned by the stack, behind mytun
 TUN_KERNEL_ADDR = "10.0.0.1"  # kernel side of mytun (stack namespace)
 STACK_NS_ADDR = "10.1.0.1"  # stack namespace's veth
 PEER_ADDR = "10.1.0.2"  # peer namespace's veth
+STACK_ADDR6 = "fd00:0:0:1::2"  # owned by the stack, behind mytun
+TUN_KERNEL_ADDR6 = "fd00:0:0:1::1"
+STACK_NS_ADDR6 = "fd00:0:0:2::1"
+PEER_ADDR6 = "fd00:0:0:2::2"
 PREFIX = "tl-"
 
 T = TypeVar("T")
@@ -441,6 +451,10 @@ class Topology:
     stack_addr: str = STACK_ADDR
     stack_ns_addr: str = STACK_NS_ADDR
     peer_addr: str = PEER_ADDR
+    stack_addr6: str = STACK_ADDR6
+    stack_ns_addr6: str = STACK_NS_ADDR6
+    peer_addr6: str = PEER_ADDR6
+    ipv6: bool = False  # the namespaces have their IPv6 addresses and route
     destroyed: bool = field(default=False)
     emulator: NetemEmulator | None = field(default=None, repr=False)
 
@@ -487,6 +501,22 @@ class Topology:
             ["route", "add", "10.0.0.0/24", "via", self.stack_ns_addr],
         ):
             run(["ip", "-n", p, *cmd], timeout=10)
+        self.ipv6 = self._build_ipv6()
+
+    def _build_ipv6(self) -> bool:
+        """The IPv6 half of the topology; False (and nothing fatal) without IPv6."""
+        s, p = self.stack_ns, self.peer_ns
+        try:
+            run_in(s, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"], timeout=10)
+            run(["ip", "-n", s, "-6", "addr", "add", f"{self.stack_ns_addr6}/64",
+                 "dev", self.stack_dev, "nodad"], timeout=10)
+            run(["ip", "-n", p, "-6", "addr", "add", f"{self.peer_addr6}/64",
+                 "dev", self.peer_dev, "nodad"], timeout=10)
+            run(["ip", "-n", p, "-6", "route", "add", "fd00:0:0:1::/64",
+                 "via", self.stack_ns_addr6], timeout=10)
+        except CommandError:
+            return False
+        return True
 
     def destroy(self) -> None:
         """Delete both namespaces (and with them the veth pair and any TUN).
