@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
 from typing import NoReturn
 
@@ -61,10 +62,15 @@ def _ipv6_unicast(text: str) -> ipaddress.IPv6Address:
     return ip
 
 
+def _canonical6(ip: ipaddress.IPv6Address) -> str:
+    """The spelling the stack uses everywhere: what inet_ntop gives (docs/ipv6.md)."""
+    return socket.inet_ntop(socket.AF_INET6, ip.packed)
+
+
 def _address6(text: str) -> str | None:
     if text == "none":
         return None
-    return str(_ipv6_unicast(text))
+    return _canonical6(_ipv6_unicast(text))
 
 
 def _kernel_address6(text: str) -> str | None:
@@ -76,7 +82,7 @@ def _kernel_address6(text: str) -> str | None:
     ip = _ipv6_unicast(address)
     if not length.isdigit() or not 1 <= int(length) <= 128:
         raise argparse.ArgumentTypeError(f"not an IPv6 prefix length: {length!r}")
-    return f"{ip}/{int(length)}"
+    return f"{_canonical6(ip)}/{int(length)}"
 
 
 def _mtu(text: str) -> int:
