@@ -571,6 +571,71 @@ class Topology:
         self.destroy()
 
 
+@dataclass
+class RoutedTopology(Topology):
+    """The stack behind a router whose link to the peer has a smaller MTU (IPv6 only)::
+
+        tl-peer-XXXX            tl-rtr-XXXX                     tl-stack-XXXX
+        veth-p fd00:0:0:3::2 -- veth-r2 fd00:0:0:3::1 (mtu M)
+                                veth-r1 fd00:0:0:2::2 -- veth-s fd00:0:0:2::1, mytun
+
+    A packet from the stack larger than M reaches the router, which cannot forward it
+    and answers with ICMPv6 Packet Too Big (RFC 8201): the path MTU test's shape.
+    """
+
+    router_ns: str = ""
+    router_mtu: int = 1280
+    peer_addr6: str = "fd00:0:0:3::2"
+
+    @classmethod
+    def create_routed(cls, router_mtu: int = 1280) -> RoutedTopology:
+        existing = set(list_netns())
+        for _ in range(100):
+            suffix = secrets.token_hex(2)
+            topo = cls(suffix, f"{PREFIX}stack-{suffix}", f"{PREFIX}peer-{suffix}")
+            topo.router_ns = f"{PREFIX}rtr-{suffix}"
+            if not {topo.stack_ns, topo.peer_ns, topo.router_ns} & existing:
+                break
+        else:  # pragma: no cover
+            raise RuntimeError("no free namespace name")
+        topo.router_mtu = router_mtu
+        try:
+            topo._build()
+        except BaseException:
+            topo.destroy()
+            raise
+        return topo
+
+    def _build(self) -> None:
+        s, r, p = self.stack_ns, self.router_ns, self.peer_ns
+        for ns in (s, r, p):
+            run(["ip", "netns", "add", ns], timeout=10)
+            run(["ip", "-n", ns, "link", "set", "lo", "up"], timeout=10)
+        run(["ip", "-n", s, "link", "add", self.stack_dev, "type", "veth",
+             "peer", "name", "veth-r1", "netns", r], timeout=10)
+        run(["ip", "-n", r, "link", "add", "veth-r2", "mtu", str(self.router_mtu), "type", "veth",
+             "peer", "name", self.peer_dev, "netns", p, "mtu", str(self.router_mtu)], timeout=10)
+        for ns in (s, r):
+            run_in(ns, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"], timeout=10)
+        for ns, dev, addr in ((s, self.stack_dev, "fd00:0:0:2::1/64"), (r, "veth-r1", "fd00:0:0:2::2/64"),
+                              (r, "veth-r2", "fd00:0:0:3::1/64"), (p, self.peer_dev, f"{self.peer_addr6}/64")):
+            run(["ip", "-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"], timeout=10)
+            run(["ip", "-n", ns, "link", "set", dev, "up"], timeout=10)
+        run(["ip", "-n", s, "-6", "route", "add", "fd00:0:0:3::/64", "via", "fd00:0:0:2::2"], timeout=10)
+        run(["ip", "-n", r, "-6", "route", "add", "fd00:0:0:1::/64", "via", "fd00:0:0:2::1"], timeout=10)
+        run(["ip", "-n", p, "-6", "route", "add", "fd00:0:0:1::/64", "via", "fd00:0:0:3::1"], timeout=10)
+        self.stack_ns_addr6 = "fd00:0:0:2::1"
+        self.ipv6 = True
+
+    def destroy(self) -> None:
+        super().destroy()
+        if self.router_ns and self.router_ns in set(list_netns()):
+            for pid in run(["ip", "netns", "pids", self.router_ns], timeout=10, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+            run(["ip", "netns", "del", self.router_ns], timeout=10, check=False)
+
+
 def python_env() -> dict[str, str]:
     """Environment for running the repository's code with this interpreter."""
     env = dict(os.environ)
