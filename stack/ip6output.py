@@ -36,11 +36,14 @@ from stack.wire.ipv6 import (
 )
 from stack.wire.tcp import TCPSegment, build_tcp_header
 
-__all__ = ["DEFAULT_HOP_LIMIT", "Ipv6Output", "tcp_mss_for_mtu"]
+__all__ = ["DEFAULT_HOP_LIMIT", "IPV6_TCP_HEADERS", "Ipv6Output", "tcp_mss_for_mtu"]
 
 #: RFC 8200 section 3 leaves it to the node; 64 is what Linux and most hosts use.
 DEFAULT_HOP_LIMIT = 64
 _TCP_HEADER = 20
+#: What a TCP segment over IPv6 spends on headers (without TCP options): MSS = MTU - 60.
+IPV6_TCP_HEADERS = IPV6_HEADER_LEN + _TCP_HEADER
+_FLOW_CACHE_MAX = 65536
 
 Packet = list[bytes | memoryview]
 
@@ -48,7 +51,7 @@ Packet = list[bytes | memoryview]
 def tcp_mss_for_mtu(mtu: int) -> int:
     """The TCP MSS an IPv6 path of ``mtu`` allows: MTU minus the 40-octet IPv6 header
     and the 20-octet TCP header (RFC 9293 section 3.7.1, RFC 8200 section 8.3)."""
-    return mtu - IPV6_HEADER_LEN - _TCP_HEADER
+    return mtu - IPV6_TCP_HEADERS
 
 
 class Ipv6Output:
@@ -63,11 +66,22 @@ class Ipv6Output:
         self.limiter = limiter if limiter is not None else ErrorRateLimiter()
         self.hop_limit = DEFAULT_HOP_LIMIT
         self.fragments_out = 0
+        self._flows: dict[tuple[str, int, int, int], int] = {}
 
     def flow_label(self, dst: str, proto: int, sport: int, dport: int) -> int:
-        """The flow label of one transport flow from this host (RFC 6437 section 3);
-        compute it once per connection."""
+        """The flow label of one transport flow from this host (RFC 6437 section 3)."""
         return flow_label(self.secret, self.address, dst, proto, sport, dport)
+
+    def flow(self, dst: str, proto: int, sport: int, dport: int) -> int:
+        """:meth:`flow_label`, remembered: a keyed hash per packet would cost more than
+        the rest of the IPv6 header (the table is bounded, cleared when full)."""
+        key = (dst, proto, sport, dport)
+        label = self._flows.get(key)
+        if label is None:
+            if len(self._flows) >= _FLOW_CACHE_MAX:
+                self._flows.clear()
+            label = self._flows[key] = self.flow_label(dst, proto, sport, dport)
+        return label
 
     def datagram(self, dst: str, next_header: int, payload: bytes | memoryview, now: float,
                  flow: int = 0) -> list[Packet]:

@@ -35,6 +35,13 @@ def test_mss() -> None:
     assert tcp_mss_for_mtu(1500) == 1440 and tcp_mss_for_mtu(1280) == 1220
 
 
+def test_flow_labels_are_remembered_per_flow() -> None:
+    out = Ipv6Output(STACK, 1500)
+    a = out.flow(PEER, 6, 80, 40000)
+    assert a == out.flow(PEER, 6, 80, 40000) == out.flow_label(PEER, 6, 80, 40000)
+    assert a != out.flow(PEER, 6, 80, 40001)
+
+
 def test_small_datagram_is_one_packet_with_the_flow_label() -> None:
     out = Ipv6Output(STACK, 1500)
     flow = out.flow_label(PEER, IPPROTO_UDP, 7, 5000)
