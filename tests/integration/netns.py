@@ -508,6 +508,8 @@ class Topology:
         s, p = self.stack_ns, self.peer_ns
         try:
             run_in(s, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"], timeout=10)
+            for ns, dev in ((s, self.stack_dev), (p, self.peer_dev)):
+                run_in(ns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.accept_dad=0"], timeout=10)
             run(["ip", "-n", s, "-6", "addr", "add", f"{self.stack_ns_addr6}/64",
                  "dev", self.stack_dev, "nodad"], timeout=10)
             run(["ip", "-n", p, "-6", "addr", "add", f"{self.peer_addr6}/64",
@@ -573,14 +575,16 @@ class Topology:
 
 @dataclass
 class RoutedTopology(Topology):
-    """The stack behind a router whose link to the peer has a smaller MTU (IPv6 only)::
+    """The stack two routers away from the peer, over a link of a smaller MTU (IPv6)::
 
-        tl-peer-XXXX            tl-rtr-XXXX                     tl-stack-XXXX
-        veth-p fd00:0:0:3::2 -- veth-r2 fd00:0:0:3::1 (mtu M)
-                                veth-r1 fd00:0:0:2::2 -- veth-s fd00:0:0:2::1, mytun
+        tl-stack-XXXX                     tl-rtr-XXXX                tl-peer-XXXX
+        mytun  veth-s fd00:0:0:2::1 --(mtu M)-- veth-r1 fd00:0:0:2::2
+                                                veth-r2 fd00:0:0:3::1 -- veth-p fd00:0:0:3::2
 
-    A packet from the stack larger than M reaches the router, which cannot forward it
-    and answers with ICMPv6 Packet Too Big (RFC 8201): the path MTU test's shape.
+    The peer's own link has the usual 1500 octets, so it offers an MSS of 1440; the
+    narrow link is in the middle. A packet from the stack larger than M reaches the
+    stack namespace's kernel, which cannot forward it and answers with ICMPv6 Packet
+    Too Big (RFC 8201); the router does the same to the peer's large packets.
     """
 
     router_ns: str = ""
@@ -611,21 +615,33 @@ class RoutedTopology(Topology):
         for ns in (s, r, p):
             run(["ip", "netns", "add", ns], timeout=10)
             run(["ip", "-n", ns, "link", "set", "lo", "up"], timeout=10)
-        run(["ip", "-n", s, "link", "add", self.stack_dev, "type", "veth",
-             "peer", "name", "veth-r1", "netns", r], timeout=10)
-        run(["ip", "-n", r, "link", "add", "veth-r2", "mtu", str(self.router_mtu), "type", "veth",
-             "peer", "name", self.peer_dev, "netns", p, "mtu", str(self.router_mtu)], timeout=10)
+        mtu = str(self.router_mtu)
+        run(["ip", "-n", s, "link", "add", self.stack_dev, "mtu", mtu, "type", "veth",
+             "peer", "name", "veth-r1", "netns", r, "mtu", mtu], timeout=10)
+        run(["ip", "-n", r, "link", "add", "veth-r2", "type", "veth",
+             "peer", "name", self.peer_dev, "netns", p], timeout=10)
         for ns in (s, r):
             run_in(ns, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"], timeout=10)
         for ns, dev, addr in ((s, self.stack_dev, "fd00:0:0:2::1/64"), (r, "veth-r1", "fd00:0:0:2::2/64"),
                               (r, "veth-r2", "fd00:0:0:3::1/64"), (p, self.peer_dev, f"{self.peer_addr6}/64")):
+            # No Duplicate Address Detection, link-local addresses included: usable at once.
+            run_in(ns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.accept_dad=0"], timeout=10)
             run(["ip", "-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"], timeout=10)
             run(["ip", "-n", ns, "link", "set", dev, "up"], timeout=10)
         run(["ip", "-n", s, "-6", "route", "add", "fd00:0:0:3::/64", "via", "fd00:0:0:2::2"], timeout=10)
         run(["ip", "-n", r, "-6", "route", "add", "fd00:0:0:1::/64", "via", "fd00:0:0:2::1"], timeout=10)
-        run(["ip", "-n", p, "-6", "route", "add", "fd00:0:0:1::/64", "via", "fd00:0:0:3::1"], timeout=10)
+        for prefix in ("fd00:0:0:1::/64", "fd00:0:0:2::/64"):
+            run(["ip", "-n", p, "-6", "route", "add", prefix, "via", "fd00:0:0:3::1"], timeout=10)
         self.stack_ns_addr6 = "fd00:0:0:2::1"
         self.ipv6 = True
+        # Ready when the peer reaches the stack namespace across the router (neighbour
+        # discovery done on both links); bounded, one probe a second.
+        for _ in range(10):
+            if run_in(p, ["ping", "-6", "-c", "1", "-W", "1", self.stack_ns_addr6], timeout=5,
+                      check=False).returncode == 0:
+                break
+        else:
+            raise RuntimeError("the routed IPv6 topology does not forward")
 
     def destroy(self) -> None:
         super().destroy()
