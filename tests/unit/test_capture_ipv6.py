@@ -83,3 +83,34 @@ def test_ethernet_capture_with_ipv6(tmp_path: Path) -> None:
     wrpcap(str(path), [Ether() / IPv6(src=PEER, dst=STACK) / UDP(sport=1, dport=7) / b"x"])
     (pkt,) = read_pcap(path)
     assert pkt.version == 6 and pkt.udp is not None and pkt.udp.dport == 7
+
+
+def test_plot_an_ipv6_connection(tmp_path: Path) -> None:
+    """`tcplab plot` on an IPv6 connection: its bracketed id from the event log, its
+    packets from the pcap, a time-sequence graph of its data."""
+    import json
+
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    from stack.observe import plot
+
+    cid = conn_id(STACK, 80, PEER, 40000)
+    events = tmp_path / "events.jsonl"
+    rows = [{"t": 1.0, "type": "state", "conn": cid, "from": "LISTEN", "to": "SYN-RECEIVED"},
+            {"t": 1.001, "type": "cwnd", "conn": cid, "cwnd": 14400, "ssthresh": 2**31, "reason": "init"},
+            {"t": 1.02, "type": "rtt", "conn": cid, "sample": 0.01, "srtt": 0.01, "rttvar": 0.005,
+             "rto": 0.2}]
+    events.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pcap = tmp_path / "stack.pcap"
+    writer = PcapWriter(str(pcap))
+    writer.write(None, [bytes(IPv6(src=PEER, dst=STACK) / TCP(sport=40000, dport=80, flags="S", seq=9))])
+    writer.write(None, [bytes(IPv6(src=STACK, dst=PEER) / TCP(sport=80, dport=40000, flags="SA", seq=500, ack=10))])
+    for i in range(3):
+        writer.write(None, [bytes(IPv6(src=STACK, dst=PEER) / TCP(sport=80, dport=40000, flags="A",
+                                                                  seq=501 + 1000 * i, ack=10) / bytes(1000))])
+    writer.close()
+    result = plot.make_plots(events, pcap, out_dir=tmp_path / "png")
+    assert result.conn == cid
+    data = result.series.as_dict()["tseq"]["data"]
+    assert [s for _, s in data] == [1, 1001, 2001]
