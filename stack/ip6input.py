@@ -36,6 +36,7 @@ from stack.wire.ipv6 import (
     PP_UNKNOWN_OPTION,
     IPv6Header,
     ParameterProblem,
+    is_multicast,
     parse_ipv6,
     walk_headers,
 )
@@ -45,9 +46,8 @@ __all__ = ["ALL_NODES", "Datagram6", "Drop", "Icmp6Error", "Ipv6Input", "solicit
 #: RFC 4291 section 2.7.1: the all-nodes multicast addresses (interface- and link-local).
 ALL_NODES = ("ff01::1", "ff02::1")
 _UPPER_LAYERS = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6))
-_LOOPBACK = bytes(15) + b"\x01"
-_UNSPECIFIED = bytes(16)
-_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+# RFC 4291 2.5.2-3: neither the unspecified nor the loopback address sends from a wire.
+_BAD_SOURCES = frozenset(("::", "::1"))
 _SOLICITED_PREFIX = bytes.fromhex("ff02" + "0000" * 4 + "0001ff")  # ff02::1:ff00:0/104
 
 
@@ -122,11 +122,14 @@ class Ipv6Input:
             if dst not in self.groups:
                 return Drop("not_for_us")
             multicast = True
-        src_raw = bytes(packet[8:24])
-        if (src_raw[0] == 0xFF or src_raw in (_LOOPBACK, _UNSPECIFIED)
-                or src_raw[:12] == _V4_MAPPED_PREFIX):
+        src = header.src
+        if src in _BAD_SOURCES or is_multicast(src) or (src.startswith("::ffff:") and "." in src):
+            # (inet_ntop writes a v4-mapped address as ::ffff:a.b.c.d, RFC 5952 5.)
             return Drop("bad_ipv6_source")
         whole = packet[: 40 + header.payload_length]
+        if header.next_header in self.upper_layers:
+            # The common case: no extension header at all, nothing to walk.
+            return Datagram6(header, header.next_header, payload, whole)
         try:
             chain = walk_headers(whole, to_multicast=multicast)
             if chain.fragment is not None:

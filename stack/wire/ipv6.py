@@ -193,16 +193,31 @@ def parse_ipv6(packet: BytesLike) -> tuple[IPv6Header, memoryview]:
     # carry the length (jumbograms are not supported: a TUN's MTU is at most 65535).
     if IPV6_HEADER_LEN + payload_length > size:
         raise WireError("truncated_ipv6_packet", f"payload length {payload_length}, {size} bytes")
+    pair = _ADDRESS_TEXT.get(src + dst)
+    if pair is None:
+        pair = _address_text(src, dst)
     header = IPv6Header(
         traffic_class=(word >> 20) & 0xFF,
         flow_label=word & _FLOW_MASK,
         payload_length=payload_length,
         next_header=next_header,
         hop_limit=hop_limit,
-        src=_inet_ntop(_AF_INET6, bytes(view[8:24])),
-        dst=_inet_ntop(_AF_INET6, bytes(view[24:40])),
+        src=pair[0],
+        dst=pair[1],
     )
     return header, view[IPV6_HEADER_LEN : IPV6_HEADER_LEN + payload_length]
+
+
+# The text of the address pairs seen: the same few recur on every packet of a flow, and
+# inet_ntop twice per packet costs more than the rest of the header.
+_ADDRESS_TEXT: dict[bytes, tuple[str, str]] = {}
+
+
+def _address_text(src: bytes, dst: bytes) -> tuple[str, str]:
+    if len(_ADDRESS_TEXT) > 4096:
+        _ADDRESS_TEXT.clear()
+    pair = _ADDRESS_TEXT[src + dst] = (_inet_ntop(_AF_INET6, src), _inet_ntop(_AF_INET6, dst))
+    return pair
 
 
 def build_ipv6_header(
