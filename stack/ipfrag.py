@@ -186,11 +186,6 @@ class FragmentReassembler:
     def expire(self, now: float) -> None:
         self.table.expire(now)
 
-    def drop_oldest(self) -> None:
-        """Give up the oldest datagram under reassembly (the host's count bound)."""
-        if self.table.pending:
-            self.table.drop(next(iter(self.table.pending)))
-
-    def _drop(self, key: FragmentKey) -> None:
-        # Kept for stack/host.py until it calls drop_oldest() (the IPv6 work's phase 2).
+    def discard(self, key: FragmentKey) -> None:
+        """Give up on one datagram under reassembly (counted in `dropped`)."""
         self.table.drop(key)
