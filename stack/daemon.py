@@ -113,6 +113,7 @@ class Daemon:
             opts.address, transmit, mtu=opts.mtu, offload=self.tun.vnet_hdr,
             cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.loop.time,
             tcp_memory=opts.tcp_memory, tcp_defaults=opts.tcp_defaults,
+            address6=opts.address6 if self.tun.ipv6_error is None else None,
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
         host.tcp_defaults.msl = opts.time_wait / 2
@@ -136,9 +137,10 @@ class Daemon:
             self.loop.add_signal_handler(sig, self._stopping.set)
         mode = "offloads on (vnet header, TSO)" if self.tun.vnet_hdr else "plain packets"
         services = " ".join(f"{n}:{p}" for n, p in opts.services) or "none"
+        addresses = opts.address if host.address6 is None else f"{opts.address} {host.address6}"
         log.info(
             "ready: %s on %s (%s, mtu %d, cc %s), services %s, socket %s",
-            opts.address, self.tun.name, mode, opts.mtu, opts.cc, services, opts.socket_path,
+            addresses, self.tun.name, mode, opts.mtu, opts.cc, services, opts.socket_path,
         )  # fmt: skip
         self._flush_periodically()
         await self._stopping.wait()
