@@ -33,6 +33,7 @@ from stack.ip6output import IPV6_TCP_HEADERS, Ipv6Output, tcp_mss_for_mtu
 from stack.ipfrag import FragmentReassembler
 from stack.observe.events import EventBudget, EventLog
 from stack.observe.pcap import PcapWriter
+from stack.pmtu import IPV6_MIN_MTU
 from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
 from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
@@ -663,10 +664,13 @@ class Host:
 
     def _family_config(self, config: TcpConfig, remote: str) -> TcpConfig:
         """A connection's own config; over IPv6 the MSS we offer is the link MTU less
-        60 octets, IPv6's 40-octet header and TCP's 20 (RFC 8200 section 8.3)."""
+        60 octets, IPv6's 40-octet header and TCP's 20 (RFC 8200 section 8.3), and the
+        one we assume of a peer that offers none is 1220."""
         config = replace(config)
         if ":" in remote:
             config.mss = min(config.mss, tcp_mss_for_mtu(self.mtu))
+            # RFC 9293 3.7.1: without an MSS option, 1220 over IPv6 (1280 - 60).
+            config.default_peer_mss = tcp_mss_for_mtu(IPV6_MIN_MTU)
         return config
 
     def _send_segment(self, dst: str, seg: TCPSegment, mss: int) -> None:

@@ -133,6 +133,16 @@ def test_tcp_handshake_mss_flow_label_and_data() -> None:
     assert acks and all(p.fl == synack.fl for p in acks)  # one label for the whole flow
 
 
+def test_peer_without_mss_option_gets_1220_over_ipv6() -> None:
+    """RFC 9293 3.7.1: with no MSS option assume 536 over IPv4, 1220 over IPv6."""
+    h = Harness()
+    h.listener()
+    h.feed(tcp6(40000, 7, 1000, 0, SYN))
+    assert h.host.conns[(7, PEER6, 40000)].snd_mss == 1220
+    h.feed(tcp4(40001, 7, 1, 0, SYN))
+    assert h.host.conns[(7, PEER4, 40001)].snd_mss == 536
+
+
 def test_closed_port_gets_reset_and_udp_port_unreachable() -> None:
     h = Harness()
     h.feed(tcp6(40000, 4242, 5, 0, SYN))
