@@ -32,4 +32,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert rows[figure]["stack"] > 0, figure
         assert rows[figure]["kernel"] > 0, figure
     assert rows["50 idle connections held"]["stack"] == 50
+    for figure in ("upload over IPv6 (offloads on)", "download over IPv6 (offloads on)"):
+        assert rows[figure]["stack"] > 0 and rows[figure]["kernel"] > 0, figure
     assert "ratio" in proc.stdout and "upload (offloads on)" in proc.stdout
