@@ -379,17 +379,9 @@ class Host:
             if msg.type == icmpv6.PACKET_TOO_BIG:
                 self.ip6_out.pmtu.packet_too_big(quoted.dst, reported, now)
             return
-        t = quoted.transport
-        sport = int.from_bytes(t[0:2], "big")
-        dport = int.from_bytes(t[2:4], "big")
-        seq = int.from_bytes(t[4:8], "big")
-        conn = self.conns.get((sport, quoted.dst, dport))
+        # RFC 8201 section 5.1 (as RFC 5927 for IPv4): only for data we have in flight.
+        conn = self._quoted_connection(quoted.dst, quoted.transport)
         if conn is None:
-            return
-        # RFC 5927 section 4.1 / RFC 8201 section 5.1: believe it only if it quotes data
-        # we have in flight.
-        if not conn.in_flight(seq):
-            self.count_drop("icmp_out_of_window")
             return
         if msg.type == icmpv6.PACKET_TOO_BIG:
             mtu = self.ip6_out.pmtu.packet_too_big(quoted.dst, reported, now)
@@ -461,15 +453,8 @@ class Host:
         inner_payload = quote[ihl:]
         if inner_src != self.address or len(inner_payload) < 8 or inner_proto != IPPROTO_TCP:
             return
-        sport = int.from_bytes(inner_payload[0:2], "big")
-        dport = int.from_bytes(inner_payload[2:4], "big")
-        seq = int.from_bytes(inner_payload[4:8], "big")
-        conn = self.conns.get((sport, inner_dst, dport))
+        conn = self._quoted_connection(inner_dst, inner_payload)
         if conn is None:
-            return
-        # RFC 5927 section 4.1: believe it only if it quotes data we have in flight.
-        if not conn.in_flight(seq):
-            self.count_drop("icmp_out_of_window")
             return
         if msg.code == icmp.UNREACH_FRAG_NEEDED:
             conn.on_path_mtu(icmp.next_hop_mtu(msg) or 576, now)
@@ -482,6 +467,21 @@ class Host:
             }.get(msg.code, errno.EHOSTUNREACH)
             conn.on_icmp_unreachable(err, now)
         self.after(conn, now)
+
+    def _quoted_connection(self, remote: str, tcp: bytes | memoryview) -> Connection | None:
+        """The connection a quoted TCP header (8 octets at least) belongs to, if it
+        quotes data we have in flight: RFC 5927 section 4.1, believe an ICMP error only
+        then (a blind attacker would have to guess the sequence number)."""
+        sport = int.from_bytes(tcp[0:2], "big")
+        dport = int.from_bytes(tcp[2:4], "big")
+        seq = int.from_bytes(tcp[4:8], "big")
+        conn = self.conns.get((sport, remote, dport))
+        if conn is None:
+            return None
+        if not conn.in_flight(seq):
+            self.count_drop("icmp_out_of_window")
+            return None
+        return conn
 
     # ------------------------------------------------------------------- UDP
 

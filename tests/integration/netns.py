@@ -459,12 +459,12 @@ class Topology:
     emulator: NetemEmulator | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls) -> Topology:
+    def create(cls, **fields: Any) -> Topology:
         existing = set(list_netns())
         for _ in range(100):
             suffix = secrets.token_hex(2)
-            topo = cls(suffix, f"{PREFIX}stack-{suffix}", f"{PREFIX}peer-{suffix}")
-            if topo.stack_ns not in existing and topo.peer_ns not in existing:
+            topo = cls(suffix, f"{PREFIX}stack-{suffix}", f"{PREFIX}peer-{suffix}", **fields)
+            if not set(topo.namespaces()) & existing:
                 break
         else:  # pragma: no cover
             raise RuntimeError("no free namespace name")
@@ -474,6 +474,9 @@ class Topology:
             topo.destroy()
             raise
         return topo
+
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.stack_ns, self.peer_ns)
 
     def _build(self) -> None:
         s, p = self.stack_ns, self.peer_ns
@@ -591,24 +594,17 @@ class RoutedTopology(Topology):
     router_mtu: int = 1280
     peer_addr6: str = "fd00:0:0:3::2"
 
+    def __post_init__(self) -> None:
+        self.router_ns = f"{PREFIX}rtr-{self.suffix}"
+
     @classmethod
     def create_routed(cls, router_mtu: int = 1280) -> RoutedTopology:
-        existing = set(list_netns())
-        for _ in range(100):
-            suffix = secrets.token_hex(2)
-            topo = cls(suffix, f"{PREFIX}stack-{suffix}", f"{PREFIX}peer-{suffix}")
-            topo.router_ns = f"{PREFIX}rtr-{suffix}"
-            if not {topo.stack_ns, topo.peer_ns, topo.router_ns} & existing:
-                break
-        else:  # pragma: no cover
-            raise RuntimeError("no free namespace name")
-        topo.router_mtu = router_mtu
-        try:
-            topo._build()
-        except BaseException:
-            topo.destroy()
-            raise
+        topo = cls.create(router_mtu=router_mtu)
+        assert isinstance(topo, RoutedTopology)
         return topo
+
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.stack_ns, self.router_ns, self.peer_ns)
 
     def _build(self) -> None:
         s, r, p = self.stack_ns, self.router_ns, self.peer_ns
