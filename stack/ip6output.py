@@ -17,6 +17,7 @@ import os
 from stack.io.virtio import (
     TCP_CSUM_OFFSET,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_TCPV6,
     VirtioNetHdr,
 )
@@ -34,7 +35,7 @@ from stack.wire.ipv6 import (
     build_ipv6_header,
     flow_label,
 )
-from stack.wire.tcp import TCPSegment, build_tcp_header
+from stack.wire.tcp import CWR, TCPSegment, build_tcp_header
 
 __all__ = ["DEFAULT_HOP_LIMIT", "IPV6_TCP_HEADERS", "Ipv6Output", "tcp_mss_for_mtu"]
 
@@ -121,15 +122,18 @@ class Ipv6Output:
             vnet = VirtioNetHdr(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=IPV6_HEADER_LEN,
                                 csum_offset=TCP_CSUM_OFFSET)
             if mss and len(payload) > mss:
-                vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV6
+                # A CWR only on the first segment the kernel cuts (GSO_ECN, RFC 3168 6.1.2).
+                vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV6 | (
+                    VIRTIO_NET_HDR_GSO_ECN if seg.flags & CWR else 0)
                 vnet.gso_size = mss
                 vnet.hdr_len = IPV6_HEADER_LEN + len(tcp_header)
         else:
             tcp_header = build_tcp_header(seg, self.address, dst, checksum="full")
             vnet = None
+        # RFC 3168 section 5: the ECN field is the low two bits of the Traffic Class.
         ip_header = build_ipv6_header(self.address, dst, IPPROTO_TCP,
                                       len(tcp_header) + len(payload), self.hop_limit,
-                                      flow_label=flow)
+                                      traffic_class=seg.ecn, flow_label=flow)
         if payload:
             return [ip_header, tcp_header, payload], vnet
         return [ip_header, tcp_header], vnet

@@ -56,6 +56,7 @@ from stack.observe.events import EventBudget, EventLog
 log = logging.getLogger("tcplab.ipc")
 
 SO_PEEK_OFF = 42  # not in Python's socket module
+MSG_FASTOPEN = 0x20000000  # linux/socket.h (not in Python's socket module)
 CRED_MARK = 0x54430000
 CHUNK = 256 * 1024
 MAX_CLIENTS = 1024
@@ -682,11 +683,35 @@ class IpcServer:
             e.group = group
             e.bound_ip = req.addr.ip
             return
-        e.sock.bind(req.addr.ip, req.addr.port)
+        try:
+            e.sock.bind(req.addr.ip, req.addr.port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or not self._reap_closed(e.kind, req.addr.port):
+                raise
+            e.sock.bind(req.addr.ip, req.addr.port)
         e.bound_ip = req.addr.ip
         if e.kind == "tcp" and req.addr.port and self._reuseport(e) and group is None:
             e.group = _PortGroup(key, e.sock, e.uid, [e])
             self._groups[key] = e.group
+
+    def _reap_closed(self, kind: str, port: int) -> bool:
+        """Take now the hangups of the sockets holding `port` that their programs have
+        already closed; True if one of them let the port go. Linux frees a port when
+        close() returns, but the daemon hears of a close as EPOLLHUP on B, which the
+        event loop may take after the program's next request (bind right after close:
+        pg_createcluster's free-port probe, "find a free port" helpers)."""
+        freed = False
+        for other in list(self._entries.values()):
+            local = other.sock.local if other.group is None else other.group.sock.local
+            if other.kind != kind or other.dead or local is None or local[1] != port:
+                continue
+            poller = select.poll()
+            poller.register(other.b, 0)  # POLLHUP and POLLERR are always reported
+            if any(ev & (select.POLLHUP | select.POLLERR) for _fd, ev in poller.poll(0)):
+                other.hup = True
+                self._pump(other)  # what the event loop would do with it
+                freed = freed or other.dead
+        return freed
 
     def _op_adopt(self, rep: p.Reply, fd: int, client: _Client) -> None:
         """A new control connection, made by the shim before a fork for the child (so a
@@ -713,7 +738,14 @@ class IpcServer:
             raise _oserr(errno.EINVAL)
         backlog = min(max(req.backlog, 1), 4096)
         stack_sock = e.group.sock if e.group is not None else e.sock
-        stack_sock.listen(backlog)
+        try:
+            stack_sock.listen(backlog)
+        except OSError as exc:
+            local = stack_sock.local
+            if exc.errno != errno.EADDRINUSE or local is None \
+                    or not self._reap_closed("tcp", local[1]):
+                raise
+            stack_sock.listen(backlog)
         e.backlog = backlog
         if e.phase == "fresh":
             # From now on the socket's stream (B to A) carries one ACCEPT record per
@@ -781,14 +813,21 @@ class IpcServer:
             raise _oserr(errno.EISCONN)
         if e.phase != "fresh":
             raise _oserr(errno.EINVAL)
-        e.sock.connect(req.addr.ip, req.addr.port)
+        self._start_connect(e, fd, req.addr.ip, req.addr.port, None)
+        rep.status = errno.EINPROGRESS
+
+    def _start_connect(self, e: _Entry, fd: int, ip: str, port: int,
+                       fastopen_data: bytes | None) -> None:
+        if fastopen_data is None:
+            e.sock.connect(ip, port)
+        else:
+            e.sock.sendto_fastopen(fastopen_data, ip, port)
         # The connection will carry data: a bigger send buffer for A (DATA_SNDBUF), and
         # filler topped up to match, so A stays unwritable until the handshake ends.
         with socket.socket(fileno=os.dup(fd)) as a:
             self._size_for_data(a)
             e.filler += self._fill(a)
         e.phase = "connecting"
-        rep.status = errno.EINPROGRESS
         self._schedule(e)
 
     def _op_shutdown(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
@@ -875,9 +914,19 @@ class IpcServer:
             e.options[key] = req.value
 
     def _op_sendto(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
-        if e.kind != "udp":
-            raise _oserr(errno.EOPNOTSUPP)
         assert req.addr is not None
+        if e.kind != "udp":
+            # TCP: only sendto(..., MSG_FASTOPEN, addr) comes here: connect with the data
+            # for the SYN (RFC 7413; stack/sockets.py `sendto_fastopen`), as Linux.
+            if not req.msg_flags & MSG_FASTOPEN or req.addr.family == p.AF_UNSPEC:
+                raise _oserr(errno.EOPNOTSUPP)
+            if e.phase in ("connecting", "connected"):
+                raise _oserr(errno.EISCONN if e.phase == "connected" else errno.EALREADY)
+            if e.phase != "fresh":
+                raise _oserr(errno.EINVAL)
+            self._start_connect(e, fd, req.addr.ip, req.addr.port, bytes(req.payload))
+            rep.sent = len(req.payload)
+            return
         rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
 
     def _op_detach(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:

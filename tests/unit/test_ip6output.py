@@ -113,3 +113,17 @@ def test_echo_reply() -> None:
     reply = defragment6([IPv6(joined(p)) for p in packets])
     msg = reply[ICMPv6EchoReply]
     assert (msg.id, msg.seq, msg.data) == (7, 9, b"x" * 3000)
+
+
+def test_ecn_codepoint_in_the_traffic_class_and_gso_ecn() -> None:
+    """RFC 3168 section 5: over IPv6 the ECN field is the Traffic Class's low two bits;
+    a TSO segment carrying CWR asks the kernel for GSO_ECN (RFC 3168 6.1.2)."""
+    from stack.io.virtio import VIRTIO_NET_HDR_GSO_ECN
+    from stack.wire.tcp import CWR
+
+    out = Ipv6Output(STACK, 1500)
+    seg = TCPSegment(80, 40000, 1, 2, ACK | CWR, 1000, 0, TCPOptions(), bytes(4000))
+    seg.ecn = 2  # ECT(0)
+    packet, vnet = out.tcp_segment(PEER, seg, 1428, offload=True)
+    assert IPv6(joined(packet)).tc & 3 == 2
+    assert vnet is not None and vnet.gso_type == VIRTIO_NET_HDR_GSO_TCPV6 | VIRTIO_NET_HDR_GSO_ECN

@@ -860,6 +860,31 @@ def test_listen_keeps_the_socket(server: ServerThread, shim: Path) -> None:
 
 
 @needs_shim
+def test_port_is_free_when_close_returns(server: ServerThread, shim: Path) -> None:
+    """close() then at once bind/listen on the same port, as Linux allows: the daemon
+    takes the closed socket's hangup before it answers (no EADDRINUSE race)."""
+    cp = run_shimmed(server.path, py("""
+        import errno, socket
+        bad = []
+        for port in range(7700, 7740):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                for attempt in range(2):
+                    s = socket.socket(socket.AF_INET, kind)
+                    if kind == socket.SOCK_STREAM:
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind(("0.0.0.0", port))
+                        if kind == socket.SOCK_STREAM:
+                            s.listen(1)
+                    except OSError as e:
+                        bad.append((port, kind, attempt, errno.errorcode[e.errno]))
+                    s.close()
+        print(bad or "ok")
+    """))
+    assert cp.stdout.strip() == "ok", cp.stdout + cp.stderr
+
+
+@needs_shim
 def test_listener_shutdown_wakes_a_blocked_accept(server: ServerThread, shim: Path) -> None:
     """shutdown(SHUT_RD) on a listener: a thread blocked in accept() gets EINVAL (the
     listener's stream reads end of file), as in Linux; so does the next accept."""
