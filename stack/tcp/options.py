@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from stack.tcp.sender import Sender
 
 MASK32 = 0xFFFFFFFF
-DEFAULT_PEER_MSS = 536  # RFC 9293 section 3.7.1: assume 536 when no MSS option (IPv4)
 TS_OPTION_LEN = 12  # NOP NOP TS(10): what the timestamp option costs every segment
 
 
