@@ -562,6 +562,11 @@ def run_peer_client(topology: Topology, *args: str | int, timeout: float = 120) 
 
 
 # --- the daemon -----------------------------------------------------------------------
+def _traversable(d: Path) -> bool:
+    """Can every user reach files in d (search permission on it and its parents)?"""
+    return all(os.stat(p).st_mode & 0o001 for p in (d, *d.parents))
+
+
 class StackDaemon:
     """``tcplab stack`` running in the stack namespace."""
 
@@ -589,8 +594,12 @@ class StackDaemon:
         tmpdir = Path(tmpdir)
         tmpdir.mkdir(parents=True, exist_ok=True)
         socket_path = tmpdir / "stack.sock"
-        if len(os.fsencode(socket_path)) > 100:  # sun_path is 108 bytes
-            socket_path = Path(tempfile.mkdtemp(prefix="tl-sock-")) / "stack.sock"
+        if len(os.fsencode(socket_path)) > 100 or not _traversable(tmpdir):
+            # sun_path is 108 bytes; and programs that drop privileges (memcached -u)
+            # must reach the socket, as /run/tcplab (0755) lets them
+            sockdir = Path(tempfile.mkdtemp(prefix="tl-sock-"))
+            sockdir.chmod(0o755)
+            socket_path = sockdir / "stack.sock"
         argv = [sys.executable, "-m", "stack.cli", "stack",
                 "--socket", str(socket_path),
                 "--pcap", str(tmpdir / "stack.pcap"),
