@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -77,6 +78,7 @@ static struct {
     ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
     ssize_t (*sendmsg)(int, const struct msghdr *, int);
     ssize_t (*recvmsg)(int, struct msghdr *, int);
+    int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
     ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *,
                             socklen_t *);
     int (*close)(int);
@@ -198,6 +200,7 @@ static void init(void)
     RESOLVE(recvfrom, "recvfrom");
     RESOLVE(sendmsg, "sendmsg");
     RESOLVE(recvmsg, "recvmsg");
+    RESOLVE(recvmmsg, "recvmmsg");
     RESOLVE(recvfrom_chk, "__recvfrom_chk");
     RESOLVE(close, "close");
     RESOLVE(dup2, "dup2");
@@ -1723,6 +1726,35 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
         return r;
     }
     return udp_recv(fd, msg, flags);
+}
+
+/* recvmmsg on a UDP stack socket: one udp_recv per message, so each gets its source
+ * address and control messages (and a datagram's PKTINFO file is never left in the
+ * program's descriptor table). The first waits as the socket and flags say; the rest
+ * wait too unless MSG_WAITFORONE, MSG_DONTWAIT or a timeout is given (then they do not
+ * wait at all: the timeout itself is not honoured). An
+ * error after the first message ends the batch, as Linux, which reports it next. */
+EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+                    struct timespec *timeout)
+{
+    ensure_init();
+    if (!vec || shim_kind(fd) != K_UDP)
+        return real.recvmmsg(fd, vec, vlen, flags, timeout);
+    int base = flags & ~MSG_WAITFORONE;
+    unsigned int i;
+    for (i = 0; i < vlen; i++) {
+        int f = base;
+        if (i > 0 && ((flags & MSG_WAITFORONE) || timeout))
+            f |= MSG_DONTWAIT; /* (with a timeout: return early rather than block) */
+        ssize_t n = udp_recv(fd, &vec[i].msg_hdr, f);
+        if (n < 0) {
+            if (i == 0)
+                return -1;
+            break;
+        }
+        vec[i].msg_len = (unsigned int)n;
+    }
+    return (int)i;
 }
 
 /* Bookkeeping only: the daemon learns of a socket's last close from the socket itself

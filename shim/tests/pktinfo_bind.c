@@ -109,6 +109,42 @@ static int pktinfo(const char *addr, int port, int ifindex)
     send_ping(addr, port);
     char buf[16];
     CHECK(read(s, buf, sizeof buf) == 4 && !memcmp(buf, "ping", 4), "read");
+    /* 3b. recvmmsg: each message its control message and source, no descriptor left */
+    int lowest = dup(0);
+    close(lowest);
+    send_ping(addr, port);
+    send_ping(addr, port);
+    struct mmsghdr vec[2];
+    struct iovec viov[2];
+    char vdata[2][16];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+    } vcm[2];
+    struct sockaddr_in vfrom[2];
+    memset(vec, 0, sizeof vec);
+    for (int i = 0; i < 2; i++) {
+        viov[i].iov_base = vdata[i];
+        viov[i].iov_len = sizeof vdata[i];
+        vec[i].msg_hdr.msg_iov = &viov[i];
+        vec[i].msg_hdr.msg_iovlen = 1;
+        vec[i].msg_hdr.msg_name = &vfrom[i];
+        vec[i].msg_hdr.msg_namelen = sizeof vfrom[i];
+        vec[i].msg_hdr.msg_control = vcm[i].buf;
+        vec[i].msg_hdr.msg_controllen = sizeof vcm[i].buf;
+    }
+    CHECK(recvmmsg(s, vec, 2, 0, NULL) == 2, "recvmmsg");
+    for (int i = 0; i < 2; i++) {
+        struct cmsghdr *vc = CMSG_FIRSTHDR(&vec[i].msg_hdr);
+        CHECK(vec[i].msg_len == 4 && vfrom[i].sin_family == AF_INET &&
+                  vfrom[i].sin_addr.s_addr == stack.s_addr && vc &&
+                  vc->cmsg_type == IP_PKTINFO &&
+                  vec[i].msg_hdr.msg_controllen == CMSG_SPACE(sizeof(struct in_pktinfo)),
+              "recvmmsg message %d", i);
+    }
+    int after = dup(0);
+    close(after);
+    CHECK(after == lowest, "a descriptor left behind: %d", lowest);
     /* 4. switched off: no control message */
     int off = 0;
     CHECK(setsockopt(s, IPPROTO_IP, IP_PKTINFO, &off, sizeof off) == 0, "IP_PKTINFO off");
