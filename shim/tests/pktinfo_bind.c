@@ -6,6 +6,7 @@
  *
  *   pktinfo_bind pktinfo ADDR PORT IFINDEX   UDP on 0.0.0.0:PORT, datagrams to ADDR:PORT
  *   pktinfo_bind bind                        (as root) privileged ports, root and nobody
+ *   pktinfo_bind bindport PORT               bind TCP PORT as we are; prints ok or the errno
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -271,6 +272,12 @@ int main(int argc, char **argv)
         rc = pktinfo(argv[2], atoi(argv[3]), atoi(argv[4]));
     else if (argc == 2 && !strcmp(argv[1], "bind"))
         rc = privileged();
+    else if (argc == 3 && !strcmp(argv[1], "bindport")) {
+        int e = try_bind(SOCK_STREAM, atoi(argv[2]));
+        printf("uid %d bind %s: %s\n", (int)geteuid(), argv[2],
+               e == 0 ? "ok" : e == EACCES ? "EACCES" : strerror(e));
+        return e == 0 ? 0 : 1;
+    }
     else {
         fprintf(stderr, "usage: pktinfo_bind pktinfo ADDR PORT IFINDEX | bind\n");
         return 2;

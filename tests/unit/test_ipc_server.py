@@ -1312,6 +1312,19 @@ def test_privileged_ports_need_root_with_the_asan_shim(shim: Path) -> None:
                             capture_output=True, text=True, timeout=60)
         assert cp.returncode == 0 and cp.stdout.strip() == "ok", cp.stdout + cp.stderr
         assert "Sanitizer" not in cp.stderr, cp.stderr
+        # not root, but holding CAP_NET_BIND_SERVICE (setpriv's ambient set, as systemd's
+        # AmbientCapabilities= gives a service): allowed, as on Linux
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv (util-linux) is not installed")
+        prog = [str(SHIM_DIR / "tests/pktinfo_bind"), "bindport", "83"]
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        for extra, want in (([], "uid 65534 bind 83: EACCES"),
+                            (["--inh-caps=+net_bind_service",
+                              "--ambient-caps=+net_bind_service"], "uid 65534 bind 83: ok")):
+            cp = subprocess.run([*nobody, *extra, *prog], env=env, capture_output=True,
+                                text=True, timeout=60)
+            assert cp.stdout.strip() == want and "Sanitizer" not in cp.stderr, \
+                cp.stdout + cp.stderr
     finally:
         srv.stop()
         shutil.rmtree(folder, ignore_errors=True)
