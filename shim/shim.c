@@ -99,6 +99,7 @@ static dev_t ctl_dev;
 static ino_t ctl_ino;
 static uint32_t ctl_seq;
 static int warned;
+static int creds_refused; /* SCM_CREDENTIALS refused once: send none (under ctl_lock) */
 
 static void *next_symbol(const char *name)
 {
@@ -488,16 +489,22 @@ static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size
         msg.msg_iovlen = iov[1].iov_len ? 2 : 1;
         memset(&cm, 0, sizeof cm);
         msg.msg_control = cm.buf;
-        msg.msg_controllen = CMSG_SPACE(sizeof(struct ucred)) +
+        int creds = !creds_refused;
+        msg.msg_controllen = (creds ? CMSG_SPACE(sizeof(struct ucred)) : 0) +
                              (fd_in >= 0 ? CMSG_SPACE(sizeof(int)) : 0);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        struct ucred me = {getpid(), geteuid(), getegid()};
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_CREDENTIALS;
-        c->cmsg_len = CMSG_LEN(sizeof me);
-        memcpy(CMSG_DATA(c), &me, sizeof me);
+        struct cmsghdr *c = msg.msg_controllen ? CMSG_FIRSTHDR(&msg) : NULL;
+        if (creds) {
+            struct ucred me = {getpid(), geteuid(), getegid()};
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_CREDENTIALS;
+            c->cmsg_len = CMSG_LEN(sizeof me);
+            memcpy(CMSG_DATA(c), &me, sizeof me);
+        }
+        if (!msg.msg_controllen)
+            msg.msg_control = NULL;
         if (fd_in >= 0) {
-            c = CMSG_NXTHDR(&msg, c);
+            if (creds)
+                c = CMSG_NXTHDR(&msg, c);
             c->cmsg_level = SOL_SOCKET;
             c->cmsg_type = SCM_RIGHTS;
             c->cmsg_len = CMSG_LEN(sizeof(int));
@@ -507,6 +514,13 @@ static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size
         do
             n = real.sendmsg(ctl_fd, &msg, MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EPERM && creds) {
+            /* The kernel refused our ids (it should not: they are our own); let it put
+             * in our real ids instead, from now on. */
+            creds_refused = 1;
+            attempt--;
+            continue;
+        }
         if (n < 0) {
             int err = errno;
             ctl_drop();
