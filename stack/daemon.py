@@ -55,6 +55,8 @@ class DaemonOptions:
     min_rto: float = 0.2
     time_wait: float = 60.0
     impair: ImpairSpec | None = None
+    ecn: int = 2  # net.ipv4.tcp_ecn (stack/tcp/ecn.py)
+    fastopen: int = 1  # net.ipv4.tcp_fastopen (stack/tcp/fastopen.py)
     # The connections' defaults, with any swapped-in components (stack/components.py).
     tcp_defaults: TcpConfig | None = None
 
@@ -110,6 +112,8 @@ class Daemon:
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
         host.tcp_defaults.msl = opts.time_wait / 2
+        host.tcp_defaults.ecn = opts.ecn
+        host.fastopen_mode = opts.fastopen
         host.on_deadline_change = self._schedule
         host.defer_acks = opts.impair is None  # one ACK per connection per batch read
         self.host = host
