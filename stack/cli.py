@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET),
                     metavar="PATH", help=f"control/shim socket (default {DEFAULT_SOCKET})")
     st.add_argument("--socket-group", default=None, metavar="GROUP",
-                    help="group owning the socket file (mode 0660)")
+                    help="only this group may use the stack (socket file mode 0660; "
+                         "default 0666: any user, privileged ports need root)")
     st.add_argument("--service", action="append", metavar="NAME[:PORT]",
                     help="built-in service; default echo:7 discard:9 chargen:19 http:80; 'none' for none")
     st.add_argument("--pcap", metavar="FILE", help="write every packet to FILE (pcap)")

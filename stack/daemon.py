@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -176,7 +177,12 @@ class Daemon:
         except ImportError:  # pragma: no cover - while the IPC is being written
             log.warning("no IPC server available")
         else:
-            ipc = IpcServer(self.layer, opts.socket_path, group=opts.socket_group, events=self.events)
+            try:  # IP_PKTINFO's interface: the stack's, the TUN device
+                ifindex = socket.if_nametoindex(self.tun.name)
+            except OSError:
+                ifindex = 0
+            ipc = IpcServer(self.layer, opts.socket_path, group=opts.socket_group,
+                            events=self.events, ifindex=ifindex)
             await ipc.start()
             self.ipc = ipc
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -669,6 +669,11 @@ def run_peer_client(topology: Topology, *args: str | int, timeout: float = 120) 
 
 
 # --- the daemon -----------------------------------------------------------------------
+def _traversable(d: Path) -> bool:
+    """Can every user reach files in d (search permission on it and its parents)?"""
+    return all(os.stat(p).st_mode & 0o001 for p in (d, *d.parents))
+
+
 class StackDaemon:
     """``tcplab stack`` running in the stack namespace."""
 
@@ -684,6 +689,7 @@ class StackDaemon:
         self.pcap_path = tmpdir / "stack.pcap"
         self.events_path = tmpdir / "events.jsonl"
         self.argv = argv
+        self.own_sockdir: Path | None = None  # made by start() for the socket, removed at exit
         self.returncode: int | None = None
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -696,8 +702,13 @@ class StackDaemon:
         tmpdir = Path(tmpdir)
         tmpdir.mkdir(parents=True, exist_ok=True)
         socket_path = tmpdir / "stack.sock"
-        if len(os.fsencode(socket_path)) > 100:  # sun_path is 108 bytes
-            socket_path = Path(tempfile.mkdtemp(prefix="tl-sock-")) / "stack.sock"
+        sockdir: Path | None = None
+        if len(os.fsencode(socket_path)) > 100 or not _traversable(tmpdir):
+            # sun_path is 108 bytes; and programs that drop privileges (memcached -u)
+            # must reach the socket, as /run/tcplab (0755) lets them
+            sockdir = Path(tempfile.mkdtemp(prefix="tl-sock-"))
+            sockdir.chmod(0o755)
+            socket_path = sockdir / "stack.sock"
         argv = [sys.executable, "-m", "stack.cli", "stack",
                 "--socket", str(socket_path),
                 "--pcap", str(tmpdir / "stack.pcap"),
@@ -714,6 +725,7 @@ class StackDaemon:
         finally:
             stdout.close()
         daemon = cls(topology, proc, tmpdir, socket_path, argv)
+        daemon.own_sockdir = sockdir
         daemon._reader.start()
         deadline = time.monotonic() + cls.READY_TIMEOUT
         while not daemon._ready.wait(0.05):
@@ -764,6 +776,7 @@ class StackDaemon:
                             f"stderr:\n{self.stderr}") from None
             self._reader.join(5)
             self.returncode = self.proc.returncode
+            self._remove_sockdir()
             if check and self.returncode != 0:
                 raise AssertionError(
                     f"tcplab stack exited with {self.returncode} on SIGTERM\n"
@@ -777,6 +790,16 @@ class StackDaemon:
                 self.proc.wait(5)
         self._reader.join(5)
         self.returncode = self.proc.returncode
+        self._remove_sockdir()
+
+    def _remove_sockdir(self) -> None:
+        """The socket's own directory, when start() made one, once the daemon is gone."""
+        d = self.own_sockdir
+        if d is not None and self.proc.poll() is not None:
+            with contextlib.suppress(OSError):
+                (d / "stack.sock").unlink(missing_ok=True)
+                d.rmdir()
+            self.own_sockdir = None
 
     def ss(self, timeout: float = 15) -> str:
         """``tcplab ss`` output."""
