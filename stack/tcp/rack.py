@@ -74,6 +74,7 @@ class Segment:
     retransmitted: bool = False  # Segment.retransmitted
     lost: bool = False  # Segment.lost
     sacked: bool = False  # delivered by a SACK block (not yet cumulatively)
+    cause: str = ""  # what marked it lost: "rack" (section 6.2) or "rto" (section 6.3)
 
     @property
     def length(self) -> int:
@@ -150,7 +151,8 @@ class Rack:
             return
         seg = self.segs[i]
         if seg.start < seq < seg.end:
-            right = Segment(seq, seg.end, seg.xmit_ts, seg.tsval, seg.retransmitted, seg.lost, seg.sacked)
+            right = Segment(seq, seg.end, seg.xmit_ts, seg.tsval, seg.retransmitted, seg.lost,
+                            seg.sacked, seg.cause)
             seg.end = seq
             self.segs.insert(i + 1, right)
             if seg.sacked:
@@ -397,6 +399,7 @@ class Rack:
                 remaining = seg.xmit_ts + limit - now
                 if remaining <= 0:
                     self._set_lost(seg, True)
+                    seg.cause = "rack"
                     result.lost.append((seg.start, seg.end))
                     if seg.retransmitted:
                         result.lost_retransmissions += 1
@@ -441,6 +444,7 @@ class Rack:
                 continue
             if n == 0 or seg.xmit_ts + limit - now <= 0:
                 self._set_lost(seg, True)
+                seg.cause = "rto"
                 lost.append((seg.start, seg.end))
         return lost
 
@@ -461,11 +465,17 @@ class Rack:
 
     def first_lost(self) -> tuple[int, int] | None:
         """The lowest segment marked lost and not yet retransmitted."""
+        seg = self.first_lost_segment()
+        return (seg.start, seg.end) if seg is not None else None
+
+    def first_lost_segment(self) -> Segment | None:
+        """The lowest segment marked lost and not yet retransmitted (its `cause` says
+        which rule marked it)."""
         if not self.lost_bytes:
             return None
         for seg in self.segs:
             if seg.lost:
-                return seg.start, seg.end
+                return seg
         return None
 
     def is_sacked(self, seq: int) -> bool:

@@ -275,6 +275,8 @@ def test_detect_loss_after_rtt_plus_reo_wnd() -> None:
     r = f.ack(sack=[(2, 2)])
     assert lost_segments(r) == [1] and f.rack.deadline is None
     assert f.rack.first_lost() == seg(1)
+    lost = f.rack.first_lost_segment()
+    assert lost is not None and lost.cause == "rack"
 
 
 def test_reordering_timer_marks_loss_when_it_fires() -> None:
@@ -338,6 +340,7 @@ def test_rto_marks_head_and_old_segments_lost() -> None:
     lost = f.rack.mark_lost_on_rto(f.now)
     assert lost == [seg(1), seg(3), seg(4)]
     assert not f.rack.segs[-1].lost
+    assert {s.cause for s in f.rack.segs if s.lost} == {"rto"}
 
 
 def test_rto_drops_sack_marks_when_receiver_reneged() -> None:
