@@ -411,6 +411,8 @@ class LossBench:
         argv = [self.py, "-m", "stack.cli", "stack", "--no-offload", "--socket", str(self.tmp / "stack.sock"),
                 "--events", str(self.events_path), "--time-wait", "1", "--service", "discard",
                 "--service", "http", "--cc", self.args.cc]
+        if self.args.pcap:
+            argv += ["--pcap", str(Path(self.args.pcap).resolve())]
         self.daemon = subprocess.Popen(["ip", "netns", "exec", self.stack_ns, *argv], env=self.env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                        start_new_session=True)
@@ -506,7 +508,7 @@ class LossBench:
         retransmissions for the rows where it sent, the discard SHA-256 where it
         received."""
         counts: dict[int, int] = {}
-        digests: dict[int, str] = {}
+        digests: dict[int, tuple[int, str]] = {}
         with open(self.events_path, encoding="utf-8") as f:
             for line in f:
                 if '"retransmit"' not in line and '"service"' not in line:
@@ -517,7 +519,7 @@ class LossBench:
                 if event["type"] == "retransmit":
                     counts[port] = counts.get(port, 0) + 1
                 elif event["type"] == "service" and event.get("service") == "discard":
-                    digests[port] = event["sha256"]
+                    digests[port] = (event["bytes"], event["sha256"])
         expected = {size: hashlib.sha256(body(size)).hexdigest()
                     for size in {r.size for r in rows if r.direction == "stack receives"}}
         for row in rows:
@@ -526,8 +528,10 @@ class LossBench:
                     continue
                 if row.direction == "stack sends":
                     s.retrans = counts.get(s.port, 0)
-                elif digests.get(s.port) != expected[row.size]:
-                    s.seconds, s.error = None, "discard sha256 differs"
+                elif (got := digests.get(s.port)) is None or got[1] != expected[row.size]:
+                    s.seconds = None
+                    s.error = (f"discard got {got[0]} bytes, sha256 differs" if got
+                               else "no discard event")
 
     def run(self) -> list[Row]:
         rows: list[Row] = []
@@ -551,6 +555,8 @@ class LossBench:
             self.set_loss(0)
         finally:
             self.stop_daemon()
+            if self.args.events and self.events_path.exists():
+                shutil.copyfile(self.events_path, self.args.events)
         self.stack_retransmissions(rows)
         return rows
 
@@ -570,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
                         help="the stack's congestion control (default newreno; the kernel uses its own)")
     parser.add_argument("--json", metavar="FILE", help="write the rows and every sample as JSON")
+    parser.add_argument("--events", metavar="FILE",
+                        help="keep the stack's event log (for `tcplab plot`; connections by port)")
+    parser.add_argument("--pcap", metavar="FILE", help="keep a pcap of every packet of the stack")
     return parser
 
 

@@ -130,16 +130,15 @@ class SpuriousRetransmissions:
         if not self.active or not self.count:
             return False
         s, e = block
-        # The retransmissions whose data came back duplicated: those inside the
-        # block (one packet may have carried two of them), else one it overlaps.
-        hit = [r for r in self.retransmitted if s <= r[0] and r[1] <= e]
-        if not hit:
-            hit = [r for r in self.retransmitted if s < r[1] and r[0] < e][:1]
-        if not hit:
+        # One D-SACK reports one duplicate arrival: it accounts for one retransmission
+        # of that data (a range sent three times needs two D-SACKs to be spurious).
+        for r in self.retransmitted:
+            if s < r[1] and r[0] < e:
+                self.retransmitted.remove(r)
+                break
+        else:
             return False
-        for r in hit:
-            self.retransmitted.remove(r)
-        self.count -= len(hit)
+        self.count -= 1
         if self.count == 0:
             self.active = False
             return True

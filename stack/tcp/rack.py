@@ -478,6 +478,13 @@ class Rack:
                 return seg
         return None
 
+    def unmark_lost(self) -> None:
+        """The losses were not real (a spurious retransmission was detected, RFC 3522 /
+        RFC 3708): nothing stays marked for retransmission (as Linux's undo)."""
+        if self.lost_bytes:
+            for seg in self.segs:
+                self._set_lost(seg, False)
+
     def is_sacked(self, seq: int) -> bool:
         i = self._index(seq)
         return i >= 0 and self.segs[i].start <= seq < self.segs[i].end and self.segs[i].sacked

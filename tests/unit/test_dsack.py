@@ -102,3 +102,15 @@ def test_dsack_of_data_never_retransmitted_is_ignored() -> None:
     assert det.count == 1
     idle = SpuriousRetransmissions()
     assert not idle.on_dsack((1000, 2000))  # no episode
+
+
+def test_one_dsack_accounts_for_one_retransmission() -> None:
+    """RFC 3708 section 3: each D-SACK reports one duplicate arrival. Data sent three
+    times (the original and two retransmissions) is spurious only when both
+    retransmissions come back as duplicates."""
+    det = SpuriousRetransmissions()
+    det.start_episode(snd_una=1000, snd_max=9000)
+    det.on_retransmit(1000, 2000)
+    det.on_retransmit(1000, 2000)  # resent again (e.g. by the RTO)
+    assert not det.on_dsack((1000, 2000))
+    assert det.on_dsack((1000, 2000))
