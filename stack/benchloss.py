@@ -46,6 +46,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -357,6 +358,7 @@ class LossBench:
         self.server: subprocess.Popen[str] | None = None
         self.server_lines: list[dict[str, Any]] = []
         self._created: list[str] = []
+        self.drops: dict[str, tuple[int, int]] = {}
 
     # ------------------------------------------------------------- topology
     def _run(self, argv: list[str], input: str | None = None) -> str:
@@ -390,12 +392,24 @@ class LossBench:
 
     def set_loss(self, pct: float) -> None:
         """Drop pct% of the TCP packets arriving at each namespace (silent drops)."""
+        self.count_drops()
         for ns, dev in ((self.stack_ns, "veth-s"), (self.peer_ns, "veth-p")):
             rules = f"flush chain inet {NFT_TABLE} c\n"
             if pct > 0:
-                rules += (f"add rule inet {NFT_TABLE} c iifname \"{dev}\" meta l4proto tcp "
-                          f"numgen random mod 10000 lt {round(pct * 100)} drop\n")
+                rules += (f"add rule inet {NFT_TABLE} c iifname \"{dev}\" meta l4proto tcp counter\n"
+                          f"add rule inet {NFT_TABLE} c iifname \"{dev}\" meta l4proto tcp "
+                          f"numgen random mod 10000 lt {round(pct * 100)} counter drop\n")
             self._in(ns, ["nft", "-f", "-"], input=rules)
+
+    def count_drops(self) -> None:
+        """Add what the nftables counters saw to `self.drops` (packets, dropped) per
+        direction, so the report can show the loss that was really applied."""
+        for ns, way in ((self.stack_ns, "to stack"), (self.peer_ns, "to peer")):
+            out = self._in(ns, ["nft", "list", "chain", "inet", NFT_TABLE, "c"])
+            counts = [int(x) for x in re.findall(r"counter packets (\d+)", out)]
+            if len(counts) == 2:
+                seen, dropped = self.drops.get(way, (0, 0))
+                self.drops[way] = (seen + counts[0], dropped + counts[1])
 
     def teardown(self) -> None:
         for proc in (self.server, self.daemon):
@@ -609,9 +623,12 @@ def main(argv: list[str]) -> int:
         bench.teardown()
     summary = [summarize(r, args.timeout) for r in rows]
     print(format_table(summary))
+    for way, (seen, dropped) in sorted(bench.drops.items()):
+        print(f"nftables {way}: {dropped} of {seen} TCP packets dropped "
+              f"({100 * dropped / max(seen, 1):.1f}%)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"timeout": args.timeout, "cc": args.cc, "rows": summary},
-                                              indent=1))
+        Path(args.json).write_text(json.dumps({"timeout": args.timeout, "cc": args.cc, "rows": summary,
+                                               "drops": bench.drops}, indent=1))
     return 0
 
 
