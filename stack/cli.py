@@ -16,7 +16,7 @@ import sys
 from typing import NoReturn
 
 from stack.observe.pcap import DEFAULT_MAX_BYTES as DEFAULT_PCAP_LIMIT
-from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 DEFAULT_SOCKET = "/run/tcplab/stack.sock"
 
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_main(argv[1:])
     if argv and argv[0] == "lab":
-        from stack.lab import main as lab_main
+        from stack.tools.lab import main as lab_main
 
         return lab_main(argv[1:])
     if argv and argv[0] == "plot":
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return benchloss_main(argv[1:])
     if argv and argv[0] == "bench":
-        from stack.bench import main as bench_main
+        from stack.tools.bench import main as bench_main
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -13,8 +13,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from stack.components import ComponentError, configure_from_env
 from stack.host import Host
 from stack.io.impair import Impairment, ImpairSpec
 from stack.io.tun import TunDevice, TunError
@@ -23,7 +24,8 @@ from stack.observe.pcap import DEFAULT_MAX_BYTES as DEFAULT_PCAP_LIMIT
 from stack.observe.pcap import PcapWriter
 from stack.services import Services
 from stack.sockets import SocketLayer
-from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+from stack.tcp.config import TcpConfig
+from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 log = logging.getLogger("tcplab")
 
@@ -52,6 +54,8 @@ class DaemonOptions:
     min_rto: float = 0.2
     time_wait: float = 60.0
     impair: ImpairSpec | None = None
+    # The connections' defaults, with any swapped-in components (stack/components.py).
+    tcp_defaults: TcpConfig | None = None
 
 
 class Daemon:
@@ -101,7 +105,7 @@ class Daemon:
         host = Host(
             opts.address, transmit, mtu=opts.mtu, offload=self.tun.vnet_hdr,
             cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.loop.time,
-            tcp_memory=opts.tcp_memory,
+            tcp_memory=opts.tcp_memory, tcp_defaults=opts.tcp_defaults,
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
         host.tcp_defaults.msl = opts.time_wait / 2
@@ -241,14 +245,14 @@ def run_daemon(options: DaemonOptions) -> int:
         level=logging.INFO, stream=sys.stderr, format="tcplab: %(message)s"
     )
     # The labs' swap-in slots: TCPLAB_SWAP=reassembler=PATH,... puts a learner's
-    # component in place of the reference before anything is built from it.
-    from stack.labkit.swap import SwapError, install_from_env
-
+    # component into the connections' config before anything is built from it.
+    tcp_defaults = options.tcp_defaults or TcpConfig()
     try:
-        install_from_env(lambda line: log.info("%s", line))
-    except SwapError as exc:
+        configure_from_env(tcp_defaults, lambda line: log.info("%s", line))
+    except ComponentError as exc:
         print(f"tcplab stack: error: {exc}", file=sys.stderr)
         return 2
+    options = replace(options, tcp_defaults=tcp_defaults)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     daemon = Daemon(options)

@@ -1,6 +1,6 @@
 """The IP host: validation, fragments, ICMP, UDP, and TCP demultiplexing.
 
-`Host` is driven by the event loop (stack/io/loop.py) with `receive_packet(raw, now)`
+`Host` is driven by the daemon's event loop (stack/daemon.py) with `receive_packet(raw, now)`
 and `run_timers(now)`; it transmits through the `transmit` callable it was given.
 It owns the port tables, the listeners and a timer heap holding each connection's
 next deadline, so the cost of a packet or a timer tick never depends on how many
@@ -33,8 +33,8 @@ from stack.observe.events import EventBudget, EventLog
 from stack.observe.pcap import PcapWriter
 from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
-from stack.tcpmem import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
-from stack.tcpmem import TcpMemory, held_by
+from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
+from stack.tcp.memory import TcpMemory, held_by
 from stack.wire import icmp
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
@@ -60,6 +60,17 @@ class ConnOwner(Protocol):
     """Who hears about a connection's changes (a TcpSocket or a Listener)."""
 
     def connection_changed(self, conn: Connection) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class ConnRecord:
+    """What the host keeps per connection. It hangs on ``Connection.record``, which
+    the connection itself never reads."""
+
+    conn: Connection
+    owner: Any = None  # who to tell of changes: a ConnOwner, a Listener, or None
+    timer_at: float | None = None  # the deadline queued in the timer heap
+    mem_charged: int = 0  # what the host-wide memory bound counts for it (memory.py)
 
 
 @dataclass
@@ -125,10 +136,10 @@ class Host:
         self.tcp_ports: Counter[int] = Counter()  # local ports in use (bound sockets)
         self.udp_ports: dict[int, UdpEndpoint] = {}
         self.max_connections = 65536
-        self.memory = TcpMemory(tcp_memory)  # the host-wide bound on buffered bytes
+        self.memory: TcpMemory[ConnRecord] = TcpMemory(tcp_memory)  # bound on buffered bytes
         self.defer_acks = False  # the driver batches reads and calls end_batch()
-        # Timers: (deadline, tie-breaker, connection); stale entries are skipped.
-        self._timers: list[tuple[float, int, Connection]] = []
+        # Timers: (deadline, tie-breaker, record); stale entries are skipped.
+        self._timers: list[tuple[float, int, ConnRecord]] = []
         self._timer_seq = itertools.count()
         self.on_deadline_change: Callable[[float], None] | None = None
         self._deferred_acks: set[Connection] = set()
@@ -141,7 +152,7 @@ class Host:
 
     # ------------------------------------------------------------- utilities
 
-    def _drop(self, reason: str, conn: str | None = None) -> None:
+    def count_drop(self, reason: str, conn: str | None = None) -> None:
         """Count a dropped packet; log it, at most DROP_EVENTS_PER_SECOND per reason.
 
         The counter is always exact. A flood of bad packets would otherwise grow the
@@ -196,7 +207,7 @@ class Host:
         view = memoryview(raw)
         if self.offload:
             if len(view) < VNET_HDR_LEN:
-                self._drop("truncated_vnet_header")
+                self.count_drop("truncated_vnet_header")
                 return
             vnet = parse_vnet_hdr(view[:VNET_HDR_LEN])
             # Locally made traffic carries only a partial checksum (NEEDS_CSUM), or one
@@ -209,14 +220,14 @@ class Host:
         try:
             header, payload = parse_ipv4(view)
         except WireError as exc:
-            self._drop(exc.reason)
+            self.count_drop(exc.reason)
             return
         # RFC 1122 3.2.1.3: silently discard datagrams not addressed to us.
         if header.dst != self.address:
-            self._drop("not_for_us")
+            self.count_drop("not_for_us")
             return
         if header.ttl == 0:
-            self._drop("ttl_zero")  # RFC 791 3.2: a datagram with TTL 0 must be destroyed
+            self.count_drop("ttl_zero")  # RFC 791 3.2: a datagram with TTL 0 must be destroyed
             return
         if header.is_fragment:
             key = (header.src, header.dst, header.proto, header.ident)
@@ -225,13 +236,13 @@ class Host:
                 # The memory limit counts payload bytes only; each datagram under
                 # reassembly also costs ~600 bytes of bookkeeping, so cap their number
                 # too (8-byte fragments would otherwise hold ~300 MB within the limit).
-                frags._drop(next(iter(frags.pending)))
-                self._drop("fragment_datagrams_full")
+                frags.discard(next(iter(frags.pending)))
+                self.count_drop("fragment_datagrams_full")
             given_up = frags.dropped
             whole = frags.add(key, header.frag_offset, header.more_fragments, payload, now)
             self.stats["fragments_in"] += 1
             if frags.dropped > given_up:
-                self._drop("fragments_given_up")  # malformed, timed out or over memory
+                self.count_drop("fragments_given_up")  # malformed, timed out or over memory
             if whole is None:
                 return
             self.stats["reassembled"] += 1
@@ -245,7 +256,7 @@ class Host:
         else:
             # RFC 1122 3.2.2.1: protocol unreachable.
             self._send_unreachable(header.src, icmp.UNREACH_PROTO, view)
-            self._drop("unknown_protocol")
+            self.count_drop("unknown_protocol")
 
     # ------------------------------------------------------------------ ICMP
 
@@ -268,7 +279,7 @@ class Host:
 
     def _send_unreachable(self, dst: str, code: int, original: memoryview) -> None:
         if not self._icmp_allowed(self.clock()):
-            self._drop("icmp_rate_limited")
+            self.count_drop("icmp_rate_limited")
             return
         # RFC 792: the internet header plus the first 64 bits of the datagram's data
         # (RFC 1812 4.3.2.3 allows more; we send up to 548 bytes like Linux).
@@ -280,7 +291,7 @@ class Host:
         try:
             msg = icmp.parse_icmp(payload)
         except WireError as exc:
-            self._drop(exc.reason)
+            self.count_drop(exc.reason)
             return
         self.stats[f"icmp_in_type_{msg.type}"] += 1
         if msg.type == icmp.ECHO_REQUEST:
@@ -295,7 +306,7 @@ class Host:
         quote = msg.payload
         # The quoted datagram is truncated, so read the few fields we need by hand.
         if len(quote) < 20 or quote[0] >> 4 != 4:
-            self._drop("icmp_bad_quote")
+            self.count_drop("icmp_bad_quote")
             return
         ihl = (quote[0] & 0x0F) * 4
         inner_src = socket.inet_ntoa(bytes(quote[12:16]))
@@ -311,8 +322,8 @@ class Host:
         if conn is None:
             return
         # RFC 5927 section 4.1: believe it only if it quotes data we have in flight.
-        if conn._unwrap(seq, conn.snd_una) not in range(conn.snd_una, conn.snd_max + 1):
-            self._drop("icmp_out_of_window")
+        if not conn.in_flight(seq):
+            self.count_drop("icmp_out_of_window")
             return
         if msg.code == icmp.UNREACH_FRAG_NEEDED:
             conn.on_path_mtu(icmp.next_hop_mtu(msg) or 576, now)
@@ -334,7 +345,7 @@ class Host:
         try:
             dgram = parse_udp(payload, src, self.address, verify_checksum=verify)
         except WireError as exc:
-            self._drop(exc.reason)
+            self.count_drop(exc.reason)
             return
         endpoint = self.udp_ports.get(dgram.dst_port)
         if endpoint is None:
@@ -372,7 +383,7 @@ class Host:
         try:
             seg = parse_tcp(payload, src, self.address, verify_checksum=verify)
         except WireError as exc:
-            self._drop(exc.reason)
+            self.count_drop(exc.reason)
             return
         self.stats["tcp_in"] += 1
         key = (seg.dst_port, src, seg.src_port)
@@ -381,8 +392,8 @@ class Host:
             if conn.state == State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
                 # RFC 9293 3.6.1 / RFC 6191: a new SYN may reopen a TIME-WAIT pair when
                 # its sequence number is beyond what the old connection used.
-                if conn._unwrap(seg.seq, conn.rcv_nxt) > conn.rcv_nxt and seg.dst_port in self.listeners:
-                    conn._terminate(0)
+                if conn.reopens_time_wait(seg) and seg.dst_port in self.listeners:
+                    conn.terminate(0)
                     self._forget(conn)
                     conn = None
             if conn is not None:
@@ -404,16 +415,12 @@ class Host:
         self._reset_for(src, seg)
 
     def _receive_under_pressure(self, conn: Connection, seg: TCPSegment, now: float) -> None:
-        """The host holds its limit of TCP memory (stack/tcpmem.py): a connection that
+        """The host holds its limit of TCP memory (stack/tcp/memory.py): a connection that
         holds its minimum already takes no data now; what it drops is counted."""
-        conn.rx_pressure = conn.mem_charged >= self.memory.min_per_conn
-        dropped = conn.memory_drops
-        try:
+        if conn.record.mem_charged < self.memory.min_per_conn:
             conn.on_segment(seg, now)
-        finally:
-            conn.rx_pressure = False
-        if conn.memory_drops != dropped:
-            self._drop("tcp_memory", self._conn_id(conn.local[1], conn.remote))
+        elif conn.on_segment_refusing_data(seg, now):
+            self.count_drop("tcp_memory", self._conn_id(conn.local[1], conn.remote))
 
     def _memory_flipped(self) -> None:
         """Pressure began or ended: log it; at the end, wake the refused writers."""
@@ -422,9 +429,9 @@ class Host:
         if self.events is not None:
             self.events.emit("memory", None, state="pressure" if memory.pressure else "normal",
                              used=memory.used, limit=memory.limit, peak=memory.peak)
-        for conn in waiting:
-            if conn.owner is not None:
-                conn.owner.connection_changed(conn)
+        for rec in waiting:
+            if rec.owner is not None:
+                rec.owner.connection_changed(rec.conn)
 
     def _reset_for(self, src: str, seg: TCPSegment) -> None:
         """RFC 9293 3.10.7.1: a segment for no connection gets a reset (unless RST)."""
@@ -443,25 +450,25 @@ class Host:
 
     def _passive_open(self, listener: Listener, src: str, syn: TCPSegment, now: float) -> None:
         if len(listener.accept_queue) >= listener.backlog:
-            self._drop("accept_queue_full")  # like Linux: drop the SYN, the peer retries
+            self.count_drop("accept_queue_full")  # like Linux: drop the SYN, the peer retries
             return
         if len(self.conns) >= self.max_connections:
-            self._drop("connection_limit")
+            self.count_drop("connection_limit")
             return
         if len(listener.syn_queue) >= listener.syn_queue_limit:
             old_key, old = listener.syn_queue.popitem(last=False)
-            old._terminate(0)
+            old.terminate(0)
             self._forget(old)
-            self._drop("syn_queue_full_dropped_oldest")
+            self.count_drop("syn_queue_full_dropped_oldest")
         local = (self.address, syn.dst_port)
         remote = (src, syn.src_port)
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
         conn = Connection.from_syn(
             local, remote, syn, iss, replace(listener.config), now,
             ts_offset=random.getrandbits(32), on_event=self._event_sink(syn.dst_port, remote),
+            defer_acks=self.defer_acks,
         )  # fmt: skip
-        conn.owner = listener
-        conn.defer_acks = self.defer_acks
+        conn.record = ConnRecord(conn, listener)
         key = (syn.dst_port, src, syn.src_port)
         self.conns[key] = conn
         listener.syn_queue[key] = conn
@@ -474,16 +481,16 @@ class Host:
         if key in self.conns:
             raise OSError(errno.EADDRINUSE, "address already in use")
         if len(self.conns) >= self.max_connections:
-            self._drop("connection_limit")  # active opens count against the same bound
+            self.count_drop("connection_limit")  # active opens count against the same bound
             raise OSError(errno.EAGAIN, "too many connections")
         local = (self.address, local_port)
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
         conn = Connection(
             local, remote, iss, config, now,
             ts_offset=random.getrandbits(32), on_event=self._event_sink(local_port, remote),
+            defer_acks=self.defer_acks,
         )  # fmt: skip
-        conn.owner = owner
-        conn.defer_acks = self.defer_acks
+        conn.record = ConnRecord(conn, owner)
         self.conns[key] = conn
         conn.connect(now)
         self.after(conn, now)
@@ -521,16 +528,17 @@ class Host:
             dst = conn.remote[0]
             for seg in output:
                 self._send_segment(dst, seg, mss)
-        deadline = conn.next_deadline()
-        if deadline is not None and (conn.timer_at is None or deadline < conn.timer_at):
-            conn.timer_at = deadline
-            heapq.heappush(self._timers, (deadline, next(self._timer_seq), conn))
+        rec: ConnRecord = conn.record
+        deadline = conn.timers.earliest()
+        if deadline is not None and (rec.timer_at is None or deadline < rec.timer_at):
+            rec.timer_at = deadline
+            heapq.heappush(self._timers, (deadline, next(self._timer_seq), rec))
             if self.on_deadline_change is not None and self._timers[0][0] == deadline:
                 self.on_deadline_change(deadline)
         held = held_by(conn)
-        if held != conn.mem_charged and self.memory.charge(conn, held):
+        if held != rec.mem_charged and self.memory.charge(rec, held):
             self._memory_flipped()
-        owner = conn.owner
+        owner = rec.owner
         if isinstance(owner, Listener):
             self._listener_update(owner, conn)
         if conn.state == State.CLOSED:
@@ -545,28 +553,46 @@ class Host:
         if listener.syn_queue.pop(key, None) is not None and conn.state != State.CLOSED:
             if len(listener.accept_queue) >= listener.backlog:
                 conn.abort(self.clock())
-                self._drop("accept_queue_full")
+                self.count_drop("accept_queue_full")
                 output = conn.take_output()
                 for seg in output:
                     self._send_segment(conn.remote[0], seg, conn.snd_mss)
                 self._forget(conn)
                 return
             listener.accept_queue.append(conn)
-            conn.owner = None  # until accepted; the listener owner is told below
+            conn.record.owner = None  # until accepted; the listener owner is told below
 
     def _forget(self, conn: Connection) -> None:
         key = (conn.local[1], conn.remote[0], conn.remote[1])
         if self.conns.get(key) is conn:
             del self.conns[key]
-        if conn.mem_charged and self.memory.release(conn):
+        rec: ConnRecord = conn.record
+        if rec.mem_charged and self.memory.release(rec):
             self._memory_flipped()
-        owner = conn.owner
+        owner = rec.owner
         if isinstance(owner, Listener):
             owner.syn_queue.pop(key, None)
             try:
                 owner.accept_queue.remove(conn)
             except ValueError:
                 pass
+
+    # ------------------------------------------------- what the host keeps
+
+    def owner_of(self, conn: Connection) -> Any:
+        """Who is told of `conn`'s changes: its socket, its listener, or None (orphan)."""
+        return conn.record.owner
+
+    def set_owner(self, conn: Connection, owner: ConnOwner | None) -> None:
+        conn.record.owner = owner
+
+    def memory_charged(self, conn: Connection) -> int:
+        """The bytes the host-wide memory bound counts for `conn`."""
+        return int(conn.record.mem_charged)
+
+    def refuses_memory(self, conn: Connection) -> bool:
+        """Whether `conn` may buffer no more data now (stack/tcp/memory.py `refuses`)."""
+        return self.memory.refuses(conn.record)
 
     # ---------------------------------------------------------------- timers
 
@@ -576,10 +602,11 @@ class Host:
     def run_timers(self, now: float) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
-            deadline, _, conn = heapq.heappop(timers)
-            if conn.timer_at != deadline:
+            deadline, _, rec = heapq.heappop(timers)
+            if rec.timer_at != deadline:
                 continue  # superseded by an earlier deadline
-            conn.timer_at = None
+            rec.timer_at = None
+            conn = rec.conn
             if conn.state == State.CLOSED:
                 continue
             conn.on_timer(now)

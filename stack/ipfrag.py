@@ -46,7 +46,7 @@ class FragmentReassembler:
         last = offset + len(payload)  # one past the fragment's last byte
         if last > MAX_DATAGRAM or (more and len(payload) % 8):
             # RFC 791 section 3.2: all but the last fragment carry multiples of 8 bytes.
-            self._drop(key)
+            self.discard(key)
             return None
         dgram = self.pending.get(key)
         if dgram is None:
@@ -54,7 +54,7 @@ class FragmentReassembler:
             self.pending[key] = dgram
         if not more:
             if dgram.total_length is not None and dgram.total_length != last:
-                self._drop(key)
+                self.discard(key)
                 return None
             dgram.total_length = last
         # RFC 815 section 3: for each hole the fragment overlaps, replace it by what
@@ -83,7 +83,7 @@ class FragmentReassembler:
             return bytes(dgram.data[: dgram.total_length])
         while self.memory > self.memory_limit and self.pending:
             oldest = next(iter(self.pending))
-            self._drop(oldest)
+            self.discard(oldest)
         return None
 
     def expire(self, now: float) -> None:
@@ -91,9 +91,10 @@ class FragmentReassembler:
             key, dgram = next(iter(self.pending.items()))
             if now - dgram.first_seen < self.timeout:
                 break
-            self._drop(key)
+            self.discard(key)
 
-    def _drop(self, key: FragmentKey) -> None:
+    def discard(self, key: FragmentKey) -> None:
+        """Give up on one datagram under reassembly (counted in `dropped`)."""
         dgram = self.pending.pop(key, None)
         if dgram is not None:
             self.memory -= dgram.held

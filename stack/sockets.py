@@ -79,7 +79,7 @@ class TcpSocket:
         conn = self.conn
         if conn is None:
             return bool(self.error)
-        return bool(conn.rx_len or conn.fin_received or conn.error or conn.state == State.CLOSED)
+        return bool(conn.readable_bytes or conn.fin_received or conn.error or conn.state == State.CLOSED)
 
     @property
     def writable(self) -> bool:
@@ -89,7 +89,7 @@ class TcpSocket:
         if conn.error or conn.state == State.CLOSED:
             return True
         return (conn.state in (State.ESTABLISHED, State.CLOSE_WAIT) and conn.send_free > 0
-                and not self.host.memory.refuses(conn))
+                and not self.host.refuses_memory(conn))
 
     @property
     def send_free(self) -> int:
@@ -143,8 +143,8 @@ class TcpSocket:
             child.remote = conn.remote
             child._bound_port = conn.local[1]
             self.host.tcp_ports[conn.local[1]] += 1
-            conn.owner = child
-            self.layer._register(child)
+            self.host.set_owner(conn, child)
+            self.layer.register(child)
             if conn.error:
                 child.error = conn.error
             return child
@@ -198,7 +198,7 @@ class TcpSocket:
             raise _oserror(errno.EPIPE)
         if conn.fin_queued or conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT):
             raise _oserror(errno.EPIPE)
-        if self.host.memory.refuses(conn):
+        if self.host.refuses_memory(conn):
             return 0  # the host is out of TCP memory; we are told when it is not
         now = self.host.clock()
         n = conn.send(data, now)
@@ -207,7 +207,7 @@ class TcpSocket:
 
     def recv(self, n: int) -> bytes:
         conn = self._require_conn()
-        if conn.rx_len:
+        if conn.readable_bytes:
             now = self.host.clock()
             data = conn.recv(n, now)
             self.host.after(conn, now)
@@ -242,7 +242,7 @@ class TcpSocket:
             self.host.listeners.pop(listener.port, None)
             # Connections nobody accepted are reset (RFC 9293 3.10.4 via ABORT).
             for conn in [*listener.syn_queue.values(), *listener.accept_queue]:
-                conn.owner = None
+                self.host.set_owner(conn, None)
                 conn.abort(now)
                 self.host.after(conn, now)
             listener.syn_queue.clear()
@@ -250,11 +250,11 @@ class TcpSocket:
             self.listener = None
         elif self.conn is not None:
             conn = self.conn
-            conn.owner = None
+            self.host.set_owner(conn, None)
             conn.close(now)
             self.host.after(conn, now)
         self._release_port()
-        self.layer._unregister(self)
+        self.layer.unregister(self)
 
     def abort(self) -> None:
         if self.conn is not None:
@@ -303,7 +303,7 @@ class TcpSocket:
                 cfg.nodelay = bool(ival)
                 if self.conn is not None and ival:
                     now = self.host.clock()
-                    self.conn._output(now)
+                    self.conn.output(now)
                     self.host.after(self.conn, now)
             elif name == socket.TCP_MAXSEG:
                 if self.conn is None and 88 <= ival <= cfg.mss:
@@ -398,7 +398,7 @@ class UdpSocket:
             return  # a connected UDP socket only hears from its peer
         if self.queued_bytes + len(data) > self.recv_buffer:
             self.dropped += 1
-            self.host._drop("udp_rcvbuf_full")  # counted, and an event in the log
+            self.host.count_drop("udp_rcvbuf_full")  # counted, and an event in the log
             return
         self.queue.append((data, source))
         self.queued_bytes += len(data)
@@ -455,7 +455,7 @@ class UdpSocket:
         self.on_change = None
         if self.local is not None and self.host.udp_ports.get(self.local[1]) is self:
             del self.host.udp_ports[self.local[1]]
-        self.layer._unregister(self)
+        self.layer.unregister(self)
 
     def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
         ival = value if isinstance(value, int) else int.from_bytes(bytes(value)[:4], "little", signed=True)
@@ -509,7 +509,7 @@ class SocketLayer:
 
     def tcp_socket(self) -> TcpSocket:
         sock = TcpSocket(self)
-        self._register(sock)
+        self.register(sock)
         return sock
 
     def tcp_listener(self, port: int, backlog: int = 128) -> TcpSocket:
@@ -525,19 +525,20 @@ class SocketLayer:
 
     def udp_socket(self) -> UdpSocket:
         sock = UdpSocket(self)
-        self._register(sock)
+        self.register(sock)
         return sock
 
-    def _register(self, sock: TcpSocket | UdpSocket) -> None:
+    def register(self, sock: TcpSocket | UdpSocket) -> None:
         self._sockets[id(sock)] = sock
 
-    def _unregister(self, sock: TcpSocket | UdpSocket) -> None:
+    def unregister(self, sock: TcpSocket | UdpSocket) -> None:
         self._sockets.pop(id(sock), None)
 
     def all_sockets(self) -> list[TcpSocket | UdpSocket | OrphanConnection]:
         """Every socket, and the connections that outlived theirs (FIN-WAIT, TIME-WAIT)."""
         listed: list[TcpSocket | UdpSocket | OrphanConnection] = list(self._sockets.values())
-        listed.extend(OrphanConnection(c) for c in self.host.conns.values() if c.owner is None)
+        listed.extend(OrphanConnection(c) for c in self.host.conns.values()
+                      if self.host.owner_of(c) is None)
         return listed
 
 

@@ -23,14 +23,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from stack.components import ENV_VAR
 from stack.labkit.steps import Report, Suite, run_suite
 from stack.labkit.swap import (
     SLOTS,
     Slot,
     SwapError,
+    check,
     find_slot,
     load_learner,
-    plug,
     reference_module,
 )
 
@@ -167,14 +168,14 @@ def cmd_stack(argv: list[str]) -> int:
         print("labkit: give --swap SLOT=PATH (slots: "
               + ", ".join(s.name for s in SLOTS.values() if s.pluggable) + ")", file=sys.stderr)
         return 2
-    from stack.labkit.swap import install
-
     try:
         for spec in specs:
-            install(spec, log=lambda line: print(f"tcplab: {line}", file=sys.stderr, flush=True))
+            check(spec)  # every file loads and defines what its slot needs
     except SwapError as exc:
         print(f"labkit: {exc}", file=sys.stderr)
         return 1
+    # The daemon puts them in place itself, into its connections' config.
+    os.environ[ENV_VAR] = ",".join(specs)
     options = (BESIDE_LAB if args.beside_lab else []) + rest
     if args.beside_lab:
         print("tcplab: a second stack at 10.0.9.2; on the peer: "
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-__all__ = ["main", "plug", "run_tests", "targets"]
+__all__ = ["main", "run_tests", "targets"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from stack.labkit.steps import StepFailed, Steps, Suite
+from stack.tcp.congestion import events as cc_events
 
 # ------------------------------------------------------------------- 02: the checksum
 CHECKSUM = Suite("checksum")
@@ -701,8 +702,9 @@ def _(s: Steps, cls: Any) -> None:
     flight = cc.cwnd
     s.do(f"grow; cc.on_congestion({flight}, ...)", lambda: cc.on_congestion(flight, now))
     ssthresh = cc.ssthresh
-    s.do("cc.cwnd += 3 * mss  # the connection inflates it during recovery",
-         lambda: setattr(cc, "cwnd", cc.cwnd + 3 * MSS))
+    for _ in range(3):  # what the connection does (stack/tcp/congestion/events.py)
+        s.do("on_duplicate_ack_in_recovery(cc, mss)  # cwnd += 1 MSS per duplicate ACK",
+             lambda: cc_events.on_duplicate_ack_in_recovery(cc, MSS))
     s.do(f"cc.on_recovery_exit(flight_size={ssthresh}, ...)",
          lambda: cc.on_recovery_exit(ssthresh, now + 0.1))
     s.check("cc.cwnd", lambda: cc.cwnd, lambda v: _whole(v) and MSS <= v <= ssthresh,

@@ -7,39 +7,35 @@ it and the file name of the skeleton in that lab's folder::
     tun          01   tunread.py        (stands alone: not part of the daemon)
     checksum     02   checksum.py       stack.wire.checksum: ones_complement_sum, internet_checksum
     seq          03   seq.py            stack.tcp.seq: seq_add, seq_diff, seq_lt ... seq_in_window
-    reassembler  04   reassembler.py    stack.tcp.reassembler.Reassembler
-    rto          06   rto.py            stack.tcp.rto.RTOEstimator
+    reassembler  04   reassembler.py    TcpConfig.reassembler (stack.tcp.reassembler.Reassembler)
+    rto          06   rto.py            TcpConfig.rto_estimator (stack.tcp.rto.RTOEstimator)
     congestion   08   congestion.py     every --cc algorithm (the file's ALGORITHM class)
     echo         09   echo_server.c, echo_client.c   (C programs: run them under the shim)
 
 Plugging into a running daemon (only the slots the daemon uses):
 
     python -m stack.labkit stack --swap reassembler=labs/04-reassembly/reassembler.py [tcplab stack options]
-    TCPLAB_SWAP=reassembler=PATH,rto=PATH  and a daemon that calls install_from_env()
+    TCPLAB_SWAP=reassembler=PATH,rto=PATH tcplab stack ...
 
-:func:`install` loads the learner's module from its path and then replaces, in every
-already imported ``stack.*`` module, each name bound to the reference object with the
-learner's object -- so ``stack.tcp.connection.Reassembler`` (imported by name) is
-replaced as well as ``stack.tcp.reassembler.Reassembler``. It imports the daemon's
-modules first so that nothing imported later can still hold the reference.
+The mechanism is the stack's own (stack/components.py): a class component goes into
+the connections' config (`TcpConfig`), so every connection built from it uses the
+learner's class and nothing global changes; :func:`plug` returns that config. The
+daemon reads ``$TCPLAB_SWAP`` itself and does not import this package.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import sys
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
 
-ENV_VAR = "TCPLAB_SWAP"
+from stack import components
+from stack.components import Binding, ComponentError
+from stack.tcp.config import TcpConfig
 
-
-class SwapError(Exception):
-    """A swap-in that cannot be done, explained for the learner."""
+SwapError = ComponentError  # a swap-in that cannot be done, explained for the learner
 
 
 @dataclass(frozen=True)
@@ -76,10 +72,6 @@ SLOTS: dict[str, Slot] = {
 }
 BY_LAB = {s.lab: s for s in SLOTS.values()}
 
-# Imported before patching: every module that binds a swappable name.
-_DAEMON_MODULES = ("stack.daemon", "stack.host", "stack.sockets", "stack.services",
-                   "stack.tcp.connection", "stack.wire", "stack.api")
-
 
 def find_slot(name_or_lab: str) -> Slot:
     key = name_or_lab.strip().lower()
@@ -93,125 +85,73 @@ def find_slot(name_or_lab: str) -> Slot:
 
 def load_file(path: str | os.PathLike[str], module_name: str) -> ModuleType:
     """Import a Python file as a fresh module (its errors are the learner's to see)."""
-    p = Path(path)
-    if not p.is_file():
-        raise SwapError(f"{p}: no such file")
-    spec = importlib.util.spec_from_file_location(module_name, p)
-    if spec is None or spec.loader is None:
-        raise SwapError(f"{p}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
-    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in out/
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise SwapError(f"{p}: importing it failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.dont_write_bytecode = saved
-    return module
+    return components.load_module(path, module_name)
 
 
 def load_learner(slot: Slot, path: str | os.PathLike[str]) -> ModuleType:
-    module = load_file(path, f"tcplab_swap_{slot.name}")
-    missing = [n for n in slot.names if not hasattr(module, n)]
-    if missing:
-        raise SwapError(f"{path} does not define {', '.join(missing)} (the {slot.name} slot "
-                        f"needs {', '.join(slot.names)})")
-    return module
+    """Load the learner's file for any slot, checking it defines what the slot needs."""
+    return components.load_defining(path, slot.name, slot.names)
 
 
 def reference_module(slot: Slot) -> ModuleType:
     return importlib.import_module(slot.reference)
 
 
-@dataclass
-class Binding:
-    """One name that :func:`plug` rebound, with what it held before."""
-
-    where: str
-    namespace: dict[str, Any]
-    name: str
-    old: Any
-
-
-def _rebind(old: Any, new: Any) -> list[Binding]:
-    """Point every ``stack.*`` module global bound to ``old`` at ``new``."""
-    changed = []
-    for modname, module in list(sys.modules.items()):
-        if module is None or not (modname == "stack" or modname.startswith("stack.")):
-            continue
-        if modname.startswith("stack.labkit"):
-            continue
-        namespace = vars(module)
-        for attr, value in list(namespace.items()):
-            if value is old:
-                namespace[attr] = new
-                changed.append(Binding(f"{modname}.{attr}", namespace, attr, old))
-    return changed
-
-
-def unplug(changes: list[Binding]) -> None:
-    """Undo :func:`plug` (for tests that plug into the running interpreter)."""
-    for b in reversed(changes):
-        b.namespace[b.name] = b.old
-
-
-def plug(slot: Slot, module: ModuleType) -> list[Binding]:
-    """Make the stack use ``module``'s objects for ``slot``; returns what was rebound."""
+def _component(slot: Slot) -> components.Component:
     if not slot.pluggable:
         raise SwapError(f"the {slot.name} slot (lab {slot.lab}) does not run inside the "
                         f"daemon; see the lab's README for how to try it")
-    for name in _DAEMON_MODULES:
-        importlib.import_module(name)
-    if slot.name == "congestion":
-        from stack.tcp import congestion
+    return components.COMPONENTS[slot.name]
 
-        algorithm = module.ALGORITHM
-        factories: dict[str, Any] = congestion._FACTORIES
-        changes = []
-        for key, old in list(factories.items()):
-            factories[key] = algorithm
-            changes.append(Binding(f"stack.tcp.congestion._FACTORIES[{key!r}]", factories, key, old))
-        return changes
-    ref = reference_module(slot)
-    changes = []
-    for name in slot.names:
-        changes += _rebind(getattr(ref, name), getattr(module, name))
-    return changes
+
+@dataclass
+class Plugged:
+    """What :func:`plug` did: the config now holding a class component, and the module
+    globals a function slot rebound (undone by :func:`unplug`)."""
+
+    config: TcpConfig
+    where: list[str]
+    bindings: list[Binding] = field(default_factory=list)
+
+
+def plug(slot: Slot, module: ModuleType, config: TcpConfig | None = None) -> Plugged:
+    """Make the stack use ``module``'s objects for ``slot``: in ``config`` (a fresh
+    `TcpConfig` by default) for a class slot, by rebinding for a function slot."""
+    component = _component(slot)
+    config = config if config is not None else TcpConfig()
+    if component.field is not None:
+        return Plugged(config, [components.configure(config, component, module)])
+    bindings = components.rebind(component, module)
+    return Plugged(config, [b.where for b in bindings], bindings)
+
+
+def unplug(plugged: Plugged) -> None:
+    """Undo :func:`plug`'s rebinding (for tests that plug into the running interpreter)."""
+    components.unbind(plugged.bindings)
 
 
 def parse_spec(text: str) -> list[tuple[Slot, str]]:
     """``"reassembler=/x/r.py,rto=/y/rto.py"`` -> [(slot, path), ...]."""
-    out = []
-    for item in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
-        name, sep, path = item.partition("=")
-        if not sep or not path:
-            raise SwapError(f"swap-in {item!r} is not SLOT=PATH (e.g. reassembler=reassembler.py)")
-        out.append((find_slot(name), path))
-    return out
+    return [(find_slot(name), path) for name, path in components.parse_spec(text)]
 
 
-def install(spec: str, log: Any = None) -> list[str]:
-    """Load and plug every ``SLOT=PATH`` of ``spec``; returns one line per slot."""
+def check(spec: str) -> None:
+    """Load every ``SLOT=PATH`` of ``spec`` and check it defines what its slot needs,
+    putting nothing in place (the daemon does that from ``$TCPLAB_SWAP``)."""
+    for slot, path in parse_spec(spec):
+        _component(slot)
+        load_learner(slot, path)
+
+
+def install(spec: str, log: Callable[[str], None] | None = None,
+            config: TcpConfig | None = None) -> list[str]:
+    """Load and plug every ``SLOT=PATH`` of ``spec`` (into ``config`` for the class
+    slots); returns one line per slot."""
+    config = config if config is not None else TcpConfig()
     lines = []
     for slot, path in parse_spec(spec):
-        module = load_learner(slot, path)
-        replaced = plug(slot, module)
-        names = ", ".join(b.where for b in replaced[:4]) + (", ..." if len(replaced) > 4 else "")
-        line = f"swap-in: {slot.name} from {path} (replaces {len(replaced)} binding(s): {names})"
+        line = components.install(config, _component(slot), path)
         lines.append(line)
         if log is not None:
             log(line)
     return lines
-
-
-def install_from_env(log: Any = None) -> list[str]:
-    """For the daemon: apply ``$TCPLAB_SWAP`` if set (before the host is created)."""
-    spec = os.environ.get(ENV_VAR, "").strip()
-    if not spec:
-        return []
-    if log is None:
-        def log(line: str) -> None:
-            print(f"tcplab: {line}", file=sys.stderr, flush=True)
-    return install(spec, log)

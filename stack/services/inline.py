@@ -55,7 +55,7 @@ class Echo(StreamHandler):
 
     It reads only as much as the send buffer has room for, so a peer that sends
     without reading fills our receive window and is flow-controlled, not buffered.
-    What `send` does not take (the host may refuse memory, stack/tcpmem.py) waits in
+    What `send` does not take (the host may refuse memory, stack/tcp/memory.py) waits in
     `pending` until the socket reports a change.
     """
 

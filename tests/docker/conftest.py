@@ -1,6 +1,6 @@
 """Container tests: one lab per test session, built and started the way a learner does.
 
-The ``lab`` fixture runs the same steps as ``tcplab lab up`` (stack/lab.py): make sure
+The ``lab`` fixture runs the same steps as ``tcplab lab up`` (stack/tools/lab.py): make sure
 the base image exists (pull, else debootstrap + docker import), build the image from
 the repository's Dockerfile with the repository's docker-compose.yml, start ``stack``,
 wait until it answers ping (its healthcheck), start ``peer`` and ``client``. It differs
@@ -16,7 +16,7 @@ Why our own fixture and not pytest-docker:
 * what the lab needs before ``up`` (the base-image fallback where no registry answers,
   removing leftovers of killed runs by compose label, choosing a subnet no other docker
   network holds) and after a failure (every service's logs in the report) is ours
-  anyway, and stack/lab.py already has it: the fixture reuses the code that
+  anyway, and stack/tools/lab.py already has it: the fixture reuses the code that
   ``tcplab lab up`` runs, so that code is tested too;
 * one dependency less for CI, and either compose spelling (v1 ``docker-compose`` here,
   v2 ``docker compose`` elsewhere) without configuration.
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from stack.lab import Lab, LabError, docker_available, free_net_prefix  # noqa: E402
+from stack.tools.lab import Lab, LabError, docker_available, free_net_prefix  # noqa: E402
 
 TEST_PROJECT_PREFIX = "tcplab-test-"
 SERVICES = ("stack", "peer", "client")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.lab import Lab
+from stack.tools.lab import Lab
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

@@ -694,6 +694,47 @@ class StackDaemon:
         return out
 
 
+    def events_matching(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The flushed events for which `pred` is true (see `event_is`)."""
+        return [e for e in self.events() if pred(e)]
+
+    def wait_events(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
+                    baseline: int = 0) -> list[dict[str, Any]]:
+        """Poll the log (the daemon flushes it every 0.5 s) until more than `baseline`
+        events match `pred`; returns the matching events."""
+        def more() -> list[dict[str, Any]] | None:
+            found = self.events_matching(pred)
+            return found if len(found) > baseline else None
+
+        return wait_until(more, timeout, interval=0.1,
+                          what=f"an event in {self.events_path} (more than {baseline})")
+
+    def ss_json(self, timeout: float = 15) -> list[dict[str, Any]]:
+        """``tcplab ss --json`` run in the stack namespace: one dict per socket."""
+        cp = run_in(self.topology.stack_ns,
+                    [sys.executable, "-m", "stack.cli", "ss", "--socket", str(self.socket_path),
+                     "--json"], timeout=timeout, env=python_env())
+        rows: list[dict[str, Any]] = json.loads(cp.stdout)
+        return rows
+
+
+def event_is(type_: str, **match: Any) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for `StackDaemon.events_matching`/`wait_events`: an event of `type_`
+    whose fields include `match`."""
+    return lambda e: e.get("type") == type_ and all(e.get(k) == v for k, v in match.items())
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """The memory lines of ``/proc/PID/status`` (VmRSS, VmHWM, ...), in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.startswith("Vm") and value.strip().endswith("kB"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
 # --- figures a test module reports ----------------------------------------------------
 class Figures:
     """Named figures of a test module: rewritten to a JSON file as they come (next to

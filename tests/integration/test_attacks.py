@@ -54,6 +54,7 @@ from netns import (
     call_in_netns,
     figures_fixture,
     popen_in,
+    proc_status,
     python_env,
     run,
     run_in,
@@ -227,14 +228,13 @@ def stack_acks(wire: Wire, port: int, since: float, ack: int, seq: int) -> list[
 
 
 def event_count(stack: StackDaemon, pred: Callable[[dict[str, Any]], bool]) -> int:
-    return sum(1 for e in stack.events() if pred(e))
+    return len(stack.events_matching(pred))
 
 
 def wait_event(stack: StackDaemon, pred: Callable[[dict[str, Any]], bool], baseline: int = 0,
                timeout: float = 5.0) -> int:
     """Wait until more than ``baseline`` events match (the log is flushed every 0.5 s)."""
-    return wait_until(lambda: max(event_count(stack, pred) - baseline, 0), timeout,
-                      interval=0.1, what="an event in the daemon's log")
+    return len(stack.wait_events(pred, timeout, baseline))
 
 
 def conn_id(c: KernelConn) -> str:
@@ -362,13 +362,7 @@ LEGIT_CLIENT = textwrap.dedent("""
 
 
 def daemon_memory(pid: int) -> dict[str, int]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
+    return proc_status(pid)
 
 
 def listener_row(stack: StackDaemon) -> dict[str, Any]:

@@ -33,7 +33,6 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,10 @@ from netns import (
     REPO_ROOT,
     STACK_ADDR,
     CommandError,
+    Figures,
     StackDaemon,
     Topology,
+    figures_fixture,
     popen_in,
     python_env,
     run_in,
@@ -101,33 +102,7 @@ FAULTS = [
 ]
 
 
-# --- figures --------------------------------------------------------------------------
-class Figures:
-    def __init__(self, path: Path, reporter: Any) -> None:
-        self.path = path
-        self.reporter = reporter
-        self.rows: list[dict[str, Any]] = []
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.path.write_text(json.dumps(self.rows, indent=1) + "\n")
-
-    def summary(self) -> None:
-        if self.reporter is None or not self.rows:
-            return
-        self.reporter.write_sep("-", "tcplab fault matrix")
-        for r in self.rows:
-            self.reporter.write_line(json.dumps(r))
-        self.reporter.write_line(f"(also in {self.path})")
-
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Figures]:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    figs = Figures(tmp_path_factory.getbasetemp() / "tcplab-faults.json", reporter)
-    yield figs
-    figs.summary()
+figures = figures_fixture("tcplab-faults.json", "tcplab fault matrix")
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -144,15 +119,6 @@ def snmp(ns: str) -> dict[str, int]:
     return out
 
 
-def ss_json(stack: StackDaemon) -> list[dict[str, Any]]:
-    """``tcplab ss --json`` run in the stack namespace."""
-    cp = run_in(stack.topology.stack_ns,
-                [sys.executable, "-m", "stack.cli", "ss", "--socket", str(stack.socket_path),
-                 "--json"], timeout=15, env=python_env())
-    rows: list[dict[str, Any]] = json.loads(cp.stdout)
-    return rows
-
-
 def lingering(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """TCP rows other than listeners: connections still open, closing or in TIME-WAIT."""
     return [r for r in rows if r.get("proto") == "tcp" and r.get("state") != "LISTEN"]
@@ -161,13 +127,13 @@ def lingering(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def wait_settled(stack: StackDaemon, timeout: float = SETTLE_TIMEOUT) -> float:
     """Poll ``tcplab ss --json`` until no TCP connection is left; return how long it took."""
     start = time.monotonic()
-    rows = ss_json(stack)
+    rows = stack.ss_json()
     while lingering(rows):
         if time.monotonic() - start > timeout:
             raise AssertionError(f"connections stuck {timeout}s after the transfer: "
                                  f"{json.dumps(lingering(rows), indent=1)}")
         time.sleep(0.5)
-        rows = ss_json(stack)
+        rows = stack.ss_json()
     return round(time.monotonic() - start, 2)
 
 
@@ -229,7 +195,7 @@ def test_fault(topology: Topology, fault: Fault, stack: StackDaemon, rates: Any,
         "stack_wire_drops": dict((r, n) for r, n in drops.items() if r in WIRE_REASONS),
         "kernel_checksum_drops": kernel_caught,
     }
-    figures.add(row)
+    figures.add(fault.name, row)
 
     if inbound["corrupted"] or outbound["corrupted"]:
         # Every corrupted packet the stack received was dropped by a checksum (or a
@@ -315,7 +281,7 @@ def test_fault_through_shim(topology: Topology, tmp_path: Path,
         assert result["seconds"] <= fault.bound, result
         settle = wait_settled(daemon)
         inbound, outbound = impairment_counts(daemon.stop())
-        figures.add({"fault": fault.name, "impair": fault.impair, "through": "shim",
+        figures.add(f"{fault.name} (shim)", {"fault": fault.name, "impair": fault.impair, "through": "shim",
                      "bytes_each_way": fault.nbytes, "seconds": result["seconds"],
                      "bound": fault.bound, "settled_after_s": settle, "inbound": inbound,
                      "outbound": outbound})

@@ -21,7 +21,6 @@ from __future__ import annotations
 import array
 import contextlib
 import errno
-import json
 import os
 import random
 import resource
@@ -44,8 +43,7 @@ from netns import (
     StackDaemon,
     Topology,
     figures_fixture,
-    python_env,
-    run_in,
+    proc_status,
     wait_until,
 )
 
@@ -66,11 +64,7 @@ def fd_count(pid: int) -> int:
 
 
 def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    return proc_status(pid)["VmRSS"]
 
 
 def connect(stack: StackDaemon) -> socket.socket:
@@ -121,18 +115,10 @@ def dropped(s: socket.socket, timeout: float = 5.0) -> bool:
         return False
 
 
-def ss_json(stack: StackDaemon) -> list[dict[str, Any]]:
-    cp = run_in(stack.topology.stack_ns,
-                [sys.executable, "-m", "stack.cli", "ss", "--socket", str(stack.socket_path),
-                 "--json"], timeout=15, env=python_env())
-    rows: list[dict[str, Any]] = json.loads(cp.stdout)
-    return rows
-
-
 def assert_serving(stack: StackDaemon) -> None:
     """A fresh ``tcplab ss`` works, and so does a shim-free SOCKET/BIND/GETSOCKNAME."""
     assert stack.running, stack.stderr[-3000:]
-    rows = ss_json(stack)
+    rows = stack.ss_json()
     assert any(r.get("state") == "LISTEN" and str(r.get("local", "")).endswith(":7")
                for r in rows), rows
     with connect(stack) as s:
@@ -323,7 +309,7 @@ KILLED_CLIENT = textwrap.dedent("""
 @pytest.mark.parametrize("mode", ["socket-unread", "socket-held", "list-unread"])
 def test_client_killed_mid_call(stack: StackDaemon, figures: Figures, mode: str) -> None:
     base = Baseline(stack)
-    rows_before = len(ss_json(stack))
+    rows_before = len(stack.ss_json())
     for _ in range(10):
         proc = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, str(stack.socket_path),
                                  str(REPO_ROOT), mode], stdout=subprocess.PIPE)
@@ -334,7 +320,7 @@ def test_client_killed_mid_call(stack: StackDaemon, figures: Figures, mode: str)
             proc.send_signal(signal.SIGKILL)
             proc.wait(5)
     # The sockets those clients held are gone from the stack too.
-    wait_until(lambda: len(ss_json(stack)) <= rows_before, 10, interval=0.2,
+    wait_until(lambda: len(stack.ss_json()) <= rows_before, 10, interval=0.2,
                what="the killed clients' sockets to disappear from tcplab ss")
     base.check(figures, f"killed_mid_call_{mode}", clients=10)
 

@@ -7,7 +7,7 @@
   ``tcp_memory``), still serve a fresh connection (one holding < MIN_PER_CONN is never
   refused), lose nothing (every connection gets exactly its 3 MB back once it reads),
   leave pressure afterwards, and never hold more than limit + MIN_PER_CONN per
-  connection + one 64 KiB segment (stack/tcpmem.py).
+  connection + one 64 KiB segment (stack/tcp/memory.py).
 * ``--pcap-limit 1``: 5 MB through discard; the capture stops at 1 MiB, stays a valid
   pcap with whole records, and one ``pcap_full`` event says so; the daemon keeps serving.
 * IPC: an oversized record and a garbage record on the daemon's Unix socket each drop
@@ -39,6 +39,7 @@ from netns import (
     Figures,
     StackDaemon,
     Topology,
+    event_is,
     figures_fixture,
     popen_in,
     python_env,
@@ -47,7 +48,7 @@ from netns import (
 )
 
 from stack.ipc import protocol as p
-from stack.tcpmem import MIN_PER_CONN
+from stack.tcp.memory import MIN_PER_CONN
 
 pytestmark = pytest.mark.root
 
@@ -68,15 +69,13 @@ figures = figures_fixture("tcplab-limits.json", "tcplab limits")
 
 # --- helpers --------------------------------------------------------------------------
 def events_of(stack: StackDaemon, type_: str, **match: Any) -> list[dict[str, Any]]:
-    return [e for e in stack.events()
-            if e.get("type") == type_ and all(e.get(k) == v for k, v in match.items())]
+    return stack.events_matching(event_is(type_, **match))
 
 
 def await_events(stack: StackDaemon, type_: str, timeout: float,
                  **match: Any) -> list[dict[str, Any]]:
     """Poll the event log until an event of ``type_`` with the ``match`` fields is in it."""
-    return wait_until(lambda: events_of(stack, type_, **match), timeout, interval=0.1,
-                      what=f"a {type_!r} event with {match} in {stack.events_path}")
+    return stack.wait_events(event_is(type_, **match), timeout)
 
 
 def drops_logged(events: list[dict[str, Any]], reason: str) -> int:

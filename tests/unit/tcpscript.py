@@ -304,7 +304,7 @@ class Script:
     def send(self, data: bytes | int) -> int:
         """User send; an int sends that many pattern bytes (continuing the stream)."""
         if isinstance(data, int):
-            data = pattern(data, self.conn.sendbuf.end)
+            data = pattern(data, self.conn.snd.sendbuf.end)
         payload = data
         return int(self._run(f"user send({len(payload)} bytes)",
                              lambda: self.conn.send(payload, self.now)))  # fmt: skip
@@ -403,7 +403,7 @@ class Script:
         if isinstance(data, int):
             data = pattern(data, rel_seq - 1)
         if ack is None and raw_ack is None:
-            ack = (self._conn.snd_max - self.iss) if self._conn is not None else 0
+            ack = (self._conn.snd.max - self.iss) if self._conn is not None else 0
         abs_seq = raw_seq if raw_seq is not None else self.peer_iss + rel_seq
         abs_ack = raw_ack if raw_ack is not None else self.iss + (ack or 0)
         if ts is True:
@@ -502,7 +502,7 @@ class Script:
         check("raw_ack", raw_ack, seg.ack)
         check("win", win, seg.window)
         if wnd is not ANY:
-            shift = self._conn.rcv_wscale if self._conn is not None else 0
+            shift = self._conn.rcv.wscale if self._conn is not None else 0
             check("wnd", wnd, seg.window << shift)
         check("len", length, len(seg.payload))
         if data is not ANY and bytes(seg.payload) != bytes(data):
@@ -573,9 +573,23 @@ class Script:
             self.fail(f"expected next deadline {t}, got {actual}")
         self.log(f"ok  deadline {t}")
 
+    # The RFC's names of the variables, and where each lives now: the sender
+    # (stack/tcp/sender.py), the receiver, loss recovery, the timers.
     _ALIASES = {
         "cwnd": ("cc", "cwnd"), "ssthresh": ("cc", "ssthresh"),
         "srtt": ("rto", "srtt"), "rttvar": ("rto", "rttvar"), "rto": ("rto", "rto"),
+        "snd_una": ("snd", "una"), "snd_nxt": ("snd", "nxt"), "snd_max": ("snd", "max"),
+        "snd_wnd": ("snd", "wnd"), "max_snd_wnd": ("snd", "max_wnd"), "sendbuf": ("snd", "sendbuf"),
+        "rcv_nxt": ("rcv", "nxt"), "rcv_right": ("rcv", "right"), "rcv_wscale": ("rcv", "wscale"),
+        "rx_len": ("rcv", "rx_len"), "ack_pending": ("rcv", "ack_pending"),
+        "in_recovery": ("recovery", "in_recovery"), "dupacks": ("recovery", "dupacks"),
+        "recover": ("recovery", "recover"), "sacked": ("recovery", "scoreboard", "blocks"),
+        "tlp_end_seq": ("recovery", "tlp_end_seq"), "tlp_is_retrans": ("recovery", "tlp_is_retrans"),
+        "snd_wscale": ("opts", "snd_wscale"), "sack_ok": ("opts", "sack_ok"),
+        "ts_ok": ("opts", "ts_ok"), "ts_recent": ("opts", "ts_recent"),
+        "peer_mss": ("opts", "peer_mss"), "path_mss": ("opts", "path_mss"),
+        "rtx_deadline": ("timers", "rtx"), "pto_deadline": ("timers", "pto"),
+        "delack_deadline": ("timers", "delack"), "persist_deadline": ("timers", "persist"),
     }  # fmt: skip
 
     def var(self, name: str) -> Any:
@@ -584,8 +598,8 @@ class Script:
         and rcv (RCV.NXT from the peer's ISS)."""
         conn = self.conn
         rel = {
-            "una": lambda: conn.snd_una - conn.iss, "nxt": lambda: conn.snd_nxt - conn.iss,
-            "max": lambda: conn.snd_max - conn.iss, "rcv": lambda: conn.rcv_nxt - conn.irs,
+            "una": lambda: conn.snd.una - conn.iss, "nxt": lambda: conn.snd.nxt - conn.iss,
+            "max": lambda: conn.snd.max - conn.iss, "rcv": lambda: conn.rcv.nxt - conn.rcv.irs,
         }  # fmt: skip
         if name in rel:
             return rel[name]()

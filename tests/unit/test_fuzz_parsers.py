@@ -561,10 +561,10 @@ class TcpPeer:
                           payload, window=window, options=opts)
 
     def rcv_rel(self) -> int:
-        return self.conn.rcv_nxt - (PEER_ISS + 0)
+        return self.conn.rcv.nxt - (PEER_ISS + 0)
 
     def snd_rel(self) -> tuple[int, int]:
-        return self.conn.snd_una - self.conn.iss, self.conn.snd_max - self.conn.iss
+        return self.conn.snd.una - self.conn.iss, self.conn.snd.max - self.conn.iss
 
 
 actions = st.lists(st.one_of(
@@ -596,7 +596,7 @@ def test_tcp_state_machine_random_segments(steps: list[tuple[Any, ...]], ts: boo
     for step in steps:
         if step[0] == "seg":
             _, flags, seq_off, ack_off, length, window, ts_delta = step
-            rcv = conn.rcv_nxt - PEER_ISS  # our next expected relative sequence number
+            rcv = conn.rcv.nxt - PEER_ISS  # our next expected relative sequence number
             snd_una, snd_max = peer.snd_rel()
             ack_base = snd_max if ack_off >= 0 else snd_una
             h.feed(peer.segment(rcv + seq_off, ack_base + ack_off, flags, length, window,
@@ -617,10 +617,10 @@ def test_tcp_state_machine_random_segments(steps: list[tuple[Any, ...]], ts: boo
             closed_by_app = True
             sock.close()
         # Invariants of the TCB after every step.
-        assert conn.snd_una <= conn.snd_nxt <= conn.snd_max, vars(conn)
-        assert conn.rx_len + conn.reassembler.pending_bytes <= cap
-        assert len(conn.sendbuf) <= conn.config.send_buffer
-        delivered = bytes(peer.received) + b"".join(bytes(c) for c in conn.rx)
+        assert conn.snd.una <= conn.snd.nxt <= conn.snd.max, vars(conn)
+        assert conn.rcv.rx_len + conn.rcv.reassembler.pending_bytes <= cap
+        assert len(conn.snd.sendbuf) <= conn.config.send_buffer
+        delivered = bytes(peer.received) + b"".join(bytes(c) for c in conn.rcv.rx)
         assert delivered == stream_bytes(0, len(delivered)), "delivered data is not a prefix"
     # Then silence from the peer for 50 minutes: retransmissions give up, FIN-WAIT-2
     # and TIME-WAIT time out. A connection the application closed must be gone then
@@ -647,7 +647,7 @@ def test_tcp_reordered_overlapping_data_is_delivered_exactly(starts: list[int],
     total = max(s + z for s, z in zip(starts, sizes, strict=False))
     for start, size in zip(starts, sizes, strict=False):
         h.feed(peer.segment(1 + start, 1, ACK | PSH, size))
-        assert conn.rx_len + conn.reassembler.pending_bytes <= conn.config.recv_buffer
+        assert conn.rcv.rx_len + conn.rcv.reassembler.pending_bytes <= conn.config.recv_buffer
     h.feed(peer.segment(1, 1, ACK | PSH, total))  # fill every hole at once
     got = bytearray()
     while True:
@@ -659,7 +659,7 @@ def test_tcp_reordered_overlapping_data_is_delivered_exactly(starts: list[int],
             break
         got += data
     assert bytes(got) == stream_bytes(0, total)
-    assert conn.reassembler.pending_bytes == 0
+    assert conn.rcv.reassembler.pending_bytes == 0
 
 
 # -------------------------------------------------- found by the fault matrix (RTO)
@@ -681,7 +681,7 @@ def test_rto_backoff_cleared_by_timestamp_sample() -> None:
         # The retransmission arrives and is acknowledged 1 ms later, echoing its TSval.
         h.advance(0.001)
         h.feed(peer.segment(1, snd_max, ACK, tsecr=rtx.options.timestamp[0]))
-        assert conn.snd_una == conn.snd_max
+        assert conn.snd.una == conn.snd.max
         rtos.append(round(conn.rto.rto, 3))
     assert max(rtos[1:]) <= 1.0, f"RTO after each acknowledged retransmission: {rtos}"
 
@@ -704,7 +704,7 @@ def test_no_rtt_sample_from_an_echo_older_than_the_retransmission() -> None:
     _, snd_max = peer.snd_rel()
     h.advance(0.001)
     h.feed(peer.segment(1, snd_max, ACK, tsecr=first.options.timestamp[0]))  # the old echo
-    assert conn.snd_una == conn.snd_max
+    assert conn.snd.una == conn.snd.max
     assert conn.rto.srtt == srtt, "no sample from an echo older than the retransmission"
     sock.send(bytes(1000))
     h.advance(0.2)  # (timed by sequence now: Karn's rule is satisfied again)

@@ -115,7 +115,7 @@ def test_a_learner_exception_points_at_the_learner_line(tmp_path: Path) -> None:
 
 
 def test_plugging_a_learner_class_into_the_stack(tmp_path: Path) -> None:
-    from stack.tcp import connection
+    from stack.tcp import reassembler
     from stack.tcp.connection import Connection, TcpConfig
     from stack.tcp.reassembler import Reassembler
 
@@ -123,16 +123,18 @@ def test_plugging_a_learner_class_into_the_stack(tmp_path: Path) -> None:
     learner.write_text("from stack.tcp.reassembler import Reassembler as _R\n"
                        "class Reassembler(_R):\n    learner = True\n")
     slot = find_slot("04")
-    changes = plug(slot, load_learner(slot, learner))
+    plugged = plug(slot, load_learner(slot, learner))
     try:
-        assert getattr(connection.Reassembler, "learner", False)
-        conn = Connection(("10.0.0.2", 7), ("10.1.0.2", 4000), 1000, TcpConfig(), 0.0)
-        assert getattr(conn.reassembler, "learner", False)
-        assert {c.where for c in changes} >= {"stack.tcp.connection.Reassembler",
-                                              "stack.tcp.reassembler.Reassembler"}
+        # By construction: the config carries the learner's class, nothing global changes.
+        assert getattr(plugged.config.reassembler, "learner", False)
+        conn = Connection(("10.0.0.2", 7), ("10.1.0.2", 4000), 1000, plugged.config, 0.0)
+        assert getattr(conn.rcv.reassembler, "learner", False)
+        assert plugged.where == ["TcpConfig.reassembler"]
+        plain = Connection(("10.0.0.2", 7), ("10.1.0.2", 4000), 1000, TcpConfig(), 0.0)
+        assert type(plain.rcv.reassembler) is Reassembler
     finally:
-        unplug(changes)
-    assert connection.Reassembler is Reassembler
+        unplug(plugged)
+    assert reassembler.Reassembler is Reassembler
 
 
 def test_plugging_a_congestion_controller(tmp_path: Path) -> None:
@@ -142,12 +144,15 @@ def test_plugging_a_congestion_controller(tmp_path: Path) -> None:
     learner.write_text("from stack.tcp.congestion.newreno import NewReno\n"
                        "class Mine(NewReno):\n    name = 'mine'\nALGORITHM = Mine\n")
     slot = find_slot("congestion")
-    changes = plug(slot, load_learner(slot, learner))
+    plugged = plug(slot, load_learner(slot, learner))
+    config = plugged.config
     try:
-        assert make_congestion_control("newreno", 1000).name == "mine"
-        assert make_congestion_control("cubic", 1000).name == "mine"
+        config.cc = "newreno"
+        assert config.make_congestion_control(1000).name == "mine"
+        config.cc = "cubic"
+        assert config.make_congestion_control(1000).name == "mine"
     finally:
-        unplug(changes)
+        unplug(plugged)
     assert type(make_congestion_control("newreno", 1000)) is NewReno
 
 

@@ -253,16 +253,16 @@ def test_echo_is_flow_controlled_and_returns_every_byte_in_order(defer_acks: boo
     # The echo filled its send buffer, then stopped reading: the data waits in the
     # receive buffer and the window the stack offers closed.
     assert echo.sock.send_free == 0 and not echo.pending
-    assert conn.rx_len > BUF // 2
+    assert conn.rcv.rx_len > BUF // 2
     assert peer.sent_upto < len(data)
-    assert conn.bytes_received == peer.sent_upto  # everything sent was taken...
-    assert conn.sendbuf.end + conn.rx_len == peer.sent_upto  # ... and nothing lost
+    assert conn.rcv.bytes_received == peer.sent_upto  # everything sent was taken...
+    assert conn.snd.sendbuf.end + conn.rcv.rx_len == peer.sent_upto  # ... and nothing lost
     assert max(peer.windows) >= BUF // 2
     assert peer.windows[-1] == 0
     peak = peer.windows.index(max(peer.windows))
     assert min(peer.windows[peak:]) == 0
     assert peer.stream == data[: len(peer.stream)]
-    assert len(peer.stream) < conn.sendbuf.end  # the rest waits for our ACKs
+    assert len(peer.stream) < conn.snd.sendbuf.end  # the rest waits for our ACKs
     # Time passes without ACKs: the stack retransmits, the peer keeps each byte once.
     net.tick(1.5)
     assert peer.repeats > 0
@@ -270,7 +270,7 @@ def test_echo_is_flow_controlled_and_returns_every_byte_in_order(defer_acks: boo
     exchange(peer, lambda: len(peer.stream) >= len(data))
     assert len(peer.stream) == len(data)
     assert sha(peer.stream) == sha(data)
-    assert conn.rx_len == 0 and not echo.pending
+    assert conn.rcv.rx_len == 0 and not echo.pending
     assert peer.windows[-1] > 0
     assert conn.state == State.ESTABLISHED and peer.fin_at is None
 
@@ -286,7 +286,7 @@ def test_echo_closes_after_the_peers_fin_once_everything_is_echoed() -> None:
         pass
     # All the data and our FIN are in while the echo waits for room to send.
     assert peer.fin_sent and peer.acked == len(data) + 1
-    assert conn.state == State.CLOSE_WAIT and conn.rx_len > 0
+    assert conn.state == State.CLOSE_WAIT and conn.rcv.rx_len > 0
     assert peer.fin_at is None  # no FIN before the data is echoed
     exchange(peer, lambda: peer.fin_acked)
     assert peer.stream == data
@@ -315,7 +315,7 @@ def test_echo_reset_by_the_peer_while_it_waits_for_room() -> None:
     conn = conn_of(echo.sock)
     while peer.push():
         pass
-    assert echo.sock.send_free == 0 and conn.rx_len > 0
+    assert echo.sock.send_free == 0 and conn.rcv.rx_len > 0
     net.out.clear()
     peer.rst()  # nothing raises
     assert echo.sock.closed and conn.state == State.CLOSED
@@ -338,7 +338,7 @@ def test_echo_keeps_what_it_read_while_the_host_is_out_of_memory() -> None:
     conn = conn_of(echo.sock)
     # The echo fills its send buffer (the peer does not ACK); the rest waits unread.
     peer.push(upto=30_000)
-    assert echo.sock.send_free == 0 and conn.rx_len == 30_000 - 16 * 1024
+    assert echo.sock.send_free == 0 and conn.rcv.rx_len == 30_000 - 16 * 1024
     # Another connection takes the host's memory, to 1400 bytes beyond the limit.
     hog = Peer(net, 10, random.Random(4).randbytes(BUF), sport=41000)
     hog_sock = plain.accept()
@@ -352,12 +352,12 @@ def test_echo_keeps_what_it_read_while_the_host_is_out_of_memory() -> None:
     peer.ack(upto=500)
     assert memory.pressure
     assert len(echo.pending) == 500 and echo.sock.send_free == 500
-    assert conn.rx_len == 30_000 - 16 * 1024 - 500
+    assert conn.rcv.rx_len == 30_000 - 16 * 1024 - 500
     assert not echo.sock.writable
     # More data from the peer is dropped, not queued (the peer must send it again).
     peer.push(upto=40_000)
     assert net.host.stats["drop_tcp_memory"] > 0
-    assert conn.bytes_received == 30_000
+    assert conn.rcv.bytes_received == 30_000
     # The other connection is read: the pressure ends and the echo goes on at once.
     assert hog_sock.recv(1 << 20) == hog.data[: hog.sent_upto]
     net.deliver()
@@ -369,7 +369,7 @@ def test_echo_keeps_what_it_read_while_the_host_is_out_of_memory() -> None:
     assert len(peer.stream) == len(data)
     assert sha(peer.stream) == sha(data)
     assert echo.sock.closed and peer.fin_at == len(data)
-    assert memory.used == sum(c.mem_charged for c in net.host.conns.values())
+    assert memory.used == sum(net.host.memory_charged(c) for c in net.host.conns.values())
 
 
 # ------------------------------------------------------- discard and chargen
@@ -394,11 +394,11 @@ def test_discard_logs_length_and_sha256_then_closes(tmp_path: Path) -> None:
     data = random.Random(863).randbytes(3 * BUF + 99)
     peer = Peer(net, 9, data, sport=40009)
     conn = net.host.conns[(9, PEER, 40009)]
-    sock = conn.owner
+    sock = net.host.owner_of(conn)
     assert isinstance(sock, TcpSocket)
 
     def consumed() -> None:
-        assert conn.rx_len == 0  # thrown away as it comes: the window stays open
+        assert conn.rcv.rx_len == 0  # thrown away as it comes: the window stays open
 
     exchange(peer, lambda: peer.sent_upto == len(data), consumed)
     net.tick(0.05)  # the delayed ACK of the last segment
@@ -427,7 +427,7 @@ def test_chargen_sends_the_rfc864_pattern_ignores_input_and_survives_a_reset() -
     start(services, "chargen", 19)
     peer = Peer(net, 19, random.Random(864).randbytes(5000), sport=40019)
     conn = net.host.conns[(19, PEER, 40019)]
-    sock = conn.owner
+    sock = net.host.owner_of(conn)
     assert isinstance(sock, TcpSocket)
     pattern = CHARGEN_PERIOD * 20  # 140,600 bytes
     # The first bytes, before any ACK: line 0, line 1, ...
@@ -440,7 +440,7 @@ def test_chargen_sends_the_rfc864_pattern_ignores_input_and_survives_a_reset() -
         pass
     net.tick(0.05)  # the delayed ACK of the last segment
     assert peer.sent_upto == len(peer.data) and peer.acked == len(peer.data)
-    assert conn.rx_len == 0
+    assert conn.rcv.rx_len == 0
     exchange(peer, lambda: len(peer.stream) >= 100_000)  # beyond one 64 KiB chunk
     assert len(peer.stream) > before
     assert peer.stream == pattern[: len(peer.stream)]

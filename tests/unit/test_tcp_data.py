@@ -171,7 +171,7 @@ def test_sequence_numbers_wrap() -> None:
     s.tx("PA", seq=2001, length=1000)
     s.rx("A", ack=3001)
     s.expect_vars(una=3001, nxt=3001)
-    s.expect(s.conn.snd_una - s.conn.iss == 3001, "SND.UNA past the wrap")
+    s.expect(s.conn.snd.una - s.conn.iss == 3001, "SND.UNA past the wrap")
     for _ in range(3):
         s.rx("PA", data=1000)
     s.drain()

@@ -21,6 +21,7 @@ from tcpscript import MASK32, Script, pattern
 
 from stack.tcp.connection import State, TcpConfig
 from stack.tcp.seq import seq_diff
+from stack.tcp.states import TRANSITIONS
 from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPOptions, TCPSegment, build_tcp
 
 FLAG_CHOICES = [
@@ -110,24 +111,24 @@ class TcpFuzz(RuleBasedStateMachine):
         s = self.script
         conn = s.conn
         if seq_mode == "rcv":
-            seq = conn.rcv_nxt & MASK32
+            seq = conn.rcv.nxt & MASK32
         elif seq_mode == "near":
-            seq = (conn.rcv_nxt + seq_delta) & MASK32
+            seq = (conn.rcv.nxt + seq_delta) & MASK32
         else:
             seq = random_word
         if ack_mode == "una":
-            ack = conn.snd_una & MASK32
+            ack = conn.snd.una & MASK32
         elif ack_mode == "flight":
-            ack = (conn.snd_una + max(ack_delta, 0) % (conn.snd_max - conn.snd_una + 1)) & MASK32
+            ack = (conn.snd.una + max(ack_delta, 0) % (conn.snd.max - conn.snd.una + 1)) & MASK32
         elif ack_mode == "near":
-            ack = (conn.snd_una + ack_delta) & MASK32
+            ack = (conn.snd.una + ack_delta) & MASK32
         else:
             ack = random_word ^ 0x5A5A5A5A
         # The peer's stream: byte i after its SYN is pattern[i], wherever it is sent.
-        index = seq_diff(seq, (conn.irs + 1) & MASK32)
+        index = seq_diff(seq, (conn.rcv.irs + 1) & MASK32)
         payload = pattern(length, index) if length else b""
         self.peer_ts = (self.peer_ts + ts_jump) & MASK32
-        blocks = [((conn.snd_una + a) & MASK32, (conn.snd_una + a + n) & MASK32)
+        blocks = [((conn.snd.una + a) & MASK32, (conn.snd.una + a + n) & MASK32)
                   for a, n in sack_blocks]  # fmt: skip
         options = TCPOptions(
             mss=1000 if syn_opts and flags & SYN else None,
@@ -159,16 +160,16 @@ class TcpFuzz(RuleBasedStateMachine):
         c = s.conn
         if new_window is not None:
             self.peer_window = new_window
-        flight = c.snd_max - c.snd_una
-        ack = c.snd_una + int(flight * frac)
+        flight = c.snd.max - c.snd.una
+        ack = c.snd.una + int(flight * frac)
         blocks = []
         for a, b in sack:
-            lo, hi = sorted((ack + int((c.snd_max - ack) * a), ack + int((c.snd_max - ack) * b)))
+            lo, hi = sorted((ack + int((c.snd.max - ack) * a), ack + int((c.snd.max - ack) * b)))
             if hi > lo:
                 blocks.append((lo & MASK32, hi & MASK32))
         options = TCPOptions(sack_blocks=blocks, timestamp=self._ts(with_ts))
         s.rx_segment(TCPSegment(
-            src_port=40000, dst_port=80, seq=c.rcv_nxt & MASK32, ack=ack & MASK32, flags=ACK,
+            src_port=40000, dst_port=80, seq=c.rcv.nxt & MASK32, ack=ack & MASK32, flags=ACK,
             window=self.peer_window, options=options,
         ))  # fmt: skip
 
@@ -180,11 +181,11 @@ class TcpFuzz(RuleBasedStateMachine):
         c = s.conn
         mss = c.snd_mss
         for i in range(count):
-            top = min(c.snd_una + mss + (i + 1) * mss, c.snd_max)
-            blocks = ([((c.snd_una + mss) & MASK32, top & MASK32)]
-                      if sack and top > c.snd_una + mss else [])  # fmt: skip
+            top = min(c.snd.una + mss + (i + 1) * mss, c.snd.max)
+            blocks = ([((c.snd.una + mss) & MASK32, top & MASK32)]
+                      if sack and top > c.snd.una + mss else [])  # fmt: skip
             s.rx_segment(TCPSegment(
-                src_port=40000, dst_port=80, seq=c.rcv_nxt & MASK32, ack=c.snd_una & MASK32,
+                src_port=40000, dst_port=80, seq=c.rcv.nxt & MASK32, ack=c.snd.una & MASK32,
                 flags=ACK, window=self.peer_window, options=TCPOptions(sack_blocks=blocks),
             ))  # fmt: skip
 
@@ -199,11 +200,11 @@ class TcpFuzz(RuleBasedStateMachine):
         """Plausible data from the peer: in order, overlapping, or ahead of a hole."""
         s = self.script
         c = s.conn
-        seq = c.rcv_nxt + offset
-        index = seq - c.irs - 1
+        seq = c.rcv.nxt + offset
+        index = seq - c.rcv.irs - 1
         if index < 0:
             return
-        ack = c.snd_max if ack_all else c.snd_una
+        ack = c.snd.max if ack_all else c.snd.una
         s.rx_segment(TCPSegment(
             src_port=40000, dst_port=80, seq=seq & MASK32, ack=ack & MASK32,
             flags=ACK | PSH | (FIN if fin else 0), window=self.peer_window,
@@ -218,7 +219,7 @@ class TcpFuzz(RuleBasedStateMachine):
 
         def send(conn: object) -> None:
             try:
-                s.conn.send(pattern(n, s.conn.sendbuf.end), s.now)
+                s.conn.send(pattern(n, s.conn.snd.sendbuf.end), s.now)
             except OSError as exc:
                 assert exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ECONNREFUSED,
                                      errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH,
@@ -268,11 +269,11 @@ class TcpFuzz(RuleBasedStateMachine):
         if self.s is None:
             return
         c = self.s.conn
-        self.s.expect(c.iss <= c.snd_una <= c.snd_nxt <= c.snd_max,
-                      f"ISS <= SND.UNA <= SND.NXT <= SND.MAX: {c.iss} {c.snd_una} "
-                      f"{c.snd_nxt} {c.snd_max}")  # fmt: skip
+        self.s.expect(c.iss <= c.snd.una <= c.snd.nxt <= c.snd.max,
+                      f"ISS <= SND.UNA <= SND.NXT <= SND.MAX: {c.iss} {c.snd.una} "
+                      f"{c.snd.nxt} {c.snd.max}")  # fmt: skip
         # Nothing beyond the SYN, the user's data and the FIN is ever sent.
-        self.s.expect(c.snd_max <= c.data_end + 1, "SND.MAX <= end of data + FIN")
+        self.s.expect(c.snd.max <= c.snd.data_end + 1, "SND.MAX <= end of data + FIN")
 
     @invariant()
     def delivered_prefix_of_peer_stream(self) -> None:
@@ -280,7 +281,7 @@ class TcpFuzz(RuleBasedStateMachine):
             return
         s = self.s
         got = bytes(s.received)
-        queued = b"".join(bytes(chunk) for chunk in s.conn.rx)
+        queued = b"".join(bytes(chunk) for chunk in s.conn.rcv.rx)
         if got[self.checked :] != pattern(len(got) - self.checked, self.checked):
             s.fail("data delivered is not a prefix of the peer's stream")
         self.checked = len(got)
@@ -293,12 +294,12 @@ class TcpFuzz(RuleBasedStateMachine):
             return
         c = self.s.conn
         cfg = c.config
-        self.s.expect(c.rx_len == sum(len(x) for x in c.rx), "rx_len counts the queue")
-        self.s.expect(0 <= c.rx_len + c.reassembler.pending_bytes <= cfg.recv_buffer,
-                      f"receive side within recv_buffer: {c.rx_len} + "
-                      f"{c.reassembler.pending_bytes}")  # fmt: skip
-        self.s.expect(len(c.sendbuf) <= cfg.send_buffer, "send buffer within send_buffer")
-        self.s.expect(c.sendbuf.start <= max(c.snd_una - c.iss - 1, 0) or c.state == State.CLOSED,
+        self.s.expect(c.rcv.rx_len == sum(len(x) for x in c.rcv.rx), "rx_len counts the queue")
+        self.s.expect(0 <= c.rcv.rx_len + c.rcv.reassembler.pending_bytes <= cfg.recv_buffer,
+                      f"receive side within recv_buffer: {c.rcv.rx_len} + "
+                      f"{c.rcv.reassembler.pending_bytes}")  # fmt: skip
+        self.s.expect(len(c.snd.sendbuf) <= cfg.send_buffer, "send buffer within send_buffer")
+        self.s.expect(c.snd.sendbuf.start <= max(c.snd.una - c.iss - 1, 0) or c.state == State.CLOSED,
                       "no unacknowledged byte was released")  # fmt: skip
 
     @invariant()
@@ -317,13 +318,23 @@ class TcpFuzz(RuleBasedStateMachine):
             if seg.flags & ACK and not seg.flags & (SYN | RST):
                 # RFC 9293 3.8.6: the right edge of the offered window does not move left
                 # (allowing for the rounding of a scaled window field).
-                right = seq_diff(seg.ack, (c.irs + 1) & MASK32) + (seg.window << c.rcv_wscale)
-                slack = (1 << c.rcv_wscale) - 1
+                right = seq_diff(seg.ack, (c.rcv.irs + 1) & MASK32) + (seg.window << c.rcv.wscale)
+                slack = (1 << c.rcv.wscale) - 1
                 s.expect(
                     right + slack >= self.right_edge,
                     f"window right edge {right} moved left of {self.right_edge}",
                 )
                 self.right_edge = max(self.right_edge, right)
+
+    @invariant()
+    def state_changes_are_in_the_table(self) -> None:
+        """Every state change seen is an edge of RFC 9293's diagram (stack/tcp/states.py)."""
+        if self.s is None:
+            return
+        for ev in self.s.events:
+            if ev.kind == "state":
+                pair = (State(str(ev.fields["from"])), State(str(ev.fields["to"])))
+                self.s.expect(pair in TRANSITIONS, f"state change {pair} not in the table")
 
     @invariant()
     def closed_means_no_timers(self) -> None:

@@ -295,7 +295,7 @@ def test_sack_recovery_pipe_and_new_data() -> None:
     s.expect_vars(cwnd=5000, ssthresh=5000)
     s.no_tx()
     # 12000 sent, 3000 SACKed: pipe = 8000 in flight (4001..12001) + 1000 retransmitted
-    s.expect(s.conn._pipe() == 9000, f"pipe 9000, got {s.conn._pipe()}")
+    s.expect(s.conn.recovery.pipe() == 9000, f"pipe 9000, got {s.conn.recovery.pipe()}")
     for top in (5001, 6001, 7001, 8001):
         s.rx("A", ack=1, sack=[(1001, top)])
         s.no_tx()  # pipe 8000 .. 5000: cwnd - pipe < 1 SMSS
@@ -360,7 +360,7 @@ def _loss_then_grow(cc: str, rounds: int = 14) -> list[int]:
         s.send(s.conn.cc.cwnd)
         s.drain()
         s.wait(0.5)
-        s.rx("A", ack=s.conn.snd_max - s.conn.iss)
+        s.rx("A", ack=s.conn.snd.max - s.conn.iss)
         s.drain()
         cwnds.append(s.conn.cc.cwnd)
     return cwnds

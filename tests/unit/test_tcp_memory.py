@@ -1,4 +1,4 @@
-"""The host-wide TCP memory bound (stack/tcpmem.py) through a Host with real packets."""
+"""The host-wide TCP memory bound (stack/tcp/memory.py) through a Host with real packets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from stack.host import Host
 from stack.observe.events import EventLog
 from stack.sockets import SocketLayer, TcpSocket
-from stack.tcpmem import MIN_PER_CONN, held_by
+from stack.tcp.memory import MIN_PER_CONN, held_by
 from stack.wire.ipv4 import IPPROTO_TCP, build_ipv4_header
 from stack.wire.tcp import ACK, SYN, TCPOptions, TCPSegment, build_tcp, parse_tcp
 
@@ -82,7 +82,7 @@ def test_pressure_drops_data_of_full_connections_only_and_recovers(tmp_path: Pat
     for i in range(5):
         a.segment(data(n + i), seq=dropped_seq)
     assert host.stats["drop_tcp_memory"] == 5
-    assert child_a.conn is not None and child_a.conn.rx_len == accepted
+    assert child_a.conn is not None and child_a.conn.rcv.rx_len == accepted
     # ... and answered with an ACK for what we still expect (the peer retransmits).
     last_ack = parse_tcp(sent[-1][20:], STACK, PEER)
     assert last_ack.ack == dropped_seq & 0xFFFFFFFF
@@ -97,10 +97,10 @@ def test_pressure_drops_data_of_full_connections_only_and_recovers(tmp_path: Pat
     assert child_b is not None and child_b.conn is not None
     for i in range(3):
         b.segment(data(i))
-    assert child_b.conn.rx_len == 3 * MSS  # 2 segments reach MIN_PER_CONN, the 3rd is let in
+    assert child_b.conn.rcv.rx_len == 3 * MSS  # 2 segments reach MIN_PER_CONN, the 3rd is let in
     assert 2 * MSS < MIN_PER_CONN <= 3 * MSS
     b.segment(data(3))
-    assert child_b.conn.rx_len == 3 * MSS
+    assert child_b.conn.rcv.rx_len == 3 * MSS
     # The accounting matches what the connections hold, and the bound held.
     assert host.memory.used == sum(held_by(c) for c in host.conns.values())
     assert host.memory.peak <= LIMIT + MSS + MIN_PER_CONN

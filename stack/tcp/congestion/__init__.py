@@ -7,12 +7,16 @@ and an "infinite" ssthresh (RFC 5681 section 3.1).
 
 To add an algorithm: write a class that fits
 :class:`~stack.tcp.congestion.base.CongestionControl`, add it to
-``_FACTORIES`` and its name to ``ALGORITHMS``.
+``FACTORIES`` and its name to ``ALGORITHMS``. A connection takes its algorithms
+from its config (``TcpConfig.cc_factories``, stack/tcp/config.py), whose default
+is ``FACTORIES``; the lab kit puts a learner's class there instead. The loss
+recovery events that adjust the window beyond the four calls are in events.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 from .base import INFINITE_SSTHRESH, CongestionControl, initial_window
 from .cubic import Cubic
@@ -20,10 +24,10 @@ from .newreno import NewReno
 
 ALGORITHMS: tuple[str, ...] = ("newreno", "cubic")
 
-_FACTORIES: dict[str, Callable[[int], CongestionControl]] = {
+FACTORIES: Mapping[str, Callable[[int], CongestionControl]] = MappingProxyType({
     "newreno": NewReno,
     "cubic": Cubic,
-}
+})
 
 
 def make_congestion_control(name: str, mss: int) -> CongestionControl:
@@ -32,7 +36,7 @@ def make_congestion_control(name: str, mss: int) -> CongestionControl:
     Raises ``ValueError`` for an unknown name (see ``ALGORITHMS``).
     """
     try:
-        factory = _FACTORIES[name]
+        factory = FACTORIES[name]
     except KeyError:
         raise ValueError(
             f"unknown congestion control {name!r}; choose one of {', '.join(ALGORITHMS)}"
@@ -42,6 +46,7 @@ def make_congestion_control(name: str, mss: int) -> CongestionControl:
 
 __all__ = [
     "ALGORITHMS",
+    "FACTORIES",
     "INFINITE_SSTHRESH",
     "CongestionControl",
     "Cubic",

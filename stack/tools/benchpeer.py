@@ -1,12 +1,12 @@
 """The programs `tcplab bench` runs on the kernel's side: load clients and, for the
 ceiling, kernel servers. The same client measures the kernel and the stack.
 
-    python -m stack.benchpeer serve PORT_BASE            discard, chargen, echo on kernel sockets
-    python -m stack.benchpeer upload HOST PORT SECONDS [FLOWS [CC]]   CC: TCP_CONGESTION
-    python -m stack.benchpeer download HOST PORT SECONDS
-    python -m stack.benchpeer rr HOST PORT SECONDS       1-byte request/response
-    python -m stack.benchpeer cps HOST PORT SECONDS      connect, 1 request, close
-    python -m stack.benchpeer hold HOST PORT N           hold N connections until stdin closes
+    python -m stack.tools.benchpeer serve PORT_BASE            discard, chargen, echo on kernel sockets
+    python -m stack.tools.benchpeer upload HOST PORT SECONDS [FLOWS [CC]]   CC: TCP_CONGESTION
+    python -m stack.tools.benchpeer download HOST PORT SECONDS
+    python -m stack.tools.benchpeer rr HOST PORT SECONDS       1-byte request/response
+    python -m stack.tools.benchpeer cps HOST PORT SECONDS      connect, 1 request, close
+    python -m stack.tools.benchpeer hold HOST PORT N           hold N connections until stdin closes
 
 Each client prints one JSON object.
 """

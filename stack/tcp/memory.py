@@ -24,7 +24,7 @@ never a scan over connections.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:  # this module stays light: the CLI reads DEFAULT_LIMIT from it
     from stack.tcp.connection import Connection
@@ -35,10 +35,19 @@ MIN_PER_CONN = 4096
 
 def held_by(conn: Connection) -> int:
     """The bytes a connection holds in its buffers now."""
-    return conn.rx_len + conn.reassembler.pending_bytes + len(conn.sendbuf)
+    return conn.buffered_bytes()
 
 
-class TcpMemory:
+class Charged(Protocol):
+    """What the bound keeps per connection (the host's `ConnRecord`)."""
+
+    mem_charged: int
+
+
+C = TypeVar("C", bound=Charged)
+
+
+class TcpMemory(Generic[C]):
     def __init__(self, limit: int = DEFAULT_LIMIT, min_per_conn: int = MIN_PER_CONN) -> None:
         self.limit = limit
         self.low = limit - limit // 8
@@ -47,9 +56,9 @@ class TcpMemory:
         self.peak = 0  # the most ever held
         self.pressure = False
         self.episodes = 0
-        self._waiting: set[Connection] = set()
+        self._waiting: set[C] = set()
 
-    def charge(self, conn: Connection, held: int) -> bool:
+    def charge(self, conn: C, held: int) -> bool:
         """Record that `conn` now holds `held` bytes; True when the pressure state flips."""
         self.used += held - conn.mem_charged
         conn.mem_charged = held
@@ -59,12 +68,12 @@ class TcpMemory:
             return self.used < self.low
         return self.used >= self.limit
 
-    def release(self, conn: Connection) -> bool:
+    def release(self, conn: C) -> bool:
         """`conn` is gone: nothing it held counts any more. True when the state flips."""
         self._waiting.discard(conn)
         return self.charge(conn, 0)
 
-    def refuses(self, conn: Connection) -> bool:
+    def refuses(self, conn: C) -> bool:
         """Whether `conn` may take no more memory now. A refused connection is
         remembered, and its owner told when the pressure ends."""
         if not self.pressure or conn.mem_charged < self.min_per_conn:
@@ -72,7 +81,7 @@ class TcpMemory:
         self._waiting.add(conn)
         return True
 
-    def flip(self) -> list[Connection]:
+    def flip(self) -> list[C]:
         """Enter or leave pressure; on leaving, the connections refused meanwhile."""
         self.pressure = not self.pressure
         if self.pressure:

@@ -1,7 +1,7 @@
 """`tcplab bench`: the stack against the Linux kernel, in one run, same client.
 
 It builds its own pair of network namespaces joined by a veth (nothing in the root
-namespace), then measures with stack/benchpeer.py as the client in the `peer`
+namespace), then measures with stack/tools/benchpeer.py as the client in the `peer`
 namespace:
 
 * the ceiling: the kernel talking to the kernel over the veth (servers in the
@@ -58,7 +58,7 @@ class Bench:
         self.smoke = smoke
         self.tmp = Path(tempfile.mkdtemp(prefix="tcplab-bench-"))
         self.py = sys.executable
-        self.env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        self.env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
         self.rows: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------- topology
@@ -94,7 +94,7 @@ class Bench:
         return out.stdout
 
     def client(self, *args: str) -> dict[str, Any]:
-        text = self._in(self.peer_ns, [self.py, "-m", "stack.benchpeer", *args], timeout=120)
+        text = self._in(self.peer_ns, [self.py, "-m", "stack.tools.benchpeer", *args], timeout=120)
         return dict(json.loads(text.strip().splitlines()[-1]))
 
     def start_daemon(self, offload: bool) -> subprocess.Popen[str]:
@@ -145,7 +145,7 @@ class Bench:
     def run(self, shim: bool) -> None:
         t = str(self.seconds)
         server = subprocess.Popen(
-            ["ip", "netns", "exec", self.stack_ns, self.py, "-m", "stack.benchpeer", "serve", str(KPORT)],
+            ["ip", "netns", "exec", self.stack_ns, self.py, "-m", "stack.tools.benchpeer", "serve", str(KPORT)],
             env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None
         server.stdout.readline()
@@ -214,7 +214,7 @@ class Bench:
     def _hold(self, pid: int) -> None:
         before = self.rss_kib(pid)
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.peer_ns, self.py, "-m", "stack.benchpeer", "hold",
+            ["ip", "netns", "exec", self.peer_ns, self.py, "-m", "stack.tools.benchpeer", "hold",
              STACK_ADDR, "7", str(self.conns)],
             env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdin is not None

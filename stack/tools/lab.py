@@ -67,7 +67,7 @@ def find_root(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "docker-compose.yml").is_file() and (folder / "stack").is_dir():
             return folder
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]  # stack/tools/lab.py -> the checkout
     if (checkout / "docker-compose.yml").is_file():
         return checkout
     raise LabError(

@@ -1,0 +1,69 @@
+"""The tunables of one TCP connection, and the components it is built from.
+
+Owns: `TcpConfig`, the per-connection settings (defaults follow Linux where the RFCs
+leave a choice) and the factories of the swappable components -- the reassembler,
+the RTO estimator, the send buffer and the congestion control algorithms. A
+connection builds its parts from its config and from nothing else, so a lab's
+learner component gets in by construction: the lab kit (stack/labkit/swap.py)
+returns a config whose factory is the learner's class. No module global is patched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from stack.tcp.congestion import FACTORIES as CC_FACTORIES
+from stack.tcp.congestion import CongestionControl
+from stack.tcp.reassembler import Reassembler
+from stack.tcp.rto import RTOEstimator
+from stack.tcp.sendbuf import SendBuffer
+
+
+@dataclass
+class TcpConfig:
+    """Tunables of one connection. Defaults follow Linux where the RFCs leave a choice."""
+
+    mss: int = 1460  # what we advertise: MTU - 40 (RFC 9293 3.7.1)
+    send_buffer: int = 1 << 20
+    recv_buffer: int = 1 << 20
+    window_scaling: bool = True  # RFC 7323 section 2
+    timestamps: bool = True  # RFC 7323 section 3
+    sack: bool = True  # RFC 2018
+    nodelay: bool = False  # TCP_NODELAY turns Nagle off (RFC 1122 4.2.3.4)
+    cc: str = "newreno"
+    min_rto: float = 0.2  # RFC 6298 2.4 says 1 s; Linux uses 200 ms
+    max_rto: float = 60.0
+    initial_rto: float = 1.0  # RFC 6298 section 2.1
+    delayed_ack: float = 0.04  # RFC 1122 4.2.3.2: < 0.5 s; Linux uses 40 ms
+    msl: float = 30.0  # TIME-WAIT lasts 2*MSL (RFC 9293 3.4.2); Linux waits 60 s
+    fin_wait_2_timeout: float = 60.0  # for connections the user has closed (like Linux)
+    syn_retries: int = 6
+    synack_retries: int = 5
+    max_retries: int = 15  # RFC 1122 4.2.3.5 "R2": at least 100 s
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0  # RFC 1122 4.2.3.6: no less than two hours by default
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    tso_max: int = 0  # > MSS: may emit segments up to this size (the host segments them)
+    linger_zero: bool = False  # SO_LINGER with l_linger 0: close() resets
+    # The components, by construction (the lab kit's swap-in slots, stack/labkit/swap.py).
+    reassembler: Callable[[int], Reassembler] = Reassembler  # (capacity)
+    rto_estimator: Callable[..., RTOEstimator] = RTOEstimator  # (min_rto=, max_rto=, initial_rto=)
+    send_buffer_factory: Callable[[int], SendBuffer] = SendBuffer  # (capacity)
+    # Congestion control algorithms by name (`cc` picks one): each a class of mss.
+    cc_factories: Mapping[str, Callable[[int], CongestionControl]] = field(
+        default_factory=lambda: MappingProxyType(CC_FACTORIES)
+    )
+
+    def make_congestion_control(self, mss: int) -> CongestionControl:
+        """The `cc` algorithm for a sender with this MSS; ValueError for an unknown name."""
+        try:
+            factory = self.cc_factories[self.cc]
+        except KeyError:
+            raise ValueError(
+                f"unknown congestion control {self.cc!r}; choose one of "
+                f"{', '.join(self.cc_factories)}"
+            ) from None
+        return factory(mss)
