@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return plot_main(argv[1:])
     if argv and argv[0] == "bench" and any(a.split("=")[0] == "--loss" for a in argv[1:]):
-        from stack.benchloss import main as benchloss_main  # loss recovery against the kernel
+        from stack.tools.benchloss import main as benchloss_main  # loss recovery against the kernel
 
         return benchloss_main(argv[1:])
     if argv and argv[0] == "bench":

@@ -353,7 +353,7 @@ class LossBench:
         self.tmp = Path(tempfile.mkdtemp(prefix="tcplab-benchloss-"))
         self.events_path = self.tmp / "events.jsonl"
         self.py = sys.executable
-        self.env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        self.env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
         self.daemon: subprocess.Popen[str] | None = None
         self.server: subprocess.Popen[str] | None = None
         self.server_lines: list[dict[str, Any]] = []
@@ -381,7 +381,7 @@ class LossBench:
         for ns, dev in ((self.stack_ns, "veth-s"), (self.peer_ns, "veth-p")):
             self._run(["ip", "-n", ns, "link", "set", dev, "up"])
             self._run(["ip", "-n", ns, "link", "set", "lo", "up"])
-            self._in(ns, [self.py, "-m", "stack.benchloss", "offloads-off", dev])
+            self._in(ns, [self.py, "-m", "stack.tools.benchloss", "offloads-off", dev])
             self._in(ns, ["sysctl", "-qw", "net.ipv4.tcp_no_metrics_save=1"])
             self._in(ns, ["nft", "-f", "-"], input=(
                 f"add table inet {NFT_TABLE}\n"
@@ -434,7 +434,7 @@ class LossBench:
         # After "ready" nothing reads the daemon's stderr: keep its pipe from filling.
         threading.Thread(target=self._drain, args=(self.daemon.stderr,), daemon=True).start()
         self.server = subprocess.Popen(
-            ["ip", "netns", "exec", self.stack_ns, self.py, "-m", "stack.benchloss", "serve"],
+            ["ip", "netns", "exec", self.stack_ns, self.py, "-m", "stack.tools.benchloss", "serve"],
             env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self._wait_line(self.server, "serving", self.server.stdout)
 
@@ -494,7 +494,7 @@ class LossBench:
         else:
             port = KERNEL_DISCARD if kernel else STACK_DISCARD
             mode = "upload"
-        argv = ["ip", "netns", "exec", self.peer_ns, self.py, "-m", "stack.benchloss", "client", mode,
+        argv = ["ip", "netns", "exec", self.peer_ns, self.py, "-m", "stack.tools.benchloss", "client", mode,
                 host, str(port), str(size), str(self.timeout)]
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout + 30, env=self.env)
