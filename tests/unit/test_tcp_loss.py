@@ -23,8 +23,10 @@ def newreno(**kwargs: Any) -> Script:
     return Script.established(cfg, mss=1000, ws=None, ts=False, sackok=False)
 
 
-def with_sack(**kwargs: Any) -> Script:
-    return Script.established(plain(**kwargs), mss=1000, ws=None, ts=False, sackok=True)
+def with_sack(rack: bool = False, **kwargs: Any) -> Script:
+    """SACK agreed; loss detection by RFC 6675's DupThresh rules unless `rack` (the
+    RACK-TLP default is tested in test_tcp_rack.py)."""
+    return Script.established(plain(rack=rack, **kwargs), mss=1000, ws=None, ts=False, sackok=True)
 
 
 # ---------------------------------------------------------------- RFC 6298
@@ -545,7 +547,7 @@ def test_early_retransmit_three_segments_needs_two() -> None:
 def test_early_retransmit_when_receive_window_forbids_new_data() -> None:
     """RFC 5827 (3.b): queued data that the peer's window does not admit does not
     count: ER applies."""
-    s = Script.established(plain(), mss=1000, ws=None, ts=False, sackok=True, win=2000)
+    s = Script.established(plain(rack=False), mss=1000, ws=None, ts=False, sackok=True, win=2000)
     s.send(5000)
     s.tx(seq=1, length=1000)
     s.tx(seq=1001, length=1000)
@@ -610,18 +612,22 @@ def test_tlp_pto_armed_at_two_srtt() -> None:
     s.expect_deadline(0.1 + 0.2)
 
 
-def test_tlp_not_armed_when_later_than_rto() -> None:
-    """RFC 8985 7.2: with one segment in flight the PTO gets the delayed-ACK
-    allowance: 2 * 0.1 + 0.2 = 0.4 s, after the RTO (0.3 s): only the RTO runs."""
+def test_tlp_pto_clamped_to_the_rto() -> None:
+    """RFC 8985 7.2 ``TLP_calc_PTO``: with one segment in flight the PTO gets the
+    delayed-ACK allowance, 2 * 0.1 + 0.2 = 0.4 s, later than the RTO (0.3 s): "If
+    Now() + PTO > TCP_RTO_expire(): PTO = TCP_RTO_expire() - Now()". The probe goes
+    at the RTO's time, and the RTO is re-armed from there (7.3)."""
     s = sack_with_rtt()
     s.send(1000)
     s.drain()
-    s.expect_vars(pto_deadline=None)
-    s.expect_deadline(0.1 + 0.3)
+    s.expect_vars(pto_deadline=0.1 + 0.3, rtx_deadline=0.1 + 0.3)
+    s.fire()
+    s.tx(seq=1001, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1001, reason="tlp")
+    s.expect_vars(rtx_deadline=0.4 + 0.3, pto_deadline=None)
     s.fire()
     s.tx(seq=1001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 1001, reason="rto")
-    s.expect_no_event("tlp")
 
 
 def test_tlp_one_segment_with_delayed_ack_allowance() -> None:
@@ -632,13 +638,16 @@ def test_tlp_one_segment_with_delayed_ack_allowance() -> None:
     s.expect_vars(pto_deadline=0.1 + 0.4, rtx_deadline=0.1 + 1.0)
 
 
-def test_no_tlp_before_rtt_sample_when_rto_is_one_second() -> None:
-    """RFC 8985 7.2: no SRTT -> PTO 1 s, not before the initial RTO of 1 s."""
+def test_pto_before_rtt_sample_is_one_second() -> None:
+    """RFC 8985 7.2: no SRTT -> PTO 1 s, which the clamp leaves at the initial RTO's
+    expiry: the probe comes first, at 1 s."""
     s = with_sack()
     s.send(3000)
     s.drain()
-    s.expect_vars(pto_deadline=None)
-    s.expect_deadline(1.0)
+    s.expect_vars(pto_deadline=1.0, rtx_deadline=1.0)
+    s.fire()
+    s.tx(seq=2001, length=1000)
+    s.expect_event("tlp", new_data=False)
 
 
 def test_no_tlp_without_sack() -> None:
