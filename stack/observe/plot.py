@@ -9,9 +9,12 @@ most events) it writes PNG files and prints their names:
 * ``...-tseq.png``: the time-sequence graph. With ``--pcap``: every data segment the
   stack sent (a vertical bar from its first to its last sequence number, relative to the
   ISN), the peer's cumulative ACKs, the right edge of the window the peer offered
-  (ACK + window, a staircase) and the retransmissions the event log reports (x marks, by
-  reason: rto, fast, sack, partial_ack, probe). Without a pcap only the retransmissions.
-* ``...-cwnd.png``: cwnd and ssthresh over time (``cwnd`` events), losses marked.
+  (ACK + window, a staircase) and the retransmissions the event log reports, one marker
+  per reason: rack (RACK found the loss by time, RFC 8985 6), tlp (tail loss probe, 7),
+  rto (the timer), and fast, sack, partial_ack, probe, pmtu. Without a pcap only the
+  retransmissions.
+* ``...-cwnd.png``: cwnd and ssthresh over time (``cwnd`` events), losses marked, and
+  during recovery the PRR sending limit, pipe + sndcnt (``prr`` events, RFC 6937).
 * ``...-rtt.png``: RTT samples, SRTT and RTO over time (``rtt`` events).
 
 Time is seconds since the connection's first event. The pcap has wall-clock times and
@@ -41,6 +44,7 @@ from stack.observe.events import read_events
 Point = tuple[float, float]
 INFINITE = 1 << 30  # ssthresh at or above this is "infinite" (not drawn)
 RETRANSMIT_STYLE = {
+    "rack": ("o", "green"),
     "rto": ("x", "red"),
     "fast": ("x", "darkorange"),
     "sack": ("x", "purple"),
@@ -69,6 +73,7 @@ class Series:
     cwnd: list[Point] = field(default_factory=list)
     ssthresh: list[Point] = field(default_factory=list)
     losses: list[Point] = field(default_factory=list)  # (t, cwnd after the reduction)
+    prr_limit: list[Point] = field(default_factory=list)  # (t, pipe + sndcnt) in recovery
     rtt_sample: list[Point] = field(default_factory=list)
     srtt: list[Point] = field(default_factory=list)
     rto: list[Point] = field(default_factory=list)
@@ -86,7 +91,7 @@ class Series:
                 **{f"retransmit_{k}": list(v) for k, v in self.retransmits.items()},
             },
             "cwnd": {"cwnd": list(self.cwnd), "ssthresh": list(self.ssthresh),
-                     "losses": list(self.losses)},
+                     "losses": list(self.losses), "prr_limit": list(self.prr_limit)},
             "rtt": {"sample": list(self.rtt_sample), "srtt": list(self.srtt),
                     "rto": list(self.rto), "rto_waits": list(self.rto_waits)},
         }  # fmt: skip
@@ -161,6 +166,8 @@ def collect(events: list[dict[str, Any]], packets: list[Packet] | None, conn: st
                 series.ssthresh.append((t, float(e["ssthresh"])))
             if e.get("reason") in ("fast_retransmit", "rto"):
                 series.losses.append((t, float(e["cwnd"])))
+        elif kind == "prr":
+            series.prr_limit.append((t, float(e["pipe"]) + float(e["sndcnt"])))
         elif kind == "rtt":
             series.rtt_sample.append((t, float(e["sample"])))
             series.srtt.append((t, float(e["srtt"])))
@@ -293,6 +300,9 @@ def draw(series: Series, out_dir: Path, stem: str) -> list[Path]:
         if series.ssthresh:
             ax.step(*_xy(series.ssthresh), where="post", color="tab:red", linestyle="--",
                     label="ssthresh")
+        if series.prr_limit:
+            ax.plot(*_xy(series.prr_limit), ".", color="tab:green", markersize=3,
+                    label="PRR sending limit: pipe + sndcnt (RFC 6937)")
         if series.losses:
             ax.scatter(*_xy(series.losses), marker="v", color="black", zorder=3,
                        label=f"loss response x{len(series.losses)}")
