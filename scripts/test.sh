@@ -14,7 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 SECONDS=0
 
 APT_PACKAGES=(python3-venv iproute2 iputils-ping tcpdump tshark iperf3 socat netcat-openbsd
-              curl wget gcc make libc6-dev debootstrap strace)
+              curl wget gcc make libc6-dev debootstrap strace nftables)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do
