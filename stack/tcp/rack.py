@@ -139,6 +139,11 @@ class Rack:
         (A lost segment counts again once it is retransmitted.)"""
         return self.outstanding - self.sacked_bytes - self.lost_bytes
 
+    @property
+    def transmissions_tracked(self) -> int:
+        """Transmission records `RACK_detect_loss` may still walk (its cost per ACK)."""
+        return len(self._order) - self._head
+
     def _index(self, seq: int) -> int:
         """Index of the segment holding seq (or the last one starting before it)."""
         return bisect_right(self.segs, seq, key=_start) - 1
@@ -383,7 +388,9 @@ class Rack:
         can_advance = True
         while i < len(order):
             ts, end, start = order[i]
-            if ts > rack_ts:
+            if ts > rack_ts or (ts == rack_ts and end >= rack_end):
+                # Sent with or after RACK.segment (a burst shares one timestamp: its later
+                # segments are not candidates): nothing further in the list is either.
                 break
             live = False
             j = max(self._index(start), 0)
@@ -394,7 +401,7 @@ class Rack:
                 if seg.end <= start or seg.xmit_ts != ts or seg.sacked or seg.lost:
                     continue
                 if not sent_after(rack_ts, rack_end, seg.xmit_ts, seg.end):
-                    live = True  # sent at the same time, later in sequence: not yet
+                    live = True  # part of a range sent with RACK.segment: not yet
                     continue
                 remaining = seg.xmit_ts + limit - now
                 if remaining <= 0:

@@ -457,3 +457,18 @@ def test_tlp_reset_on_rto() -> None:
     tlp.on_probe_sent(5001, is_retrans=True)
     tlp.reset()
     assert (tlp.end_seq, tlp.is_retrans) == (None, False)
+
+
+def test_a_burst_sharing_one_timestamp_costs_each_ack_little() -> None:
+    """RFC 8985 6.2 step 5 walks the segments sent before RACK.segment. A burst sent at
+    one clock reading shares one xmit_ts; its segments after RACK.segment are not
+    candidates, so the walk stops there and the delivered ones drop out: the records
+    walked stay few however long the flight (it used to walk the whole flight on every
+    ACK, quadratic in the window)."""
+    f = Flight()
+    f.send(200)
+    f.wait(0.01)
+    for i in range(1, 200, 2):
+        f.ack(una=i + 1)
+        assert f.rack.transmissions_tracked <= 200 - i
+    assert f.rack.transmissions_tracked <= 1
