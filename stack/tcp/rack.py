@@ -130,6 +130,7 @@ class Rack:
         self.lost_bytes = 0
         self.segs_sacked = 0  # RACK.segs_sacked
         self.snd_max = 0
+        self.walked = 0  # transmission records RACK_detect_loss examined (its cost)
 
     # ------------------------------------------------------------- bookkeeping
 
@@ -138,11 +139,6 @@ class Rack:
         """Bytes presumed in the network: sent, neither delivered (SACKed) nor lost.
         (A lost segment counts again once it is retransmitted.)"""
         return self.outstanding - self.sacked_bytes - self.lost_bytes
-
-    @property
-    def transmissions_tracked(self) -> int:
-        """Transmission records `RACK_detect_loss` may still walk (its cost per ACK)."""
-        return len(self._order) - self._head
 
     def _index(self, seq: int) -> int:
         """Index of the segment holding seq (or the last one starting before it)."""
@@ -387,6 +383,7 @@ class Rack:
         limit = self.rtt + self.reo_wnd
         can_advance = True
         while i < len(order):
+            self.walked += 1
             ts, end, start = order[i]
             if ts > rack_ts or (ts == rack_ts and end >= rack_end):
                 # Sent with or after RACK.segment (a burst shares one timestamp: its later

@@ -470,5 +470,4 @@ def test_a_burst_sharing_one_timestamp_costs_each_ack_little() -> None:
     f.wait(0.01)
     for i in range(1, 200, 2):
         f.ack(una=i + 1)
-        assert f.rack.transmissions_tracked <= 200 - i
-    assert f.rack.transmissions_tracked <= 1
+    assert f.rack.walked <= 3 * 100, f.rack.walked  # 100 ACKs: a few records each
