@@ -359,6 +359,7 @@ class LossBench:
         self.server_lines: list[dict[str, Any]] = []
         self._created: list[str] = []
         self.drops: dict[str, tuple[int, int]] = {}
+        self.loss = 0.0
 
     # ------------------------------------------------------------- topology
     def _run(self, argv: list[str], input: str | None = None) -> str:
@@ -393,6 +394,7 @@ class LossBench:
     def set_loss(self, pct: float) -> None:
         """Drop pct% of the TCP packets arriving at each namespace (silent drops)."""
         self.count_drops()
+        self.loss = pct
         for ns, dev in ((self.stack_ns, "veth-s"), (self.peer_ns, "veth-p")):
             rules = f"flush chain inet {NFT_TABLE} c\n"
             if pct > 0:
@@ -402,9 +404,12 @@ class LossBench:
             self._in(ns, ["nft", "-f", "-"], input=rules)
 
     def count_drops(self) -> None:
-        """Add what the nftables counters saw to `self.drops` (packets, dropped) per
-        direction, so the report can show the loss that was really applied."""
-        for ns, way in ((self.stack_ns, "to stack"), (self.peer_ns, "to peer")):
+        """Add what the nftables counters saw at the current loss rate to `self.drops`
+        (packets, dropped) per direction: the loss that was really applied."""
+        if not self.loss:
+            return
+        for ns, direction in ((self.stack_ns, "to stack"), (self.peer_ns, "to peer")):
+            way = f"{self.loss:g}% {direction}"
             out = self._in(ns, ["nft", "list", "chain", "inet", NFT_TABLE, "c"])
             counts = [int(x) for x in re.findall(r"counter packets (\d+)", out)]
             if len(counts) == 2:

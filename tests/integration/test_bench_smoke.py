@@ -53,10 +53,10 @@ def test_bench_loss_smoke(tmp_path: Path) -> None:
         assert row["stack_failed"] == 0 and row["kernel_failed"] == 0, row
         assert row["stack_s"] > 0 and row["kernel_s"] > 0 and row["ratio"] > 0
         assert row["stack_retrans"] is not None and row["kernel_retrans"] is not None
-    for way in ("to stack", "to peer"):
+    for way in ("5% to stack", "5% to peer"):
         seen, dropped = data["drops"][way]
         assert seen > 100 and 0 < dropped < seen, (way, seen, dropped)
-    assert "nftables to stack" in proc.stdout and "stack sends" in proc.stdout
+    assert "nftables 5% to stack" in proc.stdout and "stack sends" in proc.stdout
 
 
 def test_bench_loss_rejects_bad_arguments() -> None:
