@@ -3,30 +3,32 @@
 Owns:
 
 * RTT sampling (RFC 6298 sections 2-3 with Karn's rule; RFC 7323 4.1 TSecr samples
-  after retransmissions) feeding the RTO estimator (stack/tcp/rto.py);
+  after retransmissions) feeding the RTO estimator (stack/tcp/rto.py); an ACK of new
+  data ends an exponential backoff;
 * the retransmission timeout (RFC 6298 5.4-5.7; SYN retries, RFC 9293 3.8.1);
-* duplicate-ACK counting, fast retransmit and NewReno fast recovery (RFC 5681 3.2,
-  RFC 6582), Limited Transmit (RFC 3042), Early Retransmit (RFC 5827);
-* SACK-based loss recovery (RFC 6675) over a `Scoreboard` (stack/tcp/scoreboard.py);
-* the Tail Loss Probe (RFC 8985 section 7);
-* spurious retransmission detection and undo (Eifel, RFC 3522 / RFC 4015);
+* with SACK (the default): RACK-TLP loss detection (RFC 8985, state in
+  stack/tcp/rack.py), fast recovery paced by PRR (RFC 6937, stack/tcp/prr.py), RTO
+  recovery that resends only what RACK marks lost (RFC 8985 6.3), D-SACK: spurious
+  retransmission detection and undo (RFC 3708, stack/tcp/dsack.py) and the reordering
+  window it widens;
+* without SACK, or with ``TcpConfig(rack=False)``: duplicate-ACK counting, fast
+  retransmit and NewReno fast recovery (RFC 5681 3.2, RFC 6582), Limited Transmit (RFC
+  3042), Early Retransmit (RFC 5827), SACK-based loss recovery (RFC 6675) over a
+  `Scoreboard` (stack/tcp/scoreboard.py, kept up to date in both cases);
+* the Tail Loss Probe (RFC 8985 section 7) in both;
+* Eifel (RFC 3522 / RFC 4015) spurious retransmission detection and undo;
 * the loss-recovery events reported to congestion control
   (stack/tcp/congestion/events.py): nothing here writes ``cwnd`` itself.
 
-It sends through the `Sender` (stack/tcp/sender.py), reads what the handshake
-settled from `Options` (stack/tcp/options.py: SACK-permitted, timestamps, our TSval
-clock) and asks the `Connection` only for its state, events and termination.
+It sends through the `Sender` (stack/tcp/sender.py), which reports every
+(re)transmission back (`on_sent`), reads what the handshake settled from `Options`
+(stack/tcp/options.py: SACK-permitted, timestamps, our TSval clock) and asks the
+`Connection` only for its state, events and termination.
 
-Seams for the work to come (RACK-TLP, RFC 8985; PRR, RFC 6937; D-SACK, RFC 2883 and
-RFC 3708):
-
-* `on_ack` is the one entry for every acceptable ACK; after the scoreboard is updated
-  it calls `detect_losses`, the loss-detection step (today RFC 6675 IsLost through
-  duplicate ACKs and DupThresh; RACK's time-based marking goes there);
-* `send_quota` answers "how many bytes may recovery send now" (today RFC 6675
-  cwnd - pipe; PRR's sndcnt goes there);
-* `dsack_of` recognizes a D-SACK block (RFC 2883 section 4) for the TLP check; a
-  D-SACK based undo (RFC 3708) reads the same answer.
+Retransmissions are reported with the rule that caused them: ``rack`` (RACK marked
+the segment lost, RFC 8985 6.2/6.3), ``tlp`` (the probe, 7.3), ``rto`` (the timer),
+``fast``/``sack``/``partial_ack`` (the DupThresh rules), ``probe`` (zero window),
+``pmtu``.
 """
 
 from __future__ import annotations
@@ -55,11 +57,8 @@ MASK32 = 0xFFFFFFFF
 DUP_THRESH = 3  # RFC 5681 section 3.2 / RFC 6675 section 2 "DupThresh"
 # RFC 5827 section 3.2 (3.a): Early Retransmit while less than 4 * SMSS is outstanding.
 ER_SEGMENTS = 4
-# RFC 8985 section 7.2: PTO without an RTT sample, and the allowance for a delayed ACK
-# (TLP.max_ack_delay, "WCDelAckT": Linux delays an ACK by at most 200 ms) when only
-# one segment is in flight.
-TLP_DEFAULT_PTO = 1.0
-TLP_MAX_ACK_DELAY = 0.2
+# The TLP constants (RFC 8985 7.2: the PTO without an RTT sample, TLP.max_ack_delay)
+# are in stack/tcp/rack.py with the rest of RACK-TLP.
 
 
 class Recovery:
