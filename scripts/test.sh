@@ -14,7 +14,11 @@ step() { printf '\n==> %s\n' "$*"; }
 SECONDS=0
 
 APT_PACKAGES=(python3-venv iproute2 iputils-ping tcpdump tshark iperf3 socat netcat-openbsd
-              curl wget gcc make libc6-dev debootstrap strace nftables)
+              curl wget gcc make libc6-dev debootstrap strace nftables
+              # the real-program matrix (tests/integration/test_programs.py)
+              util-linux nginx lighttpd redis-server redis-tools memcached libmemcached-tools
+              openssh-server openssh-client rsync dnsmasq-base bind9-dnsutils knot-dnsutils
+              wrk apache2-utils nodejs default-jre-headless postgresql postgresql-client)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for p in "${APT_PACKAGES[@]}"; do
@@ -23,8 +27,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if [ ${#missing[@]} -gt 0 ]; then
         step "apt-get install ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
+        # The servers among them must not start as services on this machine (the tests
+        # run their own copies in namespaces): a policy-rc.d for the install's length.
+        policy=/usr/sbin/policy-rc.d
+        if [ ! -e $policy ]; then
+            printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy
+            trap 'rm -f $policy' EXIT
+        fi
         apt-get update -q >/dev/null
         apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+        if [ "$(trap -p EXIT)" ]; then rm -f $policy; trap - EXIT; fi
     fi
 fi
 

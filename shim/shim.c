@@ -1,4 +1,5 @@
-/* libsocketoverride.so: moves a program's IPv4 TCP and UDP sockets onto the tcplab stack.
+/* libsocketoverride.so: moves a program's IPv4 (and dual-stack IPv6) TCP and UDP sockets onto
+ * the tcplab stack.
  *
  * Loaded with LD_PRELOAD (`tcplab run -- CMD` sets it up). The design, in short (the
  * full story is docs/shim-protocol.md):
@@ -11,16 +12,23 @@
  *  - The daemon binds the program's end to an abstract name "\0tcplab-T-..." (or -U-),
  *    so any process can tell, statelessly (getsockname), that an fd is a stack socket:
  *    this survives dup, fork and exec without tables.
- *  - Control calls (bind, listen, accept, connect, shutdown, get/setsockopt, get*name,
- *    UDP sendto with an address) send a request with the socket's own fd attached
+ *  - Control calls (bind, listen, connect, shutdown, get/setsockopt, get*name, UDP
+ *    sendto with an address) send a request with the socket's own fd attached
  *    (SCM_RIGHTS): the daemon recognises the socket by the fd's inode, so a process can
  *    only act on sockets it holds.
+ *  - accept is no control call: a listener's own stream carries its connections (one
+ *    record each, the connection attached), so it keeps working after setuid, chroot
+ *    or closefrom; a forked child gets a control connection of its own from its parent
+ *    (ADOPT), so its other calls work after it drops privileges too.
+ *  - AF_INET6 sockets are dual-stack stack sockets; the shim translates v4-mapped
+ *    addresses (the protocol is IPv4).
  *  - Everything else (other families and types, non-stack fds) goes to libc untouched.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -95,23 +103,79 @@ static void *next_symbol(const char *name)
     return p;
 }
 
+/* fork: the child must not share the parent's control connection (their replies would
+ * cross), and it may drop privileges or chroot before it makes its first call, when it
+ * could no longer open the socket file. So before a fork the parent makes a
+ * connection for the child (a socketpair, one end handed to the daemon with ADOPT);
+ * the child starts with it, the parent closes its copy. */
+static int child_ctl = -1;
+static dev_t child_dev;
+static ino_t child_ino;
+#define ADOPT_TIMEOUT_MS 5000 /* a fork waits at most this for a daemon that hangs */
+
+static int ctl_valid(void);
+static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size_t cap,
+                           struct tl_reply *rep, int *fd_out, int timeout_ms);
+
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&ctl_lock);
+    child_ctl = -1;
+    if (!ctl_valid())
+        return; /* no connection: the child opens one when it needs it, if it can */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * CTL_FD_MIN) {
+        int high = fcntl(sv[0], F_DUPFD_CLOEXEC, CTL_FD_MIN);
+        if (high >= 0) {
+            real.close(sv[0]);
+            sv[0] = high;
+        }
+    }
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_ADOPT;
+    struct tl_reply rep;
+    uint8_t buf[TL_HEADER_SIZE + 2 * TL_ADDR_SIZE + TL_MAX_OPTVAL];
+    int fd_out, saved = errno;
+    struct stat st;
+    if (ctl_call_locked(&req, sv[1], buf, sizeof buf, &rep, &fd_out, ADOPT_TIMEOUT_MS) == 0 &&
+        rep.status == 0 && fstat(sv[0], &st) == 0) {
+        child_ctl = sv[0];
+        child_dev = st.st_dev;
+        child_ino = st.st_ino;
+    } else {
+        real.close(sv[0]);
+    }
+    if (fd_out >= 0)
+        real.close(fd_out);
+    real.close(sv[1]);
+    errno = saved;
 }
 
 static void atfork_parent(void)
 {
+    if (child_ctl >= 0)
+        real.close(child_ctl);
+    child_ctl = -1;
     pthread_mutex_unlock(&ctl_lock);
 }
 
 static void atfork_child(void)
 {
-    /* The child shares the parent's control connection; it must make its own (the
-     * getpid() check in ctl_valid() catches forks that skip these handlers too). */
+    /* (the getpid() check in ctl_valid() catches forks that skip these handlers) */
     if (ctl_fd >= 0)
         real.close(ctl_fd);
     ctl_fd = -1;
+    if (child_ctl >= 0) {
+        ctl_fd = child_ctl;
+        ctl_pid = getpid();
+        ctl_dev = child_dev;
+        ctl_ino = child_ino;
+    }
+    child_ctl = -1;
     pthread_mutex_unlock(&ctl_lock);
 }
 
@@ -185,22 +249,28 @@ static void say(const char *fmt, ...)
 
 /* --------------------------------------------------------------- which fds are ours */
 
-/* K_TCP / K_UDP for a stack socket, K_NONE for anything else; errno is preserved. */
-static enum kind shim_kind(int fd)
+/* The letter of a stack socket's name ('T' TCP, 'U' UDP), 0 for anything else; errno
+ * is preserved. */
+static char shim_letter(int fd)
 {
     struct sockaddr_un sa;
     socklen_t len = sizeof sa;
     int saved = errno;
-    enum kind k = K_NONE;
+    char c = 0;
     if (fd >= 0 && real.getsockname(fd, (struct sockaddr *)&sa, &len) == 0 &&
         sa.sun_family == AF_UNIX &&
         len >= offsetof(struct sockaddr_un, sun_path) + 1 + strlen(NAME_PREFIX) + 2 &&
-        sa.sun_path[0] == '\0' && !memcmp(sa.sun_path + 1, NAME_PREFIX, strlen(NAME_PREFIX))) {
-        char c = sa.sun_path[1 + strlen(NAME_PREFIX)];
-        k = c == 'T' ? K_TCP : c == 'U' ? K_UDP : K_NONE;
-    }
+        sa.sun_path[0] == '\0' && !memcmp(sa.sun_path + 1, NAME_PREFIX, strlen(NAME_PREFIX)))
+        c = sa.sun_path[1 + strlen(NAME_PREFIX)];
     errno = saved;
-    return k;
+    return c;
+}
+
+/* K_TCP / K_UDP for a stack socket, K_NONE for anything else; errno is preserved. */
+static enum kind shim_kind(int fd)
+{
+    char c = shim_letter(fd);
+    return c == 'T' ? K_TCP : c == 'U' ? K_UDP : K_NONE;
 }
 
 static int is_nonblocking(int fd)
@@ -249,27 +319,9 @@ static int map_unreachable(int err)
     return ENETDOWN;
 }
 
-static int ctl_open(void)
+/* Move a new control fd out of the way (>= CTL_FD_MIN) and remember it as ours. */
+static int ctl_adopt_fd(int fd)
 {
-    int fd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, socket_path, strlen(socket_path));
-    int rc;
-    do
-        rc = real.connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        int err = errno;
-        real.close(fd);
-        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
-            say("tcplab: cannot reach the stack daemon at %s: %s", socket_path, strerror(err));
-        errno = map_unreachable(err);
-        return -1;
-    }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 2 * CTL_FD_MIN) {
         int high = fcntl(fd, F_DUPFD_CLOEXEC, CTL_FD_MIN);
@@ -291,6 +343,101 @@ static int ctl_open(void)
     return 0;
 }
 
+/* The listener this process last accepted on (a hint, checked before use). */
+static int hint_fd = -1;
+static dev_t hint_dev;
+static ino_t hint_ino;
+
+static void remember_listener(int fd)
+{
+    struct stat st;
+    if (fd != hint_fd && fstat(fd, &st) == 0) {
+        hint_dev = st.st_dev;
+        hint_ino = st.st_ino;
+        hint_fd = fd;
+    }
+}
+
+static char shim_letter(int fd);
+static int is_listening(int fd);
+
+/* No control connection, and the socket file cannot be opened (the process closed the
+ * shim's descriptor, then dropped privileges or chrooted): hand the daemon one end of a
+ * new socketpair through a listener the process holds (`fd` itself, or the one it last
+ * accepted on), as SCM_RIGHTS on a one-byte message on the listener's own stream. The
+ * daemon serves that end as a control connection for sockets the process holds (it
+ * may not make new ones). Returns 0, or -1 when there is no such listener. */
+static int ctl_via_listener(int fd)
+{
+    int l = -1;
+    struct stat st;
+    if (fd >= 0 && shim_letter(fd) == 'T' && is_listening(fd))
+        l = fd;
+    else if (hint_fd >= 0 && fstat(hint_fd, &st) == 0 && st.st_dev == hint_dev &&
+             st.st_ino == hint_ino && shim_letter(hint_fd) == 'T' && is_listening(hint_fd))
+        l = hint_fd;
+    if (l < 0)
+        return -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cm;
+    memset(&cm, 0, sizeof cm);
+    char one = 1;
+    struct iovec iov = {&one, 1};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cm.buf;
+    msg.msg_controllen = sizeof cm.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+    ssize_t n;
+    do
+        n = real.sendmsg(l, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    real.close(sv[1]);
+    if (n != 1) {
+        real.close(sv[0]);
+        return -1;
+    }
+    TRACE("control connection handed in through listener %d", l);
+    return ctl_adopt_fd(sv[0]);
+}
+
+static int ctl_open(int fd_in)
+{
+    int fd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, socket_path, strlen(socket_path));
+    int rc;
+    do
+        rc = real.connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        int err = errno;
+        real.close(fd);
+        if (ctl_via_listener(fd_in) == 0)
+            return 0;
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+            say("tcplab: cannot reach the stack daemon at %s: %s", socket_path, strerror(err));
+        errno = map_unreachable(err);
+        return -1;
+    }
+    return ctl_adopt_fd(fd);
+}
+
 /* Send one request (with fd_in attached when >= 0) and read its reply into buf.
  * Returns 0 with *rep decoded (rep->status may carry an errno) and *fd_out set to a
  * received descriptor or -1; or -1 with errno when the daemon cannot be asked (ENETDOWN,
@@ -298,10 +445,21 @@ static int ctl_open(void)
 static int ctl_call(struct tl_request *req, int fd_in, uint8_t *buf, size_t cap,
                     struct tl_reply *rep, int *fd_out)
 {
-    *fd_out = -1;
     pthread_mutex_lock(&ctl_lock);
+    int rc = ctl_call_locked(req, fd_in, buf, cap, rep, fd_out, CTL_TIMEOUT_MS);
+    int err = errno;
+    pthread_mutex_unlock(&ctl_lock);
+    errno = err;
+    return rc;
+}
+
+/* ctl_call with ctl_lock held (and left held). */
+static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size_t cap,
+                           struct tl_reply *rep, int *fd_out, int timeout_ms)
+{
+    *fd_out = -1;
     for (int attempt = 0;; attempt++) {
-        if (!ctl_valid() && ctl_open() < 0)
+        if (!ctl_valid() && ctl_open(fd_in) < 0)
             goto fail_locked;
         req->seq = ++ctl_seq;
         uint8_t head[64];
@@ -348,7 +506,7 @@ static int ctl_call(struct tl_request *req, int fd_in, uint8_t *buf, size_t cap,
         struct pollfd pfd = {ctl_fd, POLLIN, 0};
         int pr;
         do
-            pr = poll(&pfd, 1, CTL_TIMEOUT_MS);
+            pr = poll(&pfd, 1, timeout_ms);
         while (pr < 0 && errno == EINTR);
         if (pr <= 0) {
             ctl_drop();
@@ -397,14 +555,12 @@ static int ctl_call(struct tl_request *req, int fd_in, uint8_t *buf, size_t cap,
         }
         if (nfds == 1)
             *fd_out = fds[0];
-        pthread_mutex_unlock(&ctl_lock);
         TRACE("%s -> status %u fd %d", tl_op_name(req->op), rep->status, *fd_out);
         return 0;
     }
 fail_locked:
     {
         int err = errno;
-        pthread_mutex_unlock(&ctl_lock);
         TRACE("%s -> transport error %d", tl_op_name(req->op), err);
         errno = err;
     }
@@ -454,6 +610,181 @@ static void put_sockaddr(const struct tl_addr *a, struct sockaddr *sa, socklen_t
     *len = sizeof sin;
 }
 
+/* ---------------------------------------------------------------- AF_INET6 sockets
+ *
+ * AF_INET6 sockets are stack sockets too, as Linux with bindv6only=0 has them: the
+ * stack speaks IPv4, so `[::]` listeners and v4-mapped peers (::ffff:a.b.c.d) ride it,
+ * and the program sees sockaddr_in6 with v4-mapped addresses. `::1` goes to the kernel
+ * (like 127/8), native IPv6 destinations fail with ENETUNREACH (for now). The protocol
+ * stays IPv4: the translation is all here.
+ *
+ * The marks. Which family the program asked for, and whether the socket listens, are
+ * marked on the program's end itself, in its SO_PRIORITY (which nothing reads on an
+ * AF_UNIX socket, and which the program's own SO_PRIORITY never touches: that one goes
+ * to the stack), so they hold across dup, fork and exec without tables, like the name.
+ * The shim sets the family; the daemon sets "listening" at LISTEN (docs 5.2, 5.9). */
+#define MARK_V6 4             /* AF_INET6, dual-stack */
+#define MARK_V6ONLY 5         /* AF_INET6 with IPV6_V6ONLY */
+#define MARK_LISTEN_V4 1      /* listening, AF_INET */
+#define MARK_LISTEN_V6 2      /* listening, AF_INET6 */
+#define MARK_LISTEN_V6ONLY 3  /* listening, AF_INET6 with IPV6_V6ONLY */
+
+static int raw_mark(int fd)
+{
+    int v = 0;
+    socklen_t l = sizeof v;
+    int saved = errno;
+    if (real.getsockopt(fd, SOL_SOCKET, SO_PRIORITY, &v, &l) < 0)
+        v = 0;
+    errno = saved;
+    return v;
+}
+
+/* The family mark: 0 (AF_INET), MARK_V6 or MARK_V6ONLY. */
+static int mark_of(int fd)
+{
+    switch (raw_mark(fd)) {
+    case MARK_V6:
+    case MARK_LISTEN_V6:
+        return MARK_V6;
+    case MARK_V6ONLY:
+    case MARK_LISTEN_V6ONLY:
+        return MARK_V6ONLY;
+    default:
+        return 0;
+    }
+}
+
+static int is_listening(int fd)
+{
+    int v = raw_mark(fd);
+    return v >= MARK_LISTEN_V4 && v <= MARK_LISTEN_V6ONLY;
+}
+
+static void set_mark(int fd, int mark)
+{
+    int saved = errno;
+    (void)real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &mark, sizeof mark);
+    errno = saved;
+}
+
+static void copy_mark(int from, int to)
+{
+    int m = mark_of(from);
+    if (m)
+        set_mark(to, m);
+}
+
+static const uint8_t V4MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+/* An IPv4 address as Linux shows it on an AF_INET6 socket: ::ffff:a.b.c.d, and `::`
+ * for 0.0.0.0 (an unbound or wildcard-bound socket). */
+static void put_sockaddr6(const struct tl_addr *a, struct sockaddr *sa, socklen_t *len)
+{
+    if (!sa || !len)
+        return;
+    struct sockaddr_in6 sin6;
+    memset(&sin6, 0, sizeof sin6);
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(a->port);
+    if (a->ip != htonl(INADDR_ANY)) {
+        memcpy(sin6.sin6_addr.s6_addr, V4MAPPED_PREFIX, 12);
+        memcpy(sin6.sin6_addr.s6_addr + 12, &a->ip, 4);
+    }
+    size_t n = *len < sizeof sin6 ? *len : sizeof sin6;
+    memcpy(sa, &sin6, n);
+    *len = sizeof sin6;
+}
+
+/* put_sockaddr or put_sockaddr6, as the socket's family says. */
+static void put_name(int fd, const struct tl_addr *a, struct sockaddr *sa, socklen_t *len)
+{
+    if (mark_of(fd))
+        put_sockaddr6(a, sa, len);
+    else
+        put_sockaddr(a, sa, len);
+}
+
+enum v6kind { V6_MAPPED, V6_ANY, V6_LOOPBACK, V6_NATIVE };
+
+static enum v6kind classify6(const struct in6_addr *a)
+{
+    static const uint8_t zero[16];
+    if (!memcmp(a->s6_addr, V4MAPPED_PREFIX, 12))
+        return V6_MAPPED;
+    if (!memcmp(a->s6_addr, zero, 16))
+        return V6_ANY;
+    if (!memcmp(a->s6_addr, zero, 15) && a->s6_addr[15] == 1)
+        return V6_LOOPBACK;
+    return V6_NATIVE;
+}
+
+/* Native IPv6 is not on the stack yet: one line on stderr (once per process), and the
+ * call fails with ENETUNREACH; it never goes quietly to the kernel. */
+static int native_v6(const struct sockaddr_in6 *sin6, const char *call)
+{
+    static int said;
+    char text[INET6_ADDRSTRLEN];
+    if (!__atomic_exchange_n(&said, 1, __ATOMIC_SEQ_CST) &&
+        inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text))
+        say("tcplab: %s to %s: the stack has no IPv6 yet (ENETUNREACH)", call, text);
+    errno = ENETUNREACH;
+    return -1;
+}
+
+/* An AF_INET6 socket's address argument as the IPv4 one the stack takes.
+ * Returns 0 with *out set; 1 when the address is for the kernel (::1, or `::` for
+ * connect); -1 with errno (native IPv6 destinations: ENETUNREACH). */
+static int v6_to_v4(int fd, const struct sockaddr *sa, socklen_t len, int for_bind,
+                    const char *call, struct sockaddr_in *out)
+{
+    if (!sa) {
+        errno = EFAULT;
+        return -1;
+    }
+    if (len < sizeof(sa_family_t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sa->sa_family != AF_INET6) {
+        errno = for_bind ? EINVAL : EAFNOSUPPORT;
+        return -1;
+    }
+    if (len < 24) { /* SIN6_LEN_RFC2133: sockaddr_in6 without sin6_scope_id */
+        errno = EINVAL;
+        return -1;
+    }
+    struct sockaddr_in6 sin6;
+    memset(&sin6, 0, sizeof sin6);
+    memcpy(&sin6, sa, len < sizeof sin6 ? len : sizeof sin6);
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    out->sin_port = sin6.sin6_port;
+    int v6only = mark_of(fd) == MARK_V6ONLY;
+    switch (classify6(&sin6.sin6_addr)) {
+    case V6_MAPPED:
+        if (v6only) { /* as Linux: a V6ONLY socket takes no IPv4 */
+            errno = for_bind ? EINVAL : ENETUNREACH;
+            return -1;
+        }
+        memcpy(&out->sin_addr.s_addr, sin6.sin6_addr.s6_addr + 12, 4);
+        return 0;
+    case V6_ANY:
+        if (!for_bind)
+            return 1; /* connect to `::` means this host: the kernel's */
+        /* A V6ONLY wildcard socket can only meet native IPv6 peers: the kernel's. */
+        return v6only ? 1 : 0;
+    case V6_LOOPBACK:
+        return 1;
+    default:
+        if (for_bind) {
+            errno = EADDRNOTAVAIL; /* the stack owns no IPv6 address */
+            return -1;
+        }
+        return native_v6(&sin6, call);
+    }
+}
+
 /* Wait for events on fd; honours the socket's SO_RCVTIMEO/SO_SNDTIMEO (as Linux does for
  * accept and connect). Returns revents, 0 on timeout, -1 with errno (EINTR). */
 static int wait_fd(int fd, short events, int timeo_opt)
@@ -475,6 +806,7 @@ static int wait_fd(int fd, short events, int timeo_opt)
  * options, flags and fd number takes its place (dup3 over it). */
 static int handoff(int fd, enum kind k)
 {
+    int mark = mark_of(fd);
     struct tl_request req;
     memset(&req, 0, sizeof req);
     req.op = TL_DETACH;
@@ -499,10 +831,15 @@ static int handoff(int fd, enum kind k)
     }
     int fl = fcntl(fd, F_GETFL);
     int fdfl = fcntl(fd, F_GETFD);
-    int kfd = real.socket(AF_INET, (k == K_TCP ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+    int kfd = real.socket(mark ? AF_INET6 : AF_INET,
+                          (k == K_TCP ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
     if (kfd < 0) {
         free(buf);
         return -1;
+    }
+    if (mark) {
+        int only = mark == MARK_V6ONLY;
+        (void)real.setsockopt(kfd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
     }
     for (uint32_t i = 0; i < rep.noptions; i++) {
         int32_t level, name;
@@ -512,11 +849,20 @@ static int handoff(int fd, enum kind k)
             (void)real.setsockopt(kfd, level, name, value, len);
     }
     if (rep.addr.family == TL_AF_INET && rep.addr.port) {
-        struct sockaddr_in sin;
-        memset(&sin, 0, sizeof sin);
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons(rep.addr.port);
-        if (real.bind(kfd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        socklen_t sl = sizeof(struct sockaddr_in);
+        if (mark) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            s6->sin6_family = AF_INET6;
+            s6->sin6_port = htons(rep.addr.port);
+            sl = sizeof *s6;
+        } else {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            s4->sin_family = AF_INET;
+            s4->sin_port = htons(rep.addr.port);
+        }
+        if (real.bind(kfd, (struct sockaddr *)&ss, sl) < 0) {
             int err = errno;
             real.close(kfd);
             free(buf);
@@ -569,9 +915,10 @@ EXPORT int socket(int domain, int type, int protocol)
     ensure_init();
     int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
     enum kind k = K_NONE;
-    if (domain == AF_INET && base == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP))
+    int inet = domain == AF_INET || domain == AF_INET6;
+    if (inet && base == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP))
         k = K_TCP;
-    else if (domain == AF_INET && base == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP))
+    else if (inet && base == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP))
         k = K_UDP;
     if (k == K_NONE)
         return real.socket(domain, type, protocol);
@@ -592,7 +939,9 @@ EXPORT int socket(int domain, int type, int protocol)
         fcntl(fd, F_SETFD, 0);
     if (type & SOCK_NONBLOCK)
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    TRACE("socket(%s) = %d", k == K_TCP ? "tcp" : "udp", fd);
+    if (domain == AF_INET6)
+        set_mark(fd, MARK_V6); /* bindv6only=0: dual-stack until IPV6_V6ONLY says not */
+    TRACE("socket(%s%s) = %d", k == K_TCP ? "tcp" : "udp", domain == AF_INET6 ? "6" : "", fd);
     return fd;
 }
 
@@ -603,10 +952,21 @@ EXPORT int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
     enum kind k = shim_kind(fd);
     if (k == K_NONE)
         return real.bind(fd, sa, len);
-    if (check_sockaddr_in(sa, len, 1) < 0)
-        return -1;
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof sin);
+    if (mark_of(fd)) {
+        int r = v6_to_v4(fd, sa, len, 1, "bind", &sin);
+        if (r < 0)
+            return -1;
+        if (r == 1 || is_loopback(sin.sin_addr.s_addr)) { /* ::1, V6ONLY [::], ::ffff:127.x */
+            if (handoff(fd, k) < 0)
+                return -1;
+            return real.bind(fd, sa, len);
+        }
+        goto stack;
+    }
+    if (check_sockaddr_in(sa, len, 1) < 0)
+        return -1;
     if (sa->sa_family == AF_INET)
         memcpy(&sin, sa, sizeof sin);
     else if (len >= sizeof sin) /* AF_UNSPEC with INADDR_ANY: Linux treats it as AF_INET */
@@ -621,6 +981,7 @@ EXPORT int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
             return -1;
         return real.bind(fd, (struct sockaddr *)&sin, sizeof sin);
     }
+stack:;
     struct tl_request req;
     memset(&req, 0, sizeof req);
     req.op = TL_BIND;
@@ -639,49 +1000,91 @@ EXPORT int listen(int fd, int backlog)
     req.op = TL_LISTEN;
     req.backlog = backlog;
     struct small_reply rep;
+    /* The daemon marks the socket as listening (SO_PRIORITY, above); from now on its
+     * stream carries the connections. */
     return ask(&req, fd, &rep, NULL);
 }
 
+/* accept: a listener's own stream carries one ACCEPT record (local and peer address)
+ * per waiting connection, with the connection attached (SCM_RIGHTS). Taking one is one
+ * recvmsg on the program's fd: no control call, so it works in a process that has
+ * dropped privileges, chrooted or closed every other descriptor; blocking, O_NONBLOCK,
+ * SO_RCVTIMEO, signals and several processes accepting at once are the kernel's. */
 static int do_accept(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 {
     if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
         errno = EINVAL;
         return -1;
     }
-    int spins = 0;
-    for (;;) {
-        struct tl_request req;
-        memset(&req, 0, sizeof req);
-        req.op = TL_ACCEPT;
-        struct small_reply rep;
-        int nfd;
-        if (ask(&req, fd, &rep, &nfd) == 0) {
-            if (nfd < 0) {
-                errno = EPROTO;
-                return -1;
-            }
-            if (!(flags & SOCK_CLOEXEC))
-                fcntl(nfd, F_SETFD, 0);
-            if (flags & SOCK_NONBLOCK)
-                fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
-            put_sockaddr(&rep.r.peer, sa, len);
-            TRACE("accept(%d) = %d", fd, nfd);
-            return nfd;
-        }
-        if (errno != EAGAIN || is_nonblocking(fd))
-            return -1;
-        /* Blocking accept: the listener's fd becomes readable when a connection waits
-         * (the daemon writes one byte per waiting connection). */
-        int ev = wait_fd(fd, POLLIN, SO_RCVTIMEO);
-        if (ev < 0)
-            return -1;
-        if (ev == 0) {
-            errno = EAGAIN;
-            return -1;
-        }
-        if (++spins > 3) /* readable but nothing to accept: never spin hot */
-            usleep(1000);
+    if (!is_listening(fd)) {
+        errno = EINVAL; /* not listening, as in Linux */
+        return -1;
     }
+    uint8_t rec[TL_ACCEPT_RECORD_SIZE + 1];
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } cm;
+    struct iovec iov = {rec, TL_ACCEPT_RECORD_SIZE};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cm.buf;
+    m.msg_controllen = sizeof cm.buf;
+    ssize_t n = real.recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+        if (errno == ECONNRESET) { /* the daemon went away */
+            if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+                say("tcplab: the stack daemon at %s went away", socket_path);
+            errno = ENETDOWN;
+        }
+        return -1;
+    }
+    int fds[4], nfds = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count && nfds < 4; i++)
+            memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    if (n == 0 && !nfds) {
+        /* End of the stream: shutdown(SHUT_RD) (the daemon shut its end for writing:
+         * EINVAL, as Linux), or the daemon is gone (its end closed: POLLHUP). */
+        struct pollfd p = {fd, 0, 0};
+        if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
+            if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+                say("tcplab: the stack daemon at %s went away", socket_path);
+            errno = ENETDOWN;
+        } else {
+            errno = EINVAL;
+        }
+        return -1;
+    }
+    struct tl_reply rep;
+    int rc = tl_decode_reply(rec, (size_t)n, nfds, &rep);
+    if (rc != TL_OK || rep.op != TL_ACCEPT || rep.status) {
+        for (int i = 0; i < nfds; i++)
+            real.close(fds[i]);
+        if (m.msg_flags & MSG_CTRUNC) {
+            errno = EMFILE; /* no room for the descriptor: the connection is lost */
+            return -1;
+        }
+        say("tcplab: bad accept record from the stack daemon (%s)", tl_error_name(rc));
+        errno = EPROTO;
+        return -1;
+    }
+    int nfd = fds[0];
+    if (!(flags & SOCK_CLOEXEC))
+        fcntl(nfd, F_SETFD, 0);
+    if (flags & SOCK_NONBLOCK)
+        fcntl(nfd, F_SETFL, fcntl(nfd, F_GETFL) | O_NONBLOCK);
+    copy_mark(fd, nfd);
+    remember_listener(fd);
+    put_name(fd, &rep.peer, sa, len);
+    TRACE("accept(%d) = %d", fd, nfd);
+    return nfd;
 }
 
 EXPORT int accept(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len)
@@ -725,12 +1128,24 @@ EXPORT int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
     enum kind k = shim_kind(fd);
     if (k == K_NONE)
         return real.connect(fd, sa, len);
-    if (check_sockaddr_in(sa, len, 1) < 0)
-        return -1;
     struct tl_request req;
     memset(&req, 0, sizeof req);
     req.op = TL_CONNECT;
-    if (sa->sa_family == AF_INET) {
+    if (mark_of(fd) && !(sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC)) {
+        struct sockaddr_in sin;
+        int r = v6_to_v4(fd, sa, len, 0, "connect", &sin);
+        if (r < 0)
+            return -1;
+        if (r == 1 || is_loopback(sin.sin_addr.s_addr) ||
+            sin.sin_addr.s_addr == htonl(INADDR_ANY)) {
+            if (handoff(fd, k) < 0)
+                return -1;
+            return real.connect(fd, sa, len);
+        }
+        addr_to_tl(&sin, &req.addr);
+    } else if (check_sockaddr_in(sa, len, 1) < 0) {
+        return -1;
+    } else if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
         /* 127.0.0.0/8 and 0.0.0.0 (which Linux takes as "this host") stay with the
          * kernel: the program gets a kernel socket in place of the stack's. */
@@ -796,7 +1211,7 @@ static int get_name(int fd, struct sockaddr *sa, socklen_t *len, int op)
         return -1;
     struct tl_addr a = rep.r.addr;
     a.family = TL_AF_INET;
-    put_sockaddr(&a, sa, len);
+    put_name(fd, &a, sa, len);
     return 0;
 }
 
@@ -843,8 +1258,16 @@ EXPORT int getsockopt(int fd, int level, int name, void *__restrict val,
     enum kind k = shim_kind(fd);
     if (k == K_NONE || local_option(level, name))
         return real.getsockopt(fd, level, name, val, len);
+    if (level == SOL_SOCKET && name == SO_ACCEPTCONN)
+        return put_int_opt(val, len, is_listening(fd));
     if (level == SOL_SOCKET && name == SO_DOMAIN)
-        return put_int_opt(val, len, AF_INET);
+        return put_int_opt(val, len, mark_of(fd) ? AF_INET6 : AF_INET);
+    if (level == IPPROTO_IPV6 && !mark_of(fd)) {
+        errno = EOPNOTSUPP; /* as Linux, on an AF_INET socket */
+        return -1;
+    }
+    if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY)
+        return put_int_opt(val, len, mark_of(fd) == MARK_V6ONLY);
     if (level == SOL_SOCKET && name == SO_TYPE)
         return put_int_opt(val, len, k == K_TCP ? SOCK_STREAM : SOCK_DGRAM);
     if (level == SOL_SOCKET && name == SO_PROTOCOL)
@@ -876,6 +1299,24 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
     ensure_init();
     if (shim_kind(fd) == K_NONE || local_option(level, name))
         return real.setsockopt(fd, level, name, val, len);
+    if (level == IPPROTO_IPV6 && !mark_of(fd)) {
+        errno = ENOPROTOOPT; /* as Linux, on an AF_INET socket */
+        return -1;
+    }
+    if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) { /* kept in the family mark */
+        int on = 0;
+        if (len < sizeof(int) || !val) {
+            errno = val ? EINVAL : EFAULT;
+            return -1;
+        }
+        memcpy(&on, val, sizeof on);
+        if (is_listening(fd)) {
+            errno = EINVAL; /* as Linux, once bound */
+            return -1;
+        }
+        set_mark(fd, on ? MARK_V6ONLY : MARK_V6);
+        return 0;
+    }
     if (len > TL_MAX_OPTVAL || (len && !val)) {
         errno = len > TL_MAX_OPTVAL ? EINVAL : EFAULT;
         return -1;
@@ -895,9 +1336,22 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
                           const struct sockaddr *sa, socklen_t alen)
 {
-    if (check_sockaddr_in(sa, alen, 0) < 0)
-        return -1;
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    struct sockaddr_in mapped;
+    const struct sockaddr_in *sin = &mapped;
+    if (mark_of(fd)) {
+        int r = v6_to_v4(fd, sa, alen, 0, "sendto", &mapped);
+        if (r < 0)
+            return -1;
+        if (r == 1 || is_loopback(mapped.sin_addr.s_addr)) {
+            if (handoff(fd, K_UDP) < 0)
+                return -1;
+            return real.sendto(fd, buf, n, flags, sa, alen);
+        }
+    } else {
+        if (check_sockaddr_in(sa, alen, 0) < 0)
+            return -1;
+        sin = (const struct sockaddr_in *)sa;
+    }
     if (n > TL_MAX_PAYLOAD) {
         errno = EMSGSIZE;
         return -1;
@@ -920,6 +1374,42 @@ static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
     return (ssize_t)rep.r.sent;
 }
 
+/* TCP sendto with MSG_FASTOPEN and an address (RFC 7413, as Linux): connect, with the
+ * data for the SYN, over the control connection (SENDTO on a TCP socket); the daemon
+ * queues the data (at most TL_MAX_PAYLOAD bytes) for the SYN. Like Linux, a blocking
+ * socket then waits for the handshake (the daemon keeps the fd unwritable until it
+ * ends) and reports its failure; a non-blocking one returns at once. */
+static ssize_t tcp_fastopen_sendto(int fd, const void *buf, size_t n, int flags,
+                                   const struct sockaddr *sa, socklen_t alen)
+{
+    if (check_sockaddr_in(sa, alen, 0) < 0)
+        return -1;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SENDTO;
+    addr_to_tl(sin, &req.addr);
+    req.msg_flags = (uint32_t)flags;
+    req.payload = buf;
+    req.payload_len = (uint32_t)(n > TL_MAX_PAYLOAD ? TL_MAX_PAYLOAD : n);
+    struct small_reply rep;
+    if (ask(&req, fd, &rep, NULL) < 0)
+        return -1;
+    if (!is_nonblocking(fd) && !(flags & MSG_DONTWAIT)) {
+        int ev = wait_fd(fd, POLLOUT, SO_SNDTIMEO);
+        if (ev < 0)
+            return -1; /* EINTR: the connection goes on in the background */
+        if (ev > 0) {
+            int err = pending_error(fd);
+            if (err) {
+                errno = err;
+                return -1;
+            }
+        }
+    }
+    return (ssize_t)rep.r.sent;
+}
+
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG addr,
                       socklen_t alen)
 {
@@ -930,6 +1420,8 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
     enum kind k = shim_kind(fd);
     if (k == K_NONE)
         return real.sendto(fd, buf, n, flags, sa, alen);
+    if (k == K_TCP && (flags & MSG_FASTOPEN) && !mark_of(fd))
+        return tcp_fastopen_sendto(fd, buf, n, flags, sa, alen);
     if (k == K_TCP) /* TCP ignores the address, as Linux does on a connected socket */
         return real.sendto(fd, buf, n, flags & ~MSG_FASTOPEN, NULL, 0);
     return udp_sendto(fd, buf, n, flags, sa, alen);
@@ -988,7 +1480,7 @@ static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
     }
     if (app->msg_name) {
         socklen_t len = app->msg_namelen;
-        put_sockaddr(&a, app->msg_name, &len);
+        put_name(fd, &a, app->msg_name, &len);
         app->msg_namelen = len;
     } else {
         app->msg_namelen = 0;

@@ -87,11 +87,11 @@ static ssize_t request_body_len(const struct tl_request *r)
         if (r->payload_len > TL_MAX_PAYLOAD)
             return TL_E_SPACE;
         return TL_ADDR_SIZE + 4 + (ssize_t)r->payload_len;
-    case TL_ACCEPT:
     case TL_GETSOCKNAME:
     case TL_GETPEERNAME:
     case TL_DETACH:
     case TL_LIST:
+    case TL_ADOPT:
         return 0;
     default:
         return TL_E_SPACE;
@@ -279,6 +279,8 @@ int tl_decode_request(const uint8_t *buf, size_t len, int nfds, struct tl_reques
     int rc = split_header(buf, len, &op, &flags, &seq, &status, &b, &blen);
     if (rc)
         return rc;
+    if (op == TL_ACCEPT) /* not a request: the record a listener's stream carries */
+        return TL_E_OP;
     if (flags != 0 || status != 0)
         return TL_E_FLAGS;
     if (nfds != (tl_request_has_fd(op) ? 1 : 0))
@@ -486,7 +488,7 @@ const char *tl_op_name(int op)
     static const char *const names[] = {
         "?",          "SOCKET",      "BIND",       "LISTEN",     "ACCEPT",
         "CONNECT",    "SHUTDOWN",    "GETSOCKNAME", "GETPEERNAME", "GETSOCKOPT",
-        "SETSOCKOPT", "SENDTO",      "DETACH",     "LIST",
+        "SETSOCKOPT", "SENDTO",      "DETACH",     "LIST",       "ADOPT",
     };
     if (op < 1 || op > TL_OP_MAX)
         return "?";

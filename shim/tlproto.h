@@ -12,7 +12,7 @@
 #include <sys/types.h>
 
 #define TL_MAGIC 0x544C4142u /* "TLAB" */
-#define TL_VERSION 1
+#define TL_VERSION 2
 #define TL_HEADER_SIZE 20
 #define TL_ADDR_SIZE 8
 #define TL_MAX_OPTVAL 256
@@ -46,7 +46,8 @@ enum tl_op {
     TL_SENDTO = 11,
     TL_DETACH = 12,
     TL_LIST = 13,
-    TL_OP_MAX = 13
+    TL_ADOPT = 14,
+    TL_OP_MAX = 14
 };
 
 /* Decoder results (negative); the names are the "error" strings of the vectors. */
@@ -108,6 +109,10 @@ struct tl_reply {
     const uint8_t *data; /* LIST */
     uint32_t data_len;
 };
+
+/* ACCEPT is not a request (version 2): an ACCEPT reply with seq 0 and the connection
+ * attached is the record a listener's own stream carries per waiting connection. */
+#define TL_ACCEPT_RECORD_SIZE (TL_HEADER_SIZE + 2 * TL_ADDR_SIZE)
 
 /* Does a request for `op` carry a descriptor? (Every op but SOCKET and LIST.) */
 int tl_request_has_fd(int op);

@@ -69,6 +69,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fastopen_mode(text: str) -> int:
+    from stack.tcp.fastopen import check_mode
+
+    try:
+        return check_mode(int(text, 0))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if "range" in str(exc) else
+                                         f"not a number: {text!r}") from None
+
+
 def _impair(text: str) -> object:
     from stack.io.impair import ImpairSpec
 
@@ -117,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "loss=5%%,delay=20ms,jitter=5ms,reorder=10%%,duplicate=2%%,corrupt=1%%,seed=N")
     st.add_argument("--time-wait", default=60.0, type=_positive_float, metavar="SECONDS",
                     help="TIME-WAIT duration, 2*MSL (default 60)")
+    st.add_argument("--ecn", default=2, type=int, choices=[0, 1, 2], metavar="0|1|2",
+                    help="ECN (RFC 3168) like net.ipv4.tcp_ecn: 0 off, 1 request and accept, "
+                         "2 accept when asked (default)")
+    st.add_argument("--fastopen", default=1, type=_fastopen_mode, metavar="BITS",
+                    help="TCP Fast Open (RFC 7413) like net.ipv4.tcp_fastopen: 0x1 client, "
+                         "0x2 server (listeners with TCP_FASTOPEN), 0x4 client without "
+                         "cookie, 0x200 server without cookie, 0x400 every listener "
+                         "(default 1)")
+    st.add_argument("--isn-near-wrap", action="store_true",
+                    help="teaching aid (lab 03): ISNs just below 2**32, so sequence numbers "
+                         "wrap within the first MiB; guessable, never outside a lab")
 
     ss = sub.add_parser("ss", help="list the daemon's sockets, like ss -tni")
     ss.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET), metavar="PATH")
@@ -124,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run a program on the stack: tcplab run [--socket PATH] -- CMD",
                    add_help=False)
-    sub.add_parser("lab", help="the containerized lab: up, down, status, shell, check", add_help=False)
+    sub.add_parser("lab", help="the containerized lab: up [--for NN], down, status, exec, shell, check",
+                   add_help=False)
     sub.add_parser("plot", help="plots from an event log", add_help=False)
     sub.add_parser("bench", help="benchmark against the kernel", add_help=False)
+    sub.add_parser("drill", help="run packetdrill scripts (.pkt) against the stack", add_help=False)
     return parser
 
 
@@ -164,12 +187,16 @@ def cmd_stack(args: argparse.Namespace) -> int:
         print("tcplab stack: error: needs root or CAP_NET_ADMIN (cannot use /dev/net/tun)",
               file=sys.stderr)
         return 1
+    if args.isn_near_wrap:
+        from stack.tcp import isn
+
+        isn.set_near_wrap(True)
     options = DaemonOptions(
         tun=args.tun, address=args.address, kernel_address=args.kernel_address, mtu=args.mtu,
         cc=args.cc, socket_path=args.socket, socket_group=args.socket_group, services=services,
         pcap=args.pcap, events=args.events, offload=args.offload, min_rto=args.min_rto,
         time_wait=args.time_wait, impair=args.impair, pcap_limit=args.pcap_limit << 20,
-        tcp_memory=args.tcp_memory << 20,
+        tcp_memory=args.tcp_memory << 20, ecn=args.ecn, fastopen=args.fastopen,
     )  # fmt: skip
     return run_daemon(options)
 
@@ -240,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         from stack.tools.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "drill":
+        from stack.drill.cli import main as drill_main
+
+        return drill_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "stack":
         return cmd_stack(args)

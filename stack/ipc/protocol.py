@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 MAGIC = 0x544C4142  # "TLAB"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("!IBBHIII")  # magic, version, op, flags, seq, status, length
 HEADER_SIZE = HEADER.size  # 20
 ADDR = struct.Struct("!HH4s")  # family, port, IPv4 address (8 bytes)
@@ -51,6 +51,13 @@ class Op(IntEnum):
     SENDTO = 11
     DETACH = 12
     LIST = 13
+    ADOPT = 14
+
+
+# ACCEPT is not a request (version 2): an ACCEPT reply with seq 0, carrying the new
+# connection, is the record the daemon writes on a listening socket's own stream for
+# each connection waiting to be accepted (docs/shim-protocol.md 5.2).
+NOT_A_REQUEST = frozenset({Op.ACCEPT})
 
 
 # Ops whose request carries no descriptor; every other request carries exactly one.
@@ -162,7 +169,9 @@ def encode_request(req: Request) -> bytes:
         if len(req.payload) > MAX_PAYLOAD:
             raise ValueError("payload too long")
         body = _need_addr(req.addr).pack() + _U32.pack(req.msg_flags) + bytes(req.payload)
-    else:  # ACCEPT GETSOCKNAME GETPEERNAME DETACH LIST
+    elif op in NOT_A_REQUEST:
+        raise ValueError(f"{op.name} is not a request")
+    else:  # GETSOCKNAME GETPEERNAME DETACH LIST ADOPT
         body = b""
     return _header(op, 0, req.seq, 0, body)
 
@@ -224,6 +233,8 @@ def _fixed(body: memoryview, size: int) -> None:
 def decode_request(data: bytes | memoryview, nfds: int = 0) -> Request:
     """Parse one request; `nfds` is how many descriptors came with it."""
     op, flags, seq, status, body = _split_header(data)
+    if op in NOT_A_REQUEST:
+        raise ProtocolError("op", f"{op.name} is not a request")
     if flags != 0 or status != 0:
         raise ProtocolError("flags", f"flags {flags:#x} status {status}")
     want_fds = 0 if op in REQUEST_WITHOUT_FD else 1
@@ -318,6 +329,15 @@ def decode_reply(data: bytes | memoryview, nfds: int = 0) -> Reply:
         if len(body) > MAX_LIST_CHUNK:
             raise ProtocolError("body", f"{len(body)} bytes")
         rep.data = bytes(body)
-    else:  # SOCKET BIND LISTEN CONNECT SHUTDOWN SETSOCKOPT
+    else:  # SOCKET BIND LISTEN CONNECT SHUTDOWN SETSOCKOPT ADOPT
         _fixed(body, 0)
     return rep
+
+
+ACCEPT_RECORD_SIZE = HEADER_SIZE + 2 * ADDR_SIZE  # 36
+
+
+def encode_accept_record(local: Addr, peer: Addr) -> bytes:
+    """The record a listener's stream carries for one waiting connection (with the
+    connection's descriptor as SCM_RIGHTS on its bytes)."""
+    return encode_reply(Reply(Op.ACCEPT, 0, local=local, peer=peer))

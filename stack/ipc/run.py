@@ -18,7 +18,8 @@ from stack.ipc import default_socket_path
 SHIM_NAME = "libsocketoverride.so"
 USAGE = """usage: tcplab run [--socket PATH] [--debug] -- CMD [ARGS...]
 
-Run CMD with its IPv4 TCP and UDP sockets on the tcplab stack (LD_PRELOAD shim).
+Run CMD with its TCP and UDP sockets (IPv4, and dual-stack IPv6) on the tcplab stack
+(LD_PRELOAD shim).
 
 options:
   --socket PATH  the daemon's socket (default $TCPLAB_SOCKET or /run/tcplab/stack.sock)

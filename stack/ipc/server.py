@@ -15,8 +15,12 @@ Conventions that make kernel semantics come out right (all explained in the spec
 * A connected TCP socket keeps one *sentinel* byte at the head of B's receive queue and
   reads past it with SO_PEEK_OFF: closing B then makes the kernel report ECONNRESET on
   A (a reset, a failed connect, or this daemon dying). A graceful end drains it first.
-* A listening socket gets one byte on B per connection waiting to be accepted, so A is
-  readable exactly then; ACCEPT consumes one.
+* A listening socket's stream carries one ACCEPT record per waiting connection, the
+  connection's end attached (SCM_RIGHTS), so accept is the program's own recvmsg (no
+  control call: it works after setuid, chroot or closefrom).
+* A fork hands the child a control connection of its own (ADOPT), made by the parent.
+* The program end of a connected TCP socket gets a 1 MiB send buffer: the sentinel pins
+  the last skb, and a sendfile/splice skb holds its whole 64 KiB charged to A.
 * UDP datagrams go to A as records whose source address rides in SCM_CREDENTIALS
   (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID).
 """
@@ -27,6 +31,7 @@ import array
 import asyncio
 import contextlib
 import errno
+import fcntl
 import grp
 import json
 import logging
@@ -37,7 +42,9 @@ import select
 import socket
 import stat
 import struct
+import termios
 import time
+import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +56,7 @@ from stack.observe.events import EventBudget, EventLog
 log = logging.getLogger("tcplab.ipc")
 
 SO_PEEK_OFF = 42  # not in Python's socket module
+MSG_FASTOPEN = 0x20000000  # linux/socket.h (not in Python's socket module)
 CRED_MARK = 0x54430000
 CHUNK = 256 * 1024
 MAX_CLIENTS = 1024
@@ -63,6 +71,17 @@ ACCEPT_PAUSE = 0.2  # seconds without accepting after EMFILE/ENFILE (no busy loo
 MAX_CLIENT_BACKLOG = 1 << 20  # queued reply bytes before a client that does not read is dropped
 TOMBSTONES = 4096
 LISTENER_SNDBUF = 1 << 20  # room for ~1300 "a connection waits" bytes
+# The send buffer of a connected TCP socket's program end (A), asked with SO_SNDBUFFORCE
+# (the kernel doubles it: 1 MiB). The sentinel pins the last skb A sent (one of its bytes
+# stays queued in B); a sendfile/splice skb holds up to 16 borrowed pages (64 KiB) whose
+# whole length stays charged to A until the skb is freed, and AF_UNIX polls writable only
+# while that charge is at most a quarter of A's send buffer (53 KiB by default): with the
+# default, a non-blocking sendfile stalled for good (docs/shim-protocol.md 5.4).
+DATA_SNDBUF = 1 << 19
+SO_SNDBUFFORCE = 32
+# The shim's marks on a program end's SO_PRIORITY (shim/shim.c): 0 AF_INET, 4 AF_INET6,
+# 5 AF_INET6 with IPV6_V6ONLY; LISTEN turns them into 1, 2, 3 ("listening").
+LISTEN_MARKS = {0: 1, 4: 2, 5: 3}
 NAME_PREFIX = b"\0tcplab-"
 
 # Socket options that the stack does not implement but that are harmless to accept: they
@@ -78,6 +97,14 @@ SOFT_OPTIONS = {
     (socket.SOL_SOCKET, socket.SO_BROADCAST),
     (socket.SOL_SOCKET, socket.SO_PRIORITY),
     (socket.SOL_SOCKET, socket.SO_OOBINLINE),
+    # IPv6-level options of an AF_INET6 socket (the shim sends them only for those;
+    # the stack carries its IPv4 peers, to which they do not apply)
+    (socket.IPPROTO_IPV6, 16),  # IPV6_UNICAST_HOPS
+    (socket.IPPROTO_IPV6, 23),  # IPV6_MTU_DISCOVER
+    (socket.IPPROTO_IPV6, 25),  # IPV6_RECVERR
+    (socket.IPPROTO_IPV6, 49),  # IPV6_RECVPKTINFO
+    (socket.IPPROTO_IPV6, 66),  # IPV6_RECVTCLASS
+    (socket.IPPROTO_IPV6, 67),  # IPV6_TCLASS
 }
 TCP_INFO = 11
 TCP_CONGESTION = 13
@@ -112,16 +139,10 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _recv_byte(fd: int) -> bool:
-    """Take one byte from a received socket fd without blocking (and without touching
-    its O_NONBLOCK flag, which the program shares)."""
-    sock = socket.socket(fileno=fd)
-    try:
-        return bool(sock.recv(1, socket.MSG_DONTWAIT))
-    except OSError:
-        return False
-    finally:
-        sock.detach()
+def _outq(b: socket.socket) -> int:
+    """Bytes of memory B's sent skbs still hold (unread by the program's end)."""
+    buf = fcntl.ioctl(b.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("=i", buf)[0])
 
 
 class _Poller:
@@ -176,6 +197,20 @@ class _Tombstone:
 
 
 @dataclass(eq=False)
+class _PortGroup:
+    """Sockets of one user that bound the same address and port with SO_REUSEPORT
+    (several listening processes on one port). The first one's stack socket holds the
+    port and listens for all; each connection goes to one listening member, chosen by a
+    hash of the peer's address and port (as Linux does), or the next with room."""
+
+    key: tuple[str, int]
+    sock: Any
+    uid: int
+    members: list[_Entry] = field(default_factory=list)
+    pending: deque[Any] = field(default_factory=deque)
+
+
+@dataclass(eq=False)
 class _Entry:
     key: tuple[int, int]
     kind: str  # "tcp" | "udp"
@@ -194,10 +229,12 @@ class _Entry:
     app_rd_closed: bool = False  # the program cannot read any more (EPIPE writing B)
     tcp_eof: bool = False  # the peer's FIN was passed on (B shut for writing)
     hup: bool = False
-    # listening tcp
+    # listening tcp: connections taken from the stack, not yet written to the stream
     pending: deque[Any] = field(default_factory=deque)
     backlog: int = 0
-    bells_owed: int = 0
+    record_size: int = 0  # what one unread accept record holds of B's send memory
+    uid: int = -1  # of the process that made it (SO_REUSEPORT groups are per user)
+    group: _PortGroup | None = None
     # udp
     dgram: tuple[bytes, tuple[str, int]] | None = None
     scheduled: bool = False
@@ -213,6 +250,10 @@ class _Client:
     out_bytes: int = 0
     writing: bool = False
     closed: bool = False
+    # False for a connection handed in through a listener (a process that could not
+    # open the socket file): it may act on sockets it holds, not make new ones (SOCKET)
+    # or list everyone's (LIST).
+    may_create: bool = True
 
 
 class IpcServer:
@@ -232,6 +273,7 @@ class IpcServer:
         self._entries: dict[tuple[int, int], _Entry] = {}
         self._by_sock: dict[int, _Entry] = {}
         self._tombstones: OrderedDict[tuple[int, int], _Tombstone] = OrderedDict()
+        self._groups: dict[tuple[str, int], _PortGroup] = {}
         self._token = secrets.token_hex(4)
         self._counter = 0
         self._pid = os.getpid()
@@ -372,24 +414,29 @@ class IpcServer:
                 self.loop.remove_reader(self._listen.fileno())
                 self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
-            if len(self._clients) >= MAX_CLIENTS:
-                self._count("clients_refused", limit=MAX_CLIENTS)
-                conn.close()
-                continue
-            conn.setblocking(False)
             pid, uid = 0, -1
             with contextlib.suppress(OSError):
                 cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
                 pid, uid, _gid = struct.unpack("=iII", cred)
-            if uid > 0 and self._per_uid[uid] >= MAX_CLIENTS_PER_UID:
-                self._count("clients_refused_per_uid", uid=uid, pid=pid, limit=MAX_CLIENTS_PER_UID)
-                conn.close()
-                continue
-            client = _Client(conn, pid, uid)
-            self._per_uid[uid] += 1
-            self._clients[conn.fileno()] = client
-            assert self.loop is not None
-            self.loop.add_reader(conn.fileno(), self._on_client_readable, client)
+            self._admit(conn, pid, uid)
+
+    def _admit(self, conn: socket.socket, pid: int, uid: int, may_create: bool = True) -> bool:
+        """Serve a new control connection, within the limits (else close it)."""
+        if len(self._clients) >= MAX_CLIENTS:
+            self._count("clients_refused", limit=MAX_CLIENTS)
+            conn.close()
+            return False
+        if uid > 0 and self._per_uid[uid] >= MAX_CLIENTS_PER_UID:
+            self._count("clients_refused_per_uid", uid=uid, pid=pid, limit=MAX_CLIENTS_PER_UID)
+            conn.close()
+            return False
+        conn.setblocking(False)
+        client = _Client(conn, pid, uid, may_create=may_create)
+        self._per_uid[uid] += 1
+        self._clients[conn.fileno()] = client
+        assert self.loop is not None
+        self.loop.add_reader(conn.fileno(), self._on_client_readable, client)
+        return True
 
     def _resume_accept(self) -> None:
         if self._listen is not None and self.loop is not None and not self.closed:
@@ -512,11 +559,17 @@ class IpcServer:
     def _dispatch(self, req: p.Request, fd: int,
                   client: _Client) -> tuple[p.Reply | None, int]:
         rep = p.Reply(req.op, req.seq)
+        if req.op in (p.Op.SOCKET, p.Op.LIST) and not client.may_create:
+            rep.status = errno.EACCES
+            return rep, -1
         if req.op is p.Op.SOCKET:
             return self._op_socket(req, rep, client)
         if req.op is p.Op.LIST:
             self._op_list(rep, client)
             return None, -1  # sent in chunks already
+        if req.op is p.Op.ADOPT:
+            self._op_adopt(rep, fd, client)
+            return rep, -1
         try:
             st = os.fstat(fd)
         except OSError:
@@ -542,7 +595,7 @@ class IpcServer:
     # SOCKET -------------------------------------------------------------------
 
     def _new_pair(self, kind: str) -> tuple[socket.socket, socket.socket, tuple[int, int]]:
-        stype = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_SEQPACKET
+        stype = socket.SOCK_SEQPACKET if kind == "udp" else socket.SOCK_STREAM
         a, b = socket.socketpair(socket.AF_UNIX, stype | socket.SOCK_CLOEXEC)
         try:
             self._counter += 1
@@ -562,6 +615,16 @@ class IpcServer:
             b.close()
             raise
         return a, b, (st.st_dev, st.st_ino)
+
+    @staticmethod
+    def _size_for_data(a: socket.socket) -> None:
+        """Give a TCP socket's program end room for one pinned splice skb (DATA_SNDBUF);
+        without CAP_NET_ADMIN the plain option (capped by wmem_max, ~416 KiB) still does."""
+        try:
+            a.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, DATA_SNDBUF)
+        except OSError:
+            with contextlib.suppress(OSError):
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, DATA_SNDBUF)
 
     @staticmethod
     def _fill(a: socket.socket) -> int:
@@ -598,17 +661,75 @@ class IpcServer:
             a.close()
             b.close()
             raise
-        entry = _Entry(key, kind, sock, b, pid=client.pid, filler=filler,
+        entry = _Entry(key, kind, sock, b, pid=client.pid, uid=client.uid, filler=filler,
                        phase="fresh" if kind == "tcp" else "udp")
         self._register(entry)
         return rep, a.detach()
 
     # socket-level ops ------------------------------------------------------------
 
+    @staticmethod
+    def _reuseport(e: _Entry) -> bool:
+        key = (socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        return any(e.soft.get(key, b"")) or any(e.options.get(key, b""))
+
     def _op_bind(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
         assert req.addr is not None
-        e.sock.bind(req.addr.ip, req.addr.port)
+        key = (req.addr.ip, req.addr.port)
+        group = self._groups.get(key) if e.kind == "tcp" and req.addr.port else None
+        if group is not None and self._reuseport(e) and group.uid == e.uid \
+                and e.sock.local is None and e.group is None:
+            group.members.append(e)  # SO_REUSEPORT: share the group's stack socket
+            e.group = group
+            e.bound_ip = req.addr.ip
+            return
+        try:
+            e.sock.bind(req.addr.ip, req.addr.port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or not self._reap_closed(e.kind, req.addr.port):
+                raise
+            e.sock.bind(req.addr.ip, req.addr.port)
         e.bound_ip = req.addr.ip
+        if e.kind == "tcp" and req.addr.port and self._reuseport(e) and group is None:
+            e.group = _PortGroup(key, e.sock, e.uid, [e])
+            self._groups[key] = e.group
+
+    def _reap_closed(self, kind: str, port: int) -> bool:
+        """Take now the hangups of the sockets holding `port` that their programs have
+        already closed; True if one of them let the port go. Linux frees a port when
+        close() returns, but the daemon hears of a close as EPOLLHUP on B, which the
+        event loop may take after the program's next request (bind right after close:
+        pg_createcluster's free-port probe, "find a free port" helpers)."""
+        freed = False
+        for other in list(self._entries.values()):
+            local = other.sock.local if other.group is None else other.group.sock.local
+            if other.kind != kind or other.dead or local is None or local[1] != port:
+                continue
+            poller = select.poll()
+            poller.register(other.b, 0)  # POLLHUP and POLLERR are always reported
+            if any(ev & (select.POLLHUP | select.POLLERR) for _fd, ev in poller.poll(0)):
+                other.hup = True
+                self._pump(other)  # what the event loop would do with it
+                freed = freed or other.dead
+        return freed
+
+    def _op_adopt(self, rep: p.Reply, fd: int, client: _Client) -> None:
+        """A new control connection, made by the shim before a fork for the child (so a
+        child that drops privileges or chroots keeps a way to the daemon)."""
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                rep.status = errno.ENOTSOCK
+                return
+            conn = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            rep.status = errno.EBADF
+            return
+        if conn.family != socket.AF_UNIX or conn.type != socket.SOCK_SEQPACKET:
+            conn.close()
+            rep.status = errno.EINVAL
+            return
+        if not self._admit(conn, client.pid, client.uid, client.may_create):
+            rep.status = errno.EMFILE
 
     def _op_listen(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
         if e.kind != "tcp":
@@ -616,47 +737,65 @@ class IpcServer:
         if e.phase not in ("fresh", "listening"):
             raise _oserr(errno.EINVAL)
         backlog = min(max(req.backlog, 1), 4096)
-        e.sock.listen(backlog)
+        stack_sock = e.group.sock if e.group is not None else e.sock
+        try:
+            stack_sock.listen(backlog)
+        except OSError as exc:
+            local = stack_sock.local
+            if exc.errno != errno.EADDRINUSE or local is None \
+                    or not self._reap_closed("tcp", local[1]):
+                raise
+            stack_sock.listen(backlog)
         e.backlog = backlog
         if e.phase == "fresh":
-            e.phase = "listening"
+            # From now on the socket's stream (B to A) carries one ACCEPT record per
+            # waiting connection. The filler stays queued from A (a listening socket
+            # never polls writable, as in Linux: the filler keeps A over the quarter of
+            # its send buffer at which AF_UNIX polls writable, and below the whole, so a
+            # shim can still hand in a control connection, see _take_offers), and A is
+            # marked as listening where the shim looks (its SO_PRIORITY, docs 5.2).
+            with socket.socket(fileno=os.dup(fd)) as a:
+                family = a.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY)
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY,
+                             LISTEN_MARKS.get(family, LISTEN_MARKS[0]))
+            e.b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, e.filler)
             with contextlib.suppress(OSError):
                 e.b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LISTENER_SNDBUF)
+            e.phase = "listening"
         self._schedule(e)
 
-    def _op_accept(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> int:
-        if e.phase != "listening":
-            raise _oserr(errno.EINVAL)
-        if not e.pending:
-            self._pump_listener(e)
-            if not e.pending:
-                raise _oserr(errno.EAGAIN)
-        child = e.pending.popleft()
-        # One "a connection waits" byte goes with it (read from the program's end).
-        if not _recv_byte(fd) and e.bells_owed:
-            e.bells_owed -= 1
+    def _deliver(self, e: _Entry, child: Any) -> bool:
+        """Write one ACCEPT record, with a new connected socket for `child`, on the
+        listener's stream. False when the stream is full (the child stays pending)."""
+        a, b, key = self._new_pair("tcp")
         try:
-            a, b, key = self._new_pair("tcp")
-        except OSError:
-            child.abort()
-            raise
-        try:
+            self._size_for_data(a)
             a.send(b"\0")  # the sentinel
             b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 1)
         except OSError:
             a.close()
             b.close()
             child.abort()
-            raise
-        entry = _Entry(key, "tcp", child, b, pid=c.pid, phase="connected")
-        self._register(entry)
+            return True
         local = child.local or (self.layer.address, 0)
         remote = child.remote or ("0.0.0.0", 0)
-        rep.local = p.Addr(p.AF_INET, local[0], local[1])
-        rep.peer = p.Addr(p.AF_INET, remote[0], remote[1])
+        record = p.encode_accept_record(p.Addr(p.AF_INET, local[0], local[1]),
+                                        p.Addr(p.AF_INET, remote[0], remote[1]))
+        fds = array.array("i", [a.fileno()]).tobytes()
+        try:
+            e.b.sendmsg([record], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
+                        socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            a.close()
+            b.close()
+            return False
+        finally:
+            a.close()  # the record holds the program's end now
+        entry = _Entry(key, "tcp", child, b, pid=e.pid, phase="connected")
+        child.on_change = None
+        self._register(entry)
         self._schedule(entry)
-        self._schedule(e)
-        return a.detach()
+        return True
 
     def _op_connect(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
         assert req.addr is not None
@@ -674,9 +813,21 @@ class IpcServer:
             raise _oserr(errno.EISCONN)
         if e.phase != "fresh":
             raise _oserr(errno.EINVAL)
-        e.sock.connect(req.addr.ip, req.addr.port)
-        e.phase = "connecting"
+        self._start_connect(e, fd, req.addr.ip, req.addr.port, None)
         rep.status = errno.EINPROGRESS
+
+    def _start_connect(self, e: _Entry, fd: int, ip: str, port: int,
+                       fastopen_data: bytes | None) -> None:
+        if fastopen_data is None:
+            e.sock.connect(ip, port)
+        else:
+            e.sock.sendto_fastopen(fastopen_data, ip, port)
+        # The connection will carry data: a bigger send buffer for A (DATA_SNDBUF), and
+        # filler topped up to match, so A stays unwritable until the handshake ends.
+        with socket.socket(fileno=os.dup(fd)) as a:
+            self._size_for_data(a)
+            e.filler += self._fill(a)
+        e.phase = "connecting"
         self._schedule(e)
 
     def _op_shutdown(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
@@ -686,7 +837,7 @@ class IpcServer:
                 self._close_listener(e)
                 e.phase = "shut-listener"
                 with contextlib.suppress(OSError):
-                    e.b.send(b"\0", socket.MSG_DONTWAIT)  # wake a blocked accept (EINVAL)
+                    e.b.shutdown(socket.SHUT_WR)  # a blocked accept reads EOF: EINVAL
             return
         if e.kind == "tcp" and e.phase != "connected":
             raise _oserr(errno.ENOTCONN)
@@ -703,7 +854,7 @@ class IpcServer:
 
     def _op_getsockname(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
                         c: _Client) -> None:
-        local = e.sock.local
+        local = (e.group.sock if e.group is not None else e.sock).local
         if local is None:
             rep.addr = p.Addr(p.AF_INET, "0.0.0.0", 0)
             return
@@ -763,9 +914,19 @@ class IpcServer:
             e.options[key] = req.value
 
     def _op_sendto(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
-        if e.kind != "udp":
-            raise _oserr(errno.EOPNOTSUPP)
         assert req.addr is not None
+        if e.kind != "udp":
+            # TCP: only sendto(..., MSG_FASTOPEN, addr) comes here: connect with the data
+            # for the SYN (RFC 7413; stack/sockets.py `sendto_fastopen`), as Linux.
+            if not req.msg_flags & MSG_FASTOPEN or req.addr.family == p.AF_UNSPEC:
+                raise _oserr(errno.EOPNOTSUPP)
+            if e.phase in ("connecting", "connected"):
+                raise _oserr(errno.EISCONN if e.phase == "connected" else errno.EALREADY)
+            if e.phase != "fresh":
+                raise _oserr(errno.EINVAL)
+            self._start_connect(e, fd, req.addr.ip, req.addr.port, bytes(req.payload))
+            rep.sent = len(req.payload)
+            return
         rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
 
     def _op_detach(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
@@ -798,8 +959,6 @@ class IpcServer:
                 rep.status = errno.ENOTCONN
             else:
                 rep.addr = p.Addr(p.AF_INET, *t.remote)
-        elif req.op is p.Op.ACCEPT:
-            rep.status = errno.EINVAL
         elif req.op is p.Op.SHUTDOWN:
             rep.status = errno.ENOTCONN
         elif req.op is p.Op.SENDTO:
@@ -981,32 +1140,116 @@ class IpcServer:
             self._finish(e, reset=e.app_reset)
 
     def _pump_listener(self, e: _Entry) -> None:
+        """Move established connections from the stack's accept queue onto the
+        listener's stream, at most `backlog` unread records at a time (the count comes
+        from what unread records hold of B's send memory; B reports EPOLLOUT as the
+        program takes them, which brings us back here)."""
         if e.hup:
             self._finish(e)
             return
+        self._take_offers(e)
+        if e.group is not None:
+            self._pump_group(e.group)
+            return
         s = e.sock
-        while e.bells_owed:
-            try:
-                e.b.send(b"\1", socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return
-            e.bells_owed -= 1
-        while len(e.pending) < e.backlog:
-            child = s.accept()
+        while self._has_room(e):
+            child = e.pending.popleft() if e.pending else s.accept()
             if child is None:
                 return
-            child.on_change = None
-            e.pending.append(child)
-            try:
-                e.b.send(b"\1", socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                e.bells_owed += 1
+            if not self._deliver_counted(e, child):
+                e.pending.appendleft(child)
                 return
+
+    def _take_offers(self, e: _Entry) -> None:
+        """Control connections handed in through the listener's own stream: a process
+        that holds the listener but has no control connection and may not open the
+        socket file (it closed every descriptor, then dropped privileges) sends one end
+        of a socketpair as SCM_RIGHTS on a one-byte message. Read past the filler with
+        MSG_PEEK (the filler must stay): the record stays queued, bounded by A's send
+        buffer, until the listener closes."""
+        for _ in range(16):
+            try:
+                data, anc, _flags, _ = e.b.recvmsg(
+                    1, socket.CMSG_SPACE(4 * 4), socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not data:
+                return
+            for fd in self._take_fds(anc):
+                try:
+                    conn = socket.socket(fileno=fd)
+                except OSError:
+                    os.close(fd)
+                    continue
+                if conn.family != socket.AF_UNIX or conn.type != socket.SOCK_SEQPACKET:
+                    conn.close()
+                    continue
+                pid, uid = 0, -1
+                with contextlib.suppress(OSError):
+                    cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                    pid, uid, _gid = struct.unpack("=iII", cred)
+                self._admit(conn, pid, uid, may_create=False)
+
+    @staticmethod
+    def _has_room(e: _Entry) -> bool:
+        return not e.record_size or _outq(e.b) < e.backlog * e.record_size
+
+    def _deliver_counted(self, e: _Entry, child: Any) -> bool:
+        queued = _outq(e.b) if not e.record_size else 1
+        if not self._deliver(e, child):
+            return False
+        if not queued:  # learn what one record holds, from an empty stream
+            e.record_size = _outq(e.b)  # (0 if the program took it already: next time)
+        return True
+
+    def _pump_group(self, g: _PortGroup) -> None:
+        members = [m for m in g.members if m.phase == "listening" and not m.dead]
+        if not members:
+            return
+        while True:
+            child = g.pending.popleft() if g.pending else g.sock.accept()
+            if child is None:
+                return
+            ip, port = child.remote or ("0.0.0.0", 0)
+            first = zlib.crc32(f"{ip}:{port}".encode()) % len(members)
+            for m in members[first:] + members[:first]:
+                if self._has_room(m) and self._deliver_counted(m, child):
+                    break
+            else:
+                g.pending.appendleft(child)
+                return
+
+    def _leave_group(self, e: _Entry) -> bool:
+        """Take e out of its SO_REUSEPORT group. True when e's stack socket is the
+        group's and others still use it (it must stay open)."""
+        g = e.group
+        if g is None:
+            return False
+        e.group = None
+        if e in g.members:
+            g.members.remove(e)
+        if g.members:
+            heir = g.members[0]
+            g.sock.on_change = lambda: self._schedule(heir)
+            self._schedule(heir)
+            return e.sock is g.sock
+        self._groups.pop(g.key, None)
+        while g.pending:
+            with contextlib.suppress(Exception):
+                g.pending.popleft().abort()
+        if e.sock is not g.sock:
+            with contextlib.suppress(Exception):
+                g.sock.close()
+        return False
 
     def _close_listener(self, e: _Entry) -> None:
         while e.pending:
             with contextlib.suppress(Exception):
                 e.pending.popleft().abort()
+        if self._leave_group(e):
+            return
         with contextlib.suppress(Exception):
             e.sock.close()
 
@@ -1102,6 +1345,8 @@ class IpcServer:
         e.b.close()
         if e.phase in ("listening", "shut-listener"):
             self._close_listener(e)
+        elif self._leave_group(e):
+            pass
         else:
             with contextlib.suppress(Exception):
                 if reset and hasattr(e.sock, "abort"):
@@ -1120,6 +1365,6 @@ class IpcServer:
         e.b.close()
         if e.phase in ("listening", "shut-listener"):
             self._close_listener(e)
-        else:
+        elif not self._leave_group(e):
             with contextlib.suppress(Exception):
                 e.sock.close()

@@ -52,6 +52,9 @@ class TcpConfig:
     keepalive_count: int = 9
     tso_max: int = 0  # > MSS: may emit segments up to this size (the host segments them)
     linger_zero: bool = False  # SO_LINGER with l_linger 0: close() resets
+    # RFC 3168 ECN, as Linux's net.ipv4.tcp_ecn: 0 off, 1 request and accept, 2 accept
+    # only (Linux's default). See stack/tcp/ecn.py.
+    ecn: int = 2
     # The components, by construction (the lab kit's swap-in slots, stack/labkit/swap.py).
     reassembler: Callable[[int], Reassembler] = Reassembler  # (capacity)
     rto_estimator: Callable[..., RTOEstimator] = RTOEstimator  # (min_rto=, max_rto=, initial_rto=)

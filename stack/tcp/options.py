@@ -93,17 +93,19 @@ class Options:
         self.path_mss = mss
         self.recompute_mss()
 
-    def for_syn(self, now: float, *, passive: bool, echo: int) -> TCPOptions:
-        """The options of our SYN (or SYN-ACK: `passive`, offering only what the peer
-        offered); `echo` is the TSecr (RFC 7323 3.2: TS.Recent on a SYN-ACK)."""
+    def for_syn(self, now: float, *, answer: bool, echo: int) -> TCPOptions:
+        """The options of our SYN, or of a SYN-ACK (`answer`: to a passive open's SYN
+        or, in a simultaneous open, to the peer's SYN): an answer offers only what the
+        peer's SYN offered (RFC 7323 2.2 and 3.2, RFC 2018 2; issue 17 defect 3).
+        `echo` is the TSecr (RFC 7323 3.2: TS.Recent on a SYN-ACK)."""
         opts = TCPOptions(mss=None, wscale=None, sack_permitted=False, sack_blocks=[], timestamp=None)
         mss = self.config.mss
         opts.mss = mss if self.path_mss >= mss else self.path_mss
-        if self.offered_ws and (not passive or self.snd_wscale_offered):
+        if self.offered_ws and (not answer or self.snd_wscale_offered):
             opts.wscale = self.rcv.wscale
-        if self.offered_sack and (not passive or self.sack_ok):
+        if self.offered_sack and (not answer or self.sack_ok):
             opts.sack_permitted = True
-        if self.offered_ts and (not passive or self.ts_ok):
+        if self.offered_ts and (not answer or self.ts_ok):
             opts.timestamp = (self.ts_now(now), echo)
         return opts
 

@@ -101,10 +101,16 @@ class Receiver:
         """The window field to send (RFC 9293 3.8.6.2.2 receiver SWS avoidance).
 
         The right edge moves only by at least min(buffer / 2, MSS) and never left
-        (RFC 9293 3.8.6: "the window should not shrink").
+        (RFC 9293 3.8.6: "the window should not shrink"); segments are accepted up
+        to it.
         """
         buffer = self.config.recv_buffer
         free = max(buffer - self.rx_len, 0)
+        # Only an edge the window field can say (at most 0xFFFF << scale, in whole
+        # units): `right` is also the edge we accept up to (RFC 9293 3.10.7.4 RCV.WND),
+        # which must be the one we advertised (issue 17, defect 2: without window
+        # scaling a 1 MiB buffer advertised 65535 but accepted 1 MiB).
+        free = min(free, 0xFFFF << self.wscale) >> self.wscale << self.wscale
         right = self.nxt + free
         step = min(buffer // 2, mss)
         if right - self.right >= step or self.right < self.nxt:

@@ -172,7 +172,9 @@ def bad_records() -> list[tuple[str, bytes]]:
     out = [(f"random-{n}", rng.randbytes(n)) for n in (1, 7, 19, 20, 21, 100, 4096)]
     out += [
         ("bad-magic", header(magic=0xDEADBEEF)),
-        ("bad-version", header(version=2)),
+        ("bad-version", header(version=p.VERSION + 1)),
+        ("old-version", header(version=1)),
+        ("accept-is-no-request", header(p.Op.ACCEPT)),
         ("unknown-op", header(op=99)),
         ("op-zero", header(op=0)),
         ("flags-set", header(flags=1)),
@@ -387,6 +389,57 @@ def test_client_limit_refuses_extra_and_recovers(stack: StackDaemon, figures: Fi
                        10, interval=0.1, what="an `ipc` event clients_refused")
     assert event["limit"] == 1024, event
     base.check(figures, "client_limit_after")
+
+
+def test_adopt_abuse(stack: StackDaemon, figures: Figures) -> None:
+    """ADOPT (a control connection handed to the daemon) with the wrong kind of
+    descriptor is refused; adopted connections count against the client limit (one
+    client cannot hand in more than MAX_CLIENTS), and vanish without a trace when their
+    other end closes."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2400:
+        if hard < 2400:
+            pytest.skip(f"this test needs 2,400 descriptors (hard limit {hard})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    base = Baseline(stack)
+    r, w = os.pipe()
+    stream_a, stream_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with connect(stack) as s:
+            for fd, want in ((r, errno.ENOTSOCK), (stream_a.fileno(), errno.EINVAL)):
+                rep, fds = call(s, p.Request(p.Op.ADOPT, 3), fd)
+                assert rep.status == want and not fds, rep
+            # an adopted connection is served like one made through the socket file
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            rep, _ = call(s, p.Request(p.Op.ADOPT, 4), theirs.fileno())
+            theirs.close()
+            assert rep.status == 0
+            rep, _ = call(mine, p.Request(p.Op.LIST, 5))
+            assert rep.status == 0
+            mine.close()
+            # a flood: the daemon holds at most MAX_CLIENTS, refuses the rest (EMFILE)
+            kept, refused = [], 0
+            for i in range(1100):
+                a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                rep, _ = call(s, p.Request(p.Op.ADOPT, 10 + i), b.fileno())
+                b.close()
+                if rep.status == 0:
+                    kept.append(a)
+                else:
+                    assert rep.status == errno.EMFILE, rep
+                    refused += 1
+                    a.close()
+            assert refused >= 1100 - 1024 and len(kept) <= 1024 - 1
+            for a in kept:
+                a.close()
+        figures.add("adopt_flood", {"adopted": len(kept), "refused": refused})
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        stream_a.close()
+        stream_b.close()
+    time.sleep(0.5)
+    base.check(figures, "adopt_after")
 
 
 # --- out of descriptors -------------------------------------------------------------------

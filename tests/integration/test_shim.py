@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import STACK_ADDR
+from netns import STACK_ADDR, popen_in
 from shim_fixtures import (
     EXAMPLES,
     MB,
@@ -478,3 +478,312 @@ def test_plain_ld_preload_and_environment(sh: Shim) -> None:
          str(EXAMPLES / "nbconnect"), PEER, "6999"],
         capture_output=True, text=True, timeout=30)
     assert cp.stdout.startswith("error ECONNREFUSED"), cp.stdout + cp.stderr
+
+
+# --- issue 11: the patterns real servers use (C regressions in shim/tests/) ----------
+
+TESTS_DIR = EXAMPLES.parent / "tests"
+
+
+def _fetch_sha(sh: Shim, port: int, timeout: float = 90) -> str:
+    """Fetch everything a server on the stack sends (kernel python client in the peer)."""
+    cp = sh.peer(py(f"""
+        import hashlib, socket
+        s = socket.create_connection(("{STACK_ADDR}", {port}), timeout=30)
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            n += len(b)
+        print(h.hexdigest(), n)
+    """), timeout=timeout)
+    return " ".join(cp.stdout.split()[:1]) + f" ({cp.stdout.split()[1]} bytes)"
+
+
+SEND_CASES = [("sendfile", "et"), ("sendfile", "lt"), ("sendfile", "poll"),
+              ("sendfile", "select"), ("write", "et"), ("writev", "et"), ("writev", "poll"),
+              ("splice", "et"), ("splice", "select"), ("msgmore", "et"), ("msgmore", "lt"),
+              ("cork", "et"), ("cork", "poll")]
+
+
+@pytest.mark.parametrize(("method", "wait"), SEND_CASES,
+                         ids=[f"{m}-{w}" for m, w in SEND_CASES])
+def test_send_paths_nonblocking(sh: Shim, data_dir: Path, method: str, wait: str) -> None:
+    """sendfile/splice/writev/MSG_MORE/TCP_CORK on a non-blocking socket under epoll
+    (edge- and level-triggered), poll and select: the client gets every byte."""
+    src = data_dir / "big.bin"
+    port = 6400 + SEND_CASES.index((method, wait))
+    server = sh.popen([str(TESTS_DIR / "send_server"), str(port), str(src), "1", method, wait],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    assert server.stdout.readline().split() == ["listening", str(port)]
+    got = _fetch_sha(sh, port)
+    out, err = server.communicate(timeout=30)
+    assert got == f"{sha256_file(src)} ({src.stat().st_size} bytes)", (out, err)
+    assert server.returncode == 0, err
+    assert out.split() == ["sent", str(src.stat().st_size)]
+
+
+def _ask_line(sh: Shim, port: int, count: int) -> list[str]:
+    """`count` connections, one after the other, each sending a line and reading the
+    answer (kernel python client in the peer namespace)."""
+    cp = sh.peer(py(f"""
+        import socket
+        for _ in range({count}):
+            s = socket.create_connection(("{STACK_ADDR}", {port}), timeout=20)
+            s.sendall(b"hello\\n")
+            got = b""
+            while not got.endswith(b"\\n"):
+                b = s.recv(1000)
+                if not b:
+                    break
+                got += b
+            print(got.decode().strip() or "empty", flush=True)
+            s.close()
+    """), timeout=90)
+    return cp.stdout.splitlines()
+
+
+@pytest.mark.parametrize("mode", ["setuid", "chroot", "closefrom"])
+def test_prefork_workers_drop_privileges(sh: Shim, mode: str) -> None:
+    """A root master binds and listens, forks 3 workers that drop to nobody (after a
+    chroot, or after closing every other fd) before accept(): all of them serve."""
+    port = {"setuid": 6501, "chroot": 6502, "closefrom": 6503}[mode]
+    server = sh.popen([str(TESTS_DIR / "prefork_server"), str(port), "3", mode],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    lines = [server.stdout.readline().strip() for _ in range(4)]
+    assert f"listening {port}" in lines, lines
+    assert sum(1 for x in lines if x.endswith("uid 65534 ready")) == 3, lines
+    answers = _ask_line(sh, port, 12)
+    assert len(answers) == 12, answers
+    for answer in answers:
+        words = answer.split()
+        assert words[0] == "served" and words[2:4] == ["uid", "65534"], answer
+        assert words[5].startswith("10.1.0.2:"), answer
+        # the worker's control calls work too: a connection of its own since fork
+        # (ADOPT), or, after closefrom, one it handed in through the listener
+        assert words[7] == f"{STACK_ADDR}:{port}" and words[9] == "ok", answer
+    server.send_signal(signal.SIGTERM)
+    server.communicate(timeout=20)
+
+
+def test_dead_daemon_wakes_blocked_workers(sh: Shim) -> None:
+    """The daemon dying under pre-forked workers blocked in accept(): each gets an
+    errno at once (no hang), and their control calls fail with an errno too."""
+    port = 6504
+    server = sh.popen([str(TESTS_DIR / "prefork_server"), str(port), "2", "setuid"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    lines = [server.stdout.readline().strip() for _ in range(3)]
+    assert f"listening {port}" in lines, lines
+    assert _ask_line(sh, port, 1)[0].startswith("served")
+    assert sh.daemon is not None
+    t0 = time.monotonic()
+    os.kill(sh.daemon.proc.pid, signal.SIGKILL)
+    out, err = server.communicate(timeout=20)
+    assert time.monotonic() - t0 < 10
+    errors = [x for x in out.splitlines() if " accept " in x]
+    assert len(errors) == 2 and all(x.endswith("accept ENETDOWN") for x in errors), (out, err)
+    assert err.count("went away") <= 2, err
+    sh.daemon.kill()
+    sh.start()
+
+
+ECHO_ONCE = """
+import socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+l = socket.socket(fam)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], int(sys.argv[2])))
+l.listen(1)
+print("ready", flush=True)
+c, _ = l.accept()
+c.sendall(c.recv(100))
+c.close()
+"""
+
+
+def _fields(out: str, what: str) -> dict[str, str]:
+    """The key/value words of the line starting with `what` in dualstack's output."""
+    for line in out.splitlines():
+        words = line.split()
+        if words and words[0] == what:
+            return dict(zip(words[1::2], words[2::2], strict=False))
+    raise AssertionError(f"no {what!r} line in {out!r}")
+
+
+def test_v6_dual_stack_listener_takes_ipv4_peers(sh: Shim) -> None:
+    """An AF_INET6 [::] listener (IPV6_V6ONLY=0) is on the stack: a kernel IPv4 client
+    reaches it at 10.0.0.2, and every address comes back as Linux gives it:
+    sockaddr_in6, ::ffff:a.b.c.d, flowinfo 0, scope_id 0, length 28."""
+    port = 6601
+    server = sh.popen([str(TESTS_DIR / "dualstack"), "listen", str(port), "0"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    assert server.stdout.readline().split() == ["v6only", "0", "domain", "10"]
+    assert _fields(server.stdout.readline(), "sockname") == {
+        "family": "10", "len": "28", "addr": "::", "port": str(port), "flowinfo": "0",
+        "scope": "0"}
+    assert server.stdout.readline().split() == ["listening", str(port)]
+    cp = sh.peer(py(f"""
+        import socket
+        s = socket.create_connection(("{STACK_ADDR}", {port}), timeout=10)
+        s.sendall(b"hi6")
+        print(s.getsockname()[1], s.recv(100).decode())
+    """), timeout=30)
+    client_port, echoed = cp.stdout.split()
+    assert echoed == "hi6"
+    out, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
+    peer = {"family": "10", "len": "28", "addr": "::ffff:10.1.0.2", "port": client_port,
+            "flowinfo": "0", "scope": "0"}
+    assert _fields(out, "accepted") == peer
+    assert _fields(out, "peername") == peer
+    assert _fields(out, "sockname") == {**peer, "addr": "::ffff:10.0.0.2", "port": str(port)}
+    assert "domain 10" in out.splitlines()
+
+
+def test_v6only_listener_takes_no_ipv4(sh: Shim) -> None:
+    """IPV6_V6ONLY=1: the option reads back 1, the [::] listener is not on the IPv4
+    stack (a v4 client is refused), and binding a v4-mapped address fails (EINVAL)."""
+    port = 6602
+    server = sh.popen([str(TESTS_DIR / "dualstack"), "listen", str(port), "1"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    assert server.stdout.readline().split()[:2] == ["v6only", "1"]
+    server.stdout.readline()
+    assert server.stdout.readline().split() == ["listening", str(port)]
+    cp = sh.peer(py(f"""
+        import socket
+        try:
+            socket.create_connection(("{STACK_ADDR}", {port}), timeout=10)
+            print("connected")
+        except ConnectionRefusedError:
+            print("refused")
+    """), timeout=30)
+    assert cp.stdout.strip() == "refused"
+    server.kill()
+    cp = sh.run([str(TESTS_DIR / "dualstack"), "bindmapped", "1"], timeout=20)
+    assert cp.stdout.splitlines()[-1] == "bind EINVAL"
+    cp = sh.run([str(TESTS_DIR / "dualstack"), "bindmapped", "0"], timeout=20)
+    assert cp.stdout.splitlines()[-1] == "bind ok"
+
+
+@pytest.mark.parametrize("how", ["connect", "gai"])
+def test_v4_mapped_client_rides_the_stack(sh: Shim, how: str) -> None:
+    """An AF_INET6 client connecting to ::ffff:10.1.0.2 (given as such, or from
+    getaddrinfo(AF_INET6, AI_V4MAPPED)) goes through the stack, not the kernel."""
+    port = 6610 if how == "connect" else 6611
+    server = sh.peer_popen(["python3", "-c", ECHO_ONCE, "0.0.0.0", str(port)],
+                           stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    target = "::ffff:10.1.0.2" if how == "connect" else PEER
+    cp = sh.run([str(TESTS_DIR / "dualstack"), how, target, str(port)], timeout=30)
+    assert "connected domain 10" in cp.stdout, cp.stdout + cp.stderr
+    assert _fields(cp.stdout, "peername") == {
+        "family": "10", "len": "28", "addr": "::ffff:10.1.0.2", "port": str(port),
+        "flowinfo": "0", "scope": "0"}
+    local = _fields(cp.stdout, "sockname")
+    assert local["addr"] == f"::ffff:{STACK_ADDR}" and local["len"] == "28"
+    assert cp.stdout.splitlines()[-1] == "reply ping"
+    # it went through the stack: the daemon saw the connection
+    assert server.wait(10) == 0
+
+
+def test_v6_loopback_goes_to_the_kernel(sh: Shim) -> None:
+    """::1 is the kernel's, as 127/8 is: the socket becomes a kernel AF_INET6 socket."""
+    port = 6612
+    server = popen_in(sh.topology.stack_ns, ["python3", "-c", ECHO_ONCE, "::1", str(port)],
+                      stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        cp = sh.run([str(TESTS_DIR / "dualstack"), "connect", "::1", str(port)], timeout=30)
+        assert _fields(cp.stdout, "peername")["addr"] == "::1", cp.stdout + cp.stderr
+        assert cp.stdout.splitlines()[-1] == "reply ping"
+        assert server.wait(10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_native_v6_is_unreachable_with_one_line(sh: Shim) -> None:
+    cp = sh.run([str(TESTS_DIR / "dualstack"), "connect", "2001:db8::1", "80"], timeout=20,
+                check=False)
+    assert cp.returncode == 3 and cp.stdout.strip() == "error ENETUNREACH", cp.stdout
+    lines = [x for x in cp.stderr.splitlines() if x.startswith("tcplab:")]
+    assert lines == ["tcplab: connect to 2001:db8::1: the stack has no IPv6 yet (ENETUNREACH)"]
+
+
+def test_v6_udp_recvfrom_gives_mapped_source(sh: Shim) -> None:
+    port = 6613
+    server = sh.popen([str(TESTS_DIR / "dualstack"), "udp", str(port)],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    head = [server.stdout.readline().strip() for _ in range(4)]
+    assert head[2:] == ["recvpktinfo ok", f"listening {port}"], head
+    cp = sh.peer(py(f"""
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(10)
+        s.bind(("0.0.0.0", 40613))
+        s.sendto(b"dgram6", ("{STACK_ADDR}", {port}))
+        data, src = s.recvfrom(100)
+        print(data.decode(), src[0], src[1])
+    """), timeout=30)
+    assert cp.stdout.split() == ["dgram6", STACK_ADDR, str(port)]
+    out, _ = server.communicate(timeout=10)
+    assert server.returncode == 0
+    assert _fields(out, "from") == {"family": "10", "len": "28", "addr": "::ffff:10.1.0.2",
+                                    "port": "40613", "flowinfo": "0", "scope": "0"}
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["upload", "download"])
+def test_iperf3_server_default_flags(sh: Shim, reverse: bool) -> None:
+    """`iperf3 -s` as users run it (no -4: it listens on [::], dual-stack)."""
+    server = sh.popen(["iperf3", "-s", "-1", "-p", "5302"], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    sh.wait_shim_listener(5302)
+    cp = sh.peer(["iperf3", "-c", STACK_ADDR, "-p", "5302", "-t", "3", "-J",
+                  *(["-R"] if reverse else [])], timeout=60)
+    report = json.loads(cp.stdout)
+    assert "error" not in report, report.get("error")
+    sent, received = _iperf_bytes(report)
+    assert received > 10 * MB and 0.9 * sent <= received <= sent, (sent, received)
+    assert server.wait(20) == 0
+
+
+def test_so_reuseport_several_listening_processes(sh: Shim) -> None:
+    """3 processes, each with its own SO_REUSEPORT socket on one port: all bind and
+    listen, and over 40 connections (from as many source ports) each gets some. (Which
+    one gets a connection is a hash of the peer's address and port, as in Linux; the
+    chance that one of 3 gets none of 40 is below 1e-6.)"""
+    port = 6701
+    server = sh.popen([str(TESTS_DIR / "reuseport_server"), str(port), "3"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    ready = [server.stdout.readline().split() for _ in range(3)]
+    assert all(r[:1] == ["ready"] for r in ready), ready
+    pids = {r[1] for r in ready}
+    cp = sh.peer(py(f"""
+        import socket
+        for _ in range(40):
+            s = socket.create_connection(("{STACK_ADDR}", {port}), timeout=20)
+            got = b""
+            while not got.endswith(b"\\n"):
+                b = s.recv(100)
+                if not b:
+                    break
+                got += b
+            print(got.decode().strip(), flush=True)
+            s.close()
+    """), timeout=90)
+    answers = [line.split() for line in cp.stdout.splitlines()]
+    assert len(answers) == 40 and all(a[0] == "pid" for a in answers), answers
+    counts = {pid: sum(1 for a in answers if a[1] == pid) for pid in pids}
+    assert all(n >= 1 for n in counts.values()), counts
+    server.send_signal(signal.SIGTERM)
+    server.communicate(timeout=20)

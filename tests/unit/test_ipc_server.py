@@ -23,6 +23,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -698,20 +699,60 @@ def test_connect_refused_over_raw_protocol(server: ServerThread) -> None:
     os.close(fd)
 
 
+def _take_record(lfd: int) -> tuple[p.Reply, int]:
+    """What the shim's accept does: one ACCEPT record with its connection."""
+    with socket.socket(fileno=os.dup(lfd)) as lsock:
+        data, anc, _flags, _ = lsock.recvmsg(p.ACCEPT_RECORD_SIZE, socket.CMSG_SPACE(16),
+                                             socket.MSG_DONTWAIT)
+    fds = [fd for level, kind, payload in anc
+           if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+           for fd in array.array("i", payload[: len(payload) // 4 * 4])]
+    return p.decode_reply(data, len(fds)), fds[0] if fds else -1
+
+
 def test_listener_readable_when_connection_waits(server: ServerThread) -> None:
     raw = Raw(server.path)
     _, lfd = raw.call(p.Request(p.Op.SOCKET, kind=p.KIND_TCP))
     assert raw.call(p.Request(p.Op.BIND, addr=p.Addr(p.AF_INET, "0.0.0.0", 7000)), lfd)[0].status == 0
-    assert raw.call(p.Request(p.Op.LISTEN, backlog=4), lfd)[0].status == 0
+    with socket.socket(fileno=os.dup(lfd)) as a:
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY) == 0
+        rep, none = raw.call(p.Request(p.Op.LISTEN, backlog=4), lfd)
+        assert rep.status == 0 and none == -1
+        # marked as listening where the shim looks (shim.c: MARK_LISTEN_V4)
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY) == 1
     assert not _poll(lfd, select.POLLIN)
-    assert raw.call(p.Request(p.Op.ACCEPT), lfd)[0].status == errno.EAGAIN
+    assert not _poll(lfd, select.POLLOUT)  # a listener never polls writable
+    assert raw.call(p.Request(p.Op.LISTEN, backlog=8), lfd)[0].status == 0  # a new backlog
+    # A control connection handed in through the listener's own stream (what a shim
+    # that closed its descriptors and dropped privileges does) serves sockets the
+    # process holds, and may not make new ones or list everyone's.
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with socket.socket(fileno=os.dup(lfd)) as lsock:
+        lsock.sendmsg([b"\1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                 array.array("i", [theirs.fileno()]).tobytes())],
+                      socket.MSG_DONTWAIT)
+    theirs.close()
+    handed = Raw.__new__(Raw)
+    handed.sock, handed.seq = mine, 0
+    mine.settimeout(5)
+    rep, _ = handed.call(p.Request(p.Op.GETSOCKNAME), lfd)
+    assert rep.status == 0 and rep.addr is not None and rep.addr.port == 7000
+    assert handed.call(p.Request(p.Op.SOCKET, kind=p.KIND_TCP))[0].status == errno.EACCES
+    assert handed.call(p.Request(p.Op.LIST))[0].status == errno.EACCES
+    handed.close()
+    assert not _poll(lfd, select.POLLOUT)  # the offer did not make it writable
+    # ACCEPT is no request any more: the connection is dropped
+    raw2 = Raw(server.path)
+    raw2.send(p.HEADER.pack(p.MAGIC, p.VERSION, p.Op.ACCEPT, 0, 1, 0, 0), [lfd])
+    assert raw2.closed_by_server()
     _, cfd = raw.call(p.Request(p.Op.SOCKET, kind=p.KIND_TCP))
     rep, _ = raw.call(p.Request(p.Op.CONNECT, addr=p.Addr(p.AF_INET, "10.0.0.2", 7000)), cfd)
     assert rep.status == errno.EINPROGRESS
     assert _poll(lfd, select.POLLIN, 5)
     assert _poll(cfd, select.POLLOUT, 5)
-    rep, afd = raw.call(p.Request(p.Op.ACCEPT), lfd)
-    assert rep.status == 0 and afd >= 0 and rep.local is not None and rep.local.port == 7000
+    rep, afd = _take_record(lfd)
+    assert rep.op is p.Op.ACCEPT and rep.seq == 0 and afd >= 0
+    assert rep.local is not None and rep.local.port == 7000
     assert not _poll(lfd, select.POLLIN)
     # data both ways, and a FIN that leaves the other direction open
     os.write(cfd, b"hello")
@@ -794,6 +835,82 @@ def test_c_client_timeout(server: ServerThread, shim: Path, blocking: bool) -> N
             "80"]
     cp = run_shimmed(server.path, argv)
     assert cp.returncode == 3 and cp.stdout.startswith("error ETIMEDOUT"), cp.stdout
+
+
+@needs_shim
+def test_listen_keeps_the_socket(server: ServerThread, shim: Path) -> None:
+    """listen() keeps the program's socket (no new descriptor): a dup made before it,
+    and a process that listens on a socket its parent bound, see one listener."""
+    cp = run_shimmed(server.path, py("""
+        import os, socket
+        l = socket.socket()
+        l.bind(("0.0.0.0", 7620))
+        d = l.dup()
+        pid = os.fork()
+        if pid == 0:
+            l.listen(4)   # the child listens on the socket the parent bound
+            os._exit(0)
+        os.waitpid(pid, 0)
+        c = socket.create_connection(("10.0.0.2", 7620), timeout=5)
+        a, addr = d.accept()   # the parent accepts through its dup
+        a.sendall(b"x")
+        print(c.recv(1).decode(), addr[0], l.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    """))
+    assert cp.stdout.split() == ["x", "10.0.0.2", "1"], cp.stdout + cp.stderr
+
+
+@needs_shim
+def test_port_is_free_when_close_returns(server: ServerThread, shim: Path) -> None:
+    """close() then at once bind/listen on the same port, as Linux allows: the daemon
+    takes the closed socket's hangup before it answers (no EADDRINUSE race)."""
+    cp = run_shimmed(server.path, py("""
+        import errno, socket
+        bad = []
+        for port in range(7700, 7740):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                for attempt in range(2):
+                    s = socket.socket(socket.AF_INET, kind)
+                    if kind == socket.SOCK_STREAM:
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind(("0.0.0.0", port))
+                        if kind == socket.SOCK_STREAM:
+                            s.listen(1)
+                    except OSError as e:
+                        bad.append((port, kind, attempt, errno.errorcode[e.errno]))
+                    s.close()
+        print(bad or "ok")
+    """))
+    assert cp.stdout.strip() == "ok", cp.stdout + cp.stderr
+
+
+@needs_shim
+def test_listener_shutdown_wakes_a_blocked_accept(server: ServerThread, shim: Path) -> None:
+    """shutdown(SHUT_RD) on a listener: a thread blocked in accept() gets EINVAL (the
+    listener's stream reads end of file), as in Linux; so does the next accept."""
+    cp = run_shimmed(server.path, py("""
+        import errno, socket, threading, time
+        l = socket.socket()
+        l.bind(("0.0.0.0", 7621))
+        l.listen(4)
+        got = []
+        def blocked():
+            try:
+                l.accept()
+            except OSError as e:
+                got.append(e.errno)
+        t = threading.Thread(target=blocked)
+        t.start()
+        time.sleep(0.3)  # most likely blocked by now; either way the answer is EINVAL
+        l.shutdown(socket.SHUT_RD)
+        t.join(5)
+        try:
+            l.accept()
+        except OSError as e:
+            got.append(e.errno)
+        print(" ".join(errno.errorcode[e] for e in got), t.is_alive())
+    """))
+    assert cp.stdout.split() == ["EINVAL", "EINVAL", "False"], cp.stdout + cp.stderr
 
 
 @needs_shim
@@ -991,7 +1108,7 @@ def test_daemon_absent(tmp_path: Path, shim: Path) -> None:
                 assert e.errno == errno.ENETDOWN, e
             else:
                 raise AssertionError("socket() worked without a daemon")
-        u = socket.socket(socket.AF_INET6)  # not ours: untouched
+        u = socket.socket(socket.AF_UNIX)  # not ours: untouched
         print("ok")
     """), timeout=10)
     assert cp.stdout.strip() == "ok", cp.stdout + cp.stderr
@@ -1107,6 +1224,51 @@ def test_c_programs_with_the_asan_shim(server: ServerThread, shim: Path) -> None
     finally:
         srv.kill()
         srv.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the pre-forked workers setuid(nobody)")
+def test_issue11_programs_with_the_asan_shim(server: ServerThread, shim: Path) -> None:
+    """The new paths under AddressSanitizer: a pre-forked server whose workers drop
+    privileges (ADOPT at fork, accept records), AF_INET6 listener and v4-mapped
+    client (address translation)."""
+    libasan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.exists(libasan):
+        pytest.skip("libasan is not installed")
+    subprocess.run(["make", "-s", "-C", str(SHIM_DIR), "libsocketoverride-asan.so"],
+                   check=True, timeout=300)
+    assert os.stat(server.path).st_mode & 0o777 == 0o660  # nobody cannot open it
+    env = shim_env(server.path, LD_PRELOAD=f"{libasan} {SHIM_DIR / 'libsocketoverride-asan.so'}",
+                   ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99")
+    tests = SHIM_DIR / "tests"
+    pre = subprocess.Popen([str(tests / "prefork_server"), "7610", "2", "setuid"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    v6 = subprocess.Popen([str(tests / "dualstack"), "listen", "7611", "0"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert pre.stdout is not None and v6.stdout is not None
+        assert sorted(pre.stdout.readline().split()[0] for _ in range(3)) == \
+            ["listening", "worker", "worker"]
+        while "listening" not in v6.stdout.readline():
+            pass
+        for port, want in (("7610", "reply served"), ("7611", "reply ping")):
+            cp = subprocess.run([str(tests / "dualstack"), "connect", "::ffff:10.0.0.2", port],
+                                env=env, capture_output=True, text=True, timeout=60)
+            assert cp.returncode == 0 and "Sanitizer" not in cp.stderr, cp.stdout + cp.stderr
+            assert cp.stdout.splitlines()[-1].startswith(want), cp.stdout
+            if port == "7610":  # the worker's control calls went through its ADOPT
+                assert "uid 65534" in cp.stdout and "nodelay ok" in cp.stdout, cp.stdout
+        out, err = v6.communicate(timeout=30)
+        assert v6.returncode == 0 and "Sanitizer" not in err, err
+        assert "accepted family 10 len 28 addr ::ffff:10.0.0.2" in out, out
+        pre.send_signal(signal.SIGTERM)
+        out, err = pre.communicate(timeout=30)
+        assert "Sanitizer" not in err, err
+    finally:
+        for proc in (pre, v6):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 # ------------------------------------------------------------------ by hand

@@ -125,7 +125,12 @@ class TcpFuzz(RuleBasedStateMachine):
         else:
             ack = random_word ^ 0x5A5A5A5A
         # The peer's stream: byte i after its SYN is pattern[i], wherever it is sent.
-        index = seq_diff(seq, (conn.rcv.irs + 1) & MASK32)
+        # A SYN's own data follows it; in SYN-SENT the SYN is what sets IRS.
+        if flags & SYN and conn.state == State.SYN_SENT:
+            index = 0
+        else:
+            first = (seq + 1) & MASK32 if flags & SYN else seq
+            index = seq_diff(first, (conn.rcv.irs + 1) & MASK32)
         payload = pattern(length, index) if length else b""
         self.peer_ts = (self.peer_ts + ts_jump) & MASK32
         blocks = [((conn.snd.una + a) & MASK32, (conn.snd.una + a + n) & MASK32)

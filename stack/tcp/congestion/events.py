@@ -83,3 +83,10 @@ def on_prr_exit(cc: CongestionControl, flight_size: int, now: float) -> None:
     the window at a few segments although the path just delivered a window's worth."""
     cc.on_recovery_exit(flight_size, now)
     cc.cwnd = cc.ssthresh
+
+
+def on_ecn_echo(cc: CongestionControl, flight_size: int, now: float) -> None:
+    """An ACK echoed a Congestion Experienced mark (RFC 3168 section 6.1.2): respond
+    as to a loss (ssthresh and cwnd to half the flight), without retransmitting. The
+    caller (stack/tcp/ecn.py's rule) does it at most once per window."""
+    cc.on_congestion(flight_size, now)

@@ -1,0 +1,65 @@
+"""`tcplab drill PATH...`: run packetdrill scripts against the sans-IO stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from stack.drill.matcher import RELAXATIONS
+from stack.drill.parser import DEFAULT_DEFINES
+from stack.drill.runner import find_scripts, run_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tcplab drill",
+        description="Run packetdrill scripts (.pkt) against tcplab's TCP on a virtual clock.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=".pkt files or folders of them")
+    parser.add_argument("--strict", action="store_true",
+                        help="compare every field: no relaxation rules (see --rules)")
+    parser.add_argument("-D", "--define", action="append", default=[], metavar="NAME",
+                        help="define NAME for #ifdef, instead of the default STANDARD (repeatable)")
+    parser.add_argument("--rules", action="store_true", help="list the relaxation rules and exit")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="the decoded report of every failure, and the rules each pass used")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print failures and the summary only")
+    args = parser.parse_args(argv)
+    if args.rules:
+        for rule in RELAXATIONS.values():
+            print(f"{rule.name}: {rule.what}\n    allowed by {rule.rfc}")
+        return 0
+    if not args.paths:
+        print("tcplab drill: name at least one .pkt file or folder", file=sys.stderr)
+        return 2
+    scripts = find_scripts(args.paths)
+    missing = [p for p in scripts if not p.is_file()]
+    if missing:
+        print(f"tcplab drill: no such file: {missing[0]}", file=sys.stderr)
+        return 2
+    if not scripts:
+        print("tcplab drill: no .pkt scripts found", file=sys.stderr)
+        return 2
+    defines = frozenset(args.define) if args.define else DEFAULT_DEFINES
+    counts: Counter[str] = Counter()
+    for path in scripts:
+        result = run_file(path, strict=args.strict, defines=defines)
+        counts[result.status] += 1
+        if result.status == "passed":
+            if not args.quiet:
+                used = f" (relaxed: {', '.join(sorted(result.relaxations))})" if args.verbose and result.relaxations else ""
+                print(f"passed   {path}{used}")
+        elif result.status == "skipped":
+            if not args.quiet:
+                print(f"skipped  {path}: {result.reason}")
+        else:
+            print(f"FAILED   {path}: {result.reason}")
+            if args.verbose or len(scripts) == 1:
+                print(result.report)
+    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+    return 1 if counts["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
