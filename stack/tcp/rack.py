@@ -59,6 +59,10 @@ MIN_RTT_WINDOW = 300.0
 # before any RTT sample.
 TLP_MAX_ACK_DELAY = 0.2
 TLP_DEFAULT_PTO = 1.0
+# Linux adds TCP_TIMEOUT_MIN (2 ms) to 2 * SRTT when more than one segment is in
+# flight: on a sub-millisecond path 2 * SRTT alone is shorter than the jitter of the
+# timer and of ACK processing, and every probe comes back D-SACKed (spurious).
+TLP_MIN_SLACK = 0.002
 
 _start = attrgetter("start")
 
@@ -506,9 +510,10 @@ class TailLossProbe:
     """RFC 8985 section 7: the Tail Loss Probe's state (section 7.1) and rules."""
 
     def __init__(self, max_ack_delay: float = TLP_MAX_ACK_DELAY,
-                 default_pto: float = TLP_DEFAULT_PTO) -> None:
+                 default_pto: float = TLP_DEFAULT_PTO, min_slack: float = TLP_MIN_SLACK) -> None:
         self.max_ack_delay = max_ack_delay  # TLP.max_ack_delay
         self.default_pto = default_pto
+        self.min_slack = min_slack
         self.end_seq: int | None = None  # TLP.end_seq: SND.NXT after the probe, if one is out
         self.is_retrans = False  # TLP.is_retrans: the probe was a retransmission
 
@@ -532,13 +537,14 @@ class TailLossProbe:
         """RFC 8985 section 7.2 ``TLP_calc_PTO``: PTO = 2 * SRTT (+ max_ack_delay
         when only one segment is in flight, its ACK may be delayed), 1 s before any
         RTT sample; and "If Now() + PTO > TCP_RTO_expire(): PTO = TCP_RTO_expire() -
-        Now()": never later than the RTO would fire."""
+        Now()": never later than the RTO would fire. With more segments in flight a
+        small slack (TLP_MIN_SLACK, as Linux) keeps sub-millisecond paths from probing
+        spuriously."""
         if srtt is None:
             pto = self.default_pto
         else:
             pto = 2 * srtt
-            if one_segment_in_flight:
-                pto += self.max_ack_delay
+            pto += self.max_ack_delay if one_segment_in_flight else self.min_slack
         deadline = now + pto
         if rto_deadline is not None and deadline > rto_deadline:
             deadline = rto_deadline

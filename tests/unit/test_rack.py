@@ -386,9 +386,11 @@ def test_delivered_counts_each_byte_once() -> None:
 
 def test_pto_is_two_srtt_plus_ack_delay_for_one_segment() -> None:
     """RFC 8985 7.2 ``TLP_calc_PTO``: PTO = 2 * SRTT; "If FlightSize is one segment,
-    PTO += TLP.max_ack_delay"; 1 s without an RTT sample."""
+    PTO += TLP.max_ack_delay"; 1 s without an RTT sample. (With more segments, Linux's
+    2 ms TCP_TIMEOUT_MIN slack.)"""
     tlp = TailLossProbe()
-    assert tlp.pto_deadline(10.0, 0.05, False, None) == pytest.approx(10.1)
+    assert tlp.pto_deadline(10.0, 0.05, False, None) == pytest.approx(10.102)
+    assert tlp.pto_deadline(10.0, 0.0001, False, None) == pytest.approx(10.0022)
     assert tlp.pto_deadline(10.0, 0.05, True, None) == pytest.approx(10.3)
     assert tlp.pto_deadline(10.0, None, False, None) == pytest.approx(11.0)
 

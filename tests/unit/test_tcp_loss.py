@@ -10,6 +10,7 @@ from tcpscript import Script, pattern
 
 from stack.tcp.congestion import Cubic
 from stack.tcp.connection import State, TcpConfig
+from stack.tcp.rack import TLP_MIN_SLACK as SLACK  # Linux TCP_TIMEOUT_MIN, RFC 8985 7.2
 
 
 def plain(**kwargs: Any) -> TcpConfig:
@@ -608,8 +609,8 @@ def test_tlp_pto_armed_at_two_srtt() -> None:
     s = sack_with_rtt()
     s.send(2000)
     s.drain()
-    s.expect_vars(rtx_deadline=0.1 + 0.3, pto_deadline=0.1 + 0.2)
-    s.expect_deadline(0.1 + 0.2)
+    s.expect_vars(rtx_deadline=0.1 + 0.3, pto_deadline=0.1 + 0.2 + SLACK)
+    s.expect_deadline(0.1 + 0.2 + SLACK)
 
 
 def test_tlp_pto_clamped_to_the_rto() -> None:
@@ -672,14 +673,14 @@ def test_tlp_probe_new_data_then_sack_recovery() -> None:
     s.tx(seq=1001, length=1000)
     s.tx(seq=2001, length=1000)
     s.no_tx()  # cwnd-limited: 1000 bytes wait
-    s.expect_deadline(0.1 + 0.2)
+    s.expect_deadline(0.1 + 0.2 + SLACK)
     s.fire()
-    s.expect(abs(s.now - 0.3) < 1e-9, "the probe goes at 2 * SRTT")
+    s.expect(abs(s.now - 0.3 - SLACK) < 1e-9, "the probe goes at 2 * SRTT (+ slack)")
     s.tx(seq=3001, length=1000)  # new data, beyond cwnd
     s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=True)
     s.expect_no_event("retransmit")
     s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=False, pto_deadline=None)
-    s.expect_deadline(0.3 + 0.3)  # RFC 8985 7.3: the RTO is re-armed, not the PTO
+    s.expect_deadline(0.3 + SLACK + 0.3)  # RFC 8985 7.3: the RTO is re-armed, not the PTO
     s.wait(0.05)
     s.rx("A", ack=1001, sack=[(2001, 4001)])
     s.tx(seq=1001, length=1000)
@@ -702,14 +703,14 @@ def test_tlp_probe_retransmits_last_segment_then_sack_recovery() -> None:
     s.tx(seq=3001, length=1000)
     s.wait(0.1)
     s.rx("A", ack=2001)  # segment 1 arrived; RTT 0.1 again: RTO 0.25
-    s.expect_vars(pto_deadline=0.2 + 0.2, rtx_deadline=0.2 + 0.25)
-    s.expect_deadline(0.4)
+    s.expect_vars(pto_deadline=0.2 + 0.2 + SLACK, rtx_deadline=0.2 + 0.25)
+    s.expect_deadline(0.4 + SLACK)
     s.fire()
     s.tx(seq=3001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 3001, len=1000, reason="tlp")
     s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=False)
     s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=True)
-    s.expect_deadline(0.4 + 0.25)
+    s.expect_deadline(0.4 + SLACK + 0.25)
     s.wait(0.1)
     s.rx("A", ack=2001, sack=[(3001, 4001)])
     s.tx(seq=2001, length=1000)
@@ -729,12 +730,12 @@ def test_tlp_at_most_one_probe_outstanding() -> None:
     s.drain()
     s.fire()
     s.tx(seq=3001, length=1000)
-    s.expect(abs(s.now - 0.3) < 1e-9, "probe at 0.1 + 2 * SRTT")
+    s.expect(abs(s.now - 0.3 - SLACK) < 1e-9, "probe at 0.1 + 2 * SRTT (+ slack)")
     s.wait(0.1)
     s.rx("A", ack=2001)  # new data acked, below TLP.end_seq: no new PTO
     s.expect_vars(pto_deadline=None, tlp_end_seq=s.iss + 4001)
     s.fire()
-    s.expect(abs(s.now - 0.4 - 0.3) < 1e-9, "then the RTO")
+    s.expect(abs(s.now - 0.4 - SLACK - 0.3) < 1e-9, "then the RTO")
     s.tx(seq=2001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 2001, reason="rto")
     s.expect_vars(tlp_end_seq=None, pto_deadline=None)
