@@ -309,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         from stack.observe.plot import main as plot_main
 
         return plot_main(argv[1:])
+    if argv and argv[0] == "bench" and any(a.split("=")[0] == "--loss" for a in argv[1:]):
+        from stack.tools.benchloss import main as benchloss_main  # loss recovery against the kernel
+
+        return benchloss_main(argv[1:])
     if argv and argv[0] == "bench":
         from stack.tools.bench import main as bench_main
 

@@ -12,9 +12,12 @@ mean) it writes PNG files and prints their names:
   sender sent (a vertical bar from its first to its last sequence number, relative to the
   ISN), the receiver's cumulative ACKs, the SACK blocks it reported (RFC 2018; purple
   bars above the ACK line), the receive window's right edge (ACK + advertised window, a
-  dashed staircase) and the retransmissions the event log reports (marks by reason: rto,
-  fast, sack, partial_ack, tlp, probe). Without a pcap only the retransmissions.
-* ``...-cwnd.png``: cwnd and ssthresh over time (``cwnd`` events), losses marked; for a
+  dashed staircase) and the retransmissions the event log reports, one marker per
+  reason: rack (RACK found the loss by time, RFC 8985 6), tlp (tail loss probe, 7), rto
+  (the timer), and fast, sack, partial_ack, probe, pmtu. Without a pcap only the
+  retransmissions.
+* ``...-cwnd.png``: cwnd and ssthresh over time (``cwnd`` events), losses marked, and
+  during recovery the PRR sending limit, pipe + sndcnt (``prr`` events, RFC 6937); for a
   connection on which the stack only received, ``...-rwnd.png`` instead: the window the
   stack advertised, which is what changed there.
 * ``...-rtt.png``: RTT samples, SRTT and the RTO the timer used, doubling at every
@@ -54,6 +57,7 @@ from stack.observe.events import read_events
 Point = tuple[float, float]
 INFINITE = 1 << 30  # ssthresh at or above this is "infinite" (not drawn)
 RETRANSMIT_STYLE = {
+    "rack": ("o", "green"),
     "rto": ("x", "red"),
     "fast": ("x", "darkorange"),
     "sack": ("x", "purple"),
@@ -82,6 +86,7 @@ class Series:
     cwnd: list[Point] = field(default_factory=list)
     ssthresh: list[Point] = field(default_factory=list)
     losses: list[Point] = field(default_factory=list)  # (t, cwnd after the reduction)
+    prr_limit: list[Point] = field(default_factory=list)  # (t, pipe + sndcnt) in recovery
     rtt_sample: list[Point] = field(default_factory=list)
     srtt: list[Point] = field(default_factory=list)
     rto: list[Point] = field(default_factory=list)
@@ -105,7 +110,7 @@ class Series:
             },
             "rwnd": {"rwnd": list(self.rwnd)},
             "cwnd": {"cwnd": list(self.cwnd), "ssthresh": list(self.ssthresh),
-                     "losses": list(self.losses)},
+                     "losses": list(self.losses), "prr_limit": list(self.prr_limit)},
             "rtt": {"sample": list(self.rtt_sample), "srtt": list(self.srtt),
                     "rto": list(self.rto), "rto_waits": list(self.rto_waits)},
         }  # fmt: skip
@@ -185,6 +190,8 @@ def collect(events: list[dict[str, Any]], packets: list[Packet] | None, conn: st
                 series.ssthresh.append((t, float(e["ssthresh"])))
             if e.get("reason") in ("fast_retransmit", "rto"):
                 series.losses.append((t, float(e["cwnd"])))
+        elif kind == "prr":
+            series.prr_limit.append((t, float(e["pipe"]) + float(e["sndcnt"])))
         elif kind == "rtt":
             series.rtt_sample.append((t, float(e["sample"])))
             series.srtt.append((t, float(e["srtt"])))
@@ -380,6 +387,9 @@ def draw(series: Series, out_dir: Path, stem: str, zoom: Zoom | None = None) -> 
         if series.ssthresh:
             ax.step(*_xy(series.ssthresh), where="post", color="tab:red", linestyle="--",
                     label="ssthresh")
+        if series.prr_limit:
+            ax.plot(*_xy(series.prr_limit), ".", color="tab:green", markersize=3,
+                    label="PRR sending limit: pipe + sndcnt (RFC 6937)")
         if series.losses:
             ax.scatter(*_xy(series.losses), marker="v", color="black", zorder=3,
                        label=f"loss response x{len(series.losses)}")

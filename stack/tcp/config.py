@@ -34,6 +34,10 @@ class TcpConfig:
     window_scaling: bool = True  # RFC 7323 section 2
     timestamps: bool = True  # RFC 7323 section 3
     sack: bool = True  # RFC 2018
+    # Loss detection with SACK: RACK-TLP (RFC 8985) with PRR (RFC 6937), as Linux;
+    # False: RFC 6675's DupThresh rules (Linux: net.ipv4.tcp_recovery=0).
+    rack: bool = True
+    dsack: bool = True  # report duplicate segments (RFC 2883), as Linux's tcp_dsack
     nodelay: bool = False  # TCP_NODELAY turns Nagle off (RFC 1122 4.2.3.4)
     cc: str = "newreno"
     min_rto: float = 0.2  # RFC 6298 2.4 says 1 s; Linux uses 200 ms

@@ -378,12 +378,16 @@ class Connection:
         if timers.due("finwait2", now) and self.state == State.FIN_WAIT_2:
             self.terminate(0)
             return
+        # RFC 8985 7.2: the PTO is clamped to the RTO's expiry; when both are due the
+        # probe goes first and re-arms the RTO (7.3), as one timer would in Linux.
+        if timers.due("pto", now):
+            self.recovery.send_loss_probe(now)
         if timers.due("rtx", now):
             self.recovery.on_rto(now)
         if self.state == State.CLOSED:
             return
-        if timers.due("pto", now):
-            self.recovery.send_loss_probe(now)
+        if timers.due("rack", now):
+            self.recovery.on_rack_timer(now)  # RFC 8985 6.3
         if timers.due("persist", now):
             self.snd.send_window_probe(now)
         if timers.due("delack", now) and self.rcv.ack_pending:
@@ -446,6 +450,7 @@ class Connection:
         )
         if flags & ACK:
             # This segment acknowledges everything received: no ACK is owed any more.
+            rcv.dsack = None  # RFC 2883 section 4 (2): each duplicate reported once
             rcv.ack_pending = False
             rcv.unacked_bytes = 0
             self.timers.delack = None
@@ -768,6 +773,8 @@ class Connection:
             # sent in reply (unless the RST bit is set)".
             if not flags & RST:
                 self.emit("drop", reason="out_of_window")
+                if payload and self.opts.sack_ok and seq + len(payload) <= rcv.nxt:
+                    rcv.note_duplicate(seq, seq + len(payload))  # RFC 2883: a D-SACK
                 self._send_ack(now)
                 if self.state == State.TIME_WAIT and fin:
                     # RFC 9293 3.10.7.4: a retransmitted FIN (an old duplicate, so

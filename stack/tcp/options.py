@@ -113,13 +113,16 @@ class Options:
         opts = TCPOptions(mss=None, wscale=None, sack_permitted=False, sack_blocks=[], timestamp=None)
         if self.ts_ok:
             opts.timestamp = (self.ts_now(now), self.ts_recent)
-        if self.sack_ok and self.rcv.reassembler.pending_bytes:
-            opts.sack_blocks = self.rcv.sack_blocks(3 if self.ts_ok else 4)
+        rcv = self.rcv
+        if self.sack_ok and (rcv.reassembler.pending_bytes or rcv.dsack is not None):
+            # RFC 2018 blocks, a D-SACK block first when a duplicate arrived (RFC 2883)
+            opts.sack_blocks = rcv.sack_blocks(3 if self.ts_ok else 4)
         return opts
 
     def sack_len(self) -> int:
         """Bytes the SACK blocks add to the segments `for_segment` builds now."""
-        if not (self.sack_ok and self.rcv.reassembler.pending_bytes):
+        rcv = self.rcv
+        if not (self.sack_ok and (rcv.reassembler.pending_bytes or rcv.dsack is not None)):
             return 0
-        n = len(self.rcv.reassembler.sack_blocks(3 if self.ts_ok else 4))
+        n = len(rcv.sack_blocks(3 if self.ts_ok else 4))
         return 4 + 8 * n if n else 0  # NOP NOP SACK(2 + 8n)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from stack.tcp.dsack import duplicate_range, sack_option_blocks
 from stack.tcp.reassembler import Reassembler
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class Receiver:
         self.rx_pressure = False
         self.memory_drops = 0
         self.bytes_received = 0
+        # RFC 2883: the duplicate the next ACK reports in its first SACK block.
+        self.dsack: tuple[int, int] | None = None
+        self.duplicates = 0
 
     def start(self, irs: int) -> None:
         """The peer's SYN arrived with sequence number `irs`."""
@@ -115,11 +119,25 @@ class Receiver:
         return min(window >> self.wscale, 0xFFFF)
 
     def sack_blocks(self, count: int) -> list[tuple[int, int]]:
-        """Up to `count` SACK blocks (RFC 2018) for what waits in the reassembler, as
-        wrapped sequence numbers."""
+        """Up to `count` SACK blocks for the next ACK, as wrapped sequence numbers:
+        a D-SACK block first if a duplicate arrived (RFC 2883 section 4), then what
+        waits in the reassembler (RFC 2018)."""
         base = self.irs + 1
-        return [((base + s) & MASK32, (base + e) & MASK32)
-                for s, e in self.reassembler.sack_blocks(count)]  # fmt: skip
+        held = [(base + s, base + e) for s, e in self.reassembler.sack_blocks(count)]
+        blocks = sack_option_blocks(self.dsack, held, count) if self.dsack else held
+        return [(s & MASK32, e & MASK32) for s, e in blocks]
+
+    def note_duplicate(self, start: int, end: int) -> None:
+        """Data [start, end) arrived a second time: report it in the next ACK's
+        first SACK block (RFC 2883 section 4, rules 1 and 3)."""
+        if self.config.dsack:
+            self.dsack = (start, end)
+            self.duplicates += 1
+
+    def _held(self) -> list[tuple[int, int]]:
+        """Every range waiting in the reassembler, as sequence numbers."""
+        base = self.irs + 1
+        return [(base + s, base + e) for s, e in self.reassembler.sack_blocks(1 << 16)]
 
     def acceptable(self, seq: int, seg_len: int) -> bool:
         """RFC 9293 3.10.7.4 first check: the four cases of segment acceptability."""
@@ -151,6 +169,10 @@ class Receiver:
         Returns False when data within the window arrives after the user closed: it
         must be refused (RFC 1122 4.2.2.13: the connection then resets)."""
         start = seq
+        if (start < self.nxt or self.reassembler.pending_bytes) and self.config.dsack:
+            dup = duplicate_range(seq, seq + len(payload), self.nxt, self._held())
+            if dup is not None:
+                self.note_duplicate(*dup)
         if start < self.nxt:
             payload = payload[self.nxt - start :]
             start = self.nxt

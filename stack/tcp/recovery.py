@@ -3,30 +3,32 @@
 Owns:
 
 * RTT sampling (RFC 6298 sections 2-3 with Karn's rule; RFC 7323 4.1 TSecr samples
-  after retransmissions) feeding the RTO estimator (stack/tcp/rto.py);
+  after retransmissions) feeding the RTO estimator (stack/tcp/rto.py); an ACK of new
+  data ends an exponential backoff;
 * the retransmission timeout (RFC 6298 5.4-5.7; SYN retries, RFC 9293 3.8.1);
-* duplicate-ACK counting, fast retransmit and NewReno fast recovery (RFC 5681 3.2,
-  RFC 6582), Limited Transmit (RFC 3042), Early Retransmit (RFC 5827);
-* SACK-based loss recovery (RFC 6675) over a `Scoreboard` (stack/tcp/scoreboard.py);
-* the Tail Loss Probe (RFC 8985 section 7);
-* spurious retransmission detection and undo (Eifel, RFC 3522 / RFC 4015);
+* with SACK (the default): RACK-TLP loss detection (RFC 8985, state in
+  stack/tcp/rack.py), fast recovery paced by PRR (RFC 6937, stack/tcp/prr.py), RTO
+  recovery that resends only what RACK marks lost (RFC 8985 6.3), D-SACK: spurious
+  retransmission detection and undo (RFC 3708, stack/tcp/dsack.py) and the reordering
+  window it widens;
+* without SACK, or with ``TcpConfig(rack=False)``: duplicate-ACK counting, fast
+  retransmit and NewReno fast recovery (RFC 5681 3.2, RFC 6582), Limited Transmit (RFC
+  3042), Early Retransmit (RFC 5827), SACK-based loss recovery (RFC 6675) over a
+  `Scoreboard` (stack/tcp/scoreboard.py, kept up to date in both cases);
+* the Tail Loss Probe (RFC 8985 section 7) in both;
+* Eifel (RFC 3522 / RFC 4015) spurious retransmission detection and undo;
 * the loss-recovery events reported to congestion control
   (stack/tcp/congestion/events.py): nothing here writes ``cwnd`` itself.
 
-It sends through the `Sender` (stack/tcp/sender.py), reads what the handshake
-settled from `Options` (stack/tcp/options.py: SACK-permitted, timestamps, our TSval
-clock) and asks the `Connection` only for its state, events and termination.
+It sends through the `Sender` (stack/tcp/sender.py), which reports every
+(re)transmission back (`on_sent`), reads what the handshake settled from `Options`
+(stack/tcp/options.py: SACK-permitted, timestamps, our TSval clock) and asks the
+`Connection` only for its state, events and termination.
 
-Seams for the work to come (RACK-TLP, RFC 8985; PRR, RFC 6937; D-SACK, RFC 2883 and
-RFC 3708):
-
-* `on_ack` is the one entry for every acceptable ACK; after the scoreboard is updated
-  it calls `detect_losses`, the loss-detection step (today RFC 6675 IsLost through
-  duplicate ACKs and DupThresh; RACK's time-based marking goes there);
-* `send_quota` answers "how many bytes may recovery send now" (today RFC 6675
-  cwnd - pipe; PRR's sndcnt goes there);
-* `dsack_of` recognizes a D-SACK block (RFC 2883 section 4) for the TLP check; a
-  D-SACK based undo (RFC 3708) reads the same answer.
+Retransmissions are reported with the rule that caused them: ``rack`` (RACK marked
+the segment lost, RFC 8985 6.2/6.3), ``tlp`` (the probe, 7.3), ``rto`` (the timer),
+``fast``/``sack``/``partial_ack`` (the DupThresh rules), ``probe`` (zero window),
+``pmtu``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from typing import TYPE_CHECKING
 
 from stack.tcp.congestion import CongestionControl
 from stack.tcp.congestion import events as cc_events
+from stack.tcp.dsack import SpuriousRetransmissions, split_dsack
+from stack.tcp.prr import PRR
+from stack.tcp.rack import Rack, TailLossProbe
 from stack.tcp.rto import RTOEstimator
 from stack.tcp.scoreboard import Scoreboard
 from stack.tcp.seq import seq_diff
@@ -52,11 +57,8 @@ MASK32 = 0xFFFFFFFF
 DUP_THRESH = 3  # RFC 5681 section 3.2 / RFC 6675 section 2 "DupThresh"
 # RFC 5827 section 3.2 (3.a): Early Retransmit while less than 4 * SMSS is outstanding.
 ER_SEGMENTS = 4
-# RFC 8985 section 7.2: PTO without an RTT sample, and the allowance for a delayed ACK
-# (TLP.max_ack_delay, "WCDelAckT": Linux delays an ACK by at most 200 ms) when only
-# one segment is in flight.
-TLP_DEFAULT_PTO = 1.0
-TLP_MAX_ACK_DELAY = 0.2
+# The TLP constants (RFC 8985 7.2: the PTO without an RTT sample, TLP.max_ack_delay)
+# are in stack/tcp/rack.py with the rest of RACK-TLP.
 
 
 class Recovery:
@@ -90,8 +92,42 @@ class Recovery:
         self.prior_ssthresh = 0
         self.spurious_retransmits = 0
         # Tail Loss Probe (RFC 8985 section 7; its variables in section 7.1).
-        self.tlp_end_seq: int | None = None  # TLP.end_seq: SND.NXT after the probe, if out
-        self.tlp_is_retrans = False  # TLP.is_retrans: the probe resent old data
+        self.tlp = TailLossProbe()
+        # RACK (RFC 8985 section 6), PRR (RFC 6937), D-SACK undo (RFC 3708).
+        self.rack = Rack()
+        self.prr = PRR(max(snd.mss, 1))
+        self.spurious = SpuriousRetransmissions()
+        self.in_loss = False  # RTO recovery (RFC 8985 "RTO recovery", Linux CA_Loss)
+        self.dsack_undos = 0
+
+    @property
+    def tlp_end_seq(self) -> int | None:
+        """TLP.end_seq (RFC 8985 section 7.1)."""
+        return self.tlp.end_seq
+
+    @property
+    def tlp_is_retrans(self) -> bool:
+        """TLP.is_retrans (RFC 8985 section 7.1)."""
+        return self.tlp.is_retrans
+
+    @property
+    def use_rack(self) -> bool:
+        """RACK-TLP and PRR recover losses (RFC 8985, RFC 6937): SACK was agreed and
+        the config does not ask for RFC 6675's DupThresh rules instead."""
+        return self.opts.sack_ok and self.conn.config.rack
+
+    def on_sent(self, seq: int, end: int, now: float, retransmit: bool) -> None:
+        """The sender (re)transmitted [seq, end): RACK's per-segment times (RFC 8985
+        6.1), PRR's prr_out (RFC 6937 section 3), RFC 3708's retransmission count."""
+        if end <= seq:
+            return
+        if self.use_rack:
+            opts = self.opts
+            self.rack.on_transmit(seq, end, now, opts.ts_now(now) if opts.ts_ok else None)
+        if self.prr.active:
+            self.prr.on_sent(end - seq)
+        if retransmit:
+            self.spurious.on_retransmit(seq, end)
 
     # ------------------------------------------------------------ RTT sampling
 
@@ -160,7 +196,41 @@ class Recovery:
         if self.retries > config.max_retries:
             conn.terminate(conn.soft_error or errno.ETIMEDOUT)
             return
-        self.go_back_n(now, reason="rto")
+        if self.use_rack:
+            self.rack_rto(now)
+        else:
+            self.go_back_n(now, reason="rto")
+
+    def rack_rto(self, now: float) -> None:
+        """The RTO fired, with RACK: RTO recovery (RFC 8985 section 6.3).
+
+        Congestion control answers the timeout (RFC 5681 3.1: cwnd = 1 SMSS, ssthresh
+        on the first of a series), RTO backs off (RFC 6298 5.5), TLP starts over (RFC
+        8985 7.4.1). `RACK_mark_losses_on_RTO` marks the first segment and those sent
+        more than RACK.rtt + reo_wnd ago lost; only those are resent, lowest first, as
+        cwnd allows (no go-back-N: SACKed data is not sent again). During RTO recovery
+        RACK goes on marking lost retransmissions from the ACKs.
+        """
+        snd = self.snd
+        first = self.retries <= 1
+        if first:
+            self.arm_undo(now)
+            self.spurious.start_episode(snd.una, snd.max)
+        cc_events.on_timeout(self.cc, snd.flight_size, now, first=first, mss=snd.mss)
+        self.rto.backoff()  # RFC 6298 5.5
+        self.conn.emit_cwnd("rto")
+        self.in_recovery = False
+        self.prr.end()
+        self.in_loss = True
+        self.recover = snd.max
+        self.dupacks = 0
+        self.tlp.reset()
+        self.timers.pto = self.timers.rack = None
+        self.rtt_seq = None  # Karn's rule: no sample from retransmitted data
+        self.rack.mark_lost_on_rto(now)
+        snd.nxt = snd.max
+        self.rack_output(now, force=True)
+        self.arm_rtx(now)
 
     def go_back_n(self, now: float, reason: str) -> None:
         """Resend from SND.UNA: after a timeout ("rto"), or when path MTU discovery
@@ -179,8 +249,9 @@ class Recovery:
         self.in_recovery = False
         self.recover = snd.max
         self.dupacks = 0
-        # RFC 8985 7.1: TLP starts over after RTO recovery; no probe during it (7.2).
-        self.tlp_end_seq = self.timers.pto = None
+        # RFC 8985 7.4.1: TLP starts over after RTO recovery; no probe during it (7.2).
+        self.tlp.reset()
+        self.timers.pto = None
         # RFC 2018 section 8: after a timeout, SACK information may be stale; resend all.
         self.scoreboard.clear()
         self.high_rxt = snd.una
@@ -195,56 +266,44 @@ class Recovery:
         """RFC 8985 7.2: (re)start the probe timeout after sending new data or on an
         ACK of new data.
 
-        Only with SACK (RFC 8985 section 2 and 7: the probe is there to elicit SACK
-        information), outside fast recovery and RTO recovery (SND.UNA < "recover"),
-        and with no probe outstanding (at most one, 7.3). While segments are SACKed
-        the timer is not restarted (7.2); one already running is left to fire.
-
-        PTO = 2 * SRTT, plus TLP.max_ack_delay when one segment is in flight (the
-        receiver may delay its ACK); 1 s before any RTT sample. RFC 8985 then clamps
-        the PTO to the RTO's expiry; here a PTO that would not come before the RTO is
-        not armed at all: the RTO (already running) handles that loss.
+        Not in fast or RTO recovery, not while a probe is out (7.3), not with nothing
+        in flight, and only with SACK (section 4: the probe elicits SACK information).
+        While segments are SACKed the timer is not restarted (RACK.segs_sacked != 0):
+        RACK's reordering timer and the RTO cover that case (Linux: the probe timer
+        gives way to them).
+        PTO = 2 * SRTT (+ TLP.max_ack_delay with one segment in flight), 1 s before
+        any RTT sample, and never later than the RTO would fire (`TLP_calc_PTO`'s
+        clamp): at worst the probe goes at the RTO's time, and the RTO is re-armed.
         """
         snd = self.snd
         timers = self.timers
-        rtx = timers.rtx
         flight = snd.max - snd.una
-        if (
-            not self.opts.sack_ok
-            or self.in_recovery
-            or snd.una < self.recover
-            or self.tlp_end_seq is not None
-            or rtx is None
-            or flight == 0
-        ):
+        sacked = self.rack.segs_sacked if self.use_rack else len(self.scoreboard.blocks)
+        if not self.tlp.may_schedule(sack_ok=self.opts.sack_ok,
+                                     in_recovery=self.in_recovery or self.in_loss or snd.una < self.recover,
+                                     segs_sacked=sacked, flight_size=flight):  # fmt: skip
             timers.pto = None
             return
-        if self.scoreboard.blocks:
-            return
-        srtt = self.rto.srtt
-        if srtt is None:
-            pto = TLP_DEFAULT_PTO
-        else:
-            pto = 2 * srtt
-            if flight <= snd.mss:
-                pto += TLP_MAX_ACK_DELAY
-        deadline = now + pto
-        timers.pto = deadline if deadline < rtx else None
+        timers.pto = self.tlp.pto_deadline(now, self.rto.srtt, flight <= snd.mss, timers.rtx)
 
     def send_loss_probe(self, now: float) -> None:
-        """RFC 8985 7.3: the PTO expired. Send one new MSS-sized segment if there is
-        unsent data and the receive window allows it (cwnd is not consulted), else
-        retransmit the highest segment sent; remember TLP.end_seq; re-arm the RTO,
-        not the PTO. The ACK the probe elicits (with SACK blocks) lets SACK recovery
-        or Early Retransmit repair a tail loss without waiting for the RTO."""
+        """RFC 8985 7.3 ``TLP_send_probe``: the PTO expired. Send one new MSS-sized
+        segment if there is unsent data and the receive window allows it (cwnd is not
+        consulted), else retransmit the highest segment sent; remember TLP.end_seq and
+        TLP.is_retrans; re-arm the RTO, not the PTO ("This ensures RTO recovery
+        remains the last resort if TLP fails"). The ACK the probe elicits, with SACK
+        blocks, lets RACK find the loss of the tail instead of the RTO."""
         snd = self.snd
         if (
             self.conn.state not in CAN_OUTPUT
             or snd.flight_size == 0
-            or self.tlp_end_seq is not None
+            or self.tlp.end_seq is not None
             or self.in_recovery
+            or self.in_loss
             or snd.una < self.recover
         ):
+            if snd.flight_size:
+                self.arm_rtx(now)
             return
         mss = snd.mss
         data_end = snd.data_end
@@ -253,7 +312,7 @@ class Recovery:
             start = snd.max
             fin = snd.fin_queued and start + n == data_end
             payload = snd.peek(start, n)
-            self.tlp_is_retrans = False
+            is_retrans = False
         else:
             # The last segment: its end aligned with SND.MAX (and the FIN if sent),
             # sized so that the SACK blocks riding along do not shorten it.
@@ -261,44 +320,33 @@ class Recovery:
             stop = snd.max - (1 if fin else 0)
             start = max(snd.una, stop - (mss - self.opts.sack_len()))
             payload = snd.peek(start, stop - start) if stop > start else b""
-            self.tlp_is_retrans = True
+            is_retrans = True
+        self.spurious.end_episode()  # the probe's own outcome is judged by 7.4
         sent = snd.transmit(start, payload, now, fin=fin, reason="tlp")
-        self.tlp_end_seq = snd.max
-        self.conn.emit("tlp", seq=start & MASK32, len=sent, new_data=not self.tlp_is_retrans)
+        self.tlp.on_probe_sent(snd.max, is_retrans)
+        self.conn.emit("tlp", seq=start & MASK32, len=sent, new_data=not is_retrans)
         self.arm_rtx(now)
 
     def dsack_of(self, seg: TCPSegment, ack: int) -> tuple[int, int] | None:
-        """The D-SACK block this ACK carries, unwrapped, if any (RFC 2883 section 4: the
-        first block, at or below the cumulative ACK)."""
+        """The D-SACK block this ACK carries, unwrapped, if any (RFC 2883 section 4)."""
         blocks = seg.options.sack_blocks
         if not blocks or not self.opts.sack_ok:
             return None
         unwrap = self.conn.unwrap
-        s = unwrap(blocks[0][0], ack)
-        e = unwrap(blocks[0][1], ack)
-        return (s, e) if e <= ack else None
+        una = self.snd.una
+        return split_dsack([(unwrap(s, una), unwrap(e, una)) for s, e in blocks], ack)[0]
 
-    def tlp_on_ack(self, ack: int, seg: TCPSegment, now: float) -> None:
-        """RFC 8985 7.4: did the probe repair a loss? Then reduce the window.
-
-        A probe of new data, or one whose ACK carries a D-SACK for it (RFC 2883: the
-        original had arrived too), says nothing about loss. An ACK beyond TLP.end_seq
-        with no D-SACK seen means the probe was the only copy that got through: one
-        loss, repaired by the probe, to which congestion control must still respond
-        (RFC 8985 7.4.2; like Linux, cwnd and ssthresh go to half the window).
-        """
-        end = self.tlp_end_seq
-        if end is None or ack < end:
-            return
-        if not self.tlp_is_retrans:
-            self.tlp_end_seq = None
-            return
-        dsack = self.dsack_of(seg, ack)
-        if dsack is not None and dsack[0] < end <= dsack[1] + 1:  # the probe (+1: its FIN)
-            self.tlp_end_seq = None
-            return
-        if ack > end:
-            self.tlp_end_seq = None
+    def tlp_on_ack(self, ack: int, seg: TCPSegment, now: float,
+                   dsack: tuple[int, int] | None = None) -> None:
+        """RFC 8985 7.4.2 ``TLP_process_ack``: did the probe repair a loss? Then
+        congestion control responds to that one loss (like Linux: cwnd and ssthresh
+        to half the window, RFC 8985 7.4.2 leaves the response to the algorithm)."""
+        snd = self.snd
+        if dsack is None:
+            dsack = self.dsack_of(seg, ack)
+        is_dupack = ack == snd.una and not seg.payload and not seg.flags & (SYN | FIN)
+        has_sack = bool(seg.options.sack_blocks) and self.opts.sack_ok
+        if self.tlp.on_ack(ack, dsack=dsack, has_sack=has_sack, is_dupack=is_dupack):
             cc_events.on_tlp_loss(self.cc, now)
             self.conn.emit_cwnd("tlp_loss")
 
@@ -392,17 +440,37 @@ class Recovery:
 
     def on_ack(self, seg: TCPSegment, ack: int, window: int, now: float) -> None:
         """An acceptable ACK (RFC 9293 3.10.7.4 "fifth"), before the send window is
-        updated from it: SACK blocks, the probe check, then new or duplicate ACK."""
+        updated from it: SACK and D-SACK blocks, the probe check, then new or
+        duplicate ACK."""
         snd = self.snd
+        conn = self.conn
+        blocks: list[tuple[int, int]] = []
+        dsack: tuple[int, int] | None = None
+        raw = seg.options.sack_blocks
+        if raw and self.opts.sack_ok:
+            unwrap = conn.unwrap
+            una = snd.una
+            dsack, blocks = split_dsack([(unwrap(s, una), unwrap(e, una)) for s, e in raw], ack)
         sack_news = False
-        if seg.options.sack_blocks and self.opts.sack_ok:
-            sack_news = self.update_scoreboard(seg.options.sack_blocks)
-        if self.tlp_end_seq is not None:
-            self.tlp_on_ack(ack, seg, now)
+        add = self.scoreboard.add
+        for start, end in blocks:
+            if add(start, end, snd.una, snd.max):
+                sack_news = True
+        if self.tlp.end_seq is not None:
+            self.tlp_on_ack(ack, seg, now, dsack)
+        if dsack is not None:
+            self.on_dsack(dsack, now)
+        if sack_news and self.timers.pto is not None:
+            # RFC 8985 7.2: no probe timer while segments are SACKed: RACK (its
+            # reordering timer) and the RTO take over, as in Linux.
+            self.timers.pto = None
         if ack > snd.una:
             if self.undo_ts is not None:
                 self.check_undo(seg.options.timestamp, now)
-            self.on_new_ack(ack, now)
+            self.on_new_ack(ack, now, blocks, dsack is not None)
+        elif self.use_rack:
+            if blocks or dsack is not None:
+                self.rack_on_ack(blocks, dsack is not None, now, 0)
         elif (
             ack == snd.una
             and snd.flight_size > 0
@@ -414,18 +482,26 @@ class Recovery:
         ):
             self.on_duplicate_ack(now, sack_news)
 
-    def on_new_ack(self, ack: int, now: float) -> None:
+    def on_new_ack(self, ack: int, now: float, blocks: list[tuple[int, int]] | None = None,
+                   dsack: bool = False) -> None:
         """SND.UNA advances to `ack`: RTT sample, release, recovery progress, cc."""
         snd = self.snd
         acked = ack - snd.una
         self.rtt_on_ack(ack, now)
         snd.advance(ack)
         self.retries = 0
+        # The peer is answering: no exponential backoff while ACKs of new data arrive
+        # (RFC 6298 5: the backoff ends with the next valid sample; Karn's rule may
+        # leave none, Linux resets icsk_backoff on any such ACK).
+        if self.rto.backed_off:
+            self.rto.clear_backoff()
         self.scoreboard.advance(ack)
         if self.high_rxt < ack:
             self.high_rxt = ack
 
-        if self.in_recovery:
+        if self.use_rack:
+            self.rack_on_ack(blocks or [], dsack, now, acked)
+        elif self.in_recovery:
             if ack >= self.recover:
                 # Full acknowledgment: leave fast recovery (RFC 6582 3.2 step 3).
                 self.in_recovery = False
@@ -447,10 +523,174 @@ class Recovery:
 
         # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
         if snd.max == snd.una:
-            self.timers.rtx = self.timers.pto = None
+            self.timers.rtx = self.timers.pto = self.timers.rack = None
         else:
             self.arm_rtx(now)
             self.arm_pto(now)  # RFC 8985 7.2
+
+    # ----------------------------------------------------- RACK-TLP with PRR
+
+    def rack_on_ack(self, blocks: list[tuple[int, int]], dsack: bool, now: float,
+                    acked: int) -> None:
+        """RFC 8985 section 6.2 for one ACK, and what follows from it.
+
+        RACK updates its state and marks segments lost by time (lost retransmissions
+        included). The first loss starts fast recovery (RFC 8985 section 3.2: RACK
+        "starts fast recovery"; RFC 6675 5 / RFC 5681 3.2 for the congestion
+        response), whose sending PRR then paces (RFC 6937); RTO recovery and fast
+        recovery end when SND.UNA passes the recovery point. Outside recovery, new
+        data grows cwnd as usual. The reordering timer follows RACK's deadline.
+        """
+        snd = self.snd
+        rack = self.rack
+        result = rack.on_ack(snd.una, blocks, now, snd_nxt=snd.max, srtt=self.rto.srtt,
+                             in_recovery=self.in_recovery or self.in_loss,
+                             tsecr=self.seg_tsecr, dsack=dsack)  # fmt: skip
+        conn = self.conn
+        if result.reo_wnd_grew:
+            conn.emit("reo_wnd", mult=rack.reo_wnd_mult, reo_wnd=round(rack.reo_wnd, 6))
+        if result.lost_retransmissions:
+            conn.emit("lost_retransmit", count=result.lost_retransmissions)
+        if self.in_recovery and snd.una >= self.recover:
+            # RFC 6582 3.2 step 3 / RFC 6675 5 (RecoveryPoint reached): recovery is over.
+            self.in_recovery = False
+            self.prr.end()
+            rack.on_recovery_exit()  # RFC 8985 6.2 step 4: reo_wnd_persist
+            cc_events.on_prr_exit(self.cc, snd.flight_size, now)
+            conn.emit_cwnd("recovery_exit")
+        elif self.in_loss and snd.una >= self.recover:
+            self.in_loss = False
+            rack.on_recovery_exit()
+        if result.lost and not self.in_recovery and not self.in_loss:
+            self.enter_recovery(now, "rack", result.delivered)
+        elif self.in_recovery:
+            self.prr_ack(result.delivered)
+        elif acked:
+            self.dupacks = 0
+            self.cc.on_ack(acked, now, self.rto.srtt)  # (in RTO recovery: slow start)
+            if conn.on_event is not None:
+                conn.emit_cwnd("ack")
+        self.timers.rack = rack.deadline
+
+    def prr_ack(self, delivered: int) -> None:
+        """RFC 6937 section 3 on an ACK in recovery: sndcnt from DeliveredData and
+        pipe, which the window then allows (cwnd = pipe + sndcnt)."""
+        pipe = self.rack.in_flight
+        sndcnt = self.prr.on_ack(delivered, pipe)
+        cc_events.on_prr(self.cc, pipe, sndcnt)
+        conn = self.conn
+        if conn.on_event is not None:
+            prr = self.prr
+            conn.emit("prr", sndcnt=sndcnt, pipe=pipe, prr_delivered=prr.prr_delivered,
+                      prr_out=prr.prr_out, recover_fs=prr.recover_fs, ssthresh=prr.ssthresh)
+            conn.emit_cwnd("prr")
+
+    def enter_recovery(self, now: float, reason: str, delivered: int = 0) -> None:
+        """Fast recovery begins: RACK marked a loss (RFC 8985 3.2 and 6.2), or the
+        reordering timer did (6.3). Congestion control sets ssthresh (RFC 5681 3.2
+        step 2: from FlightSize), PRR starts (RFC 6937 section 3, RecoverFS =
+        FlightSize), no TLP during recovery (RFC 8985 7.2), and D-SACKs of this
+        episode's retransmissions may prove it spurious (RFC 3708)."""
+        snd = self.snd
+        self.in_recovery = True
+        self.recover = snd.max
+        self.tlp.reset()
+        self.timers.pto = None
+        self.arm_undo(now)
+        self.spurious.start_episode(snd.una, snd.max)
+        flight = snd.flight_size
+        cc_events.on_fast_retransmit(self.cc, min(flight, self.cc.cwnd), now)
+        self.prr.mss = snd.mss
+        self.prr.start(self.cc.ssthresh, flight)
+        self.conn.emit("recovery", reason=reason, lost=self.rack.lost_bytes,
+                       ssthresh=self.cc.ssthresh, recover_fs=flight)
+        self.conn.emit_cwnd("fast_retransmit")
+        self.prr_ack(delivered)  # the ACK that revealed the loss counts (RFC 6937 3)
+
+    def rack_output(self, now: float, force: bool = False) -> None:
+        """Send during recovery: lost segments first (lowest first), then new data,
+        as much as the quota allows: PRR's sndcnt in fast recovery (RFC 6937), cwnd -
+        pipe in RTO recovery (RFC 5681 slow start). The first retransmission of an
+        episode always goes (RFC 6675 5 step 4.3, RFC 6937 section 3 leaves it to
+        fast retransmit), and `force` sends one segment whatever the quota (the RTO)."""
+        snd = self.snd
+        conn = self.conn
+        if conn.state not in CAN_OUTPUT:
+            return
+        mss = snd.mss
+        rack = self.rack
+        if self.in_recovery:
+            quota = self.prr.sndcnt
+            if self.prr.prr_out == 0:
+                force = True
+        else:
+            quota = self.cc.cwnd - rack.in_flight
+        for _ in range(1024):
+            if quota < mss and not force:
+                break
+            lost = rack.first_lost_segment()
+            if lost is not None:
+                start, end = lost.start, lost.end
+                fin = snd.fin_queued and end == snd.data_end + 1
+                stop = min(end - (1 if fin else 0), start + mss)
+                if stop < end - (1 if fin else 0):
+                    fin = False
+                payload = snd.peek(start, stop - start) if stop > start else b""
+                sent = snd.transmit(start, payload, now, fin=fin, reason=lost.cause or "rack")
+                if start == snd.una:
+                    self.arm_rtx(now)  # the head went again: its RTO counts from now (Linux)
+                if sent == 0 and not fin:
+                    break
+            else:
+                data_end = snd.data_end
+                avail = data_end - snd.max
+                window_room = snd.una + snd.wnd - snd.max
+                n = max(min(avail, window_room, mss), 0)
+                fin = snd.fin_queued and snd.max <= data_end and snd.max + n == data_end
+                if n == 0 and not fin:
+                    break
+                if n < mss and n < avail and not fin:
+                    break  # sender SWS avoidance (RFC 9293 3.8.6.2.1)
+                snd.nxt = snd.max
+                sent = snd.transmit(snd.max, snd.peek(snd.max, n) if n else b"", now, fin=fin,
+                                    reason=None)
+                if fin:
+                    sent += 1
+            quota -= max(sent, 1)
+            force = False
+        snd.check_persist(now)
+
+    def on_rack_timer(self, now: float) -> None:
+        """RFC 8985 section 6.3: the reordering timer expired. RACK_detect_loss runs
+        again; a loss it finds starts recovery (or is resent within it)."""
+        if self.conn.state not in CAN_OUTPUT or not self.use_rack:
+            return
+        result = self.rack.on_timer(now)
+        self.timers.rack = self.rack.deadline
+        if result.lost:
+            if result.lost_retransmissions:
+                self.conn.emit("lost_retransmit", count=result.lost_retransmissions)
+            if not self.in_recovery and not self.in_loss:
+                self.enter_recovery(now, "rack_timer")
+            self.snd.output(now)
+
+    def on_dsack(self, block: tuple[int, int], now: float) -> None:
+        """A D-SACK block arrived (RFC 2883): if it proves that every retransmission
+        of the episode was unnecessary (RFC 3708 section 3), undo the congestion
+        response as RFC 3708 section 5 / RFC 4015 allow (Linux's "DSACK undo")."""
+        self.conn.emit("dsack", start=block[0] & MASK32, end=block[1] & MASK32)
+        if not self.spurious.on_dsack(block):
+            return
+        self.dsack_undos += 1
+        self.spurious_retransmits += 1
+        cc_events.undo(self.cc, self.prior_cwnd, self.prior_ssthresh)
+        if self.in_recovery:
+            self.in_recovery = False
+            self.prr.end()
+        self.in_loss = False
+        self.rack.unmark_lost()
+        self.recover = self.snd.una
+        self.conn.emit_cwnd("dsack_undo")
 
     def dup_thresh(self) -> int:
         """DupThresh (RFC 5681 3.2, RFC 6675 section 2), lowered by Early Retransmit.
@@ -494,7 +734,8 @@ class Recovery:
             return
         self.in_recovery = True
         self.recover = snd.max
-        self.tlp_end_seq = self.timers.pto = None  # RFC 8985 7.1 / 7.2: no TLP in recovery
+        self.tlp.reset()  # RFC 8985 7.2: no TLP in recovery
+        self.timers.pto = None
         if thresh < DUP_THRESH:
             conn.emit("early_retransmit", dupacks=self.dupacks, thresh=thresh)
         # RFC 5681 3.2 step 2 with RFC 3042: data sent by Limited Transmit (at most
@@ -526,9 +767,9 @@ class Recovery:
     def arm_undo(self, now: float) -> None:
         """Remember the window before a loss response, and the timestamp the first
         retransmission will carry (RFC 3522 section 3.1)."""
+        self.prior_cwnd = self.cc.cwnd
+        self.prior_ssthresh = self.cc.ssthresh
         if self.opts.ts_ok:
-            self.prior_cwnd = self.cc.cwnd
-            self.prior_ssthresh = self.cc.ssthresh
             self.undo_ts = self.opts.ts_now(now)
 
     def check_undo(self, timestamp: tuple[int, int] | None, now: float) -> None:
@@ -543,6 +784,9 @@ class Recovery:
         self.spurious_retransmits += 1
         cc_events.undo(self.cc, self.prior_cwnd, self.prior_ssthresh)
         self.in_recovery = False
+        self.in_loss = False
+        self.prr.end()
+        self.rack.unmark_lost()
         self.dupacks = 0
         # The episode is void: a real loss right behind it may start fast recovery at
         # once, without waiting for the old RecoveryPoint (RFC 6582 "recover").

@@ -92,7 +92,28 @@ class RTOEstimator:
             self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
             self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
         # RFC 6298 sections 2.2/2.3: RTO = SRTT + max(G, K*RTTVAR), then 2.4/2.5.
-        self._rto = self._clamp(self.srtt + max(self.granularity, K * self.rttvar))
+        self._rto = self._computed()
+
+    @property
+    def backed_off(self) -> bool:
+        """Whether `backoff` has raised RTO above what SRTT and RTTVAR give."""
+        return self.srtt is not None and self.rttvar is not None and self._rto > self._computed()
+
+    def _computed(self) -> float:
+        assert self.srtt is not None and self.rttvar is not None
+        return self._clamp(self.srtt + max(self.granularity, K * self.rttvar))
+
+    def clear_backoff(self) -> None:
+        """Undo the exponential backoff: RTO from SRTT and RTTVAR again.
+
+        RFC 6298 section 5 (the note after 5.7) ends a backoff with the next valid RTT
+        sample. When the ACKs that arrive give none (Karn's rule, no timestamps), a
+        connection whose peer is clearly answering would otherwise keep the doubled
+        RTO; Linux resets its backoff on every ACK that acknowledges new data
+        (icsk_backoff = 0 in tcp_ack). Without any sample the initial RTO stays.
+        """
+        if self.srtt is not None and self.rttvar is not None:
+            self._rto = self._computed()
 
     def restart(self, rto: float) -> None:
         """Start over from `rto`, as before any measurement (RFC 6298 5.7)."""

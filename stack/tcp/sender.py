@@ -119,13 +119,15 @@ class Sender:
             flags |= PSH if seq + len(payload) == self.data_end else 0
         end = seq + len(payload) + (1 if fin else 0)
         recovery = self.recovery
-        if seq < self.max:
+        retransmit = seq < self.max
+        if retransmit:
             recovery.note_retransmit(seq, len(payload), reason or "rto")
             if opts.ts_ok:
                 recovery.rtx_tsval = opts.ts_now(now)
         elif recovery.rtt_seq is None and end > seq:
             recovery.rtt_seq = end  # time this segment (RFC 6298 section 3)
             recovery.rtt_time = now
+        recovery.on_sent(seq, end, now, retransmit)
         # RFC 3168 6.1.2/6.1.5/6.1.6: ECT(0) and CWR only on new data, not on
         # retransmissions or window probes (stack/tcp/ecn.py).
         marks, codepoint = conn.ecn.data_marks(
@@ -146,7 +148,12 @@ class Sender:
         if conn.state not in CAN_OUTPUT:
             return
         recovery = self.recovery
-        if recovery.in_recovery and self.opts.sack_ok:
+        rack = recovery.use_rack
+        if rack:
+            if recovery.in_recovery or recovery.in_loss or recovery.rack.lost_bytes:
+                recovery.rack_output(now)  # RFC 8985 / RFC 6937
+                return
+        elif recovery.in_recovery and self.opts.sack_ok:
             recovery.sack_recovery_output(now)
             return
         mss = self.mss
@@ -168,7 +175,13 @@ class Sender:
                 if not recovery.in_recovery and self.nxt == self.max
                 else 0
             )
-            cwnd_room = cc.cwnd + bonus - (self.nxt - self.una)
+            if rack:
+                # With RACK, what is in flight is what is neither SACKed nor lost (as
+                # Linux's tcp_packets_in_flight): SACKed segments make room for new data,
+                # which also does Limited Transmit's job (RFC 3042).
+                cwnd_room = cc.cwnd - recovery.rack.in_flight - (self.nxt - self.max)
+            else:
+                cwnd_room = cc.cwnd + bonus - (self.nxt - self.una)
             room = min(window_room, cwnd_room)
             if force_one:
                 room = max(room, min(mss, avail))

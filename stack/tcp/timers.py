@@ -11,6 +11,7 @@ The kinds, and the rule each one serves:
 ==============  ===============================================================
 ``rtx``         retransmission timeout (RFC 6298; SYN retries RFC 9293 3.8.1)
 ``pto``         tail loss probe (RFC 8985 section 7)
+``rack``        RACK reordering timer (RFC 8985 section 6.3)
 ``delack``      delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2)
 ``persist``     zero-window probe / SWS override (RFC 9293 3.8.6.1, 3.8.6.2.1)
 ``keepalive``   keepalive probes (RFC 1122 4.2.3.6)
@@ -25,7 +26,9 @@ TIME-WAIT calls `cancel_all`, so no timer can be left running by a forgotten lin
 
 from __future__ import annotations
 
-KINDS: tuple[str, ...] = ("rtx", "pto", "delack", "persist", "keepalive", "timewait", "finwait2")
+KINDS: tuple[str, ...] = (
+    "rtx", "pto", "rack", "delack", "persist", "keepalive", "timewait", "finwait2",
+)
 
 
 class Timers:
@@ -34,6 +37,7 @@ class Timers:
     __slots__ = KINDS
     rtx: float | None
     pto: float | None
+    rack: float | None
     delack: float | None
     persist: float | None
     keepalive: float | None
@@ -51,7 +55,7 @@ class Timers:
         setattr(self, kind, None)
 
     def cancel_all(self) -> None:
-        self.rtx = self.pto = self.delack = self.persist = None
+        self.rtx = self.pto = self.rack = self.delack = self.persist = None
         self.keepalive = self.timewait = self.finwait2 = None
 
     def due(self, kind: str, now: float) -> bool:
@@ -65,7 +69,7 @@ class Timers:
     def earliest(self) -> float | None:
         """The earliest deadline of all running timers, None if none runs."""
         best = self.rtx
-        for at in (self.pto, self.delack, self.persist, self.keepalive, self.timewait,
+        for at in (self.pto, self.rack, self.delack, self.persist, self.keepalive, self.timewait,
                    self.finwait2):  # fmt: skip
             if at is not None and (best is None or at < best):
                 best = at

@@ -44,7 +44,10 @@ def test_loss_recovery_under_impairment(topology: Topology, cc: str, tmp_path: A
         drops = [e for e in events if e["reason"] == "fast_retransmit"]
         assert all(e["ssthresh"] >= 2 * 1448 for e in drops)
         retrans = [e for e in daemon.events() if e["type"] == "retransmit"]
-        assert retrans and all(e["reason"] in {"fast", "sack", "rto", "partial_ack", "probe", "tlp", "pmtu"}
-                               for e in retrans)
+        assert retrans and all(e["reason"] in {"rack", "fast", "sack", "rto", "partial_ack", "probe",
+                                               "tlp", "pmtu"} for e in retrans)
+        # With SACK the losses are found by RACK (RFC 8985) and recovery is paced by PRR.
+        assert any(e["reason"] == "rack" for e in retrans)
+        assert any(e["type"] == "prr" for e in daemon.events())
     finally:
         daemon.stop()

@@ -226,6 +226,30 @@ def test_pcap_reader_decodes_the_capture(capture: tuple[Path, Path]) -> None:
     assert all(p.ip_checksum_ok for p in packets)
 
 
+def test_rack_tlp_and_rto_retransmissions_and_the_prr_limit(tmp_path: Path) -> None:
+    """RACK (RFC 8985 6), TLP (7) and RTO retransmissions are separate series with
+    their own markers; the PRR sending limit (RFC 6937: pipe + sndcnt) is drawn in the
+    cwnd graph."""
+    events = [
+        {"t": 0.0, "type": "state", "conn": CONN, "from": "LISTEN", "to": "SYN-RECEIVED"},
+        {"t": 0.1, "type": "cwnd", "conn": CONN, "cwnd": 14600, "ssthresh": 1 << 31, "reason": "ack"},
+        {"t": 0.2, "type": "retransmit", "conn": CONN, "seq": 1001, "len": 1000, "reason": "rack"},
+        {"t": 0.2, "type": "prr", "conn": CONN, "sndcnt": 1000, "pipe": 6000, "prr_delivered": 3000,
+         "prr_out": 0, "recover_fs": 10000, "ssthresh": 5000},
+        {"t": 0.3, "type": "retransmit", "conn": CONN, "seq": 9001, "len": 1000, "reason": "tlp"},
+        {"t": 0.6, "type": "retransmit", "conn": CONN, "seq": 1001, "len": 1000, "reason": "rto"},
+    ]
+    path = tmp_path / "e.jsonl"
+    write_events(path, events)
+    result = plot.make_plots(path, None, out_dir=tmp_path)
+    tseq = result.series.as_dict()["tseq"]
+    assert {k for k in tseq if k.startswith("retransmit_")} == {
+        "retransmit_rack", "retransmit_tlp", "retransmit_rto"}
+    assert plot.RETRANSMIT_STYLE["rack"] != plot.RETRANSMIT_STYLE["rto"] != plot.RETRANSMIT_STYLE["tlp"]
+    assert result.series.as_dict()["cwnd"]["prr_limit"] == [(pytest.approx(0.2), 7000.0)]
+    assert any(f.name.endswith("-cwnd.png") for f in result.files)
+
+
 # --- the pictures, decoded --------------------------------------------------------------------
 def picture(path: Path) -> tuple[int, float, int]:
     """(distinct colours, share of non-white pixels, width) of a PNG."""

@@ -107,3 +107,25 @@ def test_invalid_arguments() -> None:
         RTOEstimator(min_rto=5.0, max_rto=1.0)
     with pytest.raises(ValueError):
         RTOEstimator().sample(-0.1)
+
+
+def test_clear_backoff_returns_to_the_computed_rto() -> None:
+    """RFC 6298 section 5 (note after 5.7): a backoff lasts until the next valid
+    sample; `clear_backoff` ends it without one (an ACK of new data, as Linux), back to
+    SRTT + max(G, 4 * RTTVAR)."""
+    est = RTOEstimator()
+    est.sample(1.0)  # RTO 3 s
+    est.backoff()
+    est.backoff()
+    assert est.rto == 12.0 and est.backed_off
+    est.clear_backoff()
+    assert est.rto == 3.0 and not est.backed_off
+
+
+def test_clear_backoff_before_any_sample_keeps_the_initial_rto() -> None:
+    """RFC 6298 section 2.1 / 5.7: without a sample there is nothing to compute RTO
+    from: the (backed-off) value stays."""
+    est = RTOEstimator()
+    est.backoff()
+    est.clear_backoff()
+    assert est.rto == 2.0 and not est.backed_off

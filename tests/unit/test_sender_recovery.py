@@ -30,7 +30,9 @@ class StandIn:
 
     def __init__(self) -> None:
         self.state = State.ESTABLISHED
-        self.config = TcpConfig()
+        # RFC 6675's DupThresh rules: RACK-TLP (the default) is tested through the
+        # connection in test_tcp_rack.py.
+        self.config = TcpConfig(rack=False)
         self.user_closed = False
         self.soft_error = 0
         self.on_event = self.record

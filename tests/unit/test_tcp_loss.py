@@ -10,6 +10,7 @@ from tcpscript import Script, pattern
 
 from stack.tcp.congestion import Cubic
 from stack.tcp.connection import State, TcpConfig
+from stack.tcp.rack import TLP_MIN_SLACK as SLACK  # Linux TCP_TIMEOUT_MIN, RFC 8985 7.2
 
 
 def plain(**kwargs: Any) -> TcpConfig:
@@ -23,8 +24,10 @@ def newreno(**kwargs: Any) -> Script:
     return Script.established(cfg, mss=1000, ws=None, ts=False, sackok=False)
 
 
-def with_sack(**kwargs: Any) -> Script:
-    return Script.established(plain(**kwargs), mss=1000, ws=None, ts=False, sackok=True)
+def with_sack(rack: bool = False, **kwargs: Any) -> Script:
+    """SACK agreed; loss detection by RFC 6675's DupThresh rules unless `rack` (the
+    RACK-TLP default is tested in test_tcp_rack.py)."""
+    return Script.established(plain(rack=rack, **kwargs), mss=1000, ws=None, ts=False, sackok=True)
 
 
 # ---------------------------------------------------------------- RFC 6298
@@ -545,7 +548,7 @@ def test_early_retransmit_three_segments_needs_two() -> None:
 def test_early_retransmit_when_receive_window_forbids_new_data() -> None:
     """RFC 5827 (3.b): queued data that the peer's window does not admit does not
     count: ER applies."""
-    s = Script.established(plain(), mss=1000, ws=None, ts=False, sackok=True, win=2000)
+    s = Script.established(plain(rack=False), mss=1000, ws=None, ts=False, sackok=True, win=2000)
     s.send(5000)
     s.tx(seq=1, length=1000)
     s.tx(seq=1001, length=1000)
@@ -606,22 +609,26 @@ def test_tlp_pto_armed_at_two_srtt() -> None:
     s = sack_with_rtt()
     s.send(2000)
     s.drain()
-    s.expect_vars(rtx_deadline=0.1 + 0.3, pto_deadline=0.1 + 0.2)
-    s.expect_deadline(0.1 + 0.2)
+    s.expect_vars(rtx_deadline=0.1 + 0.3, pto_deadline=0.1 + 0.2 + SLACK)
+    s.expect_deadline(0.1 + 0.2 + SLACK)
 
 
-def test_tlp_not_armed_when_later_than_rto() -> None:
-    """RFC 8985 7.2: with one segment in flight the PTO gets the delayed-ACK
-    allowance: 2 * 0.1 + 0.2 = 0.4 s, after the RTO (0.3 s): only the RTO runs."""
+def test_tlp_pto_clamped_to_the_rto() -> None:
+    """RFC 8985 7.2 ``TLP_calc_PTO``: with one segment in flight the PTO gets the
+    delayed-ACK allowance, 2 * 0.1 + 0.2 = 0.4 s, later than the RTO (0.3 s): "If
+    Now() + PTO > TCP_RTO_expire(): PTO = TCP_RTO_expire() - Now()". The probe goes
+    at the RTO's time, and the RTO is re-armed from there (7.3)."""
     s = sack_with_rtt()
     s.send(1000)
     s.drain()
-    s.expect_vars(pto_deadline=None)
-    s.expect_deadline(0.1 + 0.3)
+    s.expect_vars(pto_deadline=0.1 + 0.3, rtx_deadline=0.1 + 0.3)
+    s.fire()
+    s.tx(seq=1001, length=1000)
+    s.expect_event("retransmit", seq=s.iss + 1001, reason="tlp")
+    s.expect_vars(rtx_deadline=0.4 + 0.3, pto_deadline=None)
     s.fire()
     s.tx(seq=1001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 1001, reason="rto")
-    s.expect_no_event("tlp")
 
 
 def test_tlp_one_segment_with_delayed_ack_allowance() -> None:
@@ -632,13 +639,16 @@ def test_tlp_one_segment_with_delayed_ack_allowance() -> None:
     s.expect_vars(pto_deadline=0.1 + 0.4, rtx_deadline=0.1 + 1.0)
 
 
-def test_no_tlp_before_rtt_sample_when_rto_is_one_second() -> None:
-    """RFC 8985 7.2: no SRTT -> PTO 1 s, not before the initial RTO of 1 s."""
+def test_pto_before_rtt_sample_is_one_second() -> None:
+    """RFC 8985 7.2: no SRTT -> PTO 1 s, which the clamp leaves at the initial RTO's
+    expiry: the probe comes first, at 1 s."""
     s = with_sack()
     s.send(3000)
     s.drain()
-    s.expect_vars(pto_deadline=None)
-    s.expect_deadline(1.0)
+    s.expect_vars(pto_deadline=1.0, rtx_deadline=1.0)
+    s.fire()
+    s.tx(seq=2001, length=1000)
+    s.expect_event("tlp", new_data=False)
 
 
 def test_no_tlp_without_sack() -> None:
@@ -663,14 +673,14 @@ def test_tlp_probe_new_data_then_sack_recovery() -> None:
     s.tx(seq=1001, length=1000)
     s.tx(seq=2001, length=1000)
     s.no_tx()  # cwnd-limited: 1000 bytes wait
-    s.expect_deadline(0.1 + 0.2)
+    s.expect_deadline(0.1 + 0.2 + SLACK)
     s.fire()
-    s.expect(abs(s.now - 0.3) < 1e-9, "the probe goes at 2 * SRTT")
+    s.expect(abs(s.now - 0.3 - SLACK) < 1e-9, "the probe goes at 2 * SRTT (+ slack)")
     s.tx(seq=3001, length=1000)  # new data, beyond cwnd
     s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=True)
     s.expect_no_event("retransmit")
     s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=False, pto_deadline=None)
-    s.expect_deadline(0.3 + 0.3)  # RFC 8985 7.3: the RTO is re-armed, not the PTO
+    s.expect_deadline(0.3 + SLACK + 0.3)  # RFC 8985 7.3: the RTO is re-armed, not the PTO
     s.wait(0.05)
     s.rx("A", ack=1001, sack=[(2001, 4001)])
     s.tx(seq=1001, length=1000)
@@ -693,14 +703,14 @@ def test_tlp_probe_retransmits_last_segment_then_sack_recovery() -> None:
     s.tx(seq=3001, length=1000)
     s.wait(0.1)
     s.rx("A", ack=2001)  # segment 1 arrived; RTT 0.1 again: RTO 0.25
-    s.expect_vars(pto_deadline=0.2 + 0.2, rtx_deadline=0.2 + 0.25)
-    s.expect_deadline(0.4)
+    s.expect_vars(pto_deadline=0.2 + 0.2 + SLACK, rtx_deadline=0.2 + 0.25)
+    s.expect_deadline(0.4 + SLACK)
     s.fire()
     s.tx(seq=3001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 3001, len=1000, reason="tlp")
     s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=False)
     s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=True)
-    s.expect_deadline(0.4 + 0.25)
+    s.expect_deadline(0.4 + SLACK + 0.25)
     s.wait(0.1)
     s.rx("A", ack=2001, sack=[(3001, 4001)])
     s.tx(seq=2001, length=1000)
@@ -720,12 +730,12 @@ def test_tlp_at_most_one_probe_outstanding() -> None:
     s.drain()
     s.fire()
     s.tx(seq=3001, length=1000)
-    s.expect(abs(s.now - 0.3) < 1e-9, "probe at 0.1 + 2 * SRTT")
+    s.expect(abs(s.now - 0.3 - SLACK) < 1e-9, "probe at 0.1 + 2 * SRTT (+ slack)")
     s.wait(0.1)
     s.rx("A", ack=2001)  # new data acked, below TLP.end_seq: no new PTO
     s.expect_vars(pto_deadline=None, tlp_end_seq=s.iss + 4001)
     s.fire()
-    s.expect(abs(s.now - 0.4 - 0.3) < 1e-9, "then the RTO")
+    s.expect(abs(s.now - 0.4 - SLACK - 0.3) < 1e-9, "then the RTO")
     s.tx(seq=2001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 2001, reason="rto")
     s.expect_vars(tlp_end_seq=None, pto_deadline=None)

@@ -275,10 +275,15 @@ def test_active_close_to_time_wait() -> None:
 
 
 def test_active_close_fin_retransmitted() -> None:
-    """RFC 9293 3.8.1: an unacknowledged FIN is retransmitted on RTO."""
+    """RFC 9293 3.8.1: an unacknowledged FIN is retransmitted: first as the tail loss
+    probe (RFC 8985 7.2: without an RTT sample the PTO is 1 s, clamped to the RTO's
+    expiry; 7.3 re-arms the RTO), then on RTO."""
     s = Script.established()
     s.close()
     s.tx("FA", seq=1)
+    s.fire()
+    s.tx("FA", seq=1, ack=1)
+    s.expect_event("retransmit", seq=s.iss + 1, len=0, reason="tlp")
     s.fire()
     s.tx("FA", seq=1, ack=1)
     s.expect_event("retransmit", seq=s.iss + 1, len=0, reason="rto")

@@ -68,6 +68,23 @@ def undo(cc: CongestionControl, prior_cwnd: int, prior_ssthresh: int) -> None:
     cc.ssthresh = max(cc.ssthresh, prior_ssthresh)
 
 
+def on_prr(cc: CongestionControl, pipe: int, sndcnt: int) -> None:
+    """Proportional Rate Reduction (RFC 6937 section 3) sets how much recovery sends:
+    sndcnt bytes now, i.e. cwnd = pipe + sndcnt (as Linux's tcp_cwnd_reduction). The
+    algorithm chose ssthresh when recovery began; PRR brings cwnd there gradually."""
+    cc.cwnd = pipe + sndcnt
+
+
+def on_prr_exit(cc: CongestionControl, flight_size: int, now: float) -> None:
+    """Recovery paced by PRR is over (RFC 6937 section 3): the algorithm hears of it
+    (`on_recovery_exit`), and cwnd is the ssthresh PRR was steering toward, whatever
+    is in flight now (as Linux's tcp_end_cwnd_reduction). After heavy losses pipe is
+    far below ssthresh; RFC 6582's min(ssthresh, FlightSize + SMSS) would then keep
+    the window at a few segments although the path just delivered a window's worth."""
+    cc.on_recovery_exit(flight_size, now)
+    cc.cwnd = cc.ssthresh
+
+
 def on_ecn_echo(cc: CongestionControl, flight_size: int, now: float) -> None:
     """An ACK echoed a Congestion Experienced mark (RFC 3168 section 6.1.2): respond
     as to a loss (ssthresh and cwnd to half the flight), without retransmitting. The
