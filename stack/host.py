@@ -38,7 +38,7 @@ from stack.tcp.memory import TcpMemory, held_by
 from stack.wire import icmp
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
-from stack.wire.tcp import ACK, RST, SYN, TCPOptions, TCPSegment, build_tcp_header, parse_tcp
+from stack.wire.tcp import ACK, FIN, RST, SYN, TCPOptions, TCPSegment, build_tcp_header, parse_tcp
 from stack.wire.udp import build_udp, parse_udp
 
 EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default ip_local_port_range
@@ -389,6 +389,17 @@ class Host:
         self.stats["tcp_in"] += 1
         key = (seg.dst_port, src, seg.src_port)
         conn = self.conns.get(key)
+        if seg.flags & SYN and seg.flags & FIN and self.tcp_defaults.drop_synfin:
+            # FreeBSD's drop_synfin (TcpConfig.drop_synfin, off by default): a SYN+FIN
+            # that would open a connection (to a listener, in SYN-SENT, or reopening a
+            # TIME-WAIT pair) is a scanner's probe, dropped silently. Otherwise, in a
+            # synchronized state, it is a SYN like any other (RFC 5961 4.2).
+            listening = seg.dst_port in self.listeners
+            if (conn is None and listening) or (conn is not None and (
+                    conn.state == State.SYN_SENT
+                    or (listening and not seg.flags & ACK and conn.reopens_time_wait(seg)))):
+                self.count_drop("syn_fin")
+                return
         if conn is not None:
             if conn.state == State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
                 # RFC 9293 3.6.1 / RFC 6191: a new SYN may reopen a TIME-WAIT pair when

@@ -77,6 +77,13 @@ def _flag(attr: str) -> Callable[[StackSettings, int], None]:
     return apply
 
 
+def _negated(attr: str) -> Callable[[StackSettings, int], None]:
+    def apply(s: StackSettings, v: int) -> None:
+        setattr(s, attr, not v)
+
+    return apply
+
+
 def _set(attr: str, scale: float = 1.0) -> Callable[[StackSettings, int], None]:
     def apply(s: StackSettings, v: int) -> None:
         setattr(s, attr, type(getattr(s, attr))(v * scale))
@@ -122,11 +129,9 @@ SYSCTLS: dict[str, Callable[[StackSettings, int], None]] = {
     # Behaviours tcplab has one way only: the default value is fine, others are not.
     "net.inet.tcp.blackhole": _only([0], "sysctl net.inet.tcp.blackhole={v} (tcplab always answers with RST)"),
     "net.inet.tcp.ecn.enable": _only([0, 2], "ECN (RFC 3168): sysctl net.inet.tcp.ecn.enable={v}"),
-    "net.inet.tcp.insecure_rst": _only(
-        [0], "sysctl net.inet.tcp.insecure_rst={v} (RFC 793 RST handling; tcplab does RFC 5961 3.2)"),
-    "net.inet.tcp.insecure_syn": _only(
-        [0], "sysctl net.inet.tcp.insecure_syn={v} (RFC 793 SYN handling; tcplab does RFC 5961 4.2)"),
-    "net.inet.tcp.drop_synfin": _only([0], "sysctl net.inet.tcp.drop_synfin={v} (FreeBSD's SYN+FIN filter)"),
+    "net.inet.tcp.insecure_rst": _negated("rfc5961_rst"),  # 1: RFC 793 RSTs, not RFC 5961 3.2
+    "net.inet.tcp.insecure_syn": _negated("rfc5961_syn"),  # 1: RFC 793 SYNs, not RFC 5961 4.2
+    "net.inet.tcp.drop_synfin": _flag("drop_synfin"),  # 1: drop every SYN+FIN
     "net.inet.tcp.rexmit_drop_options": _only(
         [0], "sysctl net.inet.tcp.rexmit_drop_options={v} (SYN retransmissions without options)"),
     "net.inet.tcp.icmp_may_rst": _only([1], "sysctl net.inet.tcp.icmp_may_rst={v} (ICMP hard errors ignored)"),

@@ -48,6 +48,18 @@ class TcpConfig:
     keepalive_count: int = 9
     tso_max: int = 0  # > MSS: may emit segments up to this size (the host segments them)
     linger_zero: bool = False  # SO_LINGER with l_linger 0: close() resets
+    # RFC 5961's blind-attack mitigations. RFC 9293 3.10.7.4 gives both rules: these
+    # for stacks that implement RFC 5961, RFC 793's otherwise. Off only for teaching
+    # (`tcplab stack --insecure-rst`, lab 10) and for the FreeBSD suite's scripts with
+    # net.inet.tcp.insecure_rst=1 / insecure_syn=1:
+    rfc5961_rst: bool = True  # 3.2: an RST resets only at SEG.SEQ == RCV.NXT, else a
+    #                           challenge ACK; off: any in-window RST resets (RFC 793)
+    rfc5961_syn: bool = True  # 4.2: any SYN draws a challenge ACK; off: a SYN in the
+    #                           window resets the connection (RFC 793 p. 71)
+    # Host-wide (read from the host's defaults): drop every segment with SYN and FIN
+    # both set, FreeBSD's net.inet.tcp.drop_synfin, a fingerprinting defence (no RFC
+    # asks for it; RFC 9293 3.10.7 processes such a SYN). Off by default.
+    drop_synfin: bool = False
     # The components, by construction (the lab kit's swap-in slots, stack/labkit/swap.py).
     reassembler: Callable[[int], Reassembler] = Reassembler  # (capacity)
     rto_estimator: Callable[..., RTOEstimator] = RTOEstimator  # (min_rto=, max_rto=, initial_rto=)

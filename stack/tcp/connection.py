@@ -692,9 +692,11 @@ class Connection:
         if self.config.keepalive and self.state in SYNCHRONIZED:
             self.timers.keepalive = now + self.config.keepalive_idle
 
-        # Second: the RST bit (RFC 5961 section 3.2).
+        # Second: the RST bit (RFC 5961 section 3.2: reset only at RCV.NXT; elsewhere in
+        # the window, a challenge ACK). Without RFC 5961 (config.rfc5961_rst off, for
+        # teaching), RFC 793's rule: any RST in the window resets (RFC 9293 3.10.7.4).
         if flags & RST:
-            if seq != rcv.nxt:
+            if seq != rcv.nxt and self.config.rfc5961_rst:
                 self._send_challenge_ack(now)
                 return
             if self.state == State.SYN_RECEIVED:
@@ -710,6 +712,15 @@ class Connection:
             if self.state == State.SYN_RECEIVED and self.passive:
                 # RFC 9293 3.10.7.4: a passive SYN-RECEIVED connection "returns to LISTEN";
                 # ours was made for this one SYN, so it simply goes away.
+                self.terminate(errno.ECONNRESET)
+                return
+            if (not self.config.rfc5961_syn and self.state != State.SYN_RECEIVED
+                    and rcv.acceptable(seq, 0)):
+                # RFC 793 (p. 71; RFC 9293 3.10.7.4 for stacks without RFC 5961): "If
+                # the SYN is in the window it is an error, send a reset", the user
+                # gets "connection reset". The SYN's own number must be in the window:
+                # one before RCV.NXT is old even when the segment overlaps the window.
+                self._send_rst(self.snd.nxt, with_ack=True)
                 self.terminate(errno.ECONNRESET)
                 return
             self._send_challenge_ack(now)
@@ -734,6 +745,11 @@ class Connection:
             rcv.peer_fin_seq = seq + len(payload)
         if rcv.peer_fin_seq is not None and rcv.peer_fin_seq == rcv.nxt:
             self._receive_fin(now)
+        elif fin and rcv.peer_fin_seq is not None and rcv.peer_fin_seq > rcv.nxt:
+            # A FIN beyond a hole is an out-of-order segment: RFC 5681 4.2, an
+            # immediate duplicate ACK.
+            rcv.ack_pending = True
+            rcv.ack_now = True
 
         self.snd.output(now)
         if rcv.ack_now and rcv.ack_pending:
