@@ -136,3 +136,13 @@ def test_drop_synfin_leaves_synchronized_states_alone() -> None:
 +0.10 < SF 1:1(0) win 32767
 +0.00 > . 1:1(0) ack 1 win 65535
 """)
+
+
+def test_daemon_flags_are_off_by_default() -> None:
+    """`tcplab stack --insecure-rst/--insecure-syn` (teaching aids) are off unless named."""
+    from stack.cli import build_parser
+
+    plain = build_parser().parse_args(["stack"])
+    assert (plain.insecure_rst, plain.insecure_syn) == (False, False)
+    taught = build_parser().parse_args(["stack", "--insecure-rst", "--insecure-syn"])
+    assert (taught.insecure_rst, taught.insecure_syn) == (True, True)
