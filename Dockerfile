@@ -29,8 +29,9 @@ ENV TCPLAB_SHIM=/usr/local/lib/tcplab/libsocketoverride.so
 CMD ["bash"]
 
 # The project: everything .dockerignore lets through (pyproject.toml, README.md, stack/,
-# shim/, docker/, labs/). One COPY, so that a missing folder in a young checkout (labs/)
-# is no error; only the step below reruns when sources change (seconds), never apt.
+# shim/, docker/). Not labs/: docker-compose.yml mounts ./labs at /opt/tcplab/labs in every
+# container, so a learner's edit there needs no rebuild. Only the step below reruns when
+# the sources change (seconds), never apt.
 COPY . ./
 
 # 1. The Python package. --no-deps: its one dependency (pyroute2) is Debian's.

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--insecure-syn", action="store_true",
                     help="teaching aid: RFC 793 SYN handling, a SYN in the window resets, "
                          "instead of RFC 5961 4.2's challenge ACK. Never in production")
+    st.add_argument("--isn-near-wrap", action="store_true",
+                    help="teaching aid (lab 03): ISNs just below 2**32, so sequence numbers "
+                         "wrap within the first MiB; guessable, never outside a lab")
 
     ss = sub.add_parser("ss", help="list the daemon's sockets, like ss -tni")
     ss.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET), metavar="PATH")
@@ -130,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run a program on the stack: tcplab run [--socket PATH] -- CMD",
                    add_help=False)
-    sub.add_parser("lab", help="the containerized lab: up, down, status, shell, check", add_help=False)
+    sub.add_parser("lab", help="the containerized lab: up [--for NN], down, status, exec, shell, check",
+                   add_help=False)
     sub.add_parser("plot", help="plots from an event log", add_help=False)
     sub.add_parser("bench", help="benchmark against the kernel", add_help=False)
     sub.add_parser("drill", help="run packetdrill scripts (.pkt) against the stack", add_help=False)
@@ -171,6 +175,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
         print("tcplab stack: error: needs root or CAP_NET_ADMIN (cannot use /dev/net/tun)",
               file=sys.stderr)
         return 1
+    if args.isn_near_wrap:
+        from stack.tcp import isn
+
+        isn.set_near_wrap(True)
     options = DaemonOptions(
         tun=args.tun, address=args.address, kernel_address=args.kernel_address, mtu=args.mtu,
         cc=args.cc, socket_path=args.socket, socket_group=args.socket_group, services=services,

@@ -2,7 +2,7 @@
 # blackout.sh IFACE [SECONDS]   cut IFACE for SECONDS (default 3): every packet in and out
 # of it is dropped (nftables), then the wire works again. Needs NET_ADMIN (the peer has it).
 #
-#   docker compose exec peer /opt/tcplab/labs/06-retransmission/blackout.sh lab0 3
+#   tcplab lab exec peer /opt/tcplab/labs/06-retransmission/blackout.sh lab0 3
 set -eu
 dev="${1:?usage: blackout.sh IFACE [SECONDS]}"
 secs="${2:-3}"

@@ -164,9 +164,10 @@ def cmd_stack(argv: list[str]) -> int:
     specs = list(args.swap)
     if os.environ.get("TCPLAB_SWAP"):
         specs.append(os.environ["TCPLAB_SWAP"])
-    if not specs:
+    if not specs and not args.beside_lab:
         print("labkit: give --swap SLOT=PATH (slots: "
-              + ", ".join(s.name for s in SLOTS.values() if s.pluggable) + ")", file=sys.stderr)
+              + ", ".join(s.name for s in SLOTS.values() if s.pluggable) + "), or "
+              "--beside-lab for a second stack with the reference components", file=sys.stderr)
         return 2
     try:
         for spec in specs:
@@ -178,7 +179,8 @@ def cmd_stack(argv: list[str]) -> int:
     os.environ[ENV_VAR] = ",".join(specs)
     options = (BESIDE_LAB if args.beside_lab else []) + rest
     if args.beside_lab:
-        print("tcplab: a second stack at 10.0.9.2; on the peer: "
+        what = "your component(s)" if specs else "the reference components (no --swap)"
+        print(f"tcplab: a second stack at 10.0.9.2 with {what}; on the peer: "
               "ip route replace 10.0.9.0/24 via 10.0.1.1", file=sys.stderr, flush=True)
     from stack.cli import main as cli_main
 

@@ -10,7 +10,7 @@ event log in the lab's output folder -- and says, line by line, what it found::
 It exits 0 when every line passed. Where the files are:
 
 * ``--pcap FILE`` / ``--events FILE`` if given;
-* else ``--out DIR``, else ``$TCPLAB_OUT`` (``tcplab lab check`` sets it), else the
+* else ``--out DIR``, else the folder of ``--events FILE``, else ``$TCPLAB_OUT`` (``tcplab lab check`` sets it), else the
   ``out/`` folder of the checkout; there ``stack.pcap`` and ``events.jsonl``, or with
   ``--swapped`` the files of the stack that runs your component (``swap.pcap``,
   ``swap-events.jsonl``, see ``python -m stack.labkit stack --help``).
@@ -22,6 +22,7 @@ the last packet (or stop the stack) before you run a check.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -77,8 +78,12 @@ class Check:
         if add_arguments is not None:
             add_arguments(parser)
         self.args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        out = Path(self.args.out) if self.args.out else find_out_dir(
-            Path(script) if script else None)
+        if self.args.out:
+            out = Path(self.args.out)
+        elif self.args.events:  # the other files of the lab are beside the event log
+            out = Path(self.args.events).resolve().parent
+        else:
+            out = find_out_dir(Path(script) if script else None)
         self.out_dir = out
         prefix = "swap" if self.args.swapped else None
         self.pcap_path = Path(self.args.pcap) if self.args.pcap else out / (
@@ -86,6 +91,7 @@ class Check:
         self.events_path = Path(self.args.events) if self.args.events else out / (
             f"{prefix}-events.jsonl" if prefix else "events.jsonl")
         self.results: list[tuple[bool, str, str]] = []
+        self.conns: list[str] = []  # the connections judged (judged())
         self._packets: list[Packet] | None = None
         self._events: list[Event] | None = None
 
@@ -116,6 +122,30 @@ class Check:
     def info(self, text: str) -> None:
         print(f"      {text}", flush=True)
 
+    def shown(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(path)
+
+    def judged(self, conn: str, what: str = "", zoom: tuple[float, float] | None = None,
+               ladder: bool = False) -> str:
+        """Name the connection this check judged, and print the command that draws it
+        (``zoom``: seconds since the connection's first event, as ``tcplab plot`` counts)."""
+        self.conns.append(conn)
+        command = (f"tcplab plot {self.shown(self.events_path)} --pcap "
+                   f"{self.shown(self.pcap_path)} --conn {conn}")
+        if zoom is not None:
+            # to the millisecond, outwards: the stretch's first and last packets stay in
+            lo = math.floor(max(0.0, zoom[0]) * 1000) / 1000
+            hi = math.ceil(max(zoom[1], zoom[0] + 0.01) * 1000) / 1000
+            command += f" --zoom {lo:g}:{hi:g}"
+        if ladder:
+            command += " --ladder"
+        print(f"      judged: {conn}" + (f" ({what})" if what else ""), flush=True)
+        print(f"      draw it: {command}", flush=True)
+        return command
+
     def verbose(self, text: str) -> None:
         if self.args.verbose:
             print(f"      {text}", flush=True)
@@ -140,6 +170,19 @@ class Check:
             return 1
         print(f"lab {self.lab}: all {total} checks passed")
         return 0
+
+
+def since_first_event(events: list[Event], conn: str, t: float) -> float:
+    """Event time ``t`` as ``tcplab plot`` shows it: seconds since ``conn``'s first event."""
+    first = next((float(e["t"]) for e in events if e.get("conn") == conn), t)
+    return t - first
+
+
+def since_syn(pkts: list[Packet], ts: float) -> float:
+    """Capture time ``ts`` as ``tcplab plot`` shows it (it lines the capture up on the SYN,
+    which is the connection's first event): seconds since the connection's first SYN."""
+    syn = next((p.ts for p in pkts if p.tcp is not None and p.tcp.syn), pkts[0].ts if pkts else ts)
+    return ts - syn
 
 
 def load_events(path: Path) -> list[Event]:

@@ -1,11 +1,13 @@
 """`tcplab lab`: the containerized lab, a thin layer over Docker Compose.
 
-    tcplab lab up [--no-build] [--out DIR]   build the image and start the lab
-    tcplab lab down                          stop it and remove its containers, network, volume
-    tcplab lab status                        containers, health, output files
-    tcplab lab shell SERVICE [CMD ...]       a shell (or CMD) in stack, peer or client
-    tcplab lab logs [SERVICE]                the containers' output
-    tcplab lab check [NN|all]                is the lab sound; run labs/NN-*/check
+    tcplab lab up [--for NN] [--no-build] [--out DIR] [--stack-args=ARGS]
+                                              build the image and start the lab (for lab NN)
+    tcplab lab down                           stop it and remove its containers, network, volume
+    tcplab lab status                         containers, health, output files
+    tcplab lab exec SERVICE CMD ...           run CMD in stack, peer or client (docker exec)
+    tcplab lab shell SERVICE [CMD ...]        a shell (or CMD) in a service
+    tcplab lab logs [SERVICE]                 the containers' output
+    tcplab lab check [NN|all]                 is the lab sound; run labs/NN-*/check
 
 What it adds to `docker compose up`:
 
@@ -16,8 +18,14 @@ What it adds to `docker compose up`:
   ``docker compose up`` works too;
 * leftovers of an earlier lab (containers, the network, the socket volume) are removed
   before starting, and a docker network that holds the lab's subnet is named in the error;
+* ``--for NN`` starts every container afresh with lab NN's stack options (the file
+  ``labs/NN-*/stack-args``) and an empty capture, so each lab starts from a known state
+  whatever the lab before it left behind (loss rules, routes, a TIME-WAIT setting);
 * the build shows its progress, and ``up`` waits until the stack answers ping, printing
-  how long it has waited, then says what to type next.
+  how long it has waited, then says what to type next;
+* ``exec`` finds the service's container by its compose labels and runs ``docker exec``
+  on it: one spelling for both compose versions, and about 0.2 s per call where
+  ``docker-compose exec`` takes seconds (which spoils the timing of some lab steps).
 
 Both ``docker compose`` (v2) and ``docker-compose`` (1.29) work; ``TCPLAB_COMPOSE`` picks
 one explicitly (for example ``TCPLAB_COMPOSE=docker-compose``).
@@ -44,6 +52,9 @@ DEFAULT_IMAGE = "tcplab:latest"
 DEFAULT_NET_PREFIX = "172.28.0"
 SERVICES = ("stack", "peer", "client")
 CHECK_TIMEOUT = 600.0
+# What a fresh start for a lab clears in the output folder besides the stack's own
+# capture and event log (which the stack container recreates empty when it starts).
+CLEARED_FOR_A_LAB = ("swap.pcap", "swap-events.jsonl", "tunread.txt")
 
 
 class LabError(Exception):
@@ -179,6 +190,33 @@ def free_net_prefix(candidates: Sequence[str] | None = None) -> str:
     raise LabError("no free /24 for the lab network among the candidates")
 
 
+def lab_folder(root: Path, number: str) -> Path:
+    """labs/NN-*/ for a lab number ("6", "06") or a folder name ("06-retransmission")."""
+    key = number.strip().rstrip("/").split("/")[-1]
+    nn = key.split("-", 1)[0]
+    if not nn.isdigit():
+        raise LabError(f"not a lab number: {number!r} (01 .. 10)")
+    found = sorted((root / "labs").glob(f"{nn.zfill(2)}-*"))
+    if not found or not found[0].is_dir():
+        have = ", ".join(p.name[:2] for p in sorted((root / "labs").glob("[0-9][0-9]-*")))
+        raise LabError(f"no lab {nn.zfill(2)} (have: {have or 'none'})")
+    return found[0]
+
+
+def lab_stack_args(folder: Path) -> str:
+    """The stack options lab ``folder`` runs with: its ``stack-args`` file without the
+    comment lines ('' when the lab needs none)."""
+    path = folder / "stack-args"
+    if not path.is_file():
+        return ""
+    words = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            words.append(line)
+    return " ".join(words)
+
+
 @dataclass
 class Lab:
     """One compose project of the lab. Tests make their own with another project name."""
@@ -261,6 +299,25 @@ class Lab:
                 f"{service}: {shlex.join(command)} failed ({proc.returncode}): " + _last_line(proc)
             )
         return proc
+
+    def exec_argv(self, service: str, command: Sequence[str], *, stdin_tty: bool,
+                  stdout_tty: bool) -> list[str]:
+        """The ``docker exec`` command line for a learner's ``tcplab lab exec``.
+
+        stdin is passed on (``-i``) so that ``tcplab lab exec client sh -c 'cat > f' < f``
+        works; a terminal on both ends also gets a TTY (``-t``), so that Ctrl-C, colours
+        and full-screen programs behave as in a shell there."""
+        if service not in SERVICES:
+            raise LabError(f"no service {service!r} (stack, peer, client)")
+        if not command:
+            raise LabError(f"give the command to run in {service}, e.g. "
+                           f"tcplab lab exec {service} ip addr")
+        cid = self.container_id(service)
+        if cid is None:
+            raise LabError(f"{service} is not running in project {self.project}; "
+                           "start the lab first: tcplab lab up")
+        flags = ["-i", "-t"] if stdin_tty and stdout_tty else ["-i"]
+        return ["docker", "exec", *flags, cid, *command]
 
     def container_id(self, service: str) -> str | None:
         """The container of ``service`` in this project, found by compose's labels."""
@@ -410,7 +467,11 @@ class Lab:
                 last_print = max(elapsed, 0.001)
             time.sleep(0.5)
 
-    def up(self, *, build: bool = True, timeout: float = 180.0) -> None:
+    def up(self, *, build: bool = True, timeout: float = 180.0, fresh: bool = False) -> None:
+        """Start the lab; every container is new (leftovers are removed first).
+
+        ``fresh``: also clear what an earlier lab left in the output folder
+        (CLEARED_FOR_A_LAB); the stack's capture and event log start empty anyway."""
         ok, why = docker_available()
         if not ok:
             raise LabError(f"no Docker engine: {why}")
@@ -418,6 +479,9 @@ class Lab:
         self.check_subnet()
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)  # yours, not root's, when docker makes it
+        if fresh:
+            for name in CLEARED_FOR_A_LAB:
+                (out / name).unlink(missing_ok=True)
         if build:
             self.build()
         else:
@@ -435,11 +499,13 @@ class Lab:
     def down(self) -> None:
         self.compose_run(["down", "--volumes", "--remove-orphans", "--timeout", "5"])
 
-    def next_steps(self) -> str:
-        ex = self.command_line("exec")
+    def next_steps(self, lab: str = "") -> str:
+        ex = ("tcplab lab exec" if self.project == DEFAULT_PROJECT
+              else f"tcplab lab --project {self.project} exec")
+        first = f"The lab is up for lab {lab}. Try:" if lab else "The lab is up. Try:"
         return "\n".join(
             [
-                "The lab is up. Try:",
+                first,
                 f"  {ex} peer ping -c3 10.0.0.2",
                 f"  {ex} peer curl -s http://10.0.0.2/",
                 f"  {ex} client tcplab run -- curl -s http://peer/",
@@ -482,7 +548,9 @@ class Lab:
             results.append((f"{service} is running", ok, f"{status} {health}".strip()))
         if not all(ok for _, ok, _ in results):
             return results
-        ping = self.exec("peer", ["ping", "-c2", "-W2", "10.0.0.2"], timeout=30)
+        # Several pings, one answer is enough: a lab may run the stack with loss (lab 06:
+        # 10 % each way, so 2 pings both fail 1 time in 28); ping exits 0 on any reply.
+        ping = self.exec("peer", ["ping", "-c8", "-i0.2", "-W2", "-q", "10.0.0.2"], timeout=30)
         results.append(("peer pings 10.0.0.2", ping.returncode == 0, _last_line(ping)))
         echo = self.exec(
             "peer",
@@ -554,14 +622,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     up = sub.add_parser("up", help="build the image and start the lab")
+    up.add_argument("--for", dest="for_lab", metavar="NN",
+                    help="start afresh for lab NN: its stack options (labs/NN-*/stack-args), "
+                         "an empty capture, new containers")
     up.add_argument("--no-build", action="store_true", help="use the image as it is")
     up.add_argument("--out", type=Path, help="folder for stack.pcap and events.jsonl (./out)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the stack")
     up.add_argument(
-        "--stack-args", default=None, help='extra `tcplab stack` options, e.g. "--cc cubic"'
+        "--stack-args",
+        default=None,
+        metavar="ARGS",
+        help='more `tcplab stack` options, e.g. --stack-args "--cc cubic --no-offload" '
+        "(after the lab's own with --for)",
     )
     sub.add_parser("down", help="stop the lab and remove its containers, network and volume")
     sub.add_parser("status", help="containers, health and output files")
+    ex = sub.add_parser("exec", help="run a command in a service (docker exec; fast)")
+    ex.add_argument("service", choices=SERVICES)
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
     sh = sub.add_parser("shell", help="a shell (or a command) in a service")
     sh.add_argument("service", choices=SERVICES)
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="command instead of bash")
@@ -573,22 +651,50 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _env_for(args: argparse.Namespace) -> dict[str, str]:
+def join_option_values(argv: Sequence[str], options: Sequence[str] = ("--stack-args",)) -> list[str]:
+    """``--stack-args "--no-offload"`` as ``--stack-args=--no-offload``: argparse takes a
+    value that starts with '-' for an option of its own otherwise ("expected one
+    argument"). Only before the verb's positional command (``exec peer CMD`` is left as
+    it is)."""
+    out: list[str] = []
+    i = 0
+    items = list(argv)
+    while i < len(items):
+        word = items[i]
+        if word in ("exec", "shell"):
+            out.extend(items[i:])
+            break
+        if word in options and i + 1 < len(items):
+            out.append(f"{word}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
+def _env_for(args: argparse.Namespace, root: Path) -> dict[str, str]:
     env: dict[str, str] = {}
     out = getattr(args, "out", None)
     if out is not None:
         env["TCPLAB_OUT"] = str(Path(out).resolve())
+    parts = []
+    for_lab = getattr(args, "for_lab", None)
+    if for_lab:
+        parts.append(lab_stack_args(lab_folder(root, for_lab)))
     stack_args = getattr(args, "stack_args", None)
     if stack_args is not None:
-        env["TCPLAB_STACK_ARGS"] = stack_args
+        parts.append(stack_args)
+    if for_lab or stack_args is not None:
+        env["TCPLAB_STACK_ARGS"] = " ".join(p for p in parts if p)
     return env
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_option_values(argv))
     try:
         root = args.root.resolve() if args.root else find_root()
-        lab = Lab(root=root, project=args.project, env=_env_for(args))
+        lab = Lab(root=root, project=args.project, env=_env_for(args, root))
         return _dispatch(lab, args)
     except LabError as exc:
         _say(f"error: {exc}")
@@ -599,10 +705,13 @@ def main(argv: list[str]) -> int:
 
 
 def _dispatch(lab: Lab, args: argparse.Namespace) -> int:
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if args.verb == "up":
-        lab.up(build=not args.no_build, timeout=args.timeout)
-        print(lab.next_steps())
+        if args.for_lab:
+            folder = lab_folder(lab.root, args.for_lab)
+            options = lab.env.get("TCPLAB_STACK_ARGS", "")
+            _say(f"a fresh lab for {folder.name}: tcplab stack {options or '(no extra options)'}")
+        lab.up(build=not args.no_build, timeout=args.timeout, fresh=bool(args.for_lab))
+        print(lab.next_steps(lab_folder(lab.root, args.for_lab).name if args.for_lab else ""))
         return 0
     if args.verb == "down":
         lab.down()
@@ -610,12 +719,20 @@ def _dispatch(lab: Lab, args: argparse.Namespace) -> int:
     if args.verb == "status":
         print(lab.status_text())
         return 0 if lab.state("stack")[1] == "healthy" else 3
-    if args.verb == "shell":
-        cmd = list(args.cmd) or ["bash"]
+    if args.verb in ("exec", "shell"):
+        cmd = list(args.cmd)
         if cmd and cmd[0] == "--":
             cmd = cmd[1:]
-        flags = [] if interactive else ["-T"]
-        return lab.compose_run(["exec", *flags, args.service, *cmd], check=False).returncode
+        if args.verb == "shell" and not cmd:
+            cmd = ["bash"]
+        argv = lab.exec_argv(args.service, cmd, stdin_tty=sys.stdin.isatty(),
+                             stdout_tty=sys.stdout.isatty())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execvp(argv[0], argv)  # the command's exit status is ours
+        except OSError as exc:
+            raise LabError(f"cannot run docker: {exc}") from None
     if args.verb == "logs":
         extra = ["-f"] if args.follow else []
         services = [args.service] if args.service else []

@@ -29,6 +29,7 @@ Without a Docker engine these tests skip; with ``TCPLAB_REQUIRE_DOCKER=1`` (CI) 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import subprocess
@@ -108,6 +109,10 @@ def lab(
         "TCPLAB_NET_PREFIX": free_net_prefix(),
         "TCPLAB_OUT": str(out),
         "TCPLAB_STACK_ARGS": os.environ.get("TCPLAB_TEST_STACK_ARGS", ""),
+        # An image of this checkout's own: another checkout's tests (or a learner's lab)
+        # on the same Docker engine build tcplab:latest from other sources.
+        "TCPLAB_IMAGE": os.environ.get("TCPLAB_IMAGE")
+        or f"tcplab-test:{hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]}",
     }
     the_lab = Lab(root=ROOT, project=project, env=env)
     timings: dict[str, float] = {}

@@ -70,6 +70,19 @@ def test_lab_is_closed_to_the_outside(lab: Lab) -> None:
     assert b"via 10.0.1.1 dev lab0" in routes.stdout
 
 
+def test_labs_are_mounted_not_baked_into_the_image(lab: Lab) -> None:
+    """labs/ is not in the image (.dockerignore): editing a lab file needs no rebuild.
+    Every container sees the checkout's labs/ through the mount."""
+    image = lab.environ.get("TCPLAB_IMAGE") or "tcplab:latest"
+    baked = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "ls", image,
+                            "/opt/tcplab/labs"], capture_output=True, text=True, check=False)
+    assert baked.returncode != 0 and not baked.stdout.strip(), baked.stdout
+    here = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "labs").iterdir())
+    for service in ("stack", "peer", "client"):
+        seen = lab.exec(service, ["ls", "/opt/tcplab/labs"], check=True).stdout.decode().split()
+        assert sorted(seen) == here, service
+
+
 def test_lab_check_smoke(lab: Lab) -> None:
     """What `tcplab lab check` runs before the lessons' hooks."""
     results = lab.smoke_checks()

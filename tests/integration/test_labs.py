@@ -116,10 +116,32 @@ def lab(topology: Topology, tmp_path: Path) -> Iterator[LabRun]:
             run.daemon.stop(check=False)
 
 
-def test_lab01_ping(lab: LabRun) -> None:
+def test_lab01_ping_and_the_reference_reader(lab: LabRun) -> None:
     lab.start()
     out = lab.peer(f"ping -c 3 -i 0.2 -W 2 {STACK_ADDR}")
     assert "3 received" in out
+    # step 4: the reader on tun1 (here in the stack's namespace), its output kept as
+    # `tee /out/tunread.txt` keeps it in the lab
+    ns = lab.topology.stack_ns
+    reader_log = lab.folder / "tunread.txt"
+    with open(reader_log, "w") as log:
+        reader = popen_in(ns, [sys.executable, "-u", str(REPO_ROOT / "stack/labkit/reference/tunread.py"),
+                               "tun1"], cwd=str(REPO_ROOT), env=python_env(), stdout=log,
+                          stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while run_in(ns, ["ip", "link", "show", "tun1"], check=False).returncode != 0:
+            assert reader.poll() is None and time.monotonic() < deadline, "no tun1"
+            time.sleep(0.05)
+        run_in(ns, ["sh", "-c", "ip addr add 10.0.7.1/24 dev tun1 && ip link set tun1 up"])
+        run_in(ns, ["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.7.2"], check=False)
+        run_in(ns, ["sh", "-c", "printf hi | nc -u -w1 10.0.7.2 9"], check=False)
+        while "UDP len 30" not in reader_log.read_text():
+            assert time.monotonic() < deadline, reader_log.read_text()
+            time.sleep(0.05)
+    finally:
+        reader.terminate()
+        reader.wait(10)
     lab.check("01")
 
 
