@@ -47,6 +47,7 @@ class StackSettings:
     keepalive_idle: float = 7200.0  # net.inet.tcp.keepidle
     keepalive_interval: float = 75.0  # net.inet.tcp.keepintvl
     keepalive_count: int = 8  # net.inet.tcp.keepcnt
+    connect_timeout: float = 75.0  # net.inet.tcp.keepinit (TCP_KEEPINIT), FreeBSD's 75 s
     rfc5961_rst: bool = True  # net.inet.tcp.insecure_rst=0
     rfc5961_syn: bool = True  # net.inet.tcp.insecure_syn=0
     drop_synfin: bool = False  # net.inet.tcp.drop_synfin
@@ -86,6 +87,7 @@ class StackAdapter:
         cfg.keepalive_idle = s.keepalive_idle
         cfg.keepalive_interval = s.keepalive_interval
         cfg.keepalive_count = s.keepalive_count
+        cfg.connect_timeout = s.connect_timeout
         cfg.rfc5961_rst = s.rfc5961_rst
         cfg.rfc5961_syn = s.rfc5961_syn
         cfg.drop_synfin = s.drop_synfin

@@ -137,9 +137,7 @@ SYSCTLS: dict[str, Callable[[StackSettings, int], None]] = {
     "net.inet.tcp.icmp_may_rst": _only([1], "sysctl net.inet.tcp.icmp_may_rst={v} (ICMP hard errors ignored)"),
     "net.inet.tcp.fastopen.client_enable": _only([0], "TCP Fast Open (RFC 7413)"),
     "net.inet.tcp.udp_tunneling_port": _only([0], "TCP over UDP encapsulation"),
-    # tcplab bounds the SYN retransmissions by count (syn_retries), not by FreeBSD's
-    # keepinit time: accepted, and a script that depends on the timeout fails visibly.
-    "net.inet.tcp.keepinit": _ignore,
+    "net.inet.tcp.keepinit": _set("connect_timeout", 0.001),  # TCP_KEEPINIT's default
 }  # fmt: skip
 
 _SYSCTL_RE = re.compile(r"^sysctl\s+-w\s+([a-z0-9_.]+)=(\d+)$")

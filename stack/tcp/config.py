@@ -39,7 +39,14 @@ class TcpConfig:
     delayed_ack: float = 0.04  # RFC 1122 4.2.3.2: < 0.5 s; Linux uses 40 ms
     msl: float = 30.0  # TIME-WAIT lasts 2*MSL (RFC 9293 3.4.2); Linux waits 60 s
     fin_wait_2_timeout: float = 60.0  # for connections the user has closed (like Linux)
-    syn_retries: int = 6
+    # RFC 1122 4.2.3.5: a SYN is retransmitted for at least 3 minutes (R2): 7 retries,
+    # the last at 123 s, give up at 183 s (RTOs 1, 2, 4 ... capped at max_rto). Linux's
+    # 6 end at 127 s. The SYN-ACK's may be fewer: RFC 4987 3.2 (SYN-RECEIVED timer).
+    syn_retries: int = 7
+    # A time limit on the handshake, seconds (0: none; syn_retries/synack_retries bound
+    # it). RFC 1122 4.2.3.5: the application may give up on an open attempt sooner than
+    # R2. FreeBSD's TCP_KEEPINIT; Linux has none (TCP_SYNCNT counts retries instead).
+    connect_timeout: float = 0.0
     synack_retries: int = 5
     max_retries: int = 15  # RFC 1122 4.2.3.5 "R2": at least 100 s
     keepalive: bool = False

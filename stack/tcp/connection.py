@@ -154,6 +154,12 @@ class Connection:
         self.send_syn(now, ack=False)
         self.snd.nxt = self.snd.max = self.iss + 1
         self.recovery.arm_rtx(now)
+        self._arm_connect_timeout(now)
+
+    def _arm_connect_timeout(self, now: float) -> None:
+        """RFC 1122 4.2.3.5: the user may give up on the open attempt sooner than R2."""
+        if self.config.connect_timeout > 0:
+            self.timers.connect = now + self.config.connect_timeout
 
     @classmethod
     def from_syn(
@@ -186,6 +192,7 @@ class Connection:
         conn.send_syn(now, ack=True)
         snd.nxt = snd.max = conn.iss + 1
         conn.recovery.arm_rtx(now)
+        conn._arm_connect_timeout(now)
         return conn
 
     def send(self, data: bytes | memoryview, now: float) -> int:
@@ -342,6 +349,9 @@ class Connection:
             return
         if timers.due("finwait2", now) and self.state == State.FIN_WAIT_2:
             self.terminate(0)
+            return
+        if timers.due("connect", now) and self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self.terminate(errno.ETIMEDOUT)  # the handshake's time limit (TCP_KEEPINIT)
             return
         if timers.due("rtx", now):
             self.recovery.on_rto(now)
@@ -579,6 +589,7 @@ class Connection:
         self.recovery.rtt_on_ack(ack, now)
         self.recovery.retries = 0
         self.timers.rtx = None
+        self.timers.connect = None
         self._set_state(State.ESTABLISHED)
         if snd.retransmits and self.rto.srtt is None:
             # RFC 6298 5.7: the SYN (or SYN-ACK) timed out and no RTT was measured
