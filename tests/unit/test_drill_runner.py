@@ -115,7 +115,7 @@ def test_errno_results() -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [("--ip_version=ipv6\n", "not supported: --ip_version=ipv6"),
-     ("0 `sysctl -w net.inet.tcp.insecure_rst=1`\n", "not supported: sysctl net.inet.tcp.insecure_rst=1"),
+     ("0 `sysctl -w net.inet.tcp.syncookies_only=1`\n", "not supported: sysctl net.inet.tcp.syncookies_only"),
      ("0 `ls`\n", "not supported: shell command `ls`"),
      ("0 poll(3, 1, 0) = 0\n", "not supported: system call poll()"),
      ("0 setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n", "not supported: socket option TCP_NOOPT"),
