@@ -9,10 +9,12 @@ if [ $# -gt 0 ]; then
 fi
 cat <<'TEXT'
 client: the lab is up. In another terminal, try:
-client:   docker compose exec peer ping 10.0.0.2
-client:   docker compose exec peer curl -s http://10.0.0.2/
-client:   docker compose exec client tcplab run -- curl -s http://peer/
-client: (docker-compose works the same; the capture is out/stack.pcap; docs/lab.md has more)
+client:   tcplab lab exec peer ping 10.0.0.2
+client:   tcplab lab exec peer curl -s http://10.0.0.2/
+client:   tcplab lab exec client tcplab run -- curl -s http://peer/
+client: (tcplab lab exec is docker exec into this project's container; without tcplab
+client:  installed: docker compose exec SERVICE CMD, or docker-compose exec SERVICE CMD;
+client:  the capture is out/stack.pcap; docs/lab.md has more)
 TEXT
 trap 'exit 0' TERM INT
 sleep infinity &

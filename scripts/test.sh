@@ -14,7 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 SECONDS=0
 
 APT_PACKAGES=(python3-venv iproute2 iputils-ping tcpdump tshark iperf3 socat netcat-openbsd
-              curl wget gcc make libc6-dev debootstrap strace
+              curl wget gcc make libc6-dev debootstrap strace nftables
               # the real-program matrix (tests/integration/test_programs.py)
               util-linux nginx lighttpd redis-server redis-tools memcached libmemcached-tools
               openssh-server openssh-client rsync dnsmasq-base bind9-dnsutils knot-dnsutils

@@ -1374,6 +1374,42 @@ static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
     return (ssize_t)rep.r.sent;
 }
 
+/* TCP sendto with MSG_FASTOPEN and an address (RFC 7413, as Linux): connect, with the
+ * data for the SYN, over the control connection (SENDTO on a TCP socket); the daemon
+ * queues the data (at most TL_MAX_PAYLOAD bytes) for the SYN. Like Linux, a blocking
+ * socket then waits for the handshake (the daemon keeps the fd unwritable until it
+ * ends) and reports its failure; a non-blocking one returns at once. */
+static ssize_t tcp_fastopen_sendto(int fd, const void *buf, size_t n, int flags,
+                                   const struct sockaddr *sa, socklen_t alen)
+{
+    if (check_sockaddr_in(sa, alen, 0) < 0)
+        return -1;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SENDTO;
+    addr_to_tl(sin, &req.addr);
+    req.msg_flags = (uint32_t)flags;
+    req.payload = buf;
+    req.payload_len = (uint32_t)(n > TL_MAX_PAYLOAD ? TL_MAX_PAYLOAD : n);
+    struct small_reply rep;
+    if (ask(&req, fd, &rep, NULL) < 0)
+        return -1;
+    if (!is_nonblocking(fd) && !(flags & MSG_DONTWAIT)) {
+        int ev = wait_fd(fd, POLLOUT, SO_SNDTIMEO);
+        if (ev < 0)
+            return -1; /* EINTR: the connection goes on in the background */
+        if (ev > 0) {
+            int err = pending_error(fd);
+            if (err) {
+                errno = err;
+                return -1;
+            }
+        }
+    }
+    return (ssize_t)rep.r.sent;
+}
+
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCKADDR_ARG addr,
                       socklen_t alen)
 {
@@ -1384,6 +1420,8 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
     enum kind k = shim_kind(fd);
     if (k == K_NONE)
         return real.sendto(fd, buf, n, flags, sa, alen);
+    if (k == K_TCP && (flags & MSG_FASTOPEN) && !mark_of(fd))
+        return tcp_fastopen_sendto(fd, buf, n, flags, sa, alen);
     if (k == K_TCP) /* TCP ignores the address, as Linux does on a connected socket */
         return real.sendto(fd, buf, n, flags & ~MSG_FASTOPEN, NULL, 0);
     return udp_sendto(fd, buf, n, flags, sa, alen);

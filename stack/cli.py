@@ -69,6 +69,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fastopen_mode(text: str) -> int:
+    from stack.tcp.fastopen import check_mode
+
+    try:
+        return check_mode(int(text, 0))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if "range" in str(exc) else
+                                         f"not a number: {text!r}") from None
+
+
 def _impair(text: str) -> object:
     from stack.io.impair import ImpairSpec
 
@@ -123,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--insecure-syn", action="store_true",
                     help="teaching aid: RFC 793 SYN handling, a SYN in the window resets, "
                          "instead of RFC 5961 4.2's challenge ACK. Never in production")
+    st.add_argument("--ecn", default=2, type=int, choices=[0, 1, 2], metavar="0|1|2",
+                    help="ECN (RFC 3168) like net.ipv4.tcp_ecn: 0 off, 1 request and accept, "
+                         "2 accept when asked (default)")
+    st.add_argument("--fastopen", default=1, type=_fastopen_mode, metavar="BITS",
+                    help="TCP Fast Open (RFC 7413) like net.ipv4.tcp_fastopen: 0x1 client, "
+                         "0x2 server (listeners with TCP_FASTOPEN), 0x4 client without "
+                         "cookie, 0x200 server without cookie, 0x400 every listener "
+                         "(default 1)")
     st.add_argument("--isn-near-wrap", action="store_true",
                     help="teaching aid (lab 03): ISNs just below 2**32, so sequence numbers "
                          "wrap within the first MiB; guessable, never outside a lab")
@@ -184,8 +202,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
         cc=args.cc, socket_path=args.socket, socket_group=args.socket_group, services=services,
         pcap=args.pcap, events=args.events, offload=args.offload, min_rto=args.min_rto,
         time_wait=args.time_wait, impair=args.impair, pcap_limit=args.pcap_limit << 20,
-        tcp_memory=args.tcp_memory << 20, insecure_rst=args.insecure_rst,
-        insecure_syn=args.insecure_syn,
+        tcp_memory=args.tcp_memory << 20, ecn=args.ecn, fastopen=args.fastopen,
+        insecure_rst=args.insecure_rst, insecure_syn=args.insecure_syn,
     )  # fmt: skip
     return run_daemon(options)
 

@@ -58,6 +58,8 @@ class DaemonOptions:
     # challenge ACKs (TcpConfig.rfc5961_rst / rfc5961_syn; lab 10's blind RST attack).
     insecure_rst: bool = False
     insecure_syn: bool = False
+    ecn: int = 2  # net.ipv4.tcp_ecn (stack/tcp/ecn.py)
+    fastopen: int = 1  # net.ipv4.tcp_fastopen (stack/tcp/fastopen.py)
     # The connections' defaults, with any swapped-in components (stack/components.py).
     tcp_defaults: TcpConfig | None = None
 
@@ -120,6 +122,8 @@ class Daemon:
                         "sequence number in the window can reset connections",
                         ", ".join(n for n, on in (("--insecure-rst", opts.insecure_rst),
                                                   ("--insecure-syn", opts.insecure_syn)) if on))
+        host.tcp_defaults.ecn = opts.ecn
+        host.fastopen_mode = opts.fastopen
         host.on_deadline_change = self._schedule
         host.defer_acks = opts.impair is None  # one ACK per connection per batch read
         self.host = host

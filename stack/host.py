@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from stack.io.virtio import (
     TCP_CSUM_OFFSET,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_TCPV4,
     VNET_HDR_LEN,
     VirtioNetHdr,
@@ -31,6 +32,7 @@ from stack.io.virtio import (
 from stack.ipfrag import FragmentReassembler
 from stack.observe.events import EventBudget, EventLog
 from stack.observe.pcap import PcapWriter
+from stack.tcp import fastopen
 from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
 from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
@@ -38,7 +40,17 @@ from stack.tcp.memory import TcpMemory, held_by
 from stack.wire import icmp
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
-from stack.wire.tcp import ACK, FIN, RST, SYN, TCPOptions, TCPSegment, build_tcp_header, parse_tcp
+from stack.wire.tcp import (
+    ACK,
+    CWR,
+    FIN,
+    RST,
+    SYN,
+    TCPOptions,
+    TCPSegment,
+    build_tcp_header,
+    parse_tcp,
+)
 from stack.wire.udp import build_udp, parse_udp
 
 EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default ip_local_port_range
@@ -91,6 +103,7 @@ class Listener:
     syn_queue: OrderedDict[ConnKey, Connection] = field(default_factory=OrderedDict)
     accept_queue: deque[Connection] = field(default_factory=deque)
     syn_queue_limit: int = 1024
+    fastopen_qlen: int = 0  # TCP_FASTOPEN: pending Fast Open connections allowed (RFC 7413 5.1)
 
     def connection_changed(self, conn: Connection) -> None:
         if self.owner is not None:
@@ -150,6 +163,11 @@ class Host:
         )  # fmt: skip
         self._icmp_budget = 100.0
         self._icmp_budget_time = 0.0
+        # TCP Fast Open (RFC 7413, stack/tcp/fastopen.py): net.ipv4.tcp_fastopen's bits,
+        # the server's cookie key, the client's cookies per server.
+        self.fastopen_mode = fastopen.FASTOPEN_DEFAULT
+        self.fastopen_keys = fastopen.FastOpenKeys()
+        self.fastopen_cookies = fastopen.CookieCache()
 
     # ------------------------------------------------------------- utilities
 
@@ -249,7 +267,8 @@ class Host:
             self.stats["reassembled"] += 1
             payload = memoryview(whole)
         if header.proto == IPPROTO_TCP:
-            self._receive_tcp(header.src, payload, now, not checksum_done)
+            # RFC 3168 section 5: the ECN field (TOS bits 0-1) travels beside the segment.
+            self._receive_tcp(header.src, payload, now, not checksum_done, header.tos & 3)
         elif header.proto == IPPROTO_UDP:
             self._receive_udp(header.src, payload, now, not checksum_done, view)
         elif header.proto == IPPROTO_ICMP:
@@ -380,12 +399,14 @@ class Host:
     def new_config(self) -> TcpConfig:
         return replace(self.tcp_defaults)
 
-    def _receive_tcp(self, src: str, payload: memoryview, now: float, verify: bool) -> None:
+    def _receive_tcp(self, src: str, payload: memoryview, now: float, verify: bool,
+                     ecn: int = 0) -> None:
         try:
             seg = parse_tcp(payload, src, self.address, verify_checksum=verify)
         except WireError as exc:
             self.count_drop(exc.reason)
             return
+        seg.ecn = ecn
         self.stats["tcp_in"] += 1
         key = (seg.dst_port, src, seg.src_port)
         conn = self.conns.get(key)
@@ -480,10 +501,11 @@ class Host:
         local = (self.address, syn.dst_port)
         remote = (src, syn.src_port)
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
+        decision = self._fastopen_decision(listener, src, syn)
         conn = Connection.from_syn(
             local, remote, syn, iss, replace(listener.config), now,
             ts_offset=random.getrandbits(32), on_event=self._event_sink(syn.dst_port, remote),
-            defer_acks=self.defer_acks,
+            defer_acks=self.defer_acks, fastopen=decision,
         )  # fmt: skip
         conn.record = ConnRecord(conn, listener)
         key = (syn.dst_port, src, syn.src_port)
@@ -492,9 +514,31 @@ class Host:
         listener.syn_queue[key] = conn
         self.after(conn, now)
 
+    def _fastopen_decision(self, listener: Listener, src: str,
+                           syn: TCPSegment) -> fastopen.SynDecision | None:
+        """RFC 7413 4.2.1: the listener's answer to a SYN's cookie and data."""
+        cookie = syn.options.fastopen
+        if cookie is None and not syn.payload:
+            return None
+        pending = 0
+        if syn.payload:  # RFC 7413 5.1: bound the Fast Open connections not yet done
+            pending = sum(1 for c in listener.syn_queue.values() if c.rcv.bytes_received)
+        decision = fastopen.decide(
+            self.fastopen_mode, listener.fastopen_qlen, pending, self.fastopen_keys, src,
+            cookie, syn.options.fastopen_exp, bool(syn.payload))
+        if self.events is not None:
+            self.events.emit("fastopen", self._conn_id(syn.dst_port, (src, syn.src_port)),
+                             event="syn", reason=decision.reason, data=len(syn.payload),
+                             accepted=decision.accept_data)
+        return decision
+
     def connect(
-        self, local_port: int, remote: tuple[str, int], config: TcpConfig, owner: ConnOwner, now: float
+        self, local_port: int, remote: tuple[str, int], config: TcpConfig, owner: ConnOwner,
+        now: float, *, fastopen_data: bytes | None = None,
     ) -> Connection:
+        """Active open. `fastopen_data` (MSG_FASTOPEN, TCP_FASTOPEN_CONNECT) asks for Fast
+        Open (RFC 7413): the SYN carries the cached cookie and the data, or a cookie
+        request, when the Fast Open mode's client bit is set."""
         key = (local_port, remote[0], remote[1])
         if key in self.conns:
             raise OSError(errno.EADDRINUSE, "address already in use")
@@ -511,7 +555,11 @@ class Host:
         conn.record = ConnRecord(conn, owner)
         self.conns[key] = conn
         self.conn_ports[local_port] += 1
-        conn.connect(now)
+        attempt = None
+        if fastopen_data is not None and self.fastopen_mode & fastopen.FASTOPEN_CLIENT:
+            # RFC 7413 4.2.2: MSG_FASTOPEN / TCP_FASTOPEN_CONNECT with the client bit set.
+            attempt = fastopen.FastOpenAttempt(remote[0], self.fastopen_cookies, self.fastopen_mode)
+        conn.connect(now, attempt, fastopen_data or b"")
         self.after(conn, now)
         return conn
 
@@ -523,15 +571,18 @@ class Host:
                 flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=20, csum_offset=TCP_CSUM_OFFSET
             )
             if mss and len(payload) > mss:
-                # Segmentation offload: the kernel cuts this into `mss`-byte segments.
-                vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV4
+                # Segmentation offload: the kernel cuts this into `mss`-byte segments
+                # (a CWR only on the first: GSO_ECN, RFC 3168 6.1.2).
+                vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV4 | (
+                    VIRTIO_NET_HDR_GSO_ECN if seg.flags & CWR else 0)
                 vnet.gso_size = mss
                 vnet.hdr_len = 20 + len(tcp_header)
         else:
             tcp_header = build_tcp_header(seg, self.address, dst, checksum="full")
             vnet = None
         ip_header = build_ipv4_header(
-            self.address, dst, IPPROTO_TCP, len(tcp_header) + len(payload), self._next_ident()
+            self.address, dst, IPPROTO_TCP, len(tcp_header) + len(payload), self._next_ident(),
+            tos=seg.ecn,  # RFC 3168 section 5: ECT(0) on the data stack/tcp/ecn.py marks
         )
         self.stats["tcp_out"] += 1
         if payload:

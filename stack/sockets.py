@@ -17,11 +17,14 @@ from dataclasses import replace
 
 from stack.host import Host, Listener
 from stack.tcp.connection import Connection, State
+from stack.tcp.fastopen import FASTOPEN_CLIENT
 
 _LINGER = struct.Struct("ii")
 # FreeBSD's TCP_KEEPINIT (seconds to complete the handshake, TcpConfig.connect_timeout).
 # Linux has no such option; the number is FreeBSD's and collides with none of Linux's.
 TCP_KEEPINIT = 128
+TCP_FASTOPEN_CONNECT = 30  # linux/tcp.h (Python's socket module lacks it)
+MSG_FASTOPEN = 0x20000000
 UDP_MAX_PAYLOAD = 65535 - 20 - 8
 
 
@@ -48,6 +51,9 @@ class TcpSocket:
         self.closed = False
         self._bound_port = 0
         self._shut_rd = False
+        # TCP Fast Open (RFC 7413, stack/tcp/fastopen.py), as Linux's options:
+        self.fastopen_qlen = 0  # TCP_FASTOPEN on a listener
+        self.fastopen_connect = False  # TCP_FASTOPEN_CONNECT on a client
 
     # ---------------------------------------------------------------- state
 
@@ -129,7 +135,8 @@ class TcpSocket:
         port = self._bound_port
         if port in self.host.listeners:
             raise _oserror(errno.EADDRINUSE)
-        self.listener = Listener(port=port, backlog=max(min(backlog, 4096), 1), config=replace(self.config))
+        self.listener = Listener(port=port, backlog=max(min(backlog, 4096), 1), config=replace(self.config),
+                                 fastopen_qlen=self.fastopen_qlen)
         self.listener.owner = self
         self.host.listeners[port] = self.listener
 
@@ -153,7 +160,10 @@ class TcpSocket:
             return child
         return None
 
-    def connect(self, addr: str, port: int) -> None:
+    def connect(self, addr: str, port: int, fastopen_data: bytes | None = None) -> None:
+        """Active open. With `fastopen_data` (sendto with MSG_FASTOPEN, or a connect
+        with TCP_FASTOPEN_CONNECT: b"") the SYN asks for or carries a Fast Open cookie
+        and, with one, carries the data (RFC 7413 4.2.2)."""
         if self.listener is not None:
             raise _oserror(errno.EINVAL)
         if self.conn is not None:
@@ -168,7 +178,10 @@ class TcpSocket:
         now = self.host.clock()
         for _ in range(16):
             try:
-                self.conn = self.host.connect(self._bound_port, (addr, port), self.config, self, now)
+                if fastopen_data is None and self.fastopen_connect:
+                    fastopen_data = b""  # TCP_FASTOPEN_CONNECT: the cookie (see docs)
+                self.conn = self.host.connect(self._bound_port, (addr, port), self.config, self,
+                                              now, fastopen_data=fastopen_data)
                 break
             except OSError as exc:
                 # An ephemeral port whose old connection to this same peer still waits
@@ -180,6 +193,15 @@ class TcpSocket:
         else:
             raise _oserror(errno.EADDRNOTAVAIL)
         self.remote = (addr, port)
+
+    def sendto_fastopen(self, data: bytes, addr: str, port: int) -> int:
+        """sendto(..., MSG_FASTOPEN, addr) as Linux: connect and queue `data` for the
+        SYN (RFC 7413 4.2.2); EOPNOTSUPP when the client bit of the Fast Open mode is
+        off, EISCONN/EALREADY on a socket already connecting. Returns the bytes taken."""
+        if not self.host.fastopen_mode & FASTOPEN_CLIENT:
+            raise _oserror(errno.EOPNOTSUPP)
+        self.connect(addr, port, fastopen_data=bytes(data[: self.config.send_buffer]))
+        return min(len(data), self.config.send_buffer)
 
     # ------------------------------------------------------------ data
 
@@ -330,6 +352,16 @@ class TcpSocket:
                     self.listener.config.connect_timeout = float(ival)
             elif name == socket.TCP_CONGESTION:
                 pass
+            elif name == socket.TCP_FASTOPEN:
+                # Linux: the listener's queue of pending Fast Open connections (qlen);
+                # taken before or after listen().
+                self.fastopen_qlen = max(ival, 0)
+                if self.listener is not None:
+                    self.listener.fastopen_qlen = self.fastopen_qlen
+            elif name == TCP_FASTOPEN_CONNECT:
+                if self.conn is not None:
+                    raise _oserror(errno.EISCONN)
+                self.fastopen_connect = bool(ival)
             else:
                 raise _oserror(errno.ENOPROTOOPT)
         elif level == socket.IPPROTO_IP:
@@ -357,6 +389,10 @@ class TcpSocket:
                 return int(cfg.nodelay)
             if name == socket.TCP_MAXSEG:
                 return self.conn.snd_mss if self.conn is not None else cfg.mss
+            if name == socket.TCP_FASTOPEN:
+                return self.fastopen_qlen
+            if name == TCP_FASTOPEN_CONNECT:
+                return int(self.fastopen_connect)
             # What setsockopt set, in its units (Linux tcp(7): seconds, a count).
             if name == socket.TCP_KEEPIDLE:
                 return int(cfg.keepalive_idle)

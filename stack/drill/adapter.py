@@ -51,6 +51,7 @@ class StackSettings:
     rfc5961_rst: bool = True  # net.inet.tcp.insecure_rst=0
     rfc5961_syn: bool = True  # net.inet.tcp.insecure_syn=0
     drop_synfin: bool = False  # net.inet.tcp.drop_synfin
+    ecn: int = 2  # net.inet.tcp.ecn.enable (0 off, 1 request and accept, 2 accept only)
 
 
 @contextmanager
@@ -91,6 +92,7 @@ class StackAdapter:
         cfg.rfc5961_rst = s.rfc5961_rst
         cfg.rfc5961_syn = s.rfc5961_syn
         cfg.drop_synfin = s.drop_synfin
+        cfg.ecn = s.ecn
 
     def _transmit(self, parts: list[bytes | memoryview]) -> None:
         self.outbox.append((self.now, b"".join(bytes(p) for p in parts)))
@@ -222,10 +224,12 @@ class Sock:
 
     def tcp_info(self) -> dict[str, Any]:
         conn = self.sock.conn
-        info: dict[str, Any] = {"state": self.sock.state, "ts": False, "sack": False, "ws": False}
+        info: dict[str, Any] = {"state": self.sock.state, "ts": False, "sack": False, "ws": False,
+                                "ecn": False}
         if conn is not None:
             opts = conn.opts  # the negotiated options (stack/tcp/options.py)
             info["ts"] = bool(opts.ts_ok)
             info["sack"] = bool(opts.sack_ok)
             info["ws"] = bool(opts.snd_wscale_offered and conn.config.window_scaling)
+            info["ecn"] = bool(conn.ecn.ok)  # RFC 3168 negotiated (stack/tcp/ecn.py)
         return info

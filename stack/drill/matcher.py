@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stack.drill.model import TcpOpt, TcpPacket
-from stack.drill.packets import FLAG_BITS, MASK32, Decoded, flags_text, flags_value
+from stack.drill.packets import ECN_CODEPOINTS, FLAG_BITS, MASK32, Decoded, flags_text, flags_value
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,8 @@ def compare(
             pass
         else:
             diffs.append(f"win: expected {exp.win}, actual {act.win}")
+    if exp.ecn is not None and ECN_CODEPOINTS[exp.ecn] != act.tos & 3:
+        diffs.append(f"ecn: expected [{exp.ecn}], actual codepoint {act.tos & 3}")
     if not exp.any_options:
         diffs.extend(_compare_options(exp.options or [], act.options, relax))
     return diffs

@@ -40,6 +40,10 @@ ICMP_TYPES: dict[str, tuple[int, dict[str, int]]] = {
 }  # fmt: skip
 
 
+# RFC 3168 section 5: the ECN field a script names as [noecn] [ect1] [ect0] [ce].
+ECN_CODEPOINTS = {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3}
+
+
 def flags_value(letters: str) -> int:
     value = 0
     for c in letters:
@@ -155,8 +159,6 @@ def build_tcp_packet(pkt: TcpPacket, m: Mapping) -> bytes:
     """The IPv4 packet for an inbound script segment."""
     if pkt.udp is not None:
         raise Unsupported("TCP over UDP encapsulation (/udp)")
-    if pkt.ecn not in (None, "noecn"):
-        raise Unsupported(f"ECN codepoint [{pkt.ecn}] (RFC 3168)")
     if pkt.seq is None:
         raise Unsupported("`...` sequence number on an inbound packet")
     opts = _encode_options(pkt.options or [], m)
@@ -174,7 +176,7 @@ def build_tcp_packet(pkt: TcpPacket, m: Mapping) -> bytes:
     segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
     ip = build_ipv4_header(m.remote_addr, m.local_addr, IPPROTO_TCP, len(segment), 0,
                            ttl=pkt.ttl if pkt.ttl is not None else 64,
-                           tos=pkt.tos if pkt.tos is not None else 0)
+                           tos=(pkt.tos if pkt.tos is not None else 0) | ECN_CODEPOINTS.get(pkt.ecn or "noecn", 0))
     return ip + segment
 
 

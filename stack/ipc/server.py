@@ -56,6 +56,7 @@ from stack.observe.events import EventBudget, EventLog
 log = logging.getLogger("tcplab.ipc")
 
 SO_PEEK_OFF = 42  # not in Python's socket module
+MSG_FASTOPEN = 0x20000000  # linux/socket.h (not in Python's socket module)
 CRED_MARK = 0x54430000
 CHUNK = 256 * 1024
 MAX_CLIENTS = 1024
@@ -812,14 +813,21 @@ class IpcServer:
             raise _oserr(errno.EISCONN)
         if e.phase != "fresh":
             raise _oserr(errno.EINVAL)
-        e.sock.connect(req.addr.ip, req.addr.port)
+        self._start_connect(e, fd, req.addr.ip, req.addr.port, None)
+        rep.status = errno.EINPROGRESS
+
+    def _start_connect(self, e: _Entry, fd: int, ip: str, port: int,
+                       fastopen_data: bytes | None) -> None:
+        if fastopen_data is None:
+            e.sock.connect(ip, port)
+        else:
+            e.sock.sendto_fastopen(fastopen_data, ip, port)
         # The connection will carry data: a bigger send buffer for A (DATA_SNDBUF), and
         # filler topped up to match, so A stays unwritable until the handshake ends.
         with socket.socket(fileno=os.dup(fd)) as a:
             self._size_for_data(a)
             e.filler += self._fill(a)
         e.phase = "connecting"
-        rep.status = errno.EINPROGRESS
         self._schedule(e)
 
     def _op_shutdown(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
@@ -906,9 +914,19 @@ class IpcServer:
             e.options[key] = req.value
 
     def _op_sendto(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
-        if e.kind != "udp":
-            raise _oserr(errno.EOPNOTSUPP)
         assert req.addr is not None
+        if e.kind != "udp":
+            # TCP: only sendto(..., MSG_FASTOPEN, addr) comes here: connect with the data
+            # for the SYN (RFC 7413; stack/sockets.py `sendto_fastopen`), as Linux.
+            if not req.msg_flags & MSG_FASTOPEN or req.addr.family == p.AF_UNSPEC:
+                raise _oserr(errno.EOPNOTSUPP)
+            if e.phase in ("connecting", "connected"):
+                raise _oserr(errno.EISCONN if e.phase == "connected" else errno.EALREADY)
+            if e.phase != "fresh":
+                raise _oserr(errno.EINVAL)
+            self._start_connect(e, fd, req.addr.ip, req.addr.port, bytes(req.payload))
+            rep.sent = len(req.payload)
+            return
         rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
 
     def _op_detach(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:

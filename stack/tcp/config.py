@@ -67,6 +67,9 @@ class TcpConfig:
     # both set, FreeBSD's net.inet.tcp.drop_synfin, a fingerprinting defence (no RFC
     # asks for it; RFC 9293 3.10.7 processes such a SYN). Off by default.
     drop_synfin: bool = False
+    # RFC 3168 ECN, as Linux's net.ipv4.tcp_ecn: 0 off, 1 request and accept, 2 accept
+    # only (Linux's default). See stack/tcp/ecn.py.
+    ecn: int = 2
     # The components, by construction (the lab kit's swap-in slots, stack/labkit/swap.py).
     reassembler: Callable[[int], Reassembler] = Reassembler  # (capacity)
     rto_estimator: Callable[..., RTOEstimator] = RTOEstimator  # (min_rto=, max_rto=, initial_rto=)

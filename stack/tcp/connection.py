@@ -23,6 +23,8 @@ composes the parts, each the owner of its RFC rules:
 ``recovery``             RTT, RTO, NewReno/SACK recovery, ER, TLP, undo (recovery.py)
 ``timers`` (timers.py)   every deadline of this connection
 ``cc``                   congestion control (stack/tcp/congestion/), told events only
+``ecn`` (ecn.py)         RFC 3168: negotiation, ECE echo, CWR, the reduction per RTT
+``fastopen``             RFC 7413 client attempt (fastopen.py): SYN cookie and data
 =======================  ============================================================
 
 Sequence numbers are *unwrapped*: plain Python ints that keep growing past 2**32.
@@ -40,6 +42,9 @@ from collections.abc import Callable
 from typing import Any
 
 from stack.tcp.config import TcpConfig
+from stack.tcp.congestion import events as cc_events
+from stack.tcp.ecn import Ecn
+from stack.tcp.fastopen import FastOpenAttempt, SynDecision
 from stack.tcp.options import Options, pick_rcv_wscale
 from stack.tcp.receiver import Receiver
 from stack.tcp.recovery import Recovery
@@ -107,6 +112,9 @@ class Connection:
         self.recovery = Recovery(self, self.snd, self.opts, self.timers, self.rto, self.cc)
         self.snd.recovery = self.recovery
         self.snd.opts = self.opts
+        self.ecn = Ecn(config.ecn, self.emit)
+        self.fastopen: FastOpenAttempt | None = None  # an active open's TFO (RFC 7413)
+        self.synack_cookie: tuple[bytes, bool] | None = None  # TFO cookie for our SYN-ACK
 
         self.defer_acks = defer_acks  # the driver flushes "every second segment" ACKs per batch
         self.keepalive_probes = 0
@@ -148,11 +156,19 @@ class Connection:
 
     # ------------------------------------------------------------- user calls
 
-    def connect(self, now: float) -> None:
-        """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN-SENT."""
+    def connect(self, now: float, fastopen: FastOpenAttempt | None = None,
+                data: bytes = b"") -> None:
+        """Active OPEN (RFC 9293 3.10.1): send SYN, enter SYN-SENT. `data` is queued
+        first (RFC 9293 3.10.1 allows data with the OPEN); with `fastopen` (RFC 7413
+        4.2.2) the SYN carries a cookie (or a cookie request) and, with a cookie, the
+        start of that data."""
+        if data:
+            self.snd.sendbuf.write(data)
         self._set_state(State.SYN_SENT)
-        self.send_syn(now, ack=False)
-        self.snd.nxt = self.snd.max = self.iss + 1
+        self.fastopen = fastopen
+        sent = self.send_syn(now, ack=False)
+        self.snd.nxt = self.snd.max = self.iss + 1 + sent
+        self.snd.bytes_sent += sent
         self.recovery.arm_rtx(now)
         self._arm_connect_timeout(now)
 
@@ -175,8 +191,14 @@ class Connection:
         path_mss: int | None = None,
         on_event: EventSink | None = None,
         defer_acks: bool = False,
+        fastopen: SynDecision | None = None,
     ) -> Connection:
-        """Passive OPEN: a listener got `syn` (RFC 9293 3.10.7.2); reply SYN-ACK."""
+        """Passive OPEN: a listener got `syn` (RFC 9293 3.10.7.2); reply SYN-ACK.
+
+        `fastopen` is the listener's Fast Open answer (stack/tcp/fastopen.py `decide`):
+        accept the SYN's data (RFC 7413 4.2.1, the SYN-ACK then acknowledges it) and/or
+        put a cookie in the SYN-ACK. Without it, data in a SYN is not taken and the
+        SYN-ACK acknowledges only the SYN (the peer sends the data again)."""
         conn = cls(
             local, remote, iss, config, now,
             ts_offset=ts_offset, path_mss=path_mss, on_event=on_event, defer_acks=defer_acks,
@@ -185,6 +207,17 @@ class Connection:
         conn.state = State.LISTEN
         conn._take_syn_options(syn)
         conn.rcv.start(syn.seq)
+        conn.ecn.on_syn(syn.flags)  # RFC 3168 6.1.1
+        if fastopen is not None:
+            if fastopen.cookie is not None:
+                conn.synack_cookie = (fastopen.cookie, fastopen.exp)
+            if fastopen.accept_data and syn.payload:
+                # RFC 7413 4.2.1: the data of a SYN with a valid cookie is accepted,
+                # within the window the SYN-ACK offers (unscaled, RFC 7323 2.2).
+                rcv = conn.rcv
+                rcv.right = max(rcv.right, rcv.nxt + min(config.recv_buffer, 0xFFFF))
+                rcv.receive(rcv.nxt, syn.payload, user_closed=False)
+                conn.emit("fastopen", event="syn_data_accepted", bytes=len(syn.payload))
         snd = conn.snd
         snd.wnd = syn.window  # RFC 7323 2.2: the window in a SYN is never scaled
         snd.max_wnd = snd.wnd
@@ -397,10 +430,15 @@ class Connection:
         return out
 
     def send_segment(
-        self, seq: int, flags: int, payload: bytes | memoryview, now: float, *, syn: bool = False
+        self, seq: int, flags: int, payload: bytes | memoryview, now: float, *,
+        syn: bool = False, ecn: int = 0,
     ) -> None:
-        """Build one segment; ACK-bearing segments carry RCV.NXT and the window."""
+        """Build one segment; ACK-bearing segments carry RCV.NXT and the window (and
+        ECE while echoing a CE mark, RFC 3168 6.1.3). `ecn` is the IP ECN codepoint
+        to send it with (stack/tcp/ecn.py decides it for data)."""
         rcv = self.rcv
+        if not syn:
+            flags |= self.ecn.ack_flags(flags)
         window = rcv.advertised_window(self.snd.mss) if not syn else min(self.config.recv_buffer, 0xFFFF)
         seg = TCPSegment(
             src_port=self.local[1],
@@ -412,6 +450,7 @@ class Connection:
             urgent=0,
             options=self.opts.for_segment(now) if not syn else self._syn_options(now),
             payload=payload,
+            ecn=ecn,
         )
         if flags & ACK:
             # This segment acknowledges everything received: no ACK is owed any more.
@@ -430,12 +469,32 @@ class Connection:
         # answers the peer's SYN.
         return self.opts.for_syn(now, answer=self.state != State.SYN_SENT, echo=echo)
 
-    def send_syn(self, now: float, ack: bool) -> None:
-        self.send_segment(self.iss, SYN | (ACK if ack else 0), b"", now, syn=True)
+    def send_syn(self, now: float, ack: bool) -> int:
+        """Send our SYN (or SYN-ACK); returns how many data bytes it carries (RFC 7413
+        Fast Open: only on the first SYN of an active open with a cookie)."""
+        retransmission = self.snd.max > self.iss
+        flags = SYN | (ACK if ack else 0)
+        # RFC 3168 6.1.1: ECN-setup SYN (ECE|CWR) / SYN-ACK (ECE).
+        flags |= self.ecn.synack_flags() if ack else self.ecn.syn_flags(retransmission=retransmission)
+        payload = b""
+        attempt = self.fastopen
+        if attempt is not None and not ack and not retransmission:
+            n = min(len(self.snd.sendbuf), attempt.syn_data_limit(self.snd.mss))
+            payload = self.snd.peek(self.iss + 1, n) if n > 0 else b""
+            attempt.syn_data = len(payload)
+        self.send_segment(self.iss, flags, payload, now, syn=True)
+        options = self.outbox[-1].options
+        if attempt is not None and not ack and not retransmission:
+            # RFC 7413 4.1.1 / 4.2.2: the cookie, or an empty option asking for one.
+            options.fastopen = attempt.syn_option()
+            options.fastopen_exp = attempt.exp
+        elif ack and self.synack_cookie is not None:
+            options.fastopen, options.fastopen_exp = self.synack_cookie
         if ack:
             # The window in our SYN-ACK is unscaled (RFC 7323 2.2); that is our offer.
             rcv = self.rcv
             rcv.right = max(rcv.right, rcv.nxt + min(self.config.recv_buffer, 0xFFFF))
+        return len(payload)
 
     def _send_ack(self, now: float) -> None:
         self.send_segment(self.snd.nxt, ACK, b"", now)
@@ -493,6 +552,19 @@ class Connection:
         if self.rcv.ack_pending and self.timers.delack is None:
             self.timers.delack = now + self.config.delayed_ack
 
+    def _ecn_on_segment(self, seg: TCPSegment, now: float) -> None:
+        """RFC 3168 6.1.3 (the receiver: CE and CWR) and 6.1.2 (the sender: ECE)."""
+        ecn = self.ecn
+        ecn.on_segment(seg.flags, seg.ecn)
+        snd = self.snd
+        ack = self.unwrap(seg.ack, snd.una)
+        if ecn.wants_reduction(seg.flags, ack) and snd.una <= ack <= snd.max:
+            if self.recovery.in_recovery:
+                return  # the loss response has reduced this window already (6.1.2)
+            cc_events.on_ecn_echo(self.cc, snd.flight_size, now)
+            ecn.reduced(snd.max, ack, self.cc.cwnd, self.cc.ssthresh)
+            self.emit_cwnd("ecn")
+
     def on_segment_refusing_data(self, seg: TCPSegment, now: float) -> bool:
         """`on_segment` while the host is out of TCP memory (stack/tcp/memory.py): the text
         is dropped and the peer told what we still expect. True if any was dropped."""
@@ -546,6 +618,8 @@ class Connection:
                 return False
         elif not new_ack:
             return False  # a duplicate ACK or a window probe: the full path counts it
+        if seg.ecn and self.ecn.ok:
+            self.ecn.on_segment(seg.flags, seg.ecn)  # RFC 3168 6.1.3 (a CE mark)
         if ts is not None and seq <= opts.last_ack_sent:
             opts.ts_recent = ts[0]  # RFC 7323 4.3
         if new_ack:  # RFC 9293 3.10.7.4 "fifth": the ACK before the text
@@ -581,7 +655,11 @@ class Connection:
     def _handshake_acked(self, ack: int, window: int, seq: int, now: float) -> None:
         """Our SYN is acknowledged (RFC 9293 3.10.7.3 / 3.10.7.4): ESTABLISHED."""
         snd = self.snd
-        snd.una = ack
+        snd.advance(ack)  # (releases the data a Fast Open SYN carried, if acked)
+        if snd.nxt > ack:
+            # RFC 7413 4.2.2: the SYN's data was not acknowledged: send it again now.
+            snd.nxt = ack
+            self.emit("fastopen", event="syn_data_not_acked", acked=ack - self.iss - 1)
         snd.wnd = window
         snd.wl1 = seq
         snd.wl2 = ack
@@ -631,6 +709,12 @@ class Connection:
             return
         if not flags & SYN:
             return
+        if flags & ACK:
+            self.ecn.on_synack(flags)  # RFC 3168 6.1.1
+            if self.fastopen is not None:  # RFC 7413 4.2.2
+                options = seg.options
+                self.fastopen.on_synack(options.fastopen, options.fastopen_exp,
+                                        options.mss if options.mss is not None else 536)
         self._take_syn_options(seg)
         if self.opts.ts_ok and seg.options.timestamp is not None:
             # Timestamps were just agreed: the SYN-ACK's echo times the SYN it answers,
@@ -656,6 +740,9 @@ class Connection:
                 self.syn_text = (bytes(seg.payload), bool(flags & FIN))
             self._set_state(State.SYN_RECEIVED)
             self.snd.wnd = seg.window
+            # RFC 3168 6.1.1 says nothing of simultaneous opens; like FreeBSD, an
+            # ECN-setup SYN crossing ours is answered as a listener answers it.
+            self.ecn.on_syn(flags)
             self.send_syn(now, ack=True)
 
     def _on_segment_synchronized(self, seg: TCPSegment, now: float) -> None:
@@ -736,6 +823,11 @@ class Connection:
                 return
             self._send_challenge_ack(now)
             return
+
+        # RFC 3168 6.1.2/6.1.3 on an acceptable segment (a forged one, out of the
+        # window, neither starts an echo nor halves the window).
+        if self.ecn.ok and self.state in SYNCHRONIZED:
+            self._ecn_on_segment(seg, now)
 
         # Fifth: the ACK field.
         if not flags & ACK:
@@ -878,4 +970,5 @@ class Connection:
             "cc": self.cc.name,
             "bytes_sent": snd.bytes_sent,
             "bytes_received": rcv.bytes_received,
+            **self.ecn.info(),
         }

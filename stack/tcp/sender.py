@@ -126,7 +126,11 @@ class Sender:
         elif recovery.rtt_seq is None and end > seq:
             recovery.rtt_seq = end  # time this segment (RFC 6298 section 3)
             recovery.rtt_time = now
-        conn.send_segment(seq, flags, payload, now)
+        # RFC 3168 6.1.2/6.1.5/6.1.6: ECT(0) and CWR only on new data, not on
+        # retransmissions or window probes (stack/tcp/ecn.py).
+        marks, codepoint = conn.ecn.data_marks(
+            new_data=bool(payload) and seq >= self.max and reason != "probe")
+        conn.send_segment(seq, flags | marks, payload, now, ecn=codepoint)
         self.bytes_sent += len(payload)
         if end > self.nxt:
             self.nxt = end

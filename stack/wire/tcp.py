@@ -23,6 +23,8 @@ __all__ = [
     "MAX_SACK_BLOCKS",
     "MAX_WSCALE",
     "OPT_EOL",
+    "OPT_EXP",
+    "OPT_FASTOPEN",
     "OPT_MSS",
     "OPT_NOP",
     "OPT_SACK",
@@ -74,6 +76,15 @@ OPT_WSCALE = 3
 OPT_SACK_PERMITTED = 4
 OPT_SACK = 5
 OPT_TIMESTAMP = 8
+# RFC 7413 section 4.1.1: TCP Fast Open Cookie, kind 34; before that code point was
+# assigned, the experimental kind 254 with ExID 0xF989 (RFC 6994), which Linux still
+# understands (and sends with TCP_FASTOPEN_CONNECT when asked to).
+OPT_FASTOPEN = 34
+OPT_EXP = 254
+FASTOPEN_EXID = 0xF989
+# RFC 7413 section 4.1.1: a cookie is 4 to 16 bytes, an even number; none is a request.
+FASTOPEN_COOKIE_MIN = 4
+FASTOPEN_COOKIE_MAX = 16
 
 TCP_MIN_HEADER_LEN = 20
 # RFC 9293 section 3.1 "Data Offset": at most 15 words, i.e. 40 bytes of options.
@@ -106,7 +117,9 @@ class TCPOptions:
 
     ``wscale`` is the shift count (already limited to 14 by the parser),
     ``sack_blocks`` are ``(left_edge, right_edge)`` sequence numbers and
-    ``timestamp`` is ``(TSval, TSecr)``.
+    ``timestamp`` is ``(TSval, TSecr)``. ``fastopen`` is the Fast Open cookie
+    (RFC 7413): None when the option is absent, ``b""`` for a cookie request;
+    ``fastopen_exp`` says it came (or is to go) in the experimental form, kind 254.
     """
 
     mss: int | None = None
@@ -114,6 +127,8 @@ class TCPOptions:
     sack_permitted: bool = False
     sack_blocks: list[tuple[int, int]] = field(default_factory=list)
     timestamp: tuple[int, int] | None = None
+    fastopen: bytes | None = None
+    fastopen_exp: bool = False
 
 
 @dataclass(slots=True)
@@ -121,7 +136,10 @@ class TCPSegment:
     """A TCP segment: header fields, parsed options and payload.
 
     ``window`` is the raw 16-bit field (unscaled).  After :func:`parse_tcp`,
-    ``payload`` is a memoryview into the received buffer.
+    ``payload`` is a memoryview into the received buffer.  ``ecn`` is not a TCP
+    field: it is the IP header's ECN codepoint (RFC 3168 section 5) that the segment
+    arrived with or is to be sent with, carried beside it by the host (IPv4 TOS or
+    IPv6 traffic class, whichever family).
     """
 
     src_port: int
@@ -133,6 +151,7 @@ class TCPSegment:
     urgent: int = 0
     options: TCPOptions = field(default_factory=TCPOptions)
     payload: bytes | memoryview = b""
+    ecn: int = 0
 
     @property
     def syn(self) -> bool:
@@ -241,10 +260,30 @@ def parse_options(data: BytesLike) -> TCPOptions:
                 raise _bad_option(f"timestamps length {length}")
             tsval, tsecr = _TS_VALUES.unpack_from(view, i + 2)
             opts.timestamp = (tsval, tsecr)
+        elif kind == OPT_FASTOPEN:
+            cookie = _fastopen_cookie(view, i + 2, i + length)
+            if cookie is not None:
+                opts.fastopen = cookie
+                opts.fastopen_exp = False
+        elif kind == OPT_EXP and length >= 4 and _U16.unpack_from(view, i + 2)[0] == FASTOPEN_EXID:
+            # RFC 6994 section 3: kind 254, length, the 16-bit ExID, then the data.
+            if opts.fastopen is None:  # the standard form wins if both are there
+                opts.fastopen = _fastopen_cookie(view, i + 4, i + length)
+                opts.fastopen_exp = True
         # RFC 9293 section 3.2 / RFC 1122 section 4.2.2.5: unknown options are
         # ignored, skipped using their length.
         i += length
     return opts
+
+
+def _fastopen_cookie(view: memoryview, start: int, end: int) -> bytes | None:
+    """RFC 7413 section 4.1.1: the cookie of a Fast Open option (b"" = a request).
+    A cookie length other than 0 or an even 4..16 makes the option meaningless: it is
+    ignored (None), as Linux does, and the segment is not dropped for it."""
+    n = end - start
+    if n and (n % 2 or not FASTOPEN_COOKIE_MIN <= n <= FASTOPEN_COOKIE_MAX):
+        return None
+    return bytes(view[start:end])
 
 
 def _check_u32(name: str, value: int) -> None:
@@ -268,6 +307,7 @@ def encode_options(options: TCPOptions) -> bytes:
         and options.wscale is None
         and not options.sack_permitted
         and not options.sack_blocks
+        and options.fastopen is None
     ):
         # Fast path: the NOP NOP TS of nearly every established-connection segment.
         # (struct.error, a ValueError, reports TSval/TSecr outside 32 bits.)
@@ -312,6 +352,16 @@ def encode_options(options: TCPOptions) -> bytes:
                 edges += (left, right)
             parts.append(bytes((OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * nblocks)))
             parts.append(_SACK_EDGES[nblocks].pack(*edges))
+    cookie = options.fastopen
+    if cookie is not None:
+        n = len(cookie)
+        if n and (n % 2 or not FASTOPEN_COOKIE_MIN <= n <= FASTOPEN_COOKIE_MAX):
+            raise ValueError(f"Fast Open cookie length {n}")
+        if options.fastopen_exp:  # RFC 6994 section 3 (the form Linux sends as well)
+            option = bytes((OPT_EXP, 4 + n)) + _U16.pack(FASTOPEN_EXID) + cookie
+        else:  # RFC 7413 section 4.1.1
+            option = bytes((OPT_FASTOPEN, 2 + n)) + cookie
+        parts.append(option + bytes((OPT_NOP,)) * (-len(option) % 4))
     encoded = b"".join(parts)
     # RFC 9293 section 3.1 "Padding": zeros up to a 32-bit boundary.
     return encoded + bytes(-len(encoded) % 4)

@@ -46,14 +46,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from stack.tcp.connection import Connection, State, TcpConfig
-from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPOptions, TCPSegment
+from stack.wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPOptions, TCPSegment
 
 MASK32 = 0xFFFFFFFF
 
 LOCAL = ("10.0.0.1", 80)
 REMOTE = ("10.0.0.2", 40000)
 
-_FLAG_BITS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, "A": ACK}
+_FLAG_BITS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, "A": ACK, "E": ECE, "C": CWR}
 _NAMES = {"S": "SYN", "R": "RST", "A": "ACK", "F": "FIN"}
 
 
@@ -232,10 +232,11 @@ class Script:
             ts_offset=self.ts_offset, path_mss=self.path_mss, on_event=self._on_event,
         )  # fmt: skip
 
-    def connect(self) -> Script:
-        """Active open: a new Connection, ``connect(now)`` (sends SYN)."""
+    def connect(self, fastopen: Any = None, data: bytes = b"") -> Script:
+        """Active open: a new Connection, ``connect(now)`` (sends SYN); `fastopen` (a
+        stack.tcp.fastopen.FastOpenAttempt) and `data` are passed on."""
         self._conn = self._new_conn()
-        self._run("user connect()", lambda: self.conn.connect(self.now))
+        self._run("user connect()", lambda: self.conn.connect(self.now, fastopen, data))
         return self
 
     def passive(
@@ -246,11 +247,18 @@ class Script:
         sackok: bool = True,
         ts: bool = True,
         win: int = 65535,
+        flags: str = "S",
+        data: bytes = b"",
+        cookie: bytes | None = None,
+        fastopen: Any = None,
     ) -> Script:
         """Passive open: the peer's SYN (with these options) reaches a listener, which
-        builds the connection with ``Connection.from_syn`` (replies SYN-ACK)."""
-        syn = self.make_segment("S", seq=0, ack=0, win=win, mss=mss, ws=ws, sackok=sackok,
-                                ts=(self._peer_tsval(), 0) if ts else None)  # fmt: skip
+        builds the connection with ``Connection.from_syn`` (replies SYN-ACK). `flags`
+        may add ECE/CWR ("SEC"); `data` and a Fast Open `cookie` ride on the SYN, and
+        `fastopen` is the listener's decision (stack.tcp.fastopen.SynDecision)."""
+        syn = self.make_segment(flags, seq=0, ack=0, win=win, mss=mss, ws=ws, sackok=sackok,
+                                ts=(self._peer_tsval(), 0) if ts else None, data=data)  # fmt: skip
+        syn.options.fastopen = cookie
         self._note_peer_syn(syn)
         self.log("<- " + describe(syn))
 
@@ -258,10 +266,11 @@ class Script:
             self._conn = Connection.from_syn(
                 LOCAL, REMOTE, syn, self.iss, self.config, self.now,
                 ts_offset=self.ts_offset, path_mss=self.path_mss, on_event=self._on_event,
+                fastopen=fastopen,
             )  # fmt: skip
 
         self._run("listener from_syn()", build)
-        self.peer_nxt = 1
+        self.peer_nxt = 1 + len(data)
         return self
 
     @classmethod

@@ -119,7 +119,7 @@ def test_errno_results() -> None:
      ("0 `ls`\n", "not supported: shell command `ls`"),
      ("0 poll(3, 1, 0) = 0\n", "not supported: system call poll()"),
      ("0 setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n", "not supported: socket option TCP_NOOPT"),
-     ("0 < SEW 0:0(0) win 1\n", "not supported: ECN (RFC 3168)"),
+     ("0 <[ect01] S 0:0(0) win 1\n", "not supported: the [ect01] ECN codepoint set"),
      ("0 < S 0:0(0) win 1 <FO>\n", "not supported: TCP Fast Open (RFC 7413)")],
 )  # fmt: skip
 def test_unsupported_constructs_skip(text: str, reason: str) -> None:

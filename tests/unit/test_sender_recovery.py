@@ -9,6 +9,7 @@ from typing import Any
 
 from stack.tcp.config import TcpConfig
 from stack.tcp.congestion import NewReno
+from stack.tcp.ecn import Ecn
 from stack.tcp.options import Options
 from stack.tcp.reassembler import Reassembler
 from stack.tcp.receiver import Receiver
@@ -35,6 +36,7 @@ class StandIn:
         self.on_event = self.record
         self.sent: list[tuple[int, int, int]] = []  # (seq, flags, length)
         self.events: list[tuple[str, dict[str, object]]] = []
+        self.ecn = Ecn(0, self.emit)  # ECN off: stack/tcp/ecn.py marks nothing
 
     def record(self, kind: str, fields: dict[str, object]) -> None:
         self.events.append((kind, fields))
@@ -54,7 +56,8 @@ class StandIn:
     def unwrap(self, value: int, reference: int) -> int:
         return reference + seq_diff(value, reference & 0xFFFFFFFF)
 
-    def send_segment(self, seq: int, flags: int, payload: Any, now: float) -> None:
+    def send_segment(self, seq: int, flags: int, payload: Any, now: float, *,
+                     ecn: int = 0) -> None:
         self.sent.append((seq, flags, len(payload)))
 
 

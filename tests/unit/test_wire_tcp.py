@@ -90,6 +90,10 @@ def scapy_options_as_ours(options: list[tuple[Any, Any]]) -> TCPOptions:
             out.sack_blocks = list(zip(value[0::2], value[1::2], strict=True))
         elif name == "Timestamp":
             out.timestamp = (value[0], value[1])
+        elif name == "TFO":  # RFC 7413 4.1.1, kind 34
+            # scapy gives a bytes value as given, two 32-bit words when decoded
+            out.fastopen = bytes(value) if isinstance(value, bytes) else b"".join(
+                w.to_bytes(4, "big") for w in value)
     return out
 
 

@@ -66,3 +66,10 @@ def undo(cc: CongestionControl, prior_cwnd: int, prior_ssthresh: int) -> None:
     back the window that the loss response took, never shrinking it."""
     cc.cwnd = max(cc.cwnd, prior_cwnd)
     cc.ssthresh = max(cc.ssthresh, prior_ssthresh)
+
+
+def on_ecn_echo(cc: CongestionControl, flight_size: int, now: float) -> None:
+    """An ACK echoed a Congestion Experienced mark (RFC 3168 section 6.1.2): respond
+    as to a loss (ssthresh and cwnd to half the flight), without retransmitting. The
+    caller (stack/tcp/ecn.py's rule) does it at most once per window."""
+    cc.on_congestion(flight_size, now)
