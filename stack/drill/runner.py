@@ -142,7 +142,9 @@ SYSCTLS: dict[str, Callable[[StackSettings, int], None]] = {
     "net.inet.tcp.rexmit_drop_options": _only(
         [0], "sysctl net.inet.tcp.rexmit_drop_options={v} (SYN retransmissions without options)"),
     "net.inet.tcp.icmp_may_rst": _only([1], "sysctl net.inet.tcp.icmp_may_rst={v} (ICMP hard errors ignored)"),
-    "net.inet.tcp.fastopen.client_enable": _only([0], "TCP Fast Open (RFC 7413)"),
+    # TCP Fast Open (RFC 7413): FreeBSD's switches are bits of tcplab's (Linux's) mode.
+    "net.inet.tcp.fastopen.client_enable": _flag("fastopen_client"),
+    "net.inet.tcp.fastopen.server_enable": _flag("fastopen_server"),
     "net.inet.tcp.udp_tunneling_port": _only([0], "TCP over UDP encapsulation"),
     "net.inet.tcp.keepinit": _set("connect_timeout", 0.001),  # TCP_KEEPINIT's default
 }  # fmt: skip
@@ -254,8 +256,6 @@ class Runner:
                 if "U" in pkt.flags:
                     raise Unsupported("urgent data (URG)")
                 for o in pkt.options or []:
-                    if o.kind == "FO":
-                        raise Unsupported("TCP Fast Open (RFC 7413)")
                     if o.kind == "md5":
                         raise Unsupported("TCP MD5 signature option (RFC 2385)")
                 if body.direction == ">" and (pkt.ttl is not None or pkt.tos is not None):

@@ -726,12 +726,17 @@ class Connection:
         self.last_recv_time = now
         if flags & ACK:
             # RFC 7323 2.2: the window in a SYN is never scaled.
+            sent = self.segments_out
             self._handshake_acked(ack, seg.window, seg.seq, now)
             # RFC 9293 3.10.7.3: "continue processing at the sixth step": the text and
             # the FIN a SYN-ACK may carry (issue 17, defect 4), within the window our
             # SYN offered (unscaled, RFC 7323 2.2); our ACK then covers them.
             self._syn_text(bytes(seg.payload), bool(flags & FIN), now)
-            self._send_ack(now)
+            # "Form an ACK segment ... and send it. Data or controls that were queued
+            # for transmission MAY be included": data already sent carried that ACK;
+            # only what came on the SYN-ACK may still be owed one.
+            if self.state != State.CLOSED and (self.segments_out == sent or self.rcv.ack_pending):
+                self._send_ack(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3 and figure 8): SYN-RECEIVED, SYN-ACK.
             # "If there are other controls or text in the segment, queue them for
