@@ -556,7 +556,8 @@ class Host:
         self.conns[key] = conn
         self.conn_ports[local_port] += 1
         attempt = None
-        if fastopen_data is not None and self.fastopen_mode & fastopen.FASTOPEN_CLIENT:
+        if (fastopen_data is not None and self.fastopen_mode & fastopen.FASTOPEN_CLIENT
+                and not self.fastopen_cookies.negative(remote[0], now)):  # RFC 7413 4.1.3.1
             # RFC 7413 4.2.2: MSG_FASTOPEN / TCP_FASTOPEN_CONNECT with the client bit set.
             attempt = fastopen.FastOpenAttempt(remote[0], self.fastopen_cookies, self.fastopen_mode)
         conn.connect(now, attempt, fastopen_data or b"")

@@ -714,7 +714,8 @@ class Connection:
             if self.fastopen is not None:  # RFC 7413 4.2.2
                 options = seg.options
                 self.fastopen.on_synack(options.fastopen, options.fastopen_exp,
-                                        options.mss if options.mss is not None else 536)
+                                        options.mss if options.mss is not None else 536,
+                                        data_acked=max(ack - self.iss - 1, 0), now=now)
         self._take_syn_options(seg)
         if self.opts.ts_ok and seg.options.timestamp is not None:
             # Timestamps were just agreed: the SYN-ACK's echo times the SYN it answers,
