@@ -36,6 +36,7 @@ class Shape:
 
     syn_in: bool = False  # the script's SYN (a passive open by the stack)
     syn_out: bool = False  # the stack's SYN (an active open)
+    synack: bool = False  # a SYN-ACK, either way
     data_in: bool = False
     data_out: bool = False
     fin_in: bool = False
@@ -60,7 +61,8 @@ def shape(script: Script) -> Shape:
         flags = pkt.flags
         if "S" in flags:
             s.syn_in |= inbound and "." not in flags
-            s.syn_out |= not inbound
+            s.syn_out |= not inbound and "." not in flags
+            s.synack |= "." in flags
         if pkt.length:
             s.data_in |= inbound
             s.data_out |= not inbound
@@ -99,8 +101,10 @@ def judge(c: Check, scripts: dict[str, Path]) -> None:
     _, hello = _run(c, scripts[HELLO])
     if hello is not None:
         h = shape(hello)
-        c.require(h.syn_in or h.syn_out, f"{HELLO}: a three-way handshake",
-                  "the stack's SYN" if h.syn_out else ("the script's SYN" if h.syn_in else "no SYN"),
+        kind = ("an active open: the stack's SYN" if h.syn_out else
+                "a passive open: the script's SYN" if h.syn_in else "no SYN")
+        c.require((h.syn_in or h.syn_out) and h.synack, f"{HELLO}: a three-way handshake",
+                  kind + ("" if h.synack else ", no SYN-ACK"),
                   hint="start with connect() and `> S ...`, or listen() and `< S ...`")
         c.require(h.data_in and h.data_out, f"{HELLO}: data both ways",
                   f"to the stack: {'yes' if h.data_in else 'no'}, from it: {'yes' if h.data_out else 'no'}",
