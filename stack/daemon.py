@@ -34,6 +34,43 @@ READ_BATCH = 64
 # RTO >= 200 ms) tolerate that, and one wake-up then serves every deadline in the
 # slot, where a ping-pong exchange would otherwise re-arm the loop's timer per packet.
 TIMER_SLACK = 0.002
+# Reading a batch ends with a read that fails with EAGAIN: one system call in four of
+# a request/response round trip (epoll_wait, read, read, writev). After a batch of
+# one packet, when the loop then slept before the TUN was readable again (a
+# ping-pong, not a stream), one read is enough: level-triggered epoll brings us
+# straight back if more was queued, and the next batch drains it in full.
+SLEPT = 20e-6
+
+
+class BatchClock:
+    """The host's clock: `source()` (the loop's time), except while a read batch is
+    handled, when it stays at the time the batch was read.
+
+    Everything a batch causes then carries one `now`: the segments the ACKs release
+    and those the inline services' `send` calls release in between. With a fresh
+    clock for the services' calls, a batch that took longer than a millisecond sent
+    a later TSval (from the service's send) and then an earlier one (from the next
+    ACK of the batch), and the peer's PAWS check (RFC 7323 section 5) dropped that
+    whole segment: a spurious loss and a halved window (docs/performance.md).
+    """
+
+    __slots__ = ("source", "frozen")
+
+    def __init__(self, source: Callable[[], float]) -> None:
+        self.source = source
+        self.frozen: float | None = None
+
+    def __call__(self) -> float:
+        frozen = self.frozen
+        return self.source() if frozen is None else frozen
+
+    def freeze(self) -> float:
+        """Start a batch: read the source once and keep returning that."""
+        self.frozen = now = self.source()
+        return now
+
+    def thaw(self) -> None:
+        self.frozen = None
 
 
 @dataclass
@@ -68,6 +105,9 @@ class Daemon:
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
         self.loop = asyncio.get_event_loop()
+        # time.monotonic is what the default loop's time() returns, one call less.
+        same = type(self.loop).time is asyncio.BaseEventLoop.time
+        self.clock = BatchClock(time.monotonic if same else self.loop.time)
         self.tun: TunDevice | None = None
         self.host: Host | None = None
         self.layer: SocketLayer | None = None
@@ -78,6 +118,8 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopping = asyncio.Event()
+        self._last_batch = 0  # packets in the previous read batch
+        self._last_batch_end = 0.0
         self.impair_in: Impairment | None = None
         self.impair_out: Impairment | None = None
 
@@ -110,7 +152,7 @@ class Daemon:
             log.info("impairing the link both ways: %s", opts.impair)
         host = Host(
             opts.address, transmit, mtu=opts.mtu, offload=self.tun.vnet_hdr,
-            cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.loop.time,
+            cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.clock,
             tcp_memory=opts.tcp_memory, tcp_defaults=opts.tcp_defaults,
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
@@ -128,7 +170,7 @@ class Daemon:
         host.defer_acks = opts.impair is None  # one ACK per connection per batch read
         self.host = host
         self.layer = SocketLayer(host)
-        self.loop.add_reader(self.tun.fd, self._on_tun_readable)
+        self.loop.add_reader(self.tun.fd, self.on_tun_readable)
         self.services = Services(self.layer, self.events)
         for name, port in opts.services:
             await self.services.start(name, port)
@@ -170,38 +212,50 @@ class Daemon:
             self.events.flush()
         self.loop.call_later(0.5, self._flush_periodically)
 
-    def _on_tun_readable(self) -> None:
+    def on_tun_readable(self) -> None:
+        """Handle one read batch from the TUN, all of it at one `now` (BatchClock)."""
         assert self.tun is not None and self.host is not None
+        now = self.clock.freeze()
+        single = self._last_batch == 1 and now - self._last_batch_end > SLEPT
         try:
-            packets = self.tun.read_batch(READ_BATCH)
+            packets = self.tun.read_batch(1 if single else READ_BATCH)
         except TunError as exc:
+            self.clock.thaw()
             log.error("%s", exc)
             self._stopping.set()
             return
+        self._last_batch = len(packets)
         if self.impair_in is not None:
+            self.clock.thaw()
             for packet in packets:
                 self.impair_in(packet, self._receive_one)
             self._run_due_timers()
             return
-        now = self.loop.time()
         host = self.host
         receive = host.receive_packet
-        for packet in packets:
-            try:
-                receive(packet, now)
-            except Exception:  # never let one packet take the daemon down
-                host.stats["drop_internal_error"] += 1
-                log.exception("internal error while handling a packet (dropped)")
-        host.end_batch(now)
+        try:
+            for packet in packets:
+                try:
+                    receive(packet, now)
+                except Exception:  # never let one packet take the daemon down
+                    host.stats["drop_internal_error"] += 1
+                    log.exception("internal error while handling a packet (dropped)")
+            host.end_batch(now)
+        finally:
+            self.clock.thaw()
         self._run_due_timers()
+        self._last_batch_end = self.clock()
 
     def _receive_one(self, packet: bytes) -> None:
         assert self.host is not None
+        now = self.clock.freeze()
         try:
-            self.host.receive_packet(packet, self.loop.time())
+            self.host.receive_packet(packet, now)
         except Exception:
             self.host.stats["drop_internal_error"] += 1
             log.exception("internal error while handling a packet (dropped)")
+        finally:
+            self.clock.thaw()
         self._run_due_timers()
 
     def _impaired_transmit(self, parts: list[bytes | memoryview]) -> None:
@@ -226,7 +280,7 @@ class Daemon:
     def _run_due_timers(self) -> None:
         assert self.host is not None
         try:
-            self.host.run_timers(self.loop.time())
+            self.host.run_timers(self.clock())
         except Exception:
             self.host.stats["drop_internal_error"] += 1
             log.exception("internal error in a timer")

@@ -261,7 +261,8 @@ def draw_ladder(ladder: Ladder, png: Path, svg: Path | None = None) -> list[Path
                                 ("challenge ACK", COLOURS["challenge"]))]
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=7,
                   fontsize=8, frameon=False)
-        fig.tight_layout()
+        # Keep the two-line title (about 0.7 inch) clear of the end-point names below it.
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.7 / height))
         fig.savefig(png, dpi=100)
         files = [png]
         if svg is not None:

@@ -18,6 +18,7 @@ until it can make no more progress.
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable
 
 from stack.observe.events import EventLog
@@ -114,7 +115,13 @@ class Discard(StreamHandler):
 
 class Chargen(StreamHandler):
     """RFC 864: an endless stream of lines until the peer goes away; what the peer
-    sends is thrown away."""
+    sends is thrown away.
+
+    It writes whole segments (multiples of the send MSS): a sub-MSS tail left in
+    the send buffer leaves later as a frame of its own, and with offloads every
+    frame costs the same whatever its size (docs/performance.md). Only a send
+    buffer smaller than one MSS gets less, once it is empty.
+    """
 
     def __init__(self, sock: TcpSocket, period: bytes) -> None:
         super().__init__(sock)
@@ -129,8 +136,15 @@ class Chargen(StreamHandler):
                 pass
         except BlockingIOError:
             pass
+        mss = int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))
+        chunk = max(CHUNK // mss, 1) * mss
         while sock.state in OPEN_FOR_SENDING:
-            room = min(sock.send_free, CHUNK)
+            free = sock.send_free
+            room = min(free, chunk)
+            if room >= mss:
+                room -= room % mss
+            elif free < int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)):
+                return  # less than a segment free: ACKs will free more
             if room <= 0:
                 return
             sent = sock.send(self.ring[self.offset : self.offset + room])

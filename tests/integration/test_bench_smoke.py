@@ -31,5 +31,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
                    "100 parallel flows (upload)"):
         assert rows[figure]["stack"] > 0, figure
         assert rows[figure]["kernel"] > 0, figure
+    for figure in ("upload (offloads on)", "download (offloads on)", "upload (offloads off)",
+                   "download (offloads off)", "1-byte request/response", "new connections"):
+        assert rows[figure]["relay"] > 0, figure  # the pure TUN relay's ceiling, same run
+        assert rows[figure]["relay_ratio"] > 0, figure
     assert rows["50 idle connections held"]["stack"] == 50
-    assert "ratio" in proc.stdout and "upload (offloads on)" in proc.stdout
+    assert "ratio/kernel" in proc.stdout and "ratio/relay" in proc.stdout
+    assert "upload (offloads on)" in proc.stdout
