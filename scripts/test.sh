@@ -80,7 +80,7 @@ if [[ $WHAT == all || $WHAT == integration ]]; then
     step "integration tests (network namespaces, TUN, the Linux kernel as peer)"
     TCPLAB_REQUIRE_ROOT=1 run_pytest -q -rs tests/integration || status=1
     step "end-to-end tests again with offloads off (plain packets, checksums in Python)"
-    TCPLAB_REQUIRE_ROOT=1 TCPLAB_TEST_OFFLOAD=off run_pytest -q -rs tests/integration/test_stack_e2e.py || status=1
+    TCPLAB_REQUIRE_ROOT=1 TCPLAB_TEST_OFFLOAD=off run_pytest -q -rs tests/integration/test_stack_e2e.py tests/integration/test_ipv6_e2e.py || status=1
     echo "integration part done at ${SECONDS}s"
 fi
 if [[ $WHAT == all || $WHAT == docker ]] && [ -d tests/docker ] && ls tests/docker/test_*.py >/dev/null 2>&1; then

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -41,6 +42,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -76,6 +78,7 @@ static struct {
     ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
     ssize_t (*sendmsg)(int, const struct msghdr *, int);
     ssize_t (*recvmsg)(int, struct msghdr *, int);
+    int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
     ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *,
                             socklen_t *);
     int (*close)(int);
@@ -96,6 +99,7 @@ static dev_t ctl_dev;
 static ino_t ctl_ino;
 static uint32_t ctl_seq;
 static int warned;
+static int creds_refused; /* SCM_CREDENTIALS refused once: send none (under ctl_lock) */
 
 static void *next_symbol(const char *name)
 {
@@ -197,6 +201,7 @@ static void init(void)
     RESOLVE(recvfrom, "recvfrom");
     RESOLVE(sendmsg, "sendmsg");
     RESOLVE(recvmsg, "recvmsg");
+    RESOLVE(recvmmsg, "recvmmsg");
     RESOLVE(recvfrom_chk, "__recvfrom_chk");
     RESOLVE(close, "close");
     RESOLVE(dup2, "dup2");
@@ -471,19 +476,35 @@ static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size
         struct iovec iov[2] = {{head, (size_t)hlen}, {(void *)req->payload, 0}};
         if (req->op == TL_SENDTO)
             iov[1].iov_len = req->payload_len;
+        /* Every request carries who asks, now (SCM_CREDENTIALS: the kernel checks them
+         * against our own ids; the daemon checks a privileged bind with them), and the
+         * socket it is about (SCM_RIGHTS). */
         union {
-            char buf[CMSG_SPACE(sizeof(int))];
+            char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int))];
             struct cmsghdr align;
         } cm;
         struct msghdr msg;
         memset(&msg, 0, sizeof msg);
         msg.msg_iov = iov;
         msg.msg_iovlen = iov[1].iov_len ? 2 : 1;
+        memset(&cm, 0, sizeof cm);
+        msg.msg_control = cm.buf;
+        int creds = !creds_refused;
+        msg.msg_controllen = (creds ? CMSG_SPACE(sizeof(struct ucred)) : 0) +
+                             (fd_in >= 0 ? CMSG_SPACE(sizeof(int)) : 0);
+        struct cmsghdr *c = msg.msg_controllen ? CMSG_FIRSTHDR(&msg) : NULL;
+        if (creds) {
+            struct ucred me = {getpid(), geteuid(), getegid()};
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_CREDENTIALS;
+            c->cmsg_len = CMSG_LEN(sizeof me);
+            memcpy(CMSG_DATA(c), &me, sizeof me);
+        }
+        if (!msg.msg_controllen)
+            msg.msg_control = NULL;
         if (fd_in >= 0) {
-            memset(&cm, 0, sizeof cm);
-            msg.msg_control = cm.buf;
-            msg.msg_controllen = sizeof cm.buf;
-            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            if (creds)
+                c = CMSG_NXTHDR(&msg, c);
             c->cmsg_level = SOL_SOCKET;
             c->cmsg_type = SCM_RIGHTS;
             c->cmsg_len = CMSG_LEN(sizeof(int));
@@ -493,6 +514,13 @@ static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size
         do
             n = real.sendmsg(ctl_fd, &msg, MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EPERM && creds) {
+            /* The kernel refused our ids (it should not: they are our own); let it put
+             * in our real ids instead, from now on. */
+            creds_refused = 1;
+            attempt--;
+            continue;
+        }
         if (n < 0) {
             int err = errno;
             ctl_drop();
@@ -1334,7 +1362,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 
 /* UDP sendto with an address: the datagram goes over the control connection. */
 static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
-                          const struct sockaddr *sa, socklen_t alen)
+                          const struct sockaddr *sa, socklen_t alen, uint32_t src_ip)
 {
     struct sockaddr_in mapped;
     const struct sockaddr_in *sin = &mapped;
@@ -1365,6 +1393,10 @@ static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
     memset(&req, 0, sizeof req);
     req.op = TL_SENDTO;
     addr_to_tl(sin, &req.addr);
+    if (src_ip != htonl(INADDR_ANY)) { /* IP_PKTINFO's ipi_spec_dst: the daemon checks it */
+        req.src.family = TL_AF_INET;
+        req.src.ip = src_ip;
+    }
     req.msg_flags = (uint32_t)flags;
     req.payload = buf;
     req.payload_len = (uint32_t)n;
@@ -1424,11 +1456,69 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
         return tcp_fastopen_sendto(fd, buf, n, flags, sa, alen);
     if (k == K_TCP) /* TCP ignores the address, as Linux does on a connected socket */
         return real.sendto(fd, buf, n, flags & ~MSG_FASTOPEN, NULL, 0);
-    return udp_sendto(fd, buf, n, flags, sa, alen);
+    return udp_sendto(fd, buf, n, flags, sa, alen, htonl(INADDR_ANY));
+}
+
+/* The stack's interface index, as the last PKTINFO record said (0: not seen yet). */
+static unsigned stack_ifindex;
+
+/* Append one control message to a program's msghdr the way the kernel's put_cmsg()
+ * does: what does not fit is cut and MSG_CTRUNC set; *used counts the bytes taken. */
+static void put_cmsg(struct msghdr *app, size_t *used, int level, int type, const void *data,
+                     size_t len)
+{
+    size_t room = app->msg_controllen > *used ? app->msg_controllen - *used : 0;
+    if (!app->msg_control || room < sizeof(struct cmsghdr)) {
+        app->msg_flags |= MSG_CTRUNC;
+        return;
+    }
+    size_t cmlen = CMSG_LEN(len);
+    if (room < cmlen) {
+        app->msg_flags |= MSG_CTRUNC;
+        cmlen = room;
+    }
+    struct cmsghdr h;
+    memset(&h, 0, sizeof h);
+    h.cmsg_level = level;
+    h.cmsg_type = type;
+    h.cmsg_len = cmlen;
+    uint8_t *at = (uint8_t *)app->msg_control + *used;
+    memcpy(at, &h, sizeof h);
+    if (cmlen > CMSG_LEN(0))
+        memcpy(at + CMSG_LEN(0), data, cmlen - CMSG_LEN(0));
+    size_t step = CMSG_SPACE(len);
+    *used += step < room ? step : room;
+}
+
+/* The control messages of a received datagram, as Linux gives them: IPV6_PKTINFO (an
+ * AF_INET6 socket with IPV6_RECVPKTINFO: the v4-mapped destination), then IP_PKTINFO
+ * (ip(7): the interface, ipi_spec_dst and ipi_addr both the destination, as for any
+ * unicast datagram to a local address). `info` is the datagram's PKTINFO record, NULL
+ * if it came without one (the socket asked for none). */
+static void put_pktinfo(int fd, struct msghdr *app, const struct tl_reply *info)
+{
+    size_t used = 0;
+    if (info && (info->want & TL_WANT_IPV6_PKTINFO) && mark_of(fd)) {
+        struct in6_pktinfo p6;
+        memset(&p6, 0, sizeof p6);
+        memcpy(p6.ipi6_addr.s6_addr, V4MAPPED_PREFIX, 12);
+        memcpy(p6.ipi6_addr.s6_addr + 12, &info->dst.ip, 4);
+        p6.ipi6_ifindex = info->ifindex;
+        put_cmsg(app, &used, IPPROTO_IPV6, IPV6_PKTINFO, &p6, sizeof p6);
+    }
+    if (info && (info->want & TL_WANT_IP_PKTINFO)) {
+        struct in_pktinfo p4;
+        memset(&p4, 0, sizeof p4);
+        p4.ipi_ifindex = (int)info->ifindex;
+        p4.ipi_spec_dst.s_addr = info->dst.ip;
+        p4.ipi_addr.s_addr = info->dst.ip;
+        put_cmsg(app, &used, IPPROTO_IP, IP_PKTINFO, &p4, sizeof p4);
+    }
+    app->msg_controllen = used;
 }
 
 /* Receive one datagram from a UDP stack socket; its source address comes as
- * SCM_CREDENTIALS (see the header). */
+ * SCM_CREDENTIALS (see the header), where it was sent as a PKTINFO file. */
 static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
 {
     if (flags & MSG_ERRQUEUE) {
@@ -1436,7 +1526,7 @@ static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
         return -1;
     }
     union {
-        char buf[CMSG_SPACE(sizeof(struct ucred))];
+        char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(4 * sizeof(int))];
         struct cmsghdr align;
     } cm;
     struct msghdr m;
@@ -1445,16 +1535,34 @@ static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
     m.msg_iovlen = app->msg_iovlen;
     m.msg_control = cm.buf;
     m.msg_controllen = sizeof cm.buf;
-    ssize_t n = real.recvmsg(fd, &m, flags & ~MSG_CMSG_CLOEXEC);
+    ssize_t n = real.recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
     if (n < 0)
         return -1;
     struct ucred cred;
     int have_cred = 0;
+    struct tl_reply info;
+    int have_info = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
             c->cmsg_len >= CMSG_LEN(sizeof cred)) {
             memcpy(&cred, CMSG_DATA(c), sizeof cred);
             have_cred = 1;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            /* the datagram's PKTINFO file (docs 5.5): read its record, close it */
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; i++) {
+                int ifd;
+                memcpy(&ifd, CMSG_DATA(c) + i * sizeof(int), sizeof ifd);
+                uint8_t rec[TL_PKTINFO_RECORD_SIZE + 1];
+                ssize_t r = pread(ifd, rec, sizeof rec, 0);
+                if (!have_info && r == TL_PKTINFO_RECORD_SIZE &&
+                    tl_decode_reply(rec, (size_t)r, 0, &info) == TL_OK &&
+                    info.op == TL_PKTINFO) {
+                    have_info = 1;
+                    __atomic_store_n(&stack_ifindex, info.ifindex, __ATOMIC_RELAXED);
+                }
+                real.close(ifd);
+            }
         }
     }
     if (n == 0 && !have_cred) { /* end of file: the daemon went away */
@@ -1485,8 +1593,8 @@ static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
     } else {
         app->msg_namelen = 0;
     }
-    app->msg_controllen = 0;
     app->msg_flags = m.msg_flags & ~MSG_CTRUNC;
+    put_pktinfo(fd, app, have_info ? &info : NULL);
     return n;
 }
 
@@ -1531,6 +1639,61 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
     return recvfrom(fd, buf, n, flags, a, alen);
 }
 
+static ssize_t udp_sendmsg(int fd, const struct msghdr *msg, int flags, uint32_t src_ip);
+
+/* The source address a sendmsg's IP_PKTINFO (or, on an AF_INET6 socket, IPV6_PKTINFO
+ * with a v4-mapped address) asks for, as ip(7): ipi_spec_dst (ipi6_addr) is the source,
+ * ipi_ifindex, when not 0, the interface, which must be one the stack can send on
+ * (ours: ENODEV for no such interface, ENETUNREACH for another). 0 or -1 (errno). */
+static int pktinfo_source(int fd, const struct msghdr *msg, uint32_t *src_ip)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
+         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        int ifindex = 0;
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo p4;
+            if (c->cmsg_len < CMSG_LEN(sizeof p4)) {
+                errno = EINVAL;
+                return -1;
+            }
+            memcpy(&p4, CMSG_DATA(c), sizeof p4);
+            *src_ip = p4.ipi_spec_dst.s_addr;
+            ifindex = p4.ipi_ifindex;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+                   mark_of(fd)) {
+            struct in6_pktinfo p6;
+            if (c->cmsg_len < CMSG_LEN(sizeof p6)) {
+                errno = EINVAL;
+                return -1;
+            }
+            memcpy(&p6, CMSG_DATA(c), sizeof p6);
+            enum v6kind v = classify6(&p6.ipi6_addr);
+            if (v == V6_MAPPED)
+                memcpy(src_ip, p6.ipi6_addr.s6_addr + 12, 4);
+            else if (v != V6_ANY) {
+                errno = EINVAL; /* a native IPv6 source for an IPv4 datagram */
+                return -1;
+            }
+            ifindex = (int)p6.ipi6_ifindex;
+        } else {
+            continue;
+        }
+        if (ifindex) {
+            char name[IF_NAMESIZE];
+            if (!if_indextoname((unsigned)ifindex, name)) {
+                errno = ENODEV;
+                return -1;
+            }
+            unsigned ours = __atomic_load_n(&stack_ifindex, __ATOMIC_RELAXED);
+            if (ours && (unsigned)ifindex != ours) {
+                errno = ENETUNREACH;
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     ensure_init();
@@ -1539,9 +1702,28 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     enum kind k = shim_kind(fd);
     if (k == K_NONE)
         return real.sendmsg(fd, msg, flags);
+    uint32_t src_ip = htonl(INADDR_ANY);
+    if (k == K_UDP && msg->msg_controllen) {
+        int r = pktinfo_source(fd, msg, &src_ip);
+        if (r < 0)
+            return -1;
+    }
+    struct sockaddr_storage peer;
+    if (k == K_UDP && !msg->msg_name && src_ip != htonl(INADDR_ANY)) {
+        /* a source address to carry on a connected socket: SENDTO to its peer */
+        socklen_t plen = sizeof peer;
+        if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
+            errno = errno == ENOTCONN ? EDESTADDRREQ : errno;
+            return -1;
+        }
+        struct msghdr m = *msg;
+        m.msg_name = &peer;
+        m.msg_namelen = plen;
+        return udp_sendmsg(fd, &m, flags, src_ip);
+    }
     if (k == K_TCP || !msg->msg_name) {
-        /* No address to carry (TCP ignores it); ancillary data (IP_PKTINFO, ...) is not
-         * supported and dropped. */
+        /* No address to carry (TCP ignores it); other ancillary data (IP_TTL, IP_TOS,
+         * ...) is not supported and dropped. */
         struct msghdr m = *msg;
         m.msg_name = NULL;
         m.msg_namelen = 0;
@@ -1549,6 +1731,12 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
         m.msg_controllen = 0;
         return real.sendmsg(fd, &m, flags & ~MSG_FASTOPEN);
     }
+    return udp_sendmsg(fd, msg, flags, src_ip);
+}
+
+/* A UDP sendmsg with an address: the datagram goes over the control connection. */
+static ssize_t udp_sendmsg(int fd, const struct msghdr *msg, int flags, uint32_t src_ip)
+{
     size_t total = 0;
     for (size_t i = 0; i < (size_t)msg->msg_iovlen; i++) {
         total += msg->msg_iov[i].iov_len;
@@ -1568,7 +1756,7 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
             memcpy(buf + off, msg->msg_iov[i].iov_base, msg->msg_iov[i].iov_len);
         off += msg->msg_iov[i].iov_len;
     }
-    ssize_t r = udp_sendto(fd, buf, total, flags, msg->msg_name, msg->msg_namelen);
+    ssize_t r = udp_sendto(fd, buf, total, flags, msg->msg_name, msg->msg_namelen, src_ip);
     int err = errno;
     free(buf);
     errno = err;
@@ -1590,6 +1778,35 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
         return r;
     }
     return udp_recv(fd, msg, flags);
+}
+
+/* recvmmsg on a UDP stack socket: one udp_recv per message, so each gets its source
+ * address and control messages (and a datagram's PKTINFO file is never left in the
+ * program's descriptor table). The first waits as the socket and flags say; the rest
+ * wait too unless MSG_WAITFORONE, MSG_DONTWAIT or a timeout is given (then they do not
+ * wait at all: the timeout itself is not honoured). An
+ * error after the first message ends the batch, as Linux, which reports it next. */
+EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+                    struct timespec *timeout)
+{
+    ensure_init();
+    if (!vec || shim_kind(fd) != K_UDP)
+        return real.recvmmsg(fd, vec, vlen, flags, timeout);
+    int base = flags & ~MSG_WAITFORONE;
+    unsigned int i;
+    for (i = 0; i < vlen; i++) {
+        int f = base;
+        if (i > 0 && ((flags & MSG_WAITFORONE) || timeout))
+            f |= MSG_DONTWAIT; /* (with a timeout: return early rather than block) */
+        ssize_t n = udp_recv(fd, &vec[i].msg_hdr, f);
+        if (n < 0) {
+            if (i == 0)
+                return -1;
+            break;
+        }
+        vec[i].msg_len = (unsigned int)n;
+    }
+    return (int)i;
 }
 
 /* Bookkeeping only: the daemon learns of a socket's last close from the socket itself

@@ -86,7 +86,7 @@ static ssize_t request_body_len(const struct tl_request *r)
     case TL_SENDTO:
         if (r->payload_len > TL_MAX_PAYLOAD)
             return TL_E_SPACE;
-        return TL_ADDR_SIZE + 4 + (ssize_t)r->payload_len;
+        return 2 * TL_ADDR_SIZE + 4 + (ssize_t)r->payload_len;
     case TL_GETSOCKNAME:
     case TL_GETPEERNAME:
     case TL_DETACH:
@@ -140,9 +140,10 @@ static ssize_t encode_request(const struct tl_request *r, uint8_t *buf, size_t c
         break;
     case TL_SENDTO:
         put_addr(b, &r->addr);
-        put32(b + TL_ADDR_SIZE, r->msg_flags);
+        put_addr(b + TL_ADDR_SIZE, &r->src);
+        put32(b + 2 * TL_ADDR_SIZE, r->msg_flags);
         if (with_payload && r->payload_len)
-            memcpy(b + TL_ADDR_SIZE + 4, r->payload, r->payload_len);
+            memcpy(b + 2 * TL_ADDR_SIZE + 4, r->payload, r->payload_len);
         break;
     default:
         break;
@@ -196,6 +197,11 @@ ssize_t tl_encode_reply(const struct tl_reply *r, const struct tl_option *opts, 
                 return TL_E_SPACE;
             body = r->data_len;
             break;
+        case TL_PKTINFO:
+            if (r->want & ~(TL_WANT_IP_PKTINFO | TL_WANT_IPV6_PKTINFO))
+                return TL_E_SPACE;
+            body = TL_ADDR_SIZE + 8;
+            break;
         default:
             break;
         }
@@ -239,6 +245,12 @@ ssize_t tl_encode_reply(const struct tl_reply *r, const struct tl_option *opts, 
             if (r->data_len)
                 memcpy(b, r->data, r->data_len);
             break;
+        case TL_PKTINFO:
+            put_addr(b, &r->dst);
+            put32(b + TL_ADDR_SIZE, r->ifindex);
+            b[TL_ADDR_SIZE + 4] = r->want;
+            b[TL_ADDR_SIZE + 5] = b[TL_ADDR_SIZE + 6] = b[TL_ADDR_SIZE + 7] = 0;
+            break;
         default:
             break;
         }
@@ -279,7 +291,7 @@ int tl_decode_request(const uint8_t *buf, size_t len, int nfds, struct tl_reques
     int rc = split_header(buf, len, &op, &flags, &seq, &status, &b, &blen);
     if (rc)
         return rc;
-    if (op == TL_ACCEPT) /* not a request: the record a listener's stream carries */
+    if (op == TL_ACCEPT || op == TL_PKTINFO) /* records of their own, not requests */
         return TL_E_OP;
     if (flags != 0 || status != 0)
         return TL_E_FLAGS;
@@ -333,13 +345,15 @@ int tl_decode_request(const uint8_t *buf, size_t len, int nfds, struct tl_reques
         out->value_len = blen - 8;
         break;
     case TL_SENDTO:
-        if (blen < TL_ADDR_SIZE + 4)
+        if (blen < 2 * TL_ADDR_SIZE + 4)
             return TL_E_BODY;
         if (get_addr(b, &out->addr) || out->addr.family != TL_AF_INET)
             return TL_E_VALUE;
-        out->msg_flags = get32(b + TL_ADDR_SIZE);
-        out->payload = b + TL_ADDR_SIZE + 4;
-        out->payload_len = blen - TL_ADDR_SIZE - 4;
+        if (get_addr(b + TL_ADDR_SIZE, &out->src))
+            return TL_E_VALUE;
+        out->msg_flags = get32(b + 2 * TL_ADDR_SIZE);
+        out->payload = b + 2 * TL_ADDR_SIZE + 4;
+        out->payload_len = blen - 2 * TL_ADDR_SIZE - 4;
         break;
     default:
         if (blen != 0)
@@ -426,6 +440,17 @@ int tl_decode_reply(const uint8_t *buf, size_t len, int nfds, struct tl_reply *o
         out->data = b;
         out->data_len = blen;
         break;
+    case TL_PKTINFO:
+        if (blen != TL_ADDR_SIZE + 8)
+            return TL_E_BODY;
+        if (get_addr(b, &out->dst))
+            return TL_E_VALUE;
+        out->ifindex = get32(b + TL_ADDR_SIZE);
+        out->want = b[TL_ADDR_SIZE + 4];
+        if ((out->want & ~(TL_WANT_IP_PKTINFO | TL_WANT_IPV6_PKTINFO)) || b[TL_ADDR_SIZE + 5] ||
+            b[TL_ADDR_SIZE + 6] || b[TL_ADDR_SIZE + 7])
+            return TL_E_VALUE;
+        break;
     default:
         if (blen != 0)
             return TL_E_BODY;
@@ -488,7 +513,7 @@ const char *tl_op_name(int op)
     static const char *const names[] = {
         "?",          "SOCKET",      "BIND",       "LISTEN",     "ACCEPT",
         "CONNECT",    "SHUTDOWN",    "GETSOCKNAME", "GETPEERNAME", "GETSOCKOPT",
-        "SETSOCKOPT", "SENDTO",      "DETACH",     "LIST",       "ADOPT",
+        "SETSOCKOPT", "SENDTO",      "DETACH",     "LIST",       "ADOPT",      "PKTINFO",
     };
     if (op < 1 || op > TL_OP_MAX)
         return "?";

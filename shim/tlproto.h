@@ -12,12 +12,12 @@
 #include <sys/types.h>
 
 #define TL_MAGIC 0x544C4142u /* "TLAB" */
-#define TL_VERSION 2
+#define TL_VERSION 3
 #define TL_HEADER_SIZE 20
 #define TL_ADDR_SIZE 8
 #define TL_MAX_OPTVAL 256
 #define TL_MAX_PAYLOAD 65507
-#define TL_MAX_BODY (TL_ADDR_SIZE + 4 + TL_MAX_PAYLOAD)
+#define TL_MAX_BODY (2 * TL_ADDR_SIZE + 4 + TL_MAX_PAYLOAD)
 #define TL_MAX_MESSAGE (TL_HEADER_SIZE + TL_MAX_BODY)
 #define TL_MAX_LIST_CHUNK 60000
 #define TL_MAX_DETACH_OPTIONS 32
@@ -47,7 +47,8 @@ enum tl_op {
     TL_DETACH = 12,
     TL_LIST = 13,
     TL_ADOPT = 14,
-    TL_OP_MAX = 14
+    TL_PKTINFO = 15,
+    TL_OP_MAX = 15
 };
 
 /* Decoder results (negative); the names are the "error" strings of the vectors. */
@@ -85,6 +86,7 @@ struct tl_request {
     uint32_t msg_flags;     /* SENDTO */
     const uint8_t *payload; /* SENDTO */
     uint32_t payload_len;
+    struct tl_addr src;     /* SENDTO: the source asked for (IP_PKTINFO), AF_UNSPEC: none */
 };
 
 struct tl_option {
@@ -108,7 +110,17 @@ struct tl_reply {
     uint32_t options_len;
     const uint8_t *data; /* LIST */
     uint32_t data_len;
+    struct tl_addr dst;  /* PKTINFO: where the datagram was sent */
+    uint32_t ifindex;    /* PKTINFO: the interface it came in on */
+    uint8_t want;        /* PKTINFO: TL_WANT_* bits, the control messages asked for */
 };
+
+/* PKTINFO is not a request (version 3): the record held by the small sealed file that
+ * rides (SCM_RIGHTS) with each datagram to a UDP socket that asked for IP_PKTINFO or
+ * IPV6_RECVPKTINFO (docs/shim-protocol.md 5.5). */
+#define TL_PKTINFO_RECORD_SIZE (TL_HEADER_SIZE + TL_ADDR_SIZE + 8)
+#define TL_WANT_IP_PKTINFO 0x01   /* struct in_pktinfo */
+#define TL_WANT_IPV6_PKTINFO 0x02 /* struct in6_pktinfo (v4-mapped address) */
 
 /* ACCEPT is not a request (version 2): an ACCEPT reply with seq 0 and the connection
  * attached is the record a listener's own stream carries per waiting connection. */

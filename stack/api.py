@@ -144,9 +144,10 @@ async def connect(layer: SocketLayer, host: str, port: int) -> StreamConnection:
 
 
 async def udp_bind(layer: SocketLayer, port: int) -> DatagramSocket:
-    sock = layer.udp_socket()
+    # Dual-stack when the host has IPv6: the services answer on both families.
+    sock = layer.udp_socket(socket.AF_INET6 if layer.host.address6 else socket.AF_INET)
     try:
-        sock.bind("0.0.0.0", port)
+        sock.bind("::" if layer.host.address6 else "0.0.0.0", port)
     except OSError:
         sock.close()
         raise

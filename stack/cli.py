@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
 from typing import NoReturn
 
@@ -45,6 +46,43 @@ def _kernel_address(text: str) -> str | None:
     if "/" not in text:
         raise argparse.ArgumentTypeError(f"give the prefix length too, e.g. {text}/24")
     return str(iface)
+
+
+def _ipv6_unicast(text: str) -> ipaddress.IPv6Address:
+    """A global or unique-local unicast IPv6 address, as a stack or its link may own."""
+    try:
+        ip = ipaddress.IPv6Address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv6 address: {text!r}") from None
+    kind = ("multicast" if ip.is_multicast else "unspecified" if ip.is_unspecified
+            else "loopback" if ip.is_loopback else "link-local" if ip.is_link_local
+            else "v4-mapped" if ip.ipv4_mapped is not None else None)
+    if kind is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is a {kind} address, not one to own")
+    return ip
+
+
+def _canonical6(ip: ipaddress.IPv6Address) -> str:
+    """The spelling the stack uses everywhere: what inet_ntop gives (docs/ipv6.md)."""
+    return socket.inet_ntop(socket.AF_INET6, ip.packed)
+
+
+def _address6(text: str) -> str | None:
+    if text == "none":
+        return None
+    return _canonical6(_ipv6_unicast(text))
+
+
+def _kernel_address6(text: str) -> str | None:
+    if text == "none":
+        return None
+    address, slash, length = text.partition("/")
+    if not slash:
+        raise argparse.ArgumentTypeError(f"give the prefix length too, e.g. {text}/64")
+    ip = _ipv6_unicast(address)
+    if not length.isdigit() or not 1 <= int(length) <= 128:
+        raise argparse.ArgumentTypeError(f"not an IPv6 prefix length: {length!r}")
+    return f"{_canonical6(ip)}/{int(length)}"
 
 
 def _mtu(text: str) -> int:
@@ -99,13 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the stack's IPv4 address (default 10.0.0.2)")
     st.add_argument("--kernel-address", default="10.0.0.1/24", type=_kernel_address,
                     metavar="A/LEN|none", help="kernel side of the TUN (default 10.0.0.1/24)")
+    st.add_argument("--address6", default="fd00:0:0:1::2", type=_address6, metavar="A|none",
+                    help="the stack's IPv6 address (default fd00:0:0:1::2; 'none': IPv4 only)")
+    st.add_argument("--kernel-address6", default="fd00:0:0:1::1/64", type=_kernel_address6,
+                    metavar="A/LEN|none",
+                    help="kernel side of the TUN, IPv6 (default fd00:0:0:1::1/64)")
     st.add_argument("--mtu", default=1500, type=_mtu, metavar="N")
     st.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
                     help="congestion control (default newreno)")
     st.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET),
                     metavar="PATH", help=f"control/shim socket (default {DEFAULT_SOCKET})")
     st.add_argument("--socket-group", default=None, metavar="GROUP",
-                    help="group owning the socket file (mode 0660)")
+                    help="only this group may use the stack (socket file mode 0660; "
+                         "default 0666: any user, privileged ports need root)")
     st.add_argument("--service", action="append", metavar="NAME[:PORT]",
                     help="built-in service; default echo:7 discard:9 chargen:19 http:80; 'none' for none")
     st.add_argument("--pcap", metavar="FILE", help="write every packet to FILE (pcap)")
@@ -189,6 +233,11 @@ def cmd_stack(args: argparse.Namespace) -> int:
         if ipaddress.IPv4Address(args.address) == net.ip:
             print("tcplab stack: error: --address equals the kernel's address", file=sys.stderr)
             return 2
+    if args.address6 is not None and args.kernel_address6 is not None:
+        net6 = ipaddress.IPv6Interface(args.kernel_address6)
+        if ipaddress.IPv6Address(args.address6) == net6.ip:
+            print("tcplab stack: error: --address6 equals the kernel's address", file=sys.stderr)
+            return 2
     if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
         print("tcplab stack: error: needs root or CAP_NET_ADMIN (cannot use /dev/net/tun)",
               file=sys.stderr)
@@ -199,6 +248,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         isn.set_near_wrap(True)
     options = DaemonOptions(
         tun=args.tun, address=args.address, kernel_address=args.kernel_address, mtu=args.mtu,
+        address6=args.address6, kernel_address6=args.kernel_address6,
         cc=args.cc, socket_path=args.socket, socket_group=args.socket_group, services=services,
         pcap=args.pcap, events=args.events, offload=args.offload, min_rto=args.min_rto,
         time_wait=args.time_wait, impair=args.impair, pcap_limit=args.pcap_limit << 20,

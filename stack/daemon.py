@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -78,6 +79,9 @@ class DaemonOptions:
     tun: str = "mytun"
     address: str = "10.0.0.2"
     kernel_address: str | None = "10.0.0.1/24"
+    # Dual-stack by default; None turns IPv6 off (the kernel side gets no address).
+    address6: str | None = "fd00:0:0:1::2"
+    kernel_address6: str | None = "fd00:0:0:1::1/64"
     mtu: int = 1500
     cc: str = "newreno"
     socket_path: str = "/run/tcplab/stack.sock"
@@ -130,8 +134,12 @@ class Daemon:
             log.info("--impair: using plain packets (offloads off)")
             opts.offload = False
         self.tun = TunDevice.open(
-            opts.tun, offload=opts.offload, kernel_address=opts.kernel_address, mtu=opts.mtu
+            opts.tun, offload=opts.offload, kernel_address=opts.kernel_address,
+            kernel_address6=opts.kernel_address6 if opts.address6 is not None else None,
+            mtu=opts.mtu,
         )
+        if self.tun.ipv6_error is not None:
+            log.warning("%s; IPv6 on the kernel side is off", self.tun.ipv6_error)
 
     async def run(self) -> int:
         opts = self.options
@@ -154,6 +162,7 @@ class Daemon:
             opts.address, transmit, mtu=opts.mtu, offload=self.tun.vnet_hdr,
             cc=opts.cc, events=self.events, pcap=self.pcap, clock=self.clock,
             tcp_memory=opts.tcp_memory, tcp_defaults=opts.tcp_defaults,
+            address6=opts.address6 if self.tun.ipv6_error is None else None,
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
         host.tcp_defaults.msl = opts.time_wait / 2
@@ -179,16 +188,22 @@ class Daemon:
         except ImportError:  # pragma: no cover - while the IPC is being written
             log.warning("no IPC server available")
         else:
-            ipc = IpcServer(self.layer, opts.socket_path, group=opts.socket_group, events=self.events)
+            try:  # IP_PKTINFO's interface: the stack's, the TUN device
+                ifindex = socket.if_nametoindex(self.tun.name)
+            except OSError:
+                ifindex = 0
+            ipc = IpcServer(self.layer, opts.socket_path, group=opts.socket_group,
+                            events=self.events, ifindex=ifindex)
             await ipc.start()
             self.ipc = ipc
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(sig, self._stopping.set)
         mode = "offloads on (vnet header, TSO)" if self.tun.vnet_hdr else "plain packets"
         services = " ".join(f"{n}:{p}" for n, p in opts.services) or "none"
+        addresses = opts.address if host.address6 is None else f"{opts.address} {host.address6}"
         log.info(
             "ready: %s on %s (%s, mtu %d, cc %s), services %s, socket %s",
-            opts.address, self.tun.name, mode, opts.mtu, opts.cc, services, opts.socket_path,
+            addresses, self.tun.name, mode, opts.mtu, opts.cc, services, opts.socket_path,
         )  # fmt: skip
         self._flush_periodically()
         await self._stopping.wait()

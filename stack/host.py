@@ -29,15 +29,18 @@ from stack.io.virtio import (
     VirtioNetHdr,
     parse_vnet_hdr,
 )
+from stack.ip6input import Datagram6, Drop, Icmp6Error, Ipv6Input, error_for
+from stack.ip6output import IPV6_TCP_HEADERS, Ipv6Output, tcp_mss_for_mtu
 from stack.ipfrag import FragmentReassembler
 from stack.observe.events import EventBudget, EventLog
 from stack.observe.pcap import PcapWriter
+from stack.pmtu import IPV6_MIN_MTU
 from stack.tcp import fastopen
 from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
 from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 from stack.tcp.memory import TcpMemory, held_by
-from stack.wire import icmp
+from stack.wire import icmp, icmpv6
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
 from stack.wire.tcp import (
@@ -60,6 +63,19 @@ DROP_EVENT_BURST = 200
 MAX_FRAGMENT_DATAGRAMS = 4096  # datagrams under reassembly at once (oldest dropped)
 
 ConnKey = tuple[int, str, int]  # (local port, remote address, remote port)
+
+
+# RFC 4443 section 3 errors as errno values (as Linux's icmpv6_err_convert reports them).
+_ICMP6_ERRNO = {
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_NO_ROUTE): errno.ENETUNREACH,
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_ADMIN): errno.EACCES,
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_BEYOND_SCOPE): errno.EHOSTUNREACH,
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_ADDRESS): errno.EHOSTUNREACH,
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_PORT): errno.ECONNREFUSED,
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_POLICY): errno.EACCES,
+    (icmpv6.DEST_UNREACH, icmpv6.UNREACH_REJECT_ROUTE): errno.EACCES,
+    (icmpv6.PARAMETER_PROBLEM, 1): errno.ENOPROTOOPT,
+}
 
 
 class UdpEndpoint(Protocol):
@@ -111,7 +127,12 @@ class Listener:
 
 
 class Host:
-    """One IPv4 address on one link."""
+    """One IPv4 address, and optionally one IPv6 address, on one link (dual-stack).
+
+    IPv6 (docs/ipv6.md) runs through the sans-IO stages of stack/ip6input.py and
+    stack/ip6output.py; TCP and UDP are the same code for both families, the family
+    of a connection being that of its addresses.
+    """
 
     def __init__(
         self,
@@ -126,8 +147,11 @@ class Host:
         tcp_defaults: TcpConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         tcp_memory: int = DEFAULT_TCP_MEMORY,
+        address6: str | None = None,
     ) -> None:
         self.address = address
+        self.address6 = (socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, address6))
+                         if address6 else None)
         self._transmit = transmit
         self.mtu = mtu
         self.offload = offload
@@ -149,6 +173,15 @@ class Host:
         self.tcp_ports: Counter[int] = Counter()  # local ports in use (bound sockets)
         self.conn_ports: Counter[int] = Counter()  # local ports of connections (TIME-WAIT too)
         self.udp_ports: dict[int, UdpEndpoint] = {}
+        # IPv6's tables: a dual-stack socket is in both families' (docs/ipv6.md).
+        self.listeners6: dict[int, Listener] = {}
+        self.tcp_ports6: Counter[int] = Counter()
+        self.udp_ports6: dict[int, UdpEndpoint] = {}
+        self.ip6_in: Ipv6Input | None = None
+        self.ip6_out: Ipv6Output | None = None
+        if self.address6 is not None:
+            self.ip6_in = Ipv6Input([self.address6])
+            self.ip6_out = Ipv6Output(self.address6, mtu)
         self.max_connections = 65536
         self.memory: TcpMemory[ConnRecord] = TcpMemory(tcp_memory)  # bound on buffered bytes
         self.defer_acks = False  # the driver batches reads and calls end_batch()
@@ -192,8 +225,12 @@ class Host:
 
         RFC 791 section 3.2 / RFC 1122 3.2.2.6: an echo reply is as large as the request,
         and a UDP datagram may be up to 64 KiB; both leave in MTU-sized fragments (DF
-        clear), every fragment's data a multiple of 8 bytes but the last.
+        clear), every fragment's data a multiple of 8 bytes but the last. An IPv6
+        destination goes through the IPv6 output stage (fragments at the path MTU).
         """
+        if ":" in dst:
+            self._send_ip6(dst, proto, payload)
+            return
         if len(payload) + 20 <= self.mtu:
             header = build_ipv4_header(self.address, dst, proto, len(payload), self._next_ident())
             self._emit_packet([header, payload], None)
@@ -209,6 +246,26 @@ class Host:
             )
             self._emit_packet([header, chunk], None)
             self.stats["fragments_out"] += 1
+
+    def _send_ip6(self, dst: str, proto: int, payload: bytes | memoryview) -> None:
+        if self.ip6_out is None:
+            raise OSError(errno.ENETUNREACH, "IPv6 is off (tcplab stack --address6 none)")
+        packets = self.ip6_out.datagram(dst, proto, payload, self.clock())
+        if len(packets) > 1:
+            self.stats["fragments_out"] += len(packets)
+        for packet in packets:
+            self._emit_packet(packet, None)
+
+    def _send_icmp6_error(self, err: Icmp6Error | None, now: float) -> None:
+        if err is None or self.ip6_out is None:
+            return
+        packets = self.ip6_out.error(err, now)
+        if not packets:
+            self.count_drop("icmp_rate_limited")
+            return
+        self.stats[f"icmp6_out_type_{err.type}"] += 1
+        for packet in packets:
+            self._emit_packet(packet, None)
 
     def _emit_packet(self, parts: list[bytes | memoryview], vnet: VirtioNetHdr | None) -> None:
         self.stats["ip_out"] += 1
@@ -236,6 +293,10 @@ class Host:
         if self.pcap is not None:
             self.pcap.write(None, [view])
         self.stats["ip_in"] += 1
+        if view and view[0] >> 4 == 6 and self.ip6_in is not None:
+            # IPv6, by its version nibble (a test IPv4 pays some 50 ns for).
+            self._receive_ipv6(view, now, not checksum_done)
+            return
         try:
             header, payload = parse_ipv4(view)
         except WireError as exc:
@@ -277,6 +338,84 @@ class Host:
             # RFC 1122 3.2.2.1: protocol unreachable.
             self._send_unreachable(header.src, icmp.UNREACH_PROTO, view)
             self.count_drop("unknown_protocol")
+
+    # ------------------------------------------------------------------ IPv6
+
+    def _receive_ipv6(self, view: memoryview, now: float, verify: bool) -> None:
+        """RFC 8200 input (stack/ip6input.py), then TCP, UDP or ICMPv6."""
+        assert self.ip6_in is not None and self.address6 is not None
+        self.stats["ip6_in"] += 1
+        result = self.ip6_in.receive(view, now)
+        if result is None:
+            self.stats["fragments_in"] += 1  # kept for reassembly
+            return
+        if isinstance(result, Drop):
+            self.count_drop(result.reason)
+            self._send_icmp6_error(result.error, now)
+            return
+        src = result.header.src
+        nh = result.next_header
+        if nh == IPPROTO_TCP:
+            self._receive_tcp(src, result.payload, now, verify, result.header.ecn,
+                              local=self.address6)
+        elif nh == IPPROTO_UDP:
+            self._receive_udp(src, result.payload, now, verify, result.packet, self.address6,
+                              result)
+        else:
+            self._receive_icmpv6(result, now, verify)
+
+    def _receive_icmpv6(self, dgram: Datagram6, now: float, verify: bool) -> None:
+        assert self.ip6_out is not None
+        header = dgram.header
+        try:
+            msg = icmpv6.parse_icmpv6(dgram.payload, header.src, header.dst, verify_checksum=verify)
+        except WireError as exc:
+            self.count_drop(exc.reason)
+            return
+        self.stats[f"icmp6_in_type_{msg.type}"] += 1
+        if msg.type == icmpv6.ECHO_REQUEST:
+            # RFC 4443 section 4.2: the reply carries the request's identifier, sequence
+            # number and data, from our unicast address (also to a multicast request).
+            for packet in self.ip6_out.echo_reply(header.src, msg, now):
+                self._emit_packet(packet, None)
+        elif icmpv6.is_error(msg.type):
+            # RFC 4443 section 2.4 (a), (d): errors go to the upper layer they are about.
+            self._icmp6_error(msg, now)
+        # section 2.4 (b): other informational messages (Neighbor Discovery, MLD,
+        # router messages: nothing on a TUN needs them) are silently discarded.
+
+    def _icmp6_error(self, msg: icmpv6.ICMPv6Message, now: float) -> None:
+        """Hand an ICMPv6 error to the connection it is about (RFC 4443 2.4 (d))."""
+        assert self.ip6_out is not None
+        quoted = icmpv6.parse_quote(msg.payload)
+        if quoted is None or quoted.src != self.address6:
+            self.count_drop("icmp_bad_quote")
+            return
+        if msg.type == icmpv6.PACKET_TOO_BIG:
+            # RFC 8201 section 4: lower the estimate for the destination, never below
+            # 1280 and never up. What it says about a TCP connection is checked first
+            # (below): a forged message could only lower it to 1280 anyway.
+            reported = icmpv6.packet_too_big_mtu(msg)
+        if quoted.next_header != IPPROTO_TCP or len(quoted.transport) < 8:
+            if msg.type == icmpv6.PACKET_TOO_BIG:
+                self.ip6_out.pmtu.packet_too_big(quoted.dst, reported, now)
+            return
+        # RFC 8201 section 5.1 (as RFC 5927 for IPv4): only for data we have in flight.
+        conn = self._quoted_connection(quoted.dst, quoted.transport)
+        if conn is None:
+            return
+        if msg.type == icmpv6.PACKET_TOO_BIG:
+            mtu = self.ip6_out.pmtu.packet_too_big(quoted.dst, reported, now)
+            if mtu is not None:
+                if self.events is not None:
+                    self.events.emit("pmtu", self._conn_id(conn.local[1], conn.remote, self.address6),
+                                     mtu=mtu, reported=reported)
+                # The MSS the path allows is MTU - 60 over IPv6 (RFC 8200 8.3).
+                conn.on_path_mtu(mtu, now, header_len=IPV6_TCP_HEADERS)
+        else:
+            err = _ICMP6_ERRNO.get((msg.type, msg.code), errno.EHOSTUNREACH)
+            conn.on_icmp_unreachable(err, now)
+        self.after(conn, now)
 
     # ------------------------------------------------------------------ ICMP
 
@@ -335,15 +474,8 @@ class Host:
         inner_payload = quote[ihl:]
         if inner_src != self.address or len(inner_payload) < 8 or inner_proto != IPPROTO_TCP:
             return
-        sport = int.from_bytes(inner_payload[0:2], "big")
-        dport = int.from_bytes(inner_payload[2:4], "big")
-        seq = int.from_bytes(inner_payload[4:8], "big")
-        conn = self.conns.get((sport, inner_dst, dport))
+        conn = self._quoted_connection(inner_dst, inner_payload)
         if conn is None:
-            return
-        # RFC 5927 section 4.1: believe it only if it quotes data we have in flight.
-        if not conn.in_flight(seq):
-            self.count_drop("icmp_out_of_window")
             return
         if msg.code == icmp.UNREACH_FRAG_NEEDED:
             conn.on_path_mtu(icmp.next_hop_mtu(msg) or 576, now)
@@ -357,20 +489,42 @@ class Host:
             conn.on_icmp_unreachable(err, now)
         self.after(conn, now)
 
+    def _quoted_connection(self, remote: str, tcp: bytes | memoryview) -> Connection | None:
+        """The connection a quoted TCP header (8 octets at least) belongs to, if it
+        quotes data we have in flight: RFC 5927 section 4.1, believe an ICMP error only
+        then (a blind attacker would have to guess the sequence number)."""
+        sport = int.from_bytes(tcp[0:2], "big")
+        dport = int.from_bytes(tcp[2:4], "big")
+        seq = int.from_bytes(tcp[4:8], "big")
+        conn = self.conns.get((sport, remote, dport))
+        if conn is None:
+            return None
+        if not conn.in_flight(seq):
+            self.count_drop("icmp_out_of_window")
+            return None
+        return conn
+
     # ------------------------------------------------------------------- UDP
 
     def _receive_udp(
-        self, src: str, payload: memoryview, now: float, verify: bool, packet: memoryview
+        self, src: str, payload: memoryview, now: float, verify: bool, packet: memoryview,
+        local: str | None = None, dgram6: Datagram6 | None = None,
     ) -> None:
         try:
-            dgram = parse_udp(payload, src, self.address, verify_checksum=verify)
+            dgram = parse_udp(payload, src, local or self.address, verify_checksum=verify)
         except WireError as exc:
             self.count_drop(exc.reason)
             return
-        endpoint = self.udp_ports.get(dgram.dst_port)
+        ports = self.udp_ports if dgram6 is None else self.udp_ports6
+        endpoint = ports.get(dgram.dst_port)
         if endpoint is None:
-            # RFC 1122 4.1.3.1: port unreachable when no one listens.
-            self._send_unreachable(src, icmp.UNREACH_PORT, packet)
+            # RFC 1122 4.1.3.1 (RFC 4443 3.1 code 4 for IPv6): port unreachable when
+            # no one listens.
+            if dgram6 is None:
+                self._send_unreachable(src, icmp.UNREACH_PORT, packet)
+            else:
+                self._send_icmp6_error(error_for(packet, dgram6.header, icmpv6.DEST_UNREACH,
+                                                 icmpv6.UNREACH_PORT, bytes(4)), now)
             self.stats["udp_no_port"] += 1
             return
         self.stats["udp_in"] += 1
@@ -378,12 +532,24 @@ class Host:
 
     def send_udp(self, sport: int, dst: tuple[str, int], data: bytes) -> None:
         self.stats["udp_out"] += 1
-        self.send_ip(dst[0], IPPROTO_UDP, build_udp(self.address, dst[0], sport, dst[1], data))
+        local = self.local_address(dst[0])
+        self.send_ip(dst[0], IPPROTO_UDP, build_udp(local, dst[0], sport, dst[1], data))
+
+    def local_address(self, remote: str) -> str:
+        """Our address of ``remote``'s family (ENETUNREACH for IPv6 with IPv6 off)."""
+        if ":" not in remote:
+            return self.address
+        if self.address6 is None:
+            raise OSError(errno.ENETUNREACH, "IPv6 is off (tcplab stack --address6 none)")
+        return self.address6
 
     # ------------------------------------------------------------------- TCP
 
-    def _conn_id(self, local_port: int, remote: tuple[str, int]) -> str:
-        return f"{self.address}:{local_port}-{remote[0]}:{remote[1]}"
+    def _conn_id(self, local_port: int, remote: tuple[str, int], local: str | None = None) -> str:
+        """``10.0.0.2:80-10.1.0.2:40000``; IPv6 addresses in brackets (RFC 3986 3.2.2)."""
+        if ":" in remote[0]:
+            return f"[{local or self.address6}]:{local_port}-[{remote[0]}]:{remote[1]}"
+        return f"{local or self.address}:{local_port}-{remote[0]}:{remote[1]}"
 
     def _event_sink(self, local_port: int, remote: tuple[str, int]) -> Any:
         events = self.events
@@ -400,9 +566,9 @@ class Host:
         return replace(self.tcp_defaults)
 
     def _receive_tcp(self, src: str, payload: memoryview, now: float, verify: bool,
-                     ecn: int = 0) -> None:
+                     ecn: int = 0, local: str | None = None) -> None:
         try:
-            seg = parse_tcp(payload, src, self.address, verify_checksum=verify)
+            seg = parse_tcp(payload, src, local or self.address, verify_checksum=verify)
         except WireError as exc:
             self.count_drop(exc.reason)
             return
@@ -438,7 +604,7 @@ class Host:
                     self._deferred_acks.add(conn)
                 self.after(conn, now)
                 return
-        listener = self.listeners.get(seg.dst_port)
+        listener = (self.listeners if local is None else self.listeners6).get(seg.dst_port)
         if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
             self._passive_open(listener, src, seg, now)
             return
@@ -498,12 +664,12 @@ class Host:
             old.terminate(0)
             self._forget(old)
             self.count_drop("syn_queue_full_dropped_oldest")
-        local = (self.address, syn.dst_port)
+        local = (self.local_address(src), syn.dst_port)
         remote = (src, syn.src_port)
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
         decision = self._fastopen_decision(listener, src, syn)
         conn = Connection.from_syn(
-            local, remote, syn, iss, replace(listener.config), now,
+            local, remote, syn, iss, self._family_config(listener.config, src), now,
             ts_offset=random.getrandbits(32), on_event=self._event_sink(syn.dst_port, remote),
             defer_acks=self.defer_acks, fastopen=decision,
         )  # fmt: skip
@@ -545,10 +711,10 @@ class Host:
         if len(self.conns) >= self.max_connections:
             self.count_drop("connection_limit")  # active opens count against the same bound
             raise OSError(errno.EAGAIN, "too many connections")
-        local = (self.address, local_port)
+        local = (self.local_address(remote[0]), local_port)
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
         conn = Connection(
-            local, remote, iss, config, now,
+            local, remote, iss, self._family_config(config, remote[0]), now,
             ts_offset=random.getrandbits(32), on_event=self._event_sink(local_port, remote),
             defer_acks=self.defer_acks,
         )  # fmt: skip
@@ -564,7 +730,25 @@ class Host:
         self.after(conn, now)
         return conn
 
+    def _family_config(self, config: TcpConfig, remote: str) -> TcpConfig:
+        """A connection's own config; over IPv6 the MSS we offer is the link MTU less
+        60 octets, IPv6's 40-octet header and TCP's 20 (RFC 8200 section 8.3), and the
+        one we assume of a peer that offers none is 1220."""
+        config = replace(config)
+        if ":" in remote:
+            config.mss = min(config.mss, tcp_mss_for_mtu(self.mtu))
+            # RFC 9293 3.7.1: without an MSS option, 1220 over IPv6 (1280 - 60).
+            config.default_peer_mss = tcp_mss_for_mtu(IPV6_MIN_MTU)
+        return config
+
     def _send_segment(self, dst: str, seg: TCPSegment, mss: int) -> None:
+        if ":" in dst:
+            assert self.ip6_out is not None
+            flow = self.ip6_out.flow(dst, IPPROTO_TCP, seg.src_port, seg.dst_port)
+            parts, vnet6 = self.ip6_out.tcp_segment(dst, seg, mss, offload=self.offload, flow=flow)
+            self.stats["tcp_out"] += 1
+            self._emit_packet(parts, vnet6)
+            return
         payload = seg.payload
         if self.offload:
             tcp_header = build_tcp_header(seg, self.address, dst, checksum="partial")
@@ -686,22 +870,27 @@ class Host:
             conn.on_timer(now)
             self.after(conn, now)
         self.fragments.expire(now)
+        if self.ip6_in is not None and self.ip6_in.fragments.pending:
+            for err in self.ip6_in.expire(now):
+                self._send_icmp6_error(err, now)
 
     # ------------------------------------------------------------ port tables
 
     def allocate_port(self, udp: bool = False) -> int:
-        """A free ephemeral port from a random start. For TCP, first one that no
-        connection holds either (one in TIME-WAIT outlives its socket), as Linux's
-        inet_csk_find_open_port prefers: a program that binds to port 0 and then
-        connects to a peer it just talked to would otherwise meet its own TIME-WAIT
-        (EADDRINUSE). A port only such a connection holds is the fallback."""
+        """A free ephemeral port from a random start, free in both families' tables.
+        For TCP, first one that no connection holds either (one in TIME-WAIT outlives
+        its socket), as Linux's inet_csk_find_open_port prefers: a program that binds
+        to port 0 and then connects to a peer it just talked to would otherwise meet its
+        own TIME-WAIT (EADDRINUSE). A port only such a connection holds is the fallback."""
         used: Any = self.udp_ports if udp else self.tcp_ports
+        used6: Any = self.udp_ports6 if udp else self.tcp_ports6
         span = len(EPHEMERAL_PORTS)
         start = random.randrange(span)
         fallback = None
         for i in range(span):
             port = EPHEMERAL_PORTS[(start + i) % span]
-            if port not in used or (not udp and used[port] == 0):
+            if ((port not in used or (not udp and used[port] == 0))
+                    and (port not in used6 or (not udp and used6[port] == 0))):
                 if udp or port not in self.conn_ports:
                     return port
                 if fallback is None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from stack.host import Host, Listener
 from stack.tcp.connection import Connection, State
@@ -26,20 +27,110 @@ TCP_KEEPINIT = 128
 TCP_FASTOPEN_CONNECT = 30  # linux/tcp.h (Python's socket module lacks it)
 MSG_FASTOPEN = 0x20000000
 UDP_MAX_PAYLOAD = 65535 - 20 - 8
+IPV4, IPV6 = 4, 6  # the families a socket is bound in
+_V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, RFC 4291 section 2.5.5.2
 
 
 def _oserror(code: int) -> OSError:
     return OSError(code, errno.errorcode.get(code, "error"))
 
 
+def endpoint_text(addr: tuple[str, int] | None, unbound: str = "0.0.0.0:*") -> str:
+    """``10.0.0.2:80``, ``[fd00::2]:80`` (RFC 3986 section 3.2.2), for `tcplab ss`."""
+    if addr is None:
+        return unbound
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bind_families(host: Host, family: int, v6only: bool, addr: str) -> tuple[frozenset[int], str]:
+    """Which families a bind to ``addr`` takes, and the address it is bound to.
+
+    AF_INET: ``0.0.0.0`` or the stack's IPv4 address. AF_INET6 (RFC 3493 section 3.7,
+    Linux with bindv6only=0): ``::`` is both families unless IPV6_V6ONLY, the stack's
+    IPv6 address is IPv6 only, and a v4-mapped address is IPv4 (refused with V6ONLY).
+    Raises EADDRNOTAVAIL for an address that is not ours, EAFNOSUPPORT across families.
+    """
+    if family == socket.AF_INET:
+        if ":" in addr:
+            raise _oserror(errno.EAFNOSUPPORT)
+        if addr not in ("0.0.0.0", "", host.address):
+            raise _oserror(errno.EADDRNOTAVAIL)
+        return frozenset((IPV4,)), "0.0.0.0" if addr in ("0.0.0.0", "") else addr
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, addr or "::")
+    except OSError:
+        raise _oserror(errno.EINVAL) from None
+    if packed[:12] == _V4_MAPPED:
+        mapped = socket.inet_ntoa(packed[12:])
+        if v6only or mapped not in ("0.0.0.0", host.address):
+            raise _oserror(errno.EADDRNOTAVAIL)
+        return frozenset((IPV4,)), mapped
+    text = socket.inet_ntop(socket.AF_INET6, packed)
+    if host.address6 is None:
+        if text == "::" and not v6only:
+            return frozenset((IPV4,)), "::"  # IPv6 off: a dual-stack socket is IPv4 only
+        raise _oserror(errno.EADDRNOTAVAIL)
+    if text == "::":
+        return (frozenset((IPV6,)) if v6only else frozenset((IPV4, IPV6))), "::"
+    if text != host.address6:
+        raise _oserror(errno.EADDRNOTAVAIL)
+    return frozenset((IPV6,)), text
+
+
+def peer_address(host: Host, family: int, v6only: bool, families: frozenset[int], addr: str) -> str:
+    """The peer address as the host takes it: IPv4 text, or IPv6 in inet_ntop form.
+
+    On an AF_INET6 socket a v4-mapped address is the IPv4 peer it stands for (RFC 4291
+    section 2.5.5.2), and so is IPv4 text (the host reports IPv4 sources that way);
+    both fail with ENETUNREACH under IPV6_V6ONLY, as does IPv6 with IPv6 off. An
+    AF_INET socket given an IPv6 address fails with EAFNOSUPPORT.
+    """
+    if family == socket.AF_INET:
+        if ":" in addr:
+            raise _oserror(errno.EAFNOSUPPORT)
+        return addr
+    if ":" not in addr:
+        if v6only:
+            raise _oserror(errno.ENETUNREACH)
+        return addr
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, addr)
+    except OSError:
+        raise _oserror(errno.EINVAL) from None
+    if packed[:12] == _V4_MAPPED:
+        if v6only:
+            raise _oserror(errno.ENETUNREACH)
+        return socket.inet_ntoa(packed[12:])
+    if host.address6 is None:
+        raise _oserror(errno.ENETUNREACH)
+    if families and IPV6 not in families:
+        raise _oserror(errno.EINVAL)  # bound to the IPv4 address (v4-mapped)
+    return socket.inet_ntop(socket.AF_INET6, packed)
+
+
+def _ipv6_option(sock: TcpSocket | UdpSocket, name: int, value: int) -> None:
+    """IPPROTO_IPV6 options: IPV6_V6ONLY before bind (RFC 3493 section 5.3; Linux
+    refuses it on a bound socket with EINVAL); the others are accepted and ignored,
+    like IPPROTO_IP's."""
+    if name == socket.IPV6_V6ONLY:
+        if sock.families:
+            raise _oserror(errno.EINVAL)
+        sock.v6only = bool(value)
+
+
 class TcpSocket:
-    """A TCP socket: unbound, bound, listening, or connected."""
+    """A TCP socket: unbound, bound, listening, or connected; AF_INET or AF_INET6
+    (dual-stack unless IPV6_V6ONLY, docs/ipv6.md)."""
 
     kind = "tcp"
 
-    def __init__(self, layer: SocketLayer) -> None:
+    def __init__(self, layer: SocketLayer, family: int = socket.AF_INET) -> None:
         self.layer = layer
         self.host = layer.host
+        self.family = family
+        self.v6only = False  # IPV6_V6ONLY (RFC 3493 section 5.3)
+        self.families: frozenset[int] = frozenset()  # where the socket is bound
         self.config = layer.host.new_config()
         self.on_change: Callable[[], None] | None = None
         self.local: tuple[str, int] | None = None
@@ -109,20 +200,28 @@ class TcpSocket:
     def bind(self, addr: str, port: int) -> None:
         if self._bound_port or self.conn is not None:
             raise _oserror(errno.EINVAL)
-        if addr not in ("0.0.0.0", "", self.host.address):
-            raise _oserror(errno.EADDRNOTAVAIL)
+        families, bound = bind_families(self.host, self.family, self.v6only, addr)
         if port == 0:
             port = self.host.allocate_port()
-        elif self.host.tcp_ports[port] and not self._may_share(port):
+        elif any(self._ports(f)[port] for f in families) and not self._may_share(port, families):
             raise _oserror(errno.EADDRINUSE)
-        self.host.tcp_ports[port] += 1
+        for f in families:
+            self._ports(f)[port] += 1
+        self.families = families
         self._bound_port = port
-        self.local = (self.host.address, port)
+        self.local = (self.host.address if bound == "0.0.0.0" else bound, port)
 
-    def _may_share(self, port: int) -> bool:
+    def _ports(self, family: int) -> Counter[int]:
+        return self.host.tcp_ports if family == IPV4 else self.host.tcp_ports6
+
+    def _listeners(self, family: int) -> dict[int, Listener]:
+        return self.host.listeners if family == IPV4 else self.host.listeners6
+
+    def _may_share(self, port: int, families: frozenset[int] | None = None) -> bool:
         # SO_REUSEADDR lets a new socket bind while older connections on the port
         # linger (TIME-WAIT etc.), but never beside a listener.
-        return self.reuse_addr and port not in self.host.listeners
+        return self.reuse_addr and not any(
+            port in self._listeners(f) for f in (families or self.families))
 
     def listen(self, backlog: int) -> None:
         if self.conn is not None:
@@ -133,12 +232,13 @@ class TcpSocket:
         if not self._bound_port:
             self.bind("0.0.0.0", 0)
         port = self._bound_port
-        if port in self.host.listeners:
+        if any(port in self._listeners(f) for f in self.families):
             raise _oserror(errno.EADDRINUSE)
         self.listener = Listener(port=port, backlog=max(min(backlog, 4096), 1), config=replace(self.config),
                                  fastopen_qlen=self.fastopen_qlen)
         self.listener.owner = self
-        self.host.listeners[port] = self.listener
+        for f in self.families:  # a dual-stack listener hears both families
+            self._listeners(f)[port] = self.listener
 
     def accept(self) -> TcpSocket | None:
         if self.listener is None:
@@ -146,13 +246,15 @@ class TcpSocket:
         queue = self.listener.accept_queue
         while queue:
             conn = queue.popleft()
-            child = TcpSocket(self.layer)
+            child = TcpSocket(self.layer, self.family)
+            child.families = frozenset((IPV6 if ":" in conn.remote[0] else IPV4,))
             child.conn = conn
             child.config = conn.config
             child.local = conn.local
             child.remote = conn.remote
             child._bound_port = conn.local[1]
-            self.host.tcp_ports[conn.local[1]] += 1
+            for f in child.families:
+                child._ports(f)[conn.local[1]] += 1
             self.host.set_owner(conn, child)
             self.layer.register(child)
             if conn.error:
@@ -172,9 +274,10 @@ class TcpSocket:
             raise _oserror(errno.EISCONN)
         if port == 0:
             raise _oserror(errno.ECONNREFUSED)
+        addr = peer_address(self.host, self.family, self.v6only, self.families, addr)
         chose_port = not self._bound_port
         if chose_port:
-            self.bind("0.0.0.0", 0)
+            self._bind_any()
         now = self.host.clock()
         for _ in range(16):
             try:
@@ -189,10 +292,13 @@ class TcpSocket:
                 if exc.errno != errno.EADDRINUSE or not chose_port:
                     raise
                 self._release_port()
-                self.bind("0.0.0.0", 0)
+                self._bind_any()
         else:
             raise _oserror(errno.EADDRNOTAVAIL)
         self.remote = (addr, port)
+
+    def _bind_any(self) -> None:
+        self.bind("::" if self.family == socket.AF_INET6 else "0.0.0.0", 0)
 
     def sendto_fastopen(self, data: bytes, addr: str, port: int) -> int:
         """sendto(..., MSG_FASTOPEN, addr) as Linux: connect and queue `data` for the
@@ -264,7 +370,9 @@ class TcpSocket:
         now = self.host.clock()
         if self.listener is not None:
             listener = self.listener
-            self.host.listeners.pop(listener.port, None)
+            for f in self.families:
+                if self._listeners(f).get(listener.port) is listener:
+                    del self._listeners(f)[listener.port]
             # Connections nobody accepted are reset (RFC 9293 3.10.4 via ABORT).
             for conn in [*listener.syn_queue.values(), *listener.accept_queue]:
                 self.host.set_owner(conn, None)
@@ -290,11 +398,13 @@ class TcpSocket:
 
     def _release_port(self) -> None:
         if self._bound_port:
-            ports = self.host.tcp_ports
-            ports[self._bound_port] -= 1
-            if ports[self._bound_port] <= 0:
-                del ports[self._bound_port]
+            for f in self.families:
+                ports = self._ports(f)
+                ports[self._bound_port] -= 1
+                if ports[self._bound_port] <= 0:
+                    del ports[self._bound_port]
             self._bound_port = 0
+            self.families = frozenset()
 
     # ------------------------------------------------------------ options
 
@@ -366,10 +476,14 @@ class TcpSocket:
                 raise _oserror(errno.ENOPROTOOPT)
         elif level == socket.IPPROTO_IP:
             pass  # TOS, TTL and friends: accepted and ignored
+        elif level == socket.IPPROTO_IPV6 and self.family == socket.AF_INET6:
+            _ipv6_option(self, name, ival)
         else:
             raise _oserror(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, name: int) -> int | bytes:
+        if level == socket.IPPROTO_IPV6 and self.family == socket.AF_INET6 and name == socket.IPV6_V6ONLY:
+            return int(self.v6only)
         cfg = self.conn.config if self.conn is not None else self.config
         if level == socket.SOL_SOCKET:
             values: dict[int, int | bytes] = {
@@ -408,8 +522,8 @@ class TcpSocket:
         out: dict[str, object] = {
             "proto": "tcp",
             "state": self.state,
-            "local": f"{self.local[0]}:{self.local[1]}" if self.local else "0.0.0.0:*",
-            "remote": f"{self.remote[0]}:{self.remote[1]}" if self.remote else "*:*",
+            "local": endpoint_text(self.local),
+            "remote": endpoint_text(self.remote, "*:*"),
         }
         if self.conn is not None:
             out.update(self.conn.info())
@@ -425,9 +539,12 @@ class UdpSocket:
 
     kind = "udp"
 
-    def __init__(self, layer: SocketLayer) -> None:
+    def __init__(self, layer: SocketLayer, family: int = socket.AF_INET) -> None:
         self.layer = layer
         self.host = layer.host
+        self.family = family
+        self.v6only = False
+        self.families: frozenset[int] = frozenset()
         self.on_change: Callable[[], None] | None = None
         self.local: tuple[str, int] | None = None
         self.remote: tuple[str, int] | None = None
@@ -463,25 +580,33 @@ class UdpSocket:
         if self.on_change is not None:
             self.on_change()
 
+    def _ports(self, family: int) -> dict[int, Any]:
+        return self.host.udp_ports if family == IPV4 else self.host.udp_ports6
+
     def bind(self, addr: str, port: int) -> None:
         if self.local is not None:
             raise _oserror(errno.EINVAL)
-        if addr not in ("0.0.0.0", "", self.host.address):
-            raise _oserror(errno.EADDRNOTAVAIL)
+        families, bound = bind_families(self.host, self.family, self.v6only, addr)
         if port == 0:
             port = self.host.allocate_port(udp=True)
-        elif port in self.host.udp_ports:
+        elif any(port in self._ports(f) for f in families):
             raise _oserror(errno.EADDRINUSE)
-        self.host.udp_ports[port] = self
-        self.local = (self.host.address, port)
+        for f in families:
+            self._ports(f)[port] = self
+        self.families = families
+        self.local = (self.host.address if bound == "0.0.0.0" else bound, port)
+
+    def _bind_any(self) -> None:
+        self.bind("::" if self.family == socket.AF_INET6 else "0.0.0.0", 0)
 
     def connect(self, addr: str, port: int) -> None:
-        if self.local is None:
-            self.bind("0.0.0.0", 0)
-        if addr == "0.0.0.0" and port == 0:
+        if addr in ("0.0.0.0", "::") and port == 0:
             self.remote = None  # AF_UNSPEC-style disconnect
-        else:
-            self.remote = (addr, port)
+            return
+        addr = peer_address(self.host, self.family, self.v6only, self.families, addr)
+        if self.local is None:
+            self._bind_any()
+        self.remote = (addr, port)
 
     def sendto(self, data: bytes, addr: tuple[str, int] | None) -> int:
         dest = addr or self.remote
@@ -489,8 +614,11 @@ class UdpSocket:
             raise _oserror(errno.EDESTADDRREQ)
         if len(data) > UDP_MAX_PAYLOAD:
             raise _oserror(errno.EMSGSIZE)
+        if addr is not None:
+            dest = (peer_address(self.host, self.family, self.v6only, self.families, addr[0]),
+                    addr[1])
         if self.local is None:
-            self.bind("0.0.0.0", 0)
+            self._bind_any()
         assert self.local is not None
         self.host.send_udp(self.local[1], dest, bytes(data))
         return len(data)
@@ -511,8 +639,10 @@ class UdpSocket:
             return
         self.closed = True
         self.on_change = None
-        if self.local is not None and self.host.udp_ports.get(self.local[1]) is self:
-            del self.host.udp_ports[self.local[1]]
+        if self.local is not None:
+            for f in self.families:
+                if self._ports(f).get(self.local[1]) is self:
+                    del self._ports(f)[self.local[1]]
         self.layer.unregister(self)
 
     def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
@@ -530,10 +660,14 @@ class UdpSocket:
                 raise _oserror(errno.ENOPROTOOPT)
         elif level == socket.IPPROTO_IP:
             pass
+        elif level == socket.IPPROTO_IPV6 and self.family == socket.AF_INET6:
+            _ipv6_option(self, name, ival)
         else:
             raise _oserror(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, name: int) -> int | bytes:
+        if level == socket.IPPROTO_IPV6 and self.family == socket.AF_INET6 and name == socket.IPV6_V6ONLY:
+            return int(self.v6only)
         if level == socket.SOL_SOCKET:
             values: dict[int, int | bytes] = {
                 socket.SO_ERROR: self.take_error(),
@@ -550,8 +684,8 @@ class UdpSocket:
         return {
             "proto": "udp",
             "state": "UNCONN" if self.remote is None else "ESTAB",
-            "local": f"{self.local[0]}:{self.local[1]}" if self.local else "0.0.0.0:*",
-            "remote": f"{self.remote[0]}:{self.remote[1]}" if self.remote else "*:*",
+            "local": endpoint_text(self.local),
+            "remote": endpoint_text(self.remote, "*:*"),
             "queued": self.queued_bytes,
             "dropped": self.dropped,
         }
@@ -565,24 +699,25 @@ class SocketLayer:
         self.address = host.address  # the stack's own IPv4 address
         self._sockets: dict[int, TcpSocket | UdpSocket] = {}
 
-    def tcp_socket(self) -> TcpSocket:
-        sock = TcpSocket(self)
+    def tcp_socket(self, family: int = socket.AF_INET) -> TcpSocket:
+        sock = TcpSocket(self, family)
         self.register(sock)
         return sock
 
     def tcp_listener(self, port: int, backlog: int = 128) -> TcpSocket:
-        """A socket listening on `port` of every address (closed again on failure)."""
-        sock = self.tcp_socket()
+        """A socket listening on `port` of every address, both families when the host
+        has IPv6 (closed again on failure)."""
+        sock = self.tcp_socket(socket.AF_INET6 if self.host.address6 else socket.AF_INET)
         try:
-            sock.bind("0.0.0.0", port)
+            sock.bind("::" if self.host.address6 else "0.0.0.0", port)
             sock.listen(backlog)
         except OSError:
             sock.close()
             raise
         return sock
 
-    def udp_socket(self) -> UdpSocket:
-        sock = UdpSocket(self)
+    def udp_socket(self, family: int = socket.AF_INET) -> UdpSocket:
+        sock = UdpSocket(self, family)
         self.register(sock)
         return sock
 
@@ -613,8 +748,8 @@ class OrphanConnection:
         conn = self.conn
         return {
             "proto": "tcp",
-            "local": f"{conn.local[0]}:{conn.local[1]}",
-            "remote": f"{conn.remote[0]}:{conn.remote[1]}",
+            "local": endpoint_text(conn.local),
+            "remote": endpoint_text(conn.remote),
             "orphan": True,
             **conn.info(),
         }

@@ -1,6 +1,6 @@
 """Per-packet cost of the receive path, without any I/O: a Host fed prebuilt packets.
 
-    python tools/hotpath.py [--packets N] [--profile] [--send | --rr]
+    python tools/hotpath.py [--packets N] [--profile] [--send | --rr] [--ipv6]
 
 Builds a connection to a listener (port 9), then feeds N in-order 1448-byte data
 segments (plain mode: checksums verified) in batches of 32 (so each fits the window the previous ACK opened), and prints microseconds per packet. Used to measure the changes described
@@ -13,18 +13,24 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import socket
 import time
 
 from stack.host import Host
 from stack.sockets import SocketLayer
 from stack.wire.ipv4 import IPPROTO_TCP, build_ipv4_header
+from stack.wire.ipv6 import build_ipv6_header
 from stack.wire.tcp import ACK, PSH, SYN, TCPOptions, TCPSegment, build_tcp, parse_tcp
 
 PEER, STACK = "10.1.0.2", "10.0.0.2"
+STACK6 = "fd00:0:0:1::2"
+IP_HEADER = 20  # where TCP starts in what the host sends (40 with --ipv6)
 
 
 def packet(seg: TCPSegment) -> bytes:
     tcp = build_tcp(seg, PEER, STACK)
+    if ":" in PEER:
+        return build_ipv6_header(PEER, STACK, IPPROTO_TCP, len(tcp)) + tcp
     return build_ipv4_header(PEER, STACK, IPPROTO_TCP, len(tcp), 1) + tcp
 
 
@@ -34,22 +40,27 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--send", action="store_true", help="measure the send path instead")
     ap.add_argument("--rr", action="store_true", help="measure 1-byte echo round trips instead")
+    ap.add_argument("--ipv6", action="store_true", help="the same over IPv6 (fd00:0:0:1::2)")
     args = ap.parse_args()
+    global PEER, STACK, IP_HEADER
+    if args.ipv6:
+        PEER, STACK, IP_HEADER = "fd00:0:0:2::2", STACK6, 40
     if args.rr:
         rr_main(args.packets)
         return
     sent: list[bytes] = []
     clock = [0.0]
-    host = Host(STACK, lambda parts: sent.append(b"".join(parts)), clock=lambda: clock[0])
+    host = Host("10.0.0.2", lambda parts: sent.append(b"".join(parts)), clock=lambda: clock[0],
+                address6=STACK6 if args.ipv6 else None)
     host.defer_acks = True
     layer = SocketLayer(host)
-    lsock = layer.tcp_socket()
-    lsock.bind("0.0.0.0", 9)
+    lsock = layer.tcp_socket(socket.AF_INET6 if args.ipv6 else socket.AF_INET)
+    lsock.bind("::" if args.ipv6 else "0.0.0.0", 9)
     lsock.listen(16)
     iss = 1000
     opts = TCPOptions(mss=1460, wscale=7, sack_permitted=True, timestamp=(1, 0))
     host.receive_packet(packet(TCPSegment(40000, 9, iss, 0, SYN, 65535, options=opts)), 0.0)
-    synack = parse_tcp(sent[-1][20:], STACK, PEER)
+    synack = parse_tcp(sent[-1][IP_HEADER:], STACK, PEER)
     seq, ack = iss + 1, synack.seq + 1
     host.receive_packet(packet(TCPSegment(40000, 9, seq, ack, ACK, 1024,
                                           options=TCPOptions(timestamp=(2, synack.options.timestamp[0])))), 0.0)  # type: ignore[index]
@@ -105,7 +116,7 @@ def send_run(host: Host, child: object, sent: list[bytes], stack_seq: int, peer_
             pass
         fresh = sent[:]
         sent.clear()
-        data = [parse_tcp(p[20:], STACK, PEER, verify_checksum=False) for p in fresh]
+        data = [parse_tcp(p[IP_HEADER:], STACK, PEER, verify_checksum=False) for p in fresh]
         out += len(data)
         for i, seg in enumerate(data):
             if i % 2 == 1 or i == len(data) - 1:

@@ -131,6 +131,7 @@ static void check_request(const struct mj_value *vec, const char *name)
     r.value = blob(&bl, f, "value", &r.value_len);
     r.msg_flags = (uint32_t)num(f, "msg_flags", 0);
     r.payload = blob(&bl, f, "payload", &r.payload_len);
+    r.src = addr_of(mj_get(f, "src"));
 
     size_t len;
     uint8_t *want = from_hex(str(vec, "hex"), &len);
@@ -153,7 +154,8 @@ static void check_request(const struct mj_value *vec, const char *name)
     if (rc == TL_OK) {
         CHECK(d.op == r.op && d.seq == r.seq && d.kind == r.kind && addr_eq(d.addr, r.addr) &&
                   d.backlog == r.backlog && d.how == r.how && d.level == r.level &&
-                  d.name == r.name && d.optlen == r.optlen && d.msg_flags == r.msg_flags,
+                  d.name == r.name && d.optlen == r.optlen && d.msg_flags == r.msg_flags &&
+                  addr_eq(d.src, r.src),
               "%s: decoded fields differ", name);
         CHECK(d.value_len == r.value_len && !memcmp(d.value ? d.value : (const uint8_t *)"",
                                                      r.value, r.value_len),
@@ -187,6 +189,9 @@ static void check_reply(const struct mj_value *vec, const char *name)
     r.value = blob(&bl, f, "value", &r.value_len);
     r.sent = (uint32_t)num(f, "sent", 0);
     r.data = blob(&bl, f, "data", &r.data_len);
+    r.dst = addr_of(mj_get(f, "dst"));
+    r.ifindex = (uint32_t)num(f, "ifindex", 0);
+    r.want = (uint8_t)num(f, "want", 0);
     const struct mj_value *ol = mj_get(f, "options");
     if (ol) {
         r.noptions = (uint32_t)ol->count;
@@ -210,7 +215,8 @@ static void check_reply(const struct mj_value *vec, const char *name)
     if (rc == TL_OK) {
         CHECK(d.op == r.op && d.seq == r.seq && d.status == r.status && d.flags == r.flags &&
                   addr_eq(d.addr, r.addr) && addr_eq(d.local, r.local) &&
-                  addr_eq(d.peer, r.peer) && d.sent == r.sent && d.noptions == r.noptions,
+                  addr_eq(d.peer, r.peer) && d.sent == r.sent && d.noptions == r.noptions &&
+                  addr_eq(d.dst, r.dst) && d.ifindex == r.ifindex && d.want == r.want,
               "%s: decoded fields differ", name);
         CHECK(d.value_len == r.value_len &&
                   !memcmp(d.value ? d.value : (const uint8_t *)"", r.value, r.value_len),

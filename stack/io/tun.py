@@ -1,17 +1,26 @@
 """The TUN driver: open ``/dev/net/tun``, negotiate offloads, configure the link.
 
-A TUN device is a network interface whose "wire" is a file descriptor: every IPv4
+A TUN device is a network interface whose "wire" is a file descriptor: every IP
 packet the kernel routes to the interface can be ``read()`` from the fd, and every
 packet ``write()``-n to the fd is received by the kernel as if it came in on the
-interface. The stack owns one address on the far side of that wire (10.0.0.2); the
-kernel's side of the link gets ``kernel_address`` (10.0.0.1/24).
+interface. The stack owns addresses on the far side of that wire (10.0.0.2 and
+fd00:0:0:1::2); the kernel's side of the link gets ``kernel_address`` (10.0.0.1/24)
+and ``kernel_address6`` (fd00:0:0:1::1/64).
+
+A TUN is a layer-3 link: packets carry no link-layer header and there are no
+link-layer addresses, so IPv6 Neighbor Discovery (RFC 4861) has nothing to resolve.
+The kernel marks the device NOARP and sends packets for the on-link prefix straight
+to the fd; its IPv6 address is added without Duplicate Address Detection, which
+has no one to ask. (The kernel may still send Router Solicitations and MLD reports
+to the link: the stack discards them, RFC 4443 section 2.4 (b).)
 
 With ``offload=True`` the device is opened with ``IFF_VNET_HDR`` and told
 (``TUNSETOFFLOAD``) that we accept partial checksums (``TUN_F_CSUM``) and large TCP
-segments (``TUN_F_TSO4``). Every read and write then starts with a 10-byte
-``virtio_net_hdr`` (see ``stack/io/virtio.py``) and the kernel hands over/accepts TCP
-segments of up to 64 KiB, which is what makes a Python stack fast enough to be fun.
-Without it (the learner's path) every packet is a plain IPv4 packet of at most MTU bytes.
+segments over IPv4 and IPv6 (``TUN_F_TSO4``, ``TUN_F_TSO6``). Every read and write
+then starts with a 10-byte ``virtio_net_hdr`` (see ``stack/io/virtio.py``) and the
+kernel hands over/accepts TCP segments of up to 64 KiB, which is what makes a Python
+stack fast enough to be fun. Without it (the learner's path) every packet is a plain
+IP packet of at most MTU bytes.
 
 Only ever open this inside a network namespace or container made for it.
 """
@@ -77,6 +86,12 @@ IFF_VNET_HDR = 0x4000
 
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+#: What we ask for, then (if an old kernel refuses) what we settle for.
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+OFFLOADS_V4_ONLY = TUN_F_CSUM | TUN_F_TSO4
+# <linux/if_addr.h>: no Duplicate Address Detection for this address.
+IFA_F_NODAD = 0x02
 
 IFNAMSIZ = 16
 # struct ifreq: char ifr_name[IFNAMSIZ]; union { short ifr_flags; ...; struct ifmap } —
@@ -117,7 +132,7 @@ class TunDevice:
     """An open TUN device. Create with :meth:`TunDevice.open`."""
 
     def __init__(self, fd: int, name: str, *, created: bool, vnet_hdr: bool, mtu: int,
-                 offload_error: str | None = None) -> None:
+                 offload_error: str | None = None, offloads: int = 0) -> None:
         self.fd = fd
         self.name = name
         self.created = created
@@ -125,6 +140,10 @@ class TunDevice:
         self.mtu = mtu
         #: Why offloads were requested but are off (None if not requested or on).
         self.offload_error = offload_error
+        #: The TUN_F_* flags the kernel accepted (0 without the vnet header).
+        self.offloads = offloads
+        #: Why the kernel side has no IPv6 address (None if it has or none was asked).
+        self.ipv6_error: str | None = None
         self.rx_packets = 0
         self.tx_packets = 0
         #: Packets dropped on write because the kernel queue was full (EAGAIN/ENOBUFS)
@@ -139,12 +158,15 @@ class TunDevice:
         *,
         offload: bool,
         kernel_address: str | None = "10.0.0.1/24",
+        kernel_address6: str | None = None,
         mtu: int = 1500,
     ) -> TunDevice:
         """Open (creating if needed) TUN ``name``, configure it and bring it up.
 
-        ``kernel_address`` ("A.B.C.D/LEN") is added to the kernel's side of the link
-        unless it is None or already there. Raises :class:`TunError`.
+        ``kernel_address`` ("A.B.C.D/LEN") and ``kernel_address6`` ("X:Y::Z/LEN") are
+        added to the kernel's side of the link unless None or already there. Raises
+        :class:`TunError`; a kernel that refuses IPv6 on the link (IPv6 disabled in
+        the namespace or container) is not an error: :attr:`ipv6_error` says why.
         """
         if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or " " in name:
             raise TunError(f"invalid interface name {name!r} (1-{IFNAMSIZ - 1} characters)")
@@ -156,20 +178,26 @@ class TunDevice:
                 addr = ipaddress.IPv4Interface(kernel_address)
             except ValueError as exc:
                 raise TunError(f"invalid kernel address {kernel_address!r}: {exc}") from exc
+        addr6: ipaddress.IPv6Interface | None = None
+        if kernel_address6 is not None:
+            try:
+                addr6 = ipaddress.IPv6Interface(kernel_address6)
+            except ValueError as exc:
+                raise TunError(f"invalid kernel IPv6 address {kernel_address6!r}: {exc}") from exc
 
         ipr = _iproute()
         try:
             existed = _link_index(ipr, name) is not None
             offload_error: str | None = None
             try:
-                fd, real_name, vnet = cls._open_fd(name, offload)
+                fd, real_name, offloads = cls._open_fd(name, offload)
             except _OffloadRefused as refused:
                 offload_error = str(refused)
-                fd, real_name, vnet = cls._open_fd(name, False)
-            dev = cls(fd, real_name, created=not existed, vnet_hdr=vnet, mtu=mtu,
-                      offload_error=offload_error)
+                fd, real_name, offloads = cls._open_fd(name, False)
+            dev = cls(fd, real_name, created=not existed, vnet_hdr=bool(offloads), mtu=mtu,
+                      offload_error=offload_error, offloads=offloads)
             try:
-                dev._configure(ipr, addr)
+                dev._configure(ipr, addr, addr6)
             except BaseException:
                 dev._close_with(ipr)
                 raise
@@ -178,7 +206,8 @@ class TunDevice:
             ipr.close()
 
     @staticmethod
-    def _open_fd(name: str, offload: bool) -> tuple[int, str, bool]:
+    def _open_fd(name: str, offload: bool) -> tuple[int, str, int]:
+        """Open the device; returns the fd, its name and the offloads in force."""
         try:
             fd = os.open(_TUN_PATH, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -206,10 +235,19 @@ class TunDevice:
                     msg = f"cannot create {name}: {_describe(exc)}"
                 raise TunError(msg) from exc
             real_name = _IFREQ.unpack(res)[0].rstrip(b"\0").decode()
+            offloads = 0
             if offload:
                 try:
                     fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
-                    fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+                    try:
+                        fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS)
+                        offloads = OFFLOADS
+                    except OSError as exc:
+                        if exc.errno != errno.EINVAL:
+                            raise
+                        # A kernel without IPv6 TSO on TUN: IPv4's is still worth having.
+                        fcntl.ioctl(fd, TUNSETOFFLOAD, OFFLOADS_V4_ONLY)
+                        offloads = OFFLOADS_V4_ONLY
                 except OSError as exc:
                     raise _OffloadRefused(
                         f"kernel refused TUN offloads (csum+tso4): {_describe(exc)}"
@@ -218,9 +256,10 @@ class TunDevice:
         except BaseException:
             os.close(fd)
             raise
-        return fd, real_name, offload
+        return fd, real_name, offloads
 
-    def _configure(self, ipr: Any, addr: ipaddress.IPv4Interface | None) -> None:
+    def _configure(self, ipr: Any, addr: ipaddress.IPv4Interface | None,
+                   addr6: ipaddress.IPv6Interface | None = None) -> None:
         try:
             index = _link_index(ipr, self.name)
             if index is None:
@@ -240,6 +279,8 @@ class TunDevice:
                     except Exception as exc:
                         if getattr(exc, "code", None) != errno.EEXIST:
                             raise
+            if addr6 is not None:
+                self.ipv6_error = self._add_ipv6(ipr, index, addr6)
             ipr.link("set", index=index, state="up")
         except TunError:
             raise
@@ -247,6 +288,29 @@ class TunDevice:
             code = getattr(exc, "code", None)
             why = os.strerror(code) if isinstance(code, int) else str(exc)
             raise TunError(f"cannot configure {self.name}: {why}") from exc
+
+    @staticmethod
+    def _add_ipv6(ipr: Any, index: int, addr6: ipaddress.IPv6Interface) -> str | None:
+        """Add the kernel side's IPv6 address (no DAD: a TUN has no neighbours to ask,
+        RFC 4862 section 5.4 is moot on it). Returns why not, or None."""
+        present = {
+            (m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+            for m in ipr.get_addr(index=index, family=socket.AF_INET6)
+        }
+        wanted = (str(addr6.ip), addr6.network.prefixlen)
+        if wanted in present:
+            return None
+        try:
+            ipr.addr("add", index=index, address=wanted[0], prefixlen=wanted[1],
+                     family=socket.AF_INET6, flags=IFA_F_NODAD)
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code == errno.EEXIST:
+                return None
+            why = os.strerror(code) if isinstance(code, int) else str(exc)
+            # EACCES/EPERM: net.ipv6.conf.*.disable_ipv6 is set (the usual in containers).
+            return f"cannot add {addr6} to the kernel side: {why} (is IPv6 disabled here?)"
+        return None
 
     # ------------------------------------------------------------------ I/O
     def fileno(self) -> int:

@@ -24,7 +24,7 @@ Direction semantics:
   pseudo-header sum (locally generated traffic, never checksummed); ``F_DATA_VALID``
   means the kernel already verified it. ``gso_type`` ``TCPV4`` means the packet is a
   large TCP segment (up to 64 KiB) that would have been ``gso_size``-byte segments on
-  a real wire.
+  a real wire; ``TCPV6`` the same for TCP over IPv6 (``TUN_F_TSO6``).
 * us -> kernel (write): ``F_NEEDS_CSUM`` asks the kernel to finish the checksum (we store
   the pseudo-header sum); ``gso_type`` ``TCPV4`` hands over a large segment that the
   kernel splits into ``gso_size`` pieces (and ``GSO_ECN`` if it carries CWR).
@@ -42,6 +42,7 @@ VIRTIO_NET_HDR_F_DATA_VALID = 2
 
 VIRTIO_NET_HDR_GSO_NONE = 0
 VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
 VIRTIO_NET_HDR_GSO_ECN = 0x80
 
 #: Where the checksum lives inside the L4 header (``csum_offset``).
@@ -110,9 +111,10 @@ def build_vnet_hdr(
 
 
 def tcp_tx_hdr(ip_header_len: int, tcp_header_len: int, payload_len: int, mss: int,
-               ecn: bool = False) -> bytes:
-    """Header for an outgoing TCP/IPv4 packet whose checksum field holds the
-    pseudo-header sum (``build_tcp_header(..., checksum="partial")``).
+               ecn: bool = False, ipv6: bool = False) -> bytes:
+    """Header for an outgoing TCP packet (over IPv4, or IPv6 with ``ipv6``) whose
+    checksum field holds the pseudo-header sum (``build_tcp_header(..., checksum=
+    "partial")``). For IPv6, ``ip_header_len`` counts the extension headers too.
 
     The kernel finishes the checksum; if the payload is longer than ``mss`` it also
     splits the packet into ``mss``-sized segments (TSO), copying the headers and fixing
@@ -121,7 +123,8 @@ def tcp_tx_hdr(ip_header_len: int, tcp_header_len: int, payload_len: int, mss: i
     """
     hdr_len = ip_header_len + tcp_header_len
     if payload_len > mss:
-        gso_type = VIRTIO_NET_HDR_GSO_TCPV4 | (VIRTIO_NET_HDR_GSO_ECN if ecn else 0)
+        gso_type = ((VIRTIO_NET_HDR_GSO_TCPV6 if ipv6 else VIRTIO_NET_HDR_GSO_TCPV4)
+                    | (VIRTIO_NET_HDR_GSO_ECN if ecn else 0))
         gso_size = mss
     else:
         gso_type = VIRTIO_NET_HDR_GSO_NONE

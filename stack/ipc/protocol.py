@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 MAGIC = 0x544C4142  # "TLAB"
-VERSION = 2
+VERSION = 3
 HEADER = struct.Struct("!IBBHIII")  # magic, version, op, flags, seq, status, length
 HEADER_SIZE = HEADER.size  # 20
 ADDR = struct.Struct("!HH4s")  # family, port, IPv4 address (8 bytes)
@@ -24,8 +24,8 @@ ADDR_SIZE = ADDR.size
 
 MAX_OPTVAL = 256  # bytes of a socket option value
 MAX_PAYLOAD = 65507  # a UDP datagram's payload over IPv4
-MAX_BODY = ADDR_SIZE + 4 + MAX_PAYLOAD  # the largest body (SENDTO)
-MAX_MESSAGE = HEADER_SIZE + MAX_BODY  # 65539
+MAX_BODY = 2 * ADDR_SIZE + 4 + MAX_PAYLOAD  # the largest body (SENDTO)
+MAX_MESSAGE = HEADER_SIZE + MAX_BODY  # 65547
 MAX_LIST_CHUNK = 60000  # JSON bytes in one LIST reply
 MAX_DETACH_OPTIONS = 32
 
@@ -52,12 +52,19 @@ class Op(IntEnum):
     DETACH = 12
     LIST = 13
     ADOPT = 14
+    PKTINFO = 15
 
 
 # ACCEPT is not a request (version 2): an ACCEPT reply with seq 0, carrying the new
 # connection, is the record the daemon writes on a listening socket's own stream for
 # each connection waiting to be accepted (docs/shim-protocol.md 5.2).
-NOT_A_REQUEST = frozenset({Op.ACCEPT})
+# PKTINFO is not a request either (version 3): it is the content of the small sealed
+# file that rides (SCM_RIGHTS) with each datagram to a UDP socket that asked for
+# IP_PKTINFO / IPV6_RECVPKTINFO: where the datagram was sent (docs 5.5).
+NOT_A_REQUEST = frozenset({Op.ACCEPT, Op.PKTINFO})
+PKTINFO_WANT_IP = 0x01  # IP_PKTINFO (struct in_pktinfo)
+PKTINFO_WANT_IPV6 = 0x02  # IPV6_RECVPKTINFO (struct in6_pktinfo, v4-mapped)
+_PKTINFO_WANTS = PKTINFO_WANT_IP | PKTINFO_WANT_IPV6
 
 
 # Ops whose request carries no descriptor; every other request carries exactly one.
@@ -115,6 +122,7 @@ class Request:
     value: bytes = b""  # SETSOCKOPT
     msg_flags: int = 0  # SENDTO
     payload: bytes = b""  # SENDTO
+    src: Addr = NO_ADDR  # SENDTO: the source address asked for (IP_PKTINFO); NO_ADDR: none
 
 
 @dataclass(slots=True)
@@ -130,6 +138,9 @@ class Reply:
     sent: int = 0  # SENDTO
     options: list[tuple[int, int, bytes]] = field(default_factory=list)  # DETACH
     data: bytes = b""  # LIST (a chunk of JSON)
+    dst: Addr | None = None  # PKTINFO: where the datagram was sent
+    ifindex: int = 0  # PKTINFO: the interface it came in on
+    want: int = 0  # PKTINFO: which control messages the socket asked for
 
 
 _I32 = struct.Struct("!i")
@@ -137,6 +148,7 @@ _U32 = struct.Struct("!I")
 _OPT_GET = struct.Struct("!iiI")
 _OPT_SET = struct.Struct("!ii")
 _OPT_ENTRY = struct.Struct("!iiI")
+_PKTINFO_TAIL = struct.Struct("!IB3s")  # ifindex, want, 3 zero bytes
 
 
 def _header(op: int, flags: int, seq: int, status: int, body: bytes) -> bytes:
@@ -168,7 +180,8 @@ def encode_request(req: Request) -> bytes:
     elif op is Op.SENDTO:
         if len(req.payload) > MAX_PAYLOAD:
             raise ValueError("payload too long")
-        body = _need_addr(req.addr).pack() + _U32.pack(req.msg_flags) + bytes(req.payload)
+        body = (_need_addr(req.addr).pack() + req.src.pack()
+                + _U32.pack(req.msg_flags) + bytes(req.payload))
     elif op in NOT_A_REQUEST:
         raise ValueError(f"{op.name} is not a request")
     else:  # GETSOCKNAME GETPEERNAME DETACH LIST ADOPT
@@ -203,6 +216,10 @@ def encode_reply(rep: Reply) -> bytes:
             if len(rep.data) > MAX_LIST_CHUNK:
                 raise ValueError("LIST chunk too long")
             body = bytes(rep.data)
+        elif op is Op.PKTINFO:
+            if rep.want & ~_PKTINFO_WANTS:
+                raise ValueError("unknown PKTINFO want bits")
+            body = (rep.dst or NO_ADDR).pack() + _PKTINFO_TAIL.pack(rep.ifindex, rep.want, b"")
     flags = rep.flags if op is Op.LIST and rep.status == 0 else 0
     return _header(op, flags, rep.seq, rep.status, body)
 
@@ -268,13 +285,14 @@ def decode_request(data: bytes | memoryview, nfds: int = 0) -> Request:
         req.level, req.name = _OPT_SET.unpack_from(body)
         req.value = bytes(body[_OPT_SET.size :])
     elif op is Op.SENDTO:
-        if len(body) < ADDR_SIZE + 4:
+        if len(body) < 2 * ADDR_SIZE + 4:
             raise ProtocolError("body", f"{len(body)} bytes")
         req.addr = Addr.unpack(body[:ADDR_SIZE])
         if req.addr.family != AF_INET:
             raise ProtocolError("value", "sendto needs AF_INET")
-        (req.msg_flags,) = _U32.unpack_from(body, ADDR_SIZE)
-        req.payload = bytes(body[ADDR_SIZE + 4 :])
+        req.src = Addr.unpack(body[ADDR_SIZE : 2 * ADDR_SIZE])
+        (req.msg_flags,) = _U32.unpack_from(body, 2 * ADDR_SIZE)
+        req.payload = bytes(body[2 * ADDR_SIZE + 4 :])
     else:
         _fixed(body, 0)
     return req
@@ -329,6 +347,12 @@ def decode_reply(data: bytes | memoryview, nfds: int = 0) -> Reply:
         if len(body) > MAX_LIST_CHUNK:
             raise ProtocolError("body", f"{len(body)} bytes")
         rep.data = bytes(body)
+    elif op is Op.PKTINFO:
+        _fixed(body, ADDR_SIZE + _PKTINFO_TAIL.size)
+        rep.dst = Addr.unpack(body[:ADDR_SIZE])
+        rep.ifindex, rep.want, pad = _PKTINFO_TAIL.unpack_from(body, ADDR_SIZE)
+        if rep.want & ~_PKTINFO_WANTS or pad != b"\0\0\0":
+            raise ProtocolError("value", f"PKTINFO want {rep.want:#x}")
     else:  # SOCKET BIND LISTEN CONNECT SHUTDOWN SETSOCKOPT ADOPT
         _fixed(body, 0)
     return rep
@@ -341,3 +365,11 @@ def encode_accept_record(local: Addr, peer: Addr) -> bytes:
     """The record a listener's stream carries for one waiting connection (with the
     connection's descriptor as SCM_RIGHTS on its bytes)."""
     return encode_reply(Reply(Op.ACCEPT, 0, local=local, peer=peer))
+
+
+PKTINFO_RECORD_SIZE = HEADER_SIZE + ADDR_SIZE + _PKTINFO_TAIL.size  # 36
+
+
+def encode_pktinfo_record(dst: Addr, ifindex: int, want: int) -> bytes:
+    """What a UDP datagram's PKTINFO file holds: where it was sent (docs 5.5)."""
+    return encode_reply(Reply(Op.PKTINFO, 0, dst=dst, ifindex=ifindex, want=want))

@@ -22,7 +22,13 @@ Conventions that make kernel semantics come out right (all explained in the spec
 * The program end of a connected TCP socket gets a 1 MiB send buffer: the sentinel pins
   the last skb, and a sendfile/splice skb holds its whole 64 KiB charged to A.
 * UDP datagrams go to A as records whose source address rides in SCM_CREDENTIALS
-  (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID).
+  (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID). To a socket
+  that asked for IP_PKTINFO / IPV6_RECVPKTINFO each datagram also carries (SCM_RIGHTS) a
+  small sealed file holding a PKTINFO record: where it was sent, and the interface.
+* Any user may make sockets (the socket file is 0666, as the kernel lets anyone make
+  sockets); binding a port below net.ipv4.ip_unprivileged_port_start takes root or
+  CAP_NET_BIND_SERVICE, checked on each BIND from the caller's credentials at that
+  moment (SCM_CREDENTIALS, verified by the kernel).
 """
 
 from __future__ import annotations
@@ -83,6 +89,19 @@ SO_SNDBUFFORCE = 32
 # 5 AF_INET6 with IPV6_V6ONLY; LISTEN turns them into 1, 2, 3 ("listening").
 LISTEN_MARKS = {0: 1, 4: 2, 5: 3}
 NAME_PREFIX = b"\0tcplab-"
+# IP_PKTINFO and IPV6_RECVPKTINFO: which PKTINFO want bit each option sets (ip(7), ipv6(7))
+IP_PKTINFO = 8
+IP_PKTOPTIONS = 9
+IPV6_RECVPKTINFO = 49
+PKTINFO_OPTIONS = {
+    (socket.IPPROTO_IP, IP_PKTINFO): p.PKTINFO_WANT_IP,
+    (socket.IPPROTO_IPV6, IPV6_RECVPKTINFO): p.PKTINFO_WANT_IPV6,
+}
+PKTINFO_FILES = 64  # distinct PKTINFO files kept (one per destination, interface, wants)
+CAP_NET_BIND_SERVICE = 10
+UNPRIVILEGED_PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+# A control record's ancillary room: up to 4 descriptors and the sender's credentials.
+CONTROL_ANC = socket.CMSG_SPACE(4 * 4) + socket.CMSG_SPACE(12)
 
 # Socket options that the stack does not implement but that are harmless to accept: they
 # are remembered (getsockopt returns them, a loopback hand-off replays them) and ignored.
@@ -237,6 +256,7 @@ class _Entry:
     group: _PortGroup | None = None
     # udp
     dgram: tuple[bytes, tuple[str, int]] | None = None
+    pktinfo: int = 0  # PKTINFO want bits (IP_PKTINFO, IPV6_RECVPKTINFO set on it)
     scheduled: bool = False
     dead: bool = False
 
@@ -254,16 +274,23 @@ class _Client:
     # open the socket file): it may act on sockets it holds, not make new ones (SOCKET)
     # or list everyone's (LIST).
     may_create: bool = True
+    # (pid, uid, gid) that came with the request being served (SCM_CREDENTIALS: the
+    # kernel checks them against the sender's own ids), None if none came
+    creds: tuple[int, int, int] | None = None
 
 
 class IpcServer:
     """Serves the shim's control protocol on a Unix socket and pumps socket data."""
 
     def __init__(self, sockets: SocketLayerLike, path: str, *, group: str | None = None,
-                 events: EventLog | None = None) -> None:
+                 events: EventLog | None = None, ifindex: int = 0) -> None:
         self.layer = sockets
         self.path = path
         self.group = group
+        # The interface index PKTINFO reports: the stack's interface, the TUN device,
+        # by its index in this (the daemon's) namespace; loopback's if none is known.
+        self.ifindex = ifindex or self._loopback_index()
+        self._pktinfo_files: OrderedDict[tuple[str, int, int], int] = OrderedDict()
         self._per_uid: Counter[int] = Counter()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._listen: socket.socket | None = None
@@ -311,8 +338,11 @@ class IpcServer:
                 if tmp != path:
                     os.unlink(tmp)
             sock.bind(tmp)
+            # Every user may make sockets, as with the kernel's (privileged ports are
+            # checked at BIND); --socket-group narrows that to one group.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # inherited at accept
             try:
-                os.chmod(tmp, 0o660)
+                os.chmod(tmp, 0o660 if gid is not None else 0o666)
                 if gid is not None:
                     os.chown(tmp, -1, gid)
                 sock.listen(128)
@@ -331,6 +361,13 @@ class IpcServer:
         self._listen = sock
         self._poller = _Poller(self.loop)
         self.loop.add_reader(sock.fileno(), self._on_accept)
+
+    @staticmethod
+    def _loopback_index() -> int:
+        try:
+            return socket.if_nametoindex("lo")
+        except OSError:
+            return 1
 
     @staticmethod
     def _group_id(group: str) -> int:
@@ -377,6 +414,8 @@ class IpcServer:
             self._drop_client(client)
         for entry in list(self._entries.values()):
             self._kill(entry, errno.ECONNRESET)
+        while self._pktinfo_files:
+            os.close(self._pktinfo_files.popitem()[1])
         if self._poller is not None:
             self._poller.close()
             self._poller = None
@@ -431,6 +470,8 @@ class IpcServer:
             conn.close()
             return False
         conn.setblocking(False)
+        with contextlib.suppress(OSError):  # each request's credentials (bind checks them)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         client = _Client(conn, pid, uid, may_create=may_create)
         self._per_uid[uid] += 1
         self._clients[conn.fileno()] = client
@@ -471,14 +512,14 @@ class IpcServer:
             if client.closed:
                 return
             try:
-                data, anc, flags, _ = client.sock.recvmsg(
-                    p.MAX_MESSAGE + 1, socket.CMSG_SPACE(4 * 4))
+                data, anc, flags, _ = client.sock.recvmsg(p.MAX_MESSAGE + 1, CONTROL_ANC)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 self._drop_client(client, "recv_error")
                 return
             fds = self._take_fds(anc)
+            client.creds = self._take_creds(anc)
             try:
                 if not data and not fds:
                     self._drop_client(client)  # end of file: the process closed it
@@ -503,6 +544,15 @@ class IpcServer:
                     os.close(fd)
             if reply is not None:
                 self._send(client, reply, out_fd)
+
+    @staticmethod
+    def _take_creds(anc: list[tuple[int, int, bytes]]) -> tuple[int, int, int] | None:
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS \
+                    and len(payload) >= 12:
+                pid, uid, gid = struct.unpack_from("=iII", payload)
+                return pid, uid, gid
+        return None
 
     @staticmethod
     def _take_fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
@@ -661,7 +711,8 @@ class IpcServer:
             a.close()
             b.close()
             raise
-        entry = _Entry(key, kind, sock, b, pid=client.pid, uid=client.uid, filler=filler,
+        uid = client.creds[1] if client.creds is not None else client.uid
+        entry = _Entry(key, kind, sock, b, pid=client.pid, uid=uid, filler=filler,
                        phase="fresh" if kind == "tcp" else "udp")
         self._register(entry)
         return rep, a.detach()
@@ -675,6 +726,9 @@ class IpcServer:
 
     def _op_bind(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
         assert req.addr is not None
+        if req.addr.port and req.addr.port < self._unprivileged_port_start() \
+                and not self._may_bind_privileged(c.creds):
+            raise _oserr(errno.EACCES)  # as inet_bind(): CAP_NET_BIND_SERVICE, ip(7)
         key = (req.addr.ip, req.addr.port)
         group = self._groups.get(key) if e.kind == "tcp" and req.addr.port else None
         if group is not None and self._reuseport(e) and group.uid == e.uid \
@@ -693,6 +747,39 @@ class IpcServer:
         if e.kind == "tcp" and req.addr.port and self._reuseport(e) and group is None:
             e.group = _PortGroup(key, e.sock, e.uid, [e])
             self._groups[key] = e.group
+
+    @staticmethod
+    def _unprivileged_port_start() -> int:
+        """net.ipv4.ip_unprivileged_port_start of the daemon's namespace (the stack's
+        ports are that namespace's, in the sense that it is where the TUN lives)."""
+        try:
+            with open(UNPRIVILEGED_PORT_START, encoding="ascii") as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return 1024
+
+    @staticmethod
+    def _may_bind_privileged(creds: tuple[int, int, int] | None) -> bool:
+        """Root, or a process holding CAP_NET_BIND_SERVICE, as the kernel asks. `creds`
+        came with this very request, checked by the kernel: the uid is one of the
+        sender's real, effective or saved uids (so one it can take at will), the pid its
+        own. A non-root sender's capability is read from /proc; its uid must match, so a
+        pid reused meanwhile by another user's process grants nothing."""
+        if creds is None:
+            return False
+        pid, uid, _gid = creds
+        if uid == 0:
+            return True
+        if pid <= 0:
+            return False
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            uids = {int(x) for x in fields["Uid"].split()}
+            cap_eff = int(fields["CapEff"].strip(), 16)
+        except (OSError, KeyError, ValueError):
+            return False
+        return uid in uids and bool(cap_eff & (1 << CAP_NET_BIND_SERVICE))
 
     def _reap_closed(self, kind: str, port: int) -> bool:
         """Take now the hangups of the sockets holding `port` that their programs have
@@ -791,7 +878,7 @@ class IpcServer:
             return False
         finally:
             a.close()  # the record holds the program's end now
-        entry = _Entry(key, "tcp", child, b, pid=e.pid, phase="connected")
+        entry = _Entry(key, "tcp", child, b, pid=e.pid, uid=e.uid, phase="connected")
         child.on_change = None
         self._register(entry)
         self._schedule(entry)
@@ -883,6 +970,8 @@ class IpcServer:
             value = self._tcp_info(e)
         elif req.level == socket.IPPROTO_TCP and req.name == TCP_CONGESTION and e.kind == "tcp":
             value = str(e.sock.info().get("cc", "newreno")).encode() + b"\0"
+        elif key == (socket.IPPROTO_IP, IP_PKTOPTIONS) and e.kind == "tcp":
+            value = self._pktoptions(e)
         else:
             try:
                 value = e.sock.getsockopt(req.level, req.name)
@@ -897,6 +986,17 @@ class IpcServer:
     def _op_setsockopt(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
                        c: _Client) -> None:
         key = (req.level, req.name)
+        want = PKTINFO_OPTIONS.get(key) if e.kind == "udp" or key[0] == socket.IPPROTO_IP \
+            else None
+        if want is not None:  # kept here: each datagram (or IP_PKTOPTIONS) says where
+            if not req.value:
+                raise _oserr(errno.EINVAL)
+            on = int.from_bytes(req.value[:4], "little") != 0
+            e.pktinfo = (e.pktinfo | want) if on else (e.pktinfo & ~want)
+            e.soft[key] = struct.pack("=i", int(on))
+            if len(e.options) < p.MAX_DETACH_OPTIONS or key in e.options:
+                e.options[key] = req.value
+            return
         value: int | bytes = req.value
         if len(req.value) == 4 and key != (socket.SOL_SOCKET, socket.SO_LINGER):
             value = struct.unpack("=i", req.value)[0]
@@ -927,6 +1027,10 @@ class IpcServer:
             self._start_connect(e, fd, req.addr.ip, req.addr.port, bytes(req.payload))
             rep.sent = len(req.payload)
             return
+        if req.src.family == p.AF_INET and req.src.ip not in ("0.0.0.0", self.layer.address):
+            # IP_PKTINFO's ipi_spec_dst must be an address of this host: Linux's route
+            # lookup refuses any other source with EINVAL (ip(7))
+            raise _oserr(errno.EINVAL)
         rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
 
     def _op_detach(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
@@ -980,7 +1084,8 @@ class IpcServer:
             except Exception:  # a socket's info() must not take the listing down
                 continue
             entry = self._by_sock.get(id(sock))
-            if entry is not None and entry.pid:
+            # Like ss(8): every socket is listed, the process only to its own user
+            if entry is not None and entry.pid and client.uid in (0, entry.uid):
                 row["pid"] = entry.pid
                 with contextlib.suppress(OSError), open(
                         f"/proc/{entry.pid}/comm", encoding="utf-8", errors="replace") as f:
@@ -992,6 +1097,18 @@ class IpcServer:
             more = p.FLAG_MORE if i < len(chunks) - 1 else 0
             self._send(client, p.Reply(p.Op.LIST, rep.seq, 0, more, data=chunk), -1,
                        bounded=False)
+
+    def _pktoptions(self, e: _Entry) -> bytes:
+        """IP_PKTOPTIONS of a TCP socket (ip(7)), as Linux builds it: with IP_PKTINFO set,
+        one IP_PKTINFO control message (struct cmsghdr, then struct in_pktinfo, host
+        layout) with the interface the connection came in on and its local address."""
+        if not e.pktinfo & p.PKTINFO_WANT_IP:
+            return b""
+        local = e.sock.local or ("0.0.0.0", 0)
+        addr = socket.inet_aton(local[0])
+        data = struct.pack("=i4s4s", self.ifindex, addr, addr)
+        head = struct.pack("@Nii", socket.CMSG_LEN(len(data)), socket.IPPROTO_IP, IP_PKTINFO)
+        return (head + data).ljust(socket.CMSG_SPACE(len(data)), b"\0")
 
     def _tcp_info(self, e: _Entry) -> bytes:
         """A struct tcp_info (Linux layout, 232 bytes) from the socket's numbers."""
@@ -1266,7 +1383,7 @@ class IpcServer:
                     continue
             data, src = e.dgram
             try:
-                self._send_dgram(b, data, src)
+                self._send_dgram(b, data, src, self._pktinfo_file(e) if e.pktinfo else -1)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -1295,13 +1412,48 @@ class IpcServer:
         if e.hup:
             self._finish(e)
 
-    def _send_dgram(self, b: socket.socket, data: bytes, src: tuple[str, int]) -> None:
+    def _pktinfo_file(self, e: _Entry) -> int:
+        """The sealed file holding the PKTINFO record for datagrams to `e`: sent to the
+        stack's address (the only one it takes), port e's, through our interface. One
+        file per distinct record, shared and never written again (sealed), so a program
+        cannot change what another reads; -1 if it cannot be made."""
+        local = e.sock.local or (self.layer.address, 0)
+        key = (self.layer.address, local[1], e.pktinfo)
+        fd = self._pktinfo_files.get(key)
+        if fd is not None:
+            self._pktinfo_files.move_to_end(key)
+            return fd
+        record = p.encode_pktinfo_record(p.Addr(p.AF_INET, key[0], key[1]), self.ifindex,
+                                         e.pktinfo)
+        try:
+            fd = os.memfd_create("tcplab-pktinfo", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError:
+            self._count("pktinfo_file_errors")
+            return -1
+        try:
+            os.write(fd, record)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK
+                        | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        except OSError:
+            os.close(fd)
+            self._count("pktinfo_file_errors")
+            return -1
+        self._pktinfo_files[key] = fd
+        while len(self._pktinfo_files) > PKTINFO_FILES:
+            os.close(self._pktinfo_files.popitem(last=False)[1])
+        return fd
+
+    def _send_dgram(self, b: socket.socket, data: bytes, src: tuple[str, int],
+                    info_fd: int = -1) -> None:
         flags = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+        extra = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [info_fd]).tobytes())] \
+            if info_fd >= 0 else []
         if self._creds_ok:
             ip = struct.unpack("!I", socket.inet_aton(src[0]))[0]
             cred = struct.pack("=iII", self._pid, ip, CRED_MARK | src[1])
             try:
-                b.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, cred)], flags)
+                b.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, cred), *extra],
+                          flags)
                 return
             except PermissionError:
                 log.warning("no CAP_SETUID/CAP_SETGID: UDP source addresses will read 0.0.0.0")
@@ -1309,7 +1461,7 @@ class IpcServer:
             except OSError as exc:
                 if exc.errno != errno.EINVAL:  # e.g. 255.255.255.255 is uid -1: send plain
                     raise
-        b.sendmsg([data], [], flags)
+        b.sendmsg([data], extra, flags)
 
     # ------------------------------------------------------------------ the end
 

@@ -1,4 +1,4 @@
-"""Read pcap files and decode IPv4, TCP, UDP and ICMP: just what the labs need.
+"""Read pcap files and decode IPv4, IPv6, TCP, UDP, ICMP and ICMPv6: what the labs need.
 
 The stack writes classic pcap with link type RAW (stack/observe/pcap.py); tcpdump
 writes the same format with RAW, Ethernet or "Linux cooked" link types. All of these
@@ -32,6 +32,10 @@ _FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (UR
                  (ECE, "E"), (CWR, "C"))  # fmt: skip
 
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
+IPPROTO_ICMPV6 = 58
+# IPv6 extension headers followed to the upper layer (RFC 8200 section 4).
+_IPV6_EXTENSIONS = (0, 43, 60)  # Hop-by-Hop, Routing, Destination Options
+_IPV6_FRAGMENT = 44
 
 
 class PcapError(Exception):
@@ -100,7 +104,15 @@ class IcmpInfo:
 
 @dataclass(slots=True)
 class Packet:
-    """One IPv4 packet of a capture."""
+    """One IP packet of a capture.
+
+    For IPv6 (``version`` 6): ``proto`` is the upper-layer protocol after the
+    extension headers, ``ttl`` the hop limit, ``header_len`` where the upper-layer
+    header starts, ``ident``/``more_fragments``/``frag_offset`` come from a Fragment
+    header (0/False/0 without one), ``dont_fragment`` is True (routers never fragment
+    IPv6) and ``ip_checksum_ok`` is True (IPv6 has no header checksum). An ICMPv6
+    message fills ``icmp``.
+    """
 
     index: int  # 0-based position in the file
     ts: float  # seconds since the epoch
@@ -119,6 +131,7 @@ class Packet:
     tcp: TcpInfo | None = None
     udp: UdpInfo | None = None
     icmp: IcmpInfo | None = None
+    version: int = 4
 
     @property
     def is_fragment(self) -> bool:
@@ -134,7 +147,8 @@ class Packet:
         if self.udp is not None:
             return f"{self.src}:{self.udp.sport} > {self.dst}:{self.udp.dport} UDP len {len(self.udp.payload)}"
         if self.icmp is not None:
-            return f"{self.src} > {self.dst} ICMP type {self.icmp.type} code {self.icmp.code}"
+            name = "ICMPv6" if self.version == 6 else "ICMP"
+            return f"{self.src} > {self.dst} {name} type {self.icmp.type} code {self.icmp.code}"
         return f"{self.src} > {self.dst} proto {self.proto} len {self.total_length}"
 
 
@@ -161,15 +175,25 @@ def transport_checksum_ok(packet: Packet) -> bool | None:
     if packet.is_fragment or len(raw) < packet.total_length:
         return None
     segment = bytes(raw[packet.header_len:packet.total_length])
-    if packet.proto == IPPROTO_ICMP:
+    if packet.proto == IPPROTO_ICMP and packet.version == 4:
         return ones_sum(segment) == 0xFFFF
-    if packet.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+    if packet.proto not in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6):
         return None
     if packet.proto == IPPROTO_UDP and packet.udp is not None and packet.udp.checksum == 0:
-        return None
-    pseudo = (socket.inet_aton(packet.src) + socket.inet_aton(packet.dst)
-              + struct.pack("!BBH", 0, packet.proto, len(segment)))
-    return ones_sum(pseudo + segment) == 0xFFFF
+        # "No checksum" over IPv4 (RFC 768); over IPv6 a zero checksum is invalid
+        # (RFC 8200 section 8.1).
+        return False if packet.version == 6 else None
+    return ones_sum(_pseudo_header(packet, len(segment)) + segment) == 0xFFFF
+
+
+def _pseudo_header(packet: Packet, length: int) -> bytes:
+    """The TCP/UDP/ICMPv6 pseudo-header (RFC 9293 3.1; RFC 8200 section 8.1 for IPv6)."""
+    if packet.version == 6:
+        return (socket.inet_pton(socket.AF_INET6, packet.src)
+                + socket.inet_pton(socket.AF_INET6, packet.dst)
+                + struct.pack("!I3xB", length, packet.proto))
+    return (socket.inet_aton(packet.src) + socket.inet_aton(packet.dst)
+            + struct.pack("!BBH", 0, packet.proto, length))
 
 
 def checksum_state(packet: Packet) -> str | None:
@@ -184,9 +208,7 @@ def checksum_state(packet: Packet) -> str | None:
         offset = packet.header_len + (16 if packet.proto == IPPROTO_TCP else 6)
         field_value = int.from_bytes(packet.raw[offset : offset + 2], "big")
         length = packet.total_length - packet.header_len
-        pseudo = (socket.inet_aton(packet.src) + socket.inet_aton(packet.dst)
-                  + struct.pack("!BBH", 0, packet.proto, length))
-        if field_value == ones_sum(pseudo):
+        if field_value == ones_sum(_pseudo_header(packet, length)):
             return "partial"
     return "bad"
 
@@ -238,8 +260,50 @@ def decode_ipv4(raw: bytes, ts: float = 0.0, index: int = 0) -> Packet | None:
     if pkt.frag_offset:
         return pkt  # a later fragment carries no transport header
     end = min(len(raw), total_length) if total_length >= ihl else len(raw)
-    body = raw[ihl:end]
-    length_on_wire = max(total_length - ihl, 0)
+    _decode_transport(pkt, raw[ihl:end], max(total_length - ihl, 0))
+    return pkt
+
+
+def decode_ipv6(raw: bytes, ts: float = 0.0, index: int = 0) -> Packet | None:
+    """Decode one IPv6 packet, following its extension headers to the upper layer;
+    None if it is not IPv6 or too short for the 40-byte header."""
+    if len(raw) < 40 or raw[0] >> 4 != 6:
+        return None
+    payload_length, nh, hop_limit = struct.unpack_from("!HBB", raw, 4)
+    total_length = 40 + payload_length
+    end = min(len(raw), total_length)
+    at, ident, more, offset = 40, 0, False, 0
+    for _ in range(16):  # at most 16 extension headers, as the stack walks them
+        if nh in _IPV6_EXTENSIONS and at + 2 <= end:
+            nh, at = raw[at], at + (raw[at + 1] + 1) * 8
+        elif nh == _IPV6_FRAGMENT and at + 8 <= end:
+            field_value, ident = struct.unpack_from("!HI", raw, at + 2)
+            offset, more = field_value & 0xFFF8, bool(field_value & 1)
+            nh, at = raw[at], at + 8
+        else:
+            break
+    pkt = Packet(
+        index=index, ts=ts, src=socket.inet_ntop(socket.AF_INET6, raw[8:24]),
+        dst=socket.inet_ntop(socket.AF_INET6, raw[24:40]), proto=nh, ttl=hop_limit,
+        ident=ident, total_length=total_length, header_len=min(at, total_length),
+        dont_fragment=True, more_fragments=more, frag_offset=offset, ip_checksum_ok=True,
+        raw=raw, version=6,
+    )  # fmt: skip
+    if offset or at > end:
+        return pkt
+    _decode_transport(pkt, raw[at:end], max(total_length - at, 0))
+    return pkt
+
+
+def decode_ip(raw: bytes, ts: float = 0.0, index: int = 0) -> Packet | None:
+    """Decode an IPv4 or IPv6 packet (by its version nibble)."""
+    if raw and raw[0] >> 4 == 6:
+        return decode_ipv6(raw, ts, index)
+    return decode_ipv4(raw, ts, index)
+
+
+def _decode_transport(pkt: Packet, body: bytes, length_on_wire: int) -> None:
+    proto = pkt.proto
     if proto == IPPROTO_TCP and len(body) >= 20:
         sport, dport, seq, ack, off, flags, window = struct.unpack_from("!HHIIBBH", body)
         hlen = (off >> 4) * 4
@@ -252,12 +316,12 @@ def decode_ipv4(raw: bytes, ts: float = 0.0, index: int = 0) -> Packet | None:
     elif proto == IPPROTO_UDP and len(body) >= 8:
         sport, dport, length, checksum = struct.unpack_from("!HHHH", body)
         pkt.udp = UdpInfo(sport, dport, length, checksum, bytes(body[8:]))
-    elif proto == IPPROTO_ICMP and len(body) >= 8:
+    elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and len(body) >= 8:
         itype, code, checksum, ident, seq = struct.unpack_from("!BBHHH", body)
-        if itype not in (0, 8):
+        echo = (128, 129) if pkt.version == 6 else (0, 8)
+        if itype not in echo:
             ident = seq = 0
         pkt.icmp = IcmpInfo(itype, code, checksum, ident, seq)
-    return pkt
 
 
 def _ip_payload(linktype: int, frame: bytes) -> bytes | None:
@@ -269,21 +333,22 @@ def _ip_payload(linktype: int, frame: bytes) -> bytes | None:
         while ethertype in (0x8100, 0x88A8) and len(frame) >= off + 6:
             off += 4
             ethertype = int.from_bytes(frame[off : off + 2], "big")
-        return frame[off + 2 :] if ethertype == 0x0800 else None
+        return frame[off + 2 :] if ethertype in (0x0800, 0x86DD) else None
     if linktype == LINKTYPE_LINUX_SLL:
-        return frame[16:] if frame[14:16] == b"\x08\x00" else None
+        return frame[16:] if frame[14:16] in (b"\x08\x00", b"\x86\xdd") else None
     if linktype == LINKTYPE_LINUX_SLL2:
-        return frame[20:] if frame[0:2] == b"\x08\x00" else None
+        return frame[20:] if frame[0:2] in (b"\x08\x00", b"\x86\xdd") else None
     if linktype == LINKTYPE_NULL:
         family = int.from_bytes(frame[:4], "little")
-        if family not in (socket.AF_INET, socket.htonl(socket.AF_INET)):
+        # AF_INET 2; AF_INET6 is 10 on Linux, 24/28/30 on the BSDs and macOS.
+        if family not in (2, 10, 24, 28, 30) and socket.ntohl(family) not in (2, 10, 24, 28, 30):
             return None
         return frame[4:]
     return None
 
 
 def iter_pcap(path: str | os.PathLike[str]) -> Iterator[Packet]:
-    """The IPv4 packets of a pcap file, in file order. A record cut short at the end
+    """The IPv4 and IPv6 packets of a pcap file, in file order. A record cut short at the end
     (the writer is still running) ends the iteration quietly."""
     try:
         f = open(path, "rb")  # noqa: SIM115
@@ -319,7 +384,7 @@ def iter_pcap(path: str | os.PathLike[str]) -> Iterator[Packet]:
                 return
             payload = _ip_payload(linktype, frame)
             if payload is not None:
-                pkt = decode_ipv4(payload, sec + frac * scale, index)
+                pkt = decode_ip(payload, sec + frac * scale, index)
                 if pkt is not None:
                     yield pkt
             index += 1
@@ -330,18 +395,33 @@ def read_pcap(path: str | os.PathLike[str]) -> list[Packet]:
 
 
 # --- connections ---------------------------------------------------------------------------
+def endpoint(address: str, port: int) -> str:
+    """``10.0.0.2:80``, or with the IPv6 address in brackets, ``[fd00::2]:80``
+    (RFC 3986 section 3.2.2)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def conn_id(local: str, lport: int, remote: str, rport: int) -> str:
-    """The event log's connection name: ``10.0.0.2:80-10.1.0.2:40000``."""
-    return f"{local}:{lport}-{remote}:{rport}"
+    """The event log's connection name: ``10.0.0.2:80-10.1.0.2:40000``, over IPv6
+    ``[fd00:0:0:1::2]:80-[fd00:0:0:2::2]:40000``."""
+    return f"{endpoint(local, lport)}-{endpoint(remote, rport)}"
+
+
+def _parse_endpoint(text: str) -> tuple[str, int]:
+    address, port = text.rsplit(":", 1)
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    return address, int(port)
 
 
 def parse_conn_id(text: str) -> tuple[str, int, str, int]:
-    """``"10.0.0.2:80-10.1.0.2:40000"`` -> ("10.0.0.2", 80, "10.1.0.2", 40000)."""
+    """``"10.0.0.2:80-10.1.0.2:40000"`` -> ("10.0.0.2", 80, "10.1.0.2", 40000); IPv6
+    addresses may be bracketed (``[fd00::2]:80``) or bare."""
     try:
         left, right = text.split("-")
-        la, lp = left.rsplit(":", 1)
-        ra, rp = right.rsplit(":", 1)
-        return la, int(lp), ra, int(rp)
+        la, lp = _parse_endpoint(left)
+        ra, rp = _parse_endpoint(right)
+        return la, lp, ra, rp
     except ValueError:
         raise ValueError(f"not a connection id like 10.0.0.2:80-10.1.0.2:40000: {text!r}") from None
 

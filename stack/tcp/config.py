@@ -25,7 +25,10 @@ from stack.tcp.sendbuf import SendBuffer
 class TcpConfig:
     """Tunables of one connection. Defaults follow Linux where the RFCs leave a choice."""
 
-    mss: int = 1460  # what we advertise: MTU - 40 (RFC 9293 3.7.1)
+    mss: int = 1460  # what we advertise: MTU - 40 (RFC 9293 3.7.1; MTU - 60 over IPv6)
+    # RFC 9293 3.7.1: the send MSS to assume when the peer's SYN has no MSS option,
+    # 536 over IPv4 and 1220 over IPv6 (the host sets it per connection's family).
+    default_peer_mss: int = 536
     send_buffer: int = 1 << 20
     recv_buffer: int = 1 << 20
     window_scaling: bool = True  # RFC 7323 section 2

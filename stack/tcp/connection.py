@@ -358,9 +358,11 @@ class Connection:
         else:
             self.soft_error = err
 
-    def on_path_mtu(self, mtu: int, now: float) -> None:
-        """ICMP fragmentation needed (RFC 1191 section 6.3): lower the path MSS."""
-        new_mss = max(mtu - 40, 68 - 40 + 8)
+    def on_path_mtu(self, mtu: int, now: float, header_len: int = 40) -> None:
+        """ICMP fragmentation needed (RFC 1191 section 6.3) or ICMPv6 Packet Too Big
+        (RFC 8201 section 5.2): lower the path MSS to the MTU less the IP and TCP
+        headers (``header_len``: 40 over IPv4, 60 over IPv6)."""
+        new_mss = max(mtu - header_len, 68 - 40 + 8)
         if new_mss < self.opts.path_mss:
             self.opts.lower_path_mss(new_mss)
             self.cc.mss = self.snd.mss

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from stack.tcp.sender import Sender
 
 MASK32 = 0xFFFFFFFF
-DEFAULT_PEER_MSS = 536  # RFC 9293 section 3.7.1: assume 536 when no MSS option
 TS_OPTION_LEN = 12  # NOP NOP TS(10): what the timestamp option costs every segment
 
 
@@ -47,7 +46,7 @@ class Options:
         # The three inputs of the send MSS: whoever changes one calls `recompute_mss`,
         # which sets the sender's `mss` and `max_segment` (read by the data path).
         self.path_mss = path_mss if path_mss is not None else config.mss
-        self.peer_mss = DEFAULT_PEER_MSS
+        self.peer_mss = config.default_peer_mss
         self.ts_ok = False  # timestamps agreed: every segment carries them
         self.recompute_mss()
         self.snd_wscale = 0  # shift applied to windows the peer sends us

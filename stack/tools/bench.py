@@ -15,6 +15,8 @@ namespace:
   packets between two TUN devices (mytun's place, and one in a third namespace
   where kernel servers own 10.0.0.2), with offloads on and off: the physical limit
   of a Python TUN process, measured in the same run with the same client;
+* the same bulk figures over IPv6 (fd00:0:0:1::2, the kernel ceiling on
+  fd00:0:0:2::1), with offloads on: IPv6 bulk should run at IPv4's speed;
 * iperf3 under the shim (`tcplab run -- iperf3 -c`), both directions, when the shim
   and iperf3 are available.
 
@@ -45,6 +47,9 @@ from typing import Any
 STACK_ADDR = "10.0.0.2"
 KERNEL_ADDR = "10.1.0.1"
 PEER_ADDR = "10.1.0.2"
+STACK_ADDR6 = "fd00:0:0:1::2"
+KERNEL_ADDR6 = "fd00:0:0:2::1"
+PEER_ADDR6 = "fd00:0:0:2::2"
 KPORT = 9009  # kernel discard; +1 chargen; +2 echo
 # The "full-size TSO" sender: Linux sizes a TSO frame to about 1 ms of the flow's
 # pacing rate (tcp_tso_autosize), so 100 flows sharing a link send frames a
@@ -83,6 +88,7 @@ class Bench:
         self.py = sys.executable
         self.env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
         self.rows: list[dict[str, Any]] = []
+        self.ipv6 = False
 
     # ------------------------------------------------------------- topology
     def _ip(self, *args: str) -> None:
@@ -101,9 +107,25 @@ class Bench:
             self._ip("-n", ns, "link", "set", dev, "up")
             self._ip("-n", ns, "link", "set", "lo", "up")
         self._ip("-n", self.peer_ns, "route", "add", "10.0.0.0/24", "via", KERNEL_ADDR)
+        self.ipv6 = self._setup_ipv6()
         subprocess.run(["ip", "netns", "exec", self.stack_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
                         "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"],
                        check=True, timeout=30)
+
+    def _setup_ipv6(self) -> bool:
+        """IPv6 on the veth (no DAD) and the peer's route to fd00:0:0:1::/64; False if
+        the kernel has IPv6 off (the IPv6 rows are then left out)."""
+        try:
+            for ns, dev, addr in ((self.stack_ns, "veth-s", KERNEL_ADDR6), (self.peer_ns, "veth-p", PEER_ADDR6)):
+                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                                f"net.ipv6.conf.{dev}.accept_dad=0"], check=True, timeout=30)
+                self._ip("-n", ns, "-6", "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+            subprocess.run(["ip", "netns", "exec", self.stack_ns, "sysctl", "-qw",
+                            "net.ipv6.conf.all.forwarding=1"], check=True, timeout=30)
+            self._ip("-n", self.peer_ns, "-6", "route", "add", "fd00:0:0:1::/64", "via", KERNEL_ADDR6)
+        except subprocess.SubprocessError:
+            return False
+        return True
 
     def teardown(self) -> None:
         for ns in (self.stack_ns, self.peer_ns, self.far_ns):
@@ -262,6 +284,9 @@ class Bench:
             k_par = {n: self.client("upload", KERNEL_ADDR, str(KPORT), t, str(n))["mbit_s"]
                      for n in (1, 10, 100)}
             k_tso = self.full_tso_flows(KERNEL_ADDR, str(KPORT), t)
+            if self.ipv6:
+                k_up6 = self.client("upload", KERNEL_ADDR6, str(KPORT), t)["mbit_s"]
+                k_down6 = self.client("download", KERNEL_ADDR6, str(KPORT + 1), t)["mbit_s"]
         finally:
             self.stop_servers(server)
 
@@ -292,6 +317,13 @@ class Bench:
                     for n in (1, 100):
                         self.add(f"{n} flows, full-size TSO sender", "Mbit/s", k_tso[n], tso[n],
                                  "total within 80% of 1 flow" if n == 100 else "")
+                    if self.ipv6:
+                        up6 = self.client("upload", STACK_ADDR6, "9", t)["mbit_s"]
+                        down6 = self.client("download", STACK_ADDR6, "19", t)["mbit_s"]
+                        self.add("upload over IPv6 (offloads on)", "Mbit/s", k_up6, up6,
+                                 "within 10% of IPv4")
+                        self.add("download over IPv6 (offloads on)", "Mbit/s", k_down6, down6,
+                                 "within 10% of IPv4")
             finally:
                 self.stop_daemon(daemon)
             if offload:

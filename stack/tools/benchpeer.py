@@ -24,7 +24,7 @@ BUF = bytes(256 * 1024)
 
 
 def _connect(host: str, port: int, cc: str | None = None) -> socket.socket:
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     if cc:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
     sock.settimeout(10)
@@ -151,9 +151,16 @@ def serve(port_base: int) -> None:
         conn.close()
 
     def listen(port: int, handler: object) -> None:
-        lsock = socket.socket()
-        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lsock.bind(("0.0.0.0", port))
+        # Dual-stack ([::] without V6ONLY) where the kernel has IPv6, else IPv4 only.
+        try:
+            lsock = socket.socket(socket.AF_INET6)
+            lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsock.bind(("::", port))
+        except OSError:
+            lsock = socket.socket()
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsock.bind(("0.0.0.0", port))
         lsock.listen(1024)
         while True:
             conn, _ = lsock.accept()

@@ -1,4 +1,4 @@
-"""The Internet checksum (RFC 1071) and the TCP/UDP pseudo-header sum.
+"""The Internet checksum (RFC 1071) and the TCP/UDP/ICMPv6 pseudo-header sum.
 
 The 16-bit one's-complement sum is computed without a Python loop over words:
 a run of bytes read as one big-endian integer ``N`` satisfies
@@ -93,22 +93,49 @@ def internet_checksum(data: BytesLike, initial: int = 0) -> int:
 
 
 def pseudo_header_sum(src: str, dst: str, proto: int, length: int) -> int:
-    """Folded sum of the IPv4 pseudo-header for TCP/UDP checksums.
+    """Folded sum of the TCP/UDP/ICMPv6 pseudo-header, IPv4 or IPv6.
 
-    The pseudo-header (RFC 9293 section 3.1 "Checksum", RFC 768 "Fields") is
-    source address, destination address, a zero byte, the protocol number and the
-    TCP/UDP length (header plus data).  Addresses are dotted-quad strings.
+    IPv4 (RFC 9293 section 3.1 "Checksum", RFC 768 "Fields"): source address,
+    destination address, a zero byte, the protocol number and the 16-bit TCP/UDP
+    length (header plus data).
+
+    IPv6 (RFC 8200 section 8.1): source address, destination address, the 32-bit
+    upper-layer packet length, three zero bytes and the Next Header value of the
+    upper-layer protocol (not that of an extension header in between).
+
+    Addresses are strings, dotted-quad or IPv6 text; both must be of one family
+    (:class:`ValueError` otherwise).  The same sum serves both families: the IPv6
+    length word pair ``(length >> 16, length & 0xFFFF)`` is congruent to ``length``
+    modulo 0xFFFF, just as the one IPv4 length word is, and the zero bytes add
+    nothing.  So only the cached address sum depends on the family, and IPv4 pays
+    nothing for IPv6 on the per-packet path.
     """
     addrs = _ADDRESS_SUMS.get((src, dst))
     if addrs is None:
-        if len(_ADDRESS_SUMS) > 4096:
-            _ADDRESS_SUMS.clear()
-        # fold(), not "% 0xFFFF": a non-zero sum that is a multiple of 0xFFFF must stay
-        # 0xFFFF (one's complement "negative zero"), or 0.0.0.0 -> 255.255.255.255 sums to 0.
-        addrs = fold(_from_bytes(socket.inet_aton(src) + socket.inet_aton(dst), "big"))
-        _ADDRESS_SUMS[(src, dst)] = addrs
-    # zero byte + protocol form one word; the length is another word.
+        addrs = _address_sum(src, dst)
+    # zero byte + protocol form one word; the length is another word (IPv6: two).
     return fold(addrs + proto + length)
+
+
+def _address_sum(src: str, dst: str) -> int:
+    """The folded sum of the two addresses of a pseudo-header, cached per pair."""
+    if len(_ADDRESS_SUMS) > 4096:
+        _ADDRESS_SUMS.clear()
+    v6 = ":" in src
+    if v6 != (":" in dst):
+        raise ValueError(f"pseudo-header addresses of two families: {src!r}, {dst!r}")
+    if v6:
+        try:
+            raw = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+        except OSError as exc:
+            raise ValueError(f"not an IPv6 address pair: {src!r}, {dst!r}") from exc
+    else:
+        raw = socket.inet_aton(src) + socket.inet_aton(dst)
+    # fold(), not "% 0xFFFF": a non-zero sum that is a multiple of 0xFFFF must stay
+    # 0xFFFF (one's complement "negative zero"), or 0.0.0.0 -> 255.255.255.255 sums to 0.
+    addrs = fold(_from_bytes(raw, "big"))
+    _ADDRESS_SUMS[(src, dst)] = addrs
+    return addrs
 
 
 # The address part of the pseudo-header sum, per (src, dst): the same few pairs recur.

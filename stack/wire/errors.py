@@ -12,8 +12,16 @@ Reasons used by ``stack.wire``:
 * TCP: ``truncated_tcp_header``, ``bad_tcp_data_offset``, ``bad_tcp_checksum``,
   ``bad_tcp_option``
 * UDP: ``truncated_udp_header``, ``bad_udp_length``, ``truncated_udp_datagram``,
-  ``bad_udp_checksum``
+  ``bad_udp_checksum``, ``zero_udp_checksum`` (over IPv6)
 * ICMP: ``truncated_icmp``, ``bad_icmp_checksum``
+* IPv6 (``stack/wire/ipv6.py``): ``truncated_ipv6_header``, ``bad_ipv6_version``,
+  ``truncated_ipv6_packet``; from the extension header walk, with an ICMPv6
+  Parameter Problem (:class:`stack.wire.ipv6.ParameterProblem`):
+  ``truncated_ipv6_extension_header``, ``ipv6_misplaced_hop_by_hop``,
+  ``bad_ipv6_option``, ``ipv6_unknown_option``, ``ipv6_routing_type_N``; silently:
+  ``ipv6_unknown_option_discard``, ``ipv6_option_limit``,
+  ``ipv6_extension_header_limit``
+* ICMPv6: ``truncated_icmpv6``, ``bad_icmpv6_checksum``
 
 Builders reject bad *arguments* (a caller bug, not a bad packet) with a plain
 :class:`ValueError`.

@@ -1,4 +1,4 @@
-"""UDP datagrams (RFC 768, RFC 1122 section 4.1.3)."""
+"""UDP datagrams (RFC 768, RFC 1122 section 4.1.3; over IPv6, RFC 8200 section 8.1)."""
 
 from __future__ import annotations
 
@@ -51,18 +51,25 @@ def parse_udp(buf: BytesLike, src: str, dst: str, verify_checksum: bool = True) 
     if length > size:
         raise WireError("truncated_udp_datagram", f"length {length} > {size} bytes")
     datagram = view[:length]
-    # RFC 768 "Checksum": an all-zero field means no checksum was computed.
+    # RFC 768 "Checksum": an all-zero field means no checksum was computed (IPv4 only).
     # RFC 1122 section 4.1.3.4: a non-zero checksum MUST be verified and a datagram
     # with a bad checksum silently discarded.
-    if verify_checksum and checksum != 0:
-        pseudo = pseudo_header_sum(src, dst, IPPROTO_UDP, length)
-        if ones_complement_sum(datagram, pseudo) != 0xFFFF:
-            raise WireError("bad_udp_checksum", f"0x{checksum:04x}")
+    if verify_checksum:
+        if checksum != 0:
+            pseudo = pseudo_header_sum(src, dst, IPPROTO_UDP, length)
+            if ones_complement_sum(datagram, pseudo) != 0xFFFF:
+                raise WireError("bad_udp_checksum", f"0x{checksum:04x}")
+        elif ":" in src:
+            # RFC 8200 section 8.1: over IPv6 the UDP checksum is not optional, and a
+            # receiver must discard a datagram whose checksum field is zero.
+            raise WireError("zero_udp_checksum", "a UDP/IPv6 datagram must have a checksum")
     return UDPDatagram(src_port, dst_port, length, checksum, datagram[UDP_HEADER_LEN:])
 
 
 def build_udp(src: str, dst: str, sport: int, dport: int, payload: BytesLike) -> bytes:
     """Build a UDP datagram from ``src``:``sport`` to ``dst``:``dport`` with its checksum.
+
+    The addresses are IPv4 or IPv6 text (the pseudo-header follows the family).
 
     Raises :class:`ValueError` for out-of-range ports or an oversized payload.
     """

@@ -2,15 +2,21 @@
 
 ::
 
-    tl-peer-XXXX                    tl-stack-XXXX
-    +-------------------+           +------------------------------------------+
-    | veth-p 10.1.0.2/24|-- veth ---| veth-s 10.1.0.1/24   ip_forward=1        |
-    | 10.0.0.0/24       |           |                      mytun 10.0.0.1/24 --+--> stack
-    |   via 10.1.0.1    |           |                      (made by the daemon)|    10.0.0.2
-    +-------------------+           +------------------------------------------+
+    tl-peer-XXXX                      tl-stack-XXXX
+    +---------------------+           +----------------------------------------------+
+    | veth-p 10.1.0.2/24  |-- veth ---| veth-s 10.1.0.1/24     ip_forward=1          |
+    |   fd00:0:0:2::2/64  |           |   fd00:0:0:2::1/64     ipv6 forwarding=1     |
+    | 10.0.0.0/24         |           |                 mytun 10.0.0.1/24         --+--> stack
+    |   via 10.1.0.1      |           |                       fd00:0:0:1::1/64      |  10.0.0.2
+    | fd00:0:0:1::/64     |           |                 (made by the daemon)        |  fd00:0:0:1::2
+    |   via fd00:0:0:2::1 |           +----------------------------------------------+
+    +---------------------+
 
-The peer reaches the stack's 10.0.0.2 through the stack namespace's kernel, which
-forwards between the veth and the TUN, the same shape as the compose lab. Nothing here
+The peer reaches the stack's 10.0.0.2 and fd00:0:0:1::2 through the stack namespace's
+kernel, which forwards between the veth and the TUN, the same shape as the compose lab.
+The IPv6 addresses and routes exist only inside the two namespaces (added without
+Duplicate Address Detection, so they are usable at once); where the kernel has IPv6
+off, ``Topology.ipv6`` is False and the IPv6 tests skip. Nothing here
 touches the root namespace's links or routes: the veth pair is created inside the stack
 namespace with its peer end placed directly in the peer namespace.
 
@@ -53,6 +59,10 @@ STACK_ADDR = "10.0.0.2"  # owned by the stack, behind mytun
 TUN_KERNEL_ADDR = "10.0.0.1"  # kernel side of mytun (stack namespace)
 STACK_NS_ADDR = "10.1.0.1"  # stack namespace's veth
 PEER_ADDR = "10.1.0.2"  # peer namespace's veth
+STACK_ADDR6 = "fd00:0:0:1::2"  # owned by the stack, behind mytun
+TUN_KERNEL_ADDR6 = "fd00:0:0:1::1"
+STACK_NS_ADDR6 = "fd00:0:0:2::1"
+PEER_ADDR6 = "fd00:0:0:2::2"
 PREFIX = "tl-"
 
 T = TypeVar("T")
@@ -441,16 +451,20 @@ class Topology:
     stack_addr: str = STACK_ADDR
     stack_ns_addr: str = STACK_NS_ADDR
     peer_addr: str = PEER_ADDR
+    stack_addr6: str = STACK_ADDR6
+    stack_ns_addr6: str = STACK_NS_ADDR6
+    peer_addr6: str = PEER_ADDR6
+    ipv6: bool = False  # the namespaces have their IPv6 addresses and route
     destroyed: bool = field(default=False)
     emulator: NetemEmulator | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls) -> Topology:
+    def create(cls, **fields: Any) -> Topology:
         existing = set(list_netns())
         for _ in range(100):
             suffix = secrets.token_hex(2)
-            topo = cls(suffix, f"{PREFIX}stack-{suffix}", f"{PREFIX}peer-{suffix}")
-            if topo.stack_ns not in existing and topo.peer_ns not in existing:
+            topo = cls(suffix, f"{PREFIX}stack-{suffix}", f"{PREFIX}peer-{suffix}", **fields)
+            if not set(topo.namespaces()) & existing:
                 break
         else:  # pragma: no cover
             raise RuntimeError("no free namespace name")
@@ -460,6 +474,9 @@ class Topology:
             topo.destroy()
             raise
         return topo
+
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.stack_ns, self.peer_ns)
 
     def _build(self) -> None:
         s, p = self.stack_ns, self.peer_ns
@@ -487,6 +504,24 @@ class Topology:
             ["route", "add", "10.0.0.0/24", "via", self.stack_ns_addr],
         ):
             run(["ip", "-n", p, *cmd], timeout=10)
+        self.ipv6 = self._build_ipv6()
+
+    def _build_ipv6(self) -> bool:
+        """The IPv6 half of the topology; False (and nothing fatal) without IPv6."""
+        s, p = self.stack_ns, self.peer_ns
+        try:
+            run_in(s, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"], timeout=10)
+            for ns, dev in ((s, self.stack_dev), (p, self.peer_dev)):
+                run_in(ns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.accept_dad=0"], timeout=10)
+            run(["ip", "-n", s, "-6", "addr", "add", f"{self.stack_ns_addr6}/64",
+                 "dev", self.stack_dev, "nodad"], timeout=10)
+            run(["ip", "-n", p, "-6", "addr", "add", f"{self.peer_addr6}/64",
+                 "dev", self.peer_dev, "nodad"], timeout=10)
+            run(["ip", "-n", p, "-6", "route", "add", "fd00:0:0:1::/64",
+                 "via", self.stack_ns_addr6], timeout=10)
+        except CommandError:
+            return False
+        return True
 
     def destroy(self) -> None:
         """Delete both namespaces (and with them the veth pair and any TUN).
@@ -541,6 +576,78 @@ class Topology:
         self.destroy()
 
 
+@dataclass
+class RoutedTopology(Topology):
+    """The stack two routers away from the peer, over a link of a smaller MTU (IPv6)::
+
+        tl-stack-XXXX                     tl-rtr-XXXX                tl-peer-XXXX
+        mytun  veth-s fd00:0:0:2::1 --(mtu M)-- veth-r1 fd00:0:0:2::2
+                                                veth-r2 fd00:0:0:3::1 -- veth-p fd00:0:0:3::2
+
+    The peer's own link has the usual 1500 octets, so it offers an MSS of 1440; the
+    narrow link is in the middle. A packet from the stack larger than M reaches the
+    stack namespace's kernel, which cannot forward it and answers with ICMPv6 Packet
+    Too Big (RFC 8201); the router does the same to the peer's large packets.
+    """
+
+    router_ns: str = ""
+    router_mtu: int = 1280
+    peer_addr6: str = "fd00:0:0:3::2"
+
+    def __post_init__(self) -> None:
+        self.router_ns = f"{PREFIX}rtr-{self.suffix}"
+
+    @classmethod
+    def create_routed(cls, router_mtu: int = 1280) -> RoutedTopology:
+        topo = cls.create(router_mtu=router_mtu)
+        assert isinstance(topo, RoutedTopology)
+        return topo
+
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.stack_ns, self.router_ns, self.peer_ns)
+
+    def _build(self) -> None:
+        s, r, p = self.stack_ns, self.router_ns, self.peer_ns
+        for ns in (s, r, p):
+            run(["ip", "netns", "add", ns], timeout=10)
+            run(["ip", "-n", ns, "link", "set", "lo", "up"], timeout=10)
+        mtu = str(self.router_mtu)
+        run(["ip", "-n", s, "link", "add", self.stack_dev, "mtu", mtu, "type", "veth",
+             "peer", "name", "veth-r1", "netns", r, "mtu", mtu], timeout=10)
+        run(["ip", "-n", r, "link", "add", "veth-r2", "type", "veth",
+             "peer", "name", self.peer_dev, "netns", p], timeout=10)
+        for ns in (s, r):
+            run_in(ns, ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"], timeout=10)
+        for ns, dev, addr in ((s, self.stack_dev, "fd00:0:0:2::1/64"), (r, "veth-r1", "fd00:0:0:2::2/64"),
+                              (r, "veth-r2", "fd00:0:0:3::1/64"), (p, self.peer_dev, f"{self.peer_addr6}/64")):
+            # No Duplicate Address Detection, link-local addresses included: usable at once.
+            run_in(ns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.accept_dad=0"], timeout=10)
+            run(["ip", "-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"], timeout=10)
+            run(["ip", "-n", ns, "link", "set", dev, "up"], timeout=10)
+        run(["ip", "-n", s, "-6", "route", "add", "fd00:0:0:3::/64", "via", "fd00:0:0:2::2"], timeout=10)
+        run(["ip", "-n", r, "-6", "route", "add", "fd00:0:0:1::/64", "via", "fd00:0:0:2::1"], timeout=10)
+        for prefix in ("fd00:0:0:1::/64", "fd00:0:0:2::/64"):
+            run(["ip", "-n", p, "-6", "route", "add", prefix, "via", "fd00:0:0:3::1"], timeout=10)
+        self.stack_ns_addr6 = "fd00:0:0:2::1"
+        self.ipv6 = True
+        # Ready when the peer reaches the stack namespace across the router (neighbour
+        # discovery done on both links); bounded, one probe a second.
+        for _ in range(10):
+            if run_in(p, ["ping", "-6", "-c", "1", "-W", "1", self.stack_ns_addr6], timeout=5,
+                      check=False).returncode == 0:
+                break
+        else:
+            raise RuntimeError("the routed IPv6 topology does not forward")
+
+    def destroy(self) -> None:
+        super().destroy()
+        if self.router_ns and self.router_ns in set(list_netns()):
+            for pid in run(["ip", "netns", "pids", self.router_ns], timeout=10, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+            run(["ip", "netns", "del", self.router_ns], timeout=10, check=False)
+
+
 def python_env() -> dict[str, str]:
     """Environment for running the repository's code with this interpreter."""
     env = dict(os.environ)
@@ -562,6 +669,11 @@ def run_peer_client(topology: Topology, *args: str | int, timeout: float = 120) 
 
 
 # --- the daemon -----------------------------------------------------------------------
+def _traversable(d: Path) -> bool:
+    """Can every user reach files in d (search permission on it and its parents)?"""
+    return all(os.stat(p).st_mode & 0o001 for p in (d, *d.parents))
+
+
 class StackDaemon:
     """``tcplab stack`` running in the stack namespace."""
 
@@ -577,6 +689,7 @@ class StackDaemon:
         self.pcap_path = tmpdir / "stack.pcap"
         self.events_path = tmpdir / "events.jsonl"
         self.argv = argv
+        self.own_sockdir: Path | None = None  # made by start() for the socket, removed at exit
         self.returncode: int | None = None
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -589,8 +702,13 @@ class StackDaemon:
         tmpdir = Path(tmpdir)
         tmpdir.mkdir(parents=True, exist_ok=True)
         socket_path = tmpdir / "stack.sock"
-        if len(os.fsencode(socket_path)) > 100:  # sun_path is 108 bytes
-            socket_path = Path(tempfile.mkdtemp(prefix="tl-sock-")) / "stack.sock"
+        sockdir: Path | None = None
+        if len(os.fsencode(socket_path)) > 100 or not _traversable(tmpdir):
+            # sun_path is 108 bytes; and programs that drop privileges (memcached -u)
+            # must reach the socket, as /run/tcplab (0755) lets them
+            sockdir = Path(tempfile.mkdtemp(prefix="tl-sock-"))
+            sockdir.chmod(0o755)
+            socket_path = sockdir / "stack.sock"
         argv = [sys.executable, "-m", "stack.cli", "stack",
                 "--socket", str(socket_path),
                 "--pcap", str(tmpdir / "stack.pcap"),
@@ -607,6 +725,7 @@ class StackDaemon:
         finally:
             stdout.close()
         daemon = cls(topology, proc, tmpdir, socket_path, argv)
+        daemon.own_sockdir = sockdir
         daemon._reader.start()
         deadline = time.monotonic() + cls.READY_TIMEOUT
         while not daemon._ready.wait(0.05):
@@ -657,6 +776,7 @@ class StackDaemon:
                             f"stderr:\n{self.stderr}") from None
             self._reader.join(5)
             self.returncode = self.proc.returncode
+            self._remove_sockdir()
             if check and self.returncode != 0:
                 raise AssertionError(
                     f"tcplab stack exited with {self.returncode} on SIGTERM\n"
@@ -670,6 +790,16 @@ class StackDaemon:
                 self.proc.wait(5)
         self._reader.join(5)
         self.returncode = self.proc.returncode
+        self._remove_sockdir()
+
+    def _remove_sockdir(self) -> None:
+        """The socket's own directory, when start() made one, once the daemon is gone."""
+        d = self.own_sockdir
+        if d is not None and self.proc.poll() is not None:
+            with contextlib.suppress(OSError):
+                (d / "stack.sock").unlink(missing_ok=True)
+                d.rmdir()
+            self.own_sockdir = None
 
     def ss(self, timeout: float = 15) -> str:
         """``tcplab ss`` output."""

@@ -47,7 +47,9 @@ from typing import Any
 import pytest
 from netns import (
     PEER_ADDR,
+    PEER_ADDR6,
     STACK_ADDR,
+    STACK_ADDR6,
     Figures,
     StackDaemon,
     Topology,
@@ -68,12 +70,14 @@ ETH_P_ALL = 0x0003
 FLOOD_SYNS = 10_000
 FLOOD_SECONDS = 10.0
 FLOOD_NET = "10.1.128.0/17"
+FLOOD_NET6 = "fd00:0:0:9::/64"
 MIN_SUCCESS_RATE = 0.95
 MAX_RSS_GROWTH = 64 << 20
 
 scapy_inet = pytest.importorskip("scapy.layers.inet")
 scapy_l2 = pytest.importorskip("scapy.layers.l2")
 IP, TCP, Ether = scapy_inet.IP, scapy_inet.TCP, scapy_l2.Ether
+IPv6 = pytest.importorskip("scapy.layers.inet6").IPv6
 
 
 figures = figures_fixture("tcplab-attacks.json", "tcplab attacks")
@@ -392,14 +396,18 @@ def listener_row(stack: StackDaemon) -> dict[str, Any]:
     return next(r for r in rows if r.get("state") == "LISTEN" and r.get("local", "").endswith(":7"))
 
 
-def build_flood(n: int, seed: int = 4987) -> list[bytes]:
+def build_flood(n: int, seed: int = 4987, ipv6: bool = False) -> list[bytes]:
     rng = random.Random(seed)
     packets = []
     for _ in range(n):
-        src = f"10.1.{rng.randrange(128, 256)}.{rng.randrange(1, 255)}"
-        pkt = IP(src=src, dst=STACK_ADDR, id=rng.randrange(65536)) / TCP(
-            sport=rng.randrange(1024, 65536), dport=ECHO, flags="S", seq=rng.getrandbits(32),
-            window=64240, options=[("MSS", 1460)])
+        tcp = TCP(sport=rng.randrange(1024, 65536), dport=ECHO, flags="S", seq=rng.getrandbits(32),
+                  window=64240, options=[("MSS", 1440 if ipv6 else 1460)])
+        if ipv6:
+            src = f"fd00:0:0:9::{rng.randrange(1, 1 << 16):x}:{rng.randrange(1, 1 << 16):x}"
+            pkt = IPv6(src=src, dst=STACK_ADDR6) / tcp
+        else:
+            src = f"10.1.{rng.randrange(128, 256)}.{rng.randrange(1, 255)}"
+            pkt = IP(src=src, dst=STACK_ADDR, id=rng.randrange(65536)) / tcp
         packets.append(bytes(pkt))
     return packets
 
@@ -408,27 +416,41 @@ def build_flood(n: int, seed: int = 4987) -> list[bytes]:
 def flood_route(topology: Topology) -> Iterator[None]:
     """SYN-ACKs to the spoofed sources go to the peer namespace, which drops them."""
     run(["ip", "-n", topology.stack_ns, "route", "add", FLOOD_NET, "via", PEER_ADDR], timeout=10)
+    if topology.ipv6:
+        run(["ip", "-n", topology.stack_ns, "-6", "route", "add", FLOOD_NET6, "via", PEER_ADDR6],
+            timeout=10)
     try:
         yield
     finally:
         run(["ip", "-n", topology.stack_ns, "route", "del", FLOOD_NET], timeout=10, check=False)
+        run(["ip", "-n", topology.stack_ns, "-6", "route", "del", FLOOD_NET6], timeout=10,
+            check=False)
 
 
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_syn_flood(topology: Topology, flood_route: None, stack: StackDaemon,
-                   figures: Figures) -> None:
+                   figures: Figures, family: str) -> None:
+    """Spoofed SYNs at line rate while a legitimate client keeps connecting; over IPv6
+    the same bound (RFC 4987 3.4, the oldest half-open connection recycled)."""
+    ipv6 = family == "ipv6"
+    if ipv6 and not topology.ipv6:
+        pytest.skip("no IPv6 in these namespaces")
+    target = STACK_ADDR6 if ipv6 else STACK_ADDR
     pid = stack.proc.pid
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         assert b"stack.cli" in f.read(), "the daemon's pid is not the Python process"
-    packets = build_flood(FLOOD_SYNS)
-    raw = call_in_netns(topology.peer_ns, socket.socket, socket.AF_INET, socket.SOCK_RAW,
+    packets = build_flood(FLOOD_SYNS, ipv6=ipv6)
+    # (An IPPROTO_RAW socket sends whole packets, header included, in both families.)
+    raw = call_in_netns(topology.peer_ns, socket.socket,
+                        socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_RAW,
                         socket.IPPROTO_RAW)
     # Warm up (the first connections import and allocate), then measure.
     for _ in range(3):
-        c = call_in_netns(topology.peer_ns, socket.create_connection, (STACK_ADDR, ECHO), 5)
+        c = call_in_netns(topology.peer_ns, socket.create_connection, (target, ECHO), 5)
         c.close()
     time.sleep(0.5)
     mem_before = daemon_memory(pid)
-    legit = popen_in(topology.peer_ns, [sys.executable, "-c", LEGIT_CLIENT, STACK_ADDR,
+    legit = popen_in(topology.peer_ns, [sys.executable, "-c", LEGIT_CLIENT, target,
                                         str(ECHO), str(FLOOD_SECONDS + 1)],
                      stdout=subprocess.PIPE, env=python_env())
     max_queue = 0
@@ -439,13 +461,13 @@ def test_syn_flood(topology: Topology, flood_route: None, stack: StackDaemon,
         for i in range(0, len(packets), batch):
             for pkt in packets[i:i + batch]:
                 try:
-                    raw.sendto(pkt, (STACK_ADDR, 0))
+                    raw.sendto(pkt, (target, 0))
                     sent += 1
                 except OSError as exc:  # ENOBUFS: the veth queue is full, try once more
                     if exc.errno != errno.ENOBUFS:
                         raise
                     time.sleep(0.001)
-                    raw.sendto(pkt, (STACK_ADDR, 0))
+                    raw.sendto(pkt, (target, 0))
                     sent += 1
             due = start + FLOOD_SECONDS * (i + batch) / len(packets)
             if i % 2000 == 0:
@@ -468,7 +490,7 @@ def test_syn_flood(topology: Topology, flood_route: None, stack: StackDaemon,
     drops = event_count(stack, lambda e: e.get("reason") == "syn_queue_full_dropped_oldest")
     total = result["ok"] + result["fail"]
     rate = result["ok"] / total if total else 0.0
-    figures.add("syn_flood", {
+    figures.add("syn_flood" if not ipv6 else "syn_flood_ipv6", {
         "spoofed_syns": sent, "flood_seconds": round(flood_seconds, 2),
         "legit_attempts": total, "legit_ok": result["ok"], "success_rate": round(rate, 4),
         "legit_p50_ms": result["p50_ms"], "legit_max_ms": result["max_ms"],
@@ -484,7 +506,7 @@ def test_syn_flood(topology: Topology, flood_route: None, stack: StackDaemon,
     assert mem_after["VmRSS"] - mem_before["VmRSS"] < MAX_RSS_GROWTH, (mem_before, mem_after)
     assert stack.running
     # And the stack still serves normally.
-    c = call_in_netns(topology.peer_ns, socket.create_connection, (STACK_ADDR, ECHO), 5)
+    c = call_in_netns(topology.peer_ns, socket.create_connection, (target, ECHO), 5)
     c.sendall(b"after the flood")
     c.settimeout(5)
     assert c.recv(100) == b"after the flood"

@@ -36,5 +36,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert rows[figure]["relay"] > 0, figure  # the pure TUN relay's ceiling, same run
         assert rows[figure]["relay_ratio"] > 0, figure
     assert rows["50 idle connections held"]["stack"] == 50
+    for figure in ("upload over IPv6 (offloads on)", "download over IPv6 (offloads on)"):
+        assert rows[figure]["stack"] > 0 and rows[figure]["kernel"] > 0, figure
     assert "ratio/kernel" in proc.stdout and "ratio/relay" in proc.stdout
     assert "upload (offloads on)" in proc.stdout

@@ -35,13 +35,15 @@ from netns import (
     wait_until,
 )
 
-from stack.io.tun import TunDevice, TunError
+from stack.io.tun import TUN_F_TSO6, TunDevice, TunError
 from stack.io.virtio import (
     PLAIN,
     VIRTIO_NET_HDR_GSO_TCPV4,
     VNET_HDR_LEN,
     parse_vnet_hdr,
 )
+from stack.wire import icmpv6
+from stack.wire.ipv6 import IPPROTO_ICMPV6, build_ipv6_header, parse_ipv6, walk_headers
 
 pytestmark = pytest.mark.root
 
@@ -198,6 +200,64 @@ def test_tun_answers_ping(topology: Topology, tun_factory: Any, offload: bool) -
     call_in_netns(ns, tun.close)
     assert tun.closed
     assert not tun_exists(ns)
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "vnet_hdr"])
+def test_tun_answers_ping6(topology: Topology, tun_factory: Any, offload: bool) -> None:
+    """The kernel side gets its IPv6 address without DAD (a TUN has no neighbours),
+    the peer's ping -6 crosses the forwarding namespace into the TUN, and an echo
+    reply built by stack.wire (ICMPv6 checksum over the RFC 8200 8.1 pseudo-header)
+    is accepted by the kernel's ping."""
+    if not topology.ipv6:
+        pytest.skip("no IPv6 in these namespaces")
+    ns = topology.stack_ns
+    tun = tun_factory(offload=offload, mtu=1500, kernel_address6="fd00:0:0:1::1/64")
+    assert tun.ipv6_error is None, tun.ipv6_error
+    if offload:
+        assert tun.offloads & TUN_F_TSO6, hex(tun.offloads)
+    info = run_in(ns, ["ip", "-o", "-6", "addr", "show", "dev", TUN], timeout=10).stdout
+    ours = [line for line in info.splitlines() if "fd00:0:0:1::1/64" in line]
+    # (The kernel's own link-local address may still be tentative: not ours.)
+    assert ours and "nodad" in ours[0] and "tentative" not in ours[0], info
+
+    ping = popen_in(topology.peer_ns, ["ping", "-6", "-c", "1", "-W", "5", topology.stack_addr6],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def is_echo_request(pkt: bytes) -> bool:
+            if len(pkt) < 48 or pkt[0] >> 4 != 6:
+                return False  # also router solicitations and MLD reports arrive here
+            header, _ = parse_ipv6(pkt)
+            chain = walk_headers(pkt[: 40 + header.payload_length])
+            return (header.dst == topology.stack_addr6 and chain.next_header == IPPROTO_ICMPV6
+                    and pkt[chain.at] == icmpv6.ECHO_REQUEST)
+
+        _, pkt = read_until(tun, is_echo_request)
+        header, _ = parse_ipv6(pkt)
+        assert header.src == topology.peer_addr6
+        assert header.hop_limit == 63  # one router: the stack namespace
+        chain = walk_headers(pkt[: 40 + header.payload_length])
+        msg = icmpv6.parse_icmpv6(pkt[chain.at : 40 + header.payload_length], header.src, header.dst)
+        reply = icmpv6.build_icmpv6(icmpv6.ECHO_REPLY, 0, bytes(msg.rest), msg.payload,
+                                    header.dst, header.src)
+        packet = build_ipv6_header(header.dst, header.src, IPPROTO_ICMPV6, len(reply)) + reply
+        tun.write([PLAIN, packet] if offload else [packet])
+        out, err = ping.communicate(timeout=15)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+            ping.wait(5)
+    assert ping.returncode == 0, out + err
+    assert "1 received" in out, out
+
+
+def test_tun_without_ipv6_is_not_an_error(topology: Topology, tun_factory: Any) -> None:
+    """IPv6 disabled (as in many containers): the TUN opens, IPv4 works, and
+    ipv6_error says why the kernel side has no IPv6 address."""
+    run_in(topology.stack_ns, ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+                               "net.ipv6.conf.default.disable_ipv6=1"], timeout=10)
+    tun = tun_factory(offload=True, kernel_address6="fd00:0:0:1::1/64")
+    assert tun.ipv6_error is not None and "IPv6" in tun.ipv6_error
+    assert "10.0.0.1/24" in link_info(topology.stack_ns)
 
 
 def test_tun_receives_tso_segments(topology: Topology, tun_factory: Any) -> None:

@@ -32,7 +32,7 @@ def _request(vec: dict[str, Any]) -> p.Request:
         backlog=f.get("backlog", 0), how=f.get("how", 0), level=f.get("level", 0),
         name=f.get("name", 0), optlen=f.get("optlen", 0),
         value=bytes.fromhex(f.get("value", "")), msg_flags=f.get("msg_flags", 0),
-        payload=bytes.fromhex(f.get("payload", "")),
+        payload=bytes.fromhex(f.get("payload", "")), src=_addr(f.get("src")) or p.NO_ADDR,
     )  # fmt: skip
 
 
@@ -43,7 +43,8 @@ def _reply(vec: dict[str, Any]) -> p.Reply:
         local=_addr(f.get("local")), peer=_addr(f.get("peer")),
         value=bytes.fromhex(f.get("value", "")), sent=f.get("sent", 0),
         options=[(o["level"], o["name"], bytes.fromhex(o["value"])) for o in f.get("options", [])],
-        data=bytes.fromhex(f.get("data", "")),
+        data=bytes.fromhex(f.get("data", "")), dst=_addr(f.get("dst")),
+        ifindex=f.get("ifindex", 0), want=f.get("want", 0),
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from stack.io import virtio
 from stack.io.virtio import (
     PLAIN,
+    VIRTIO_NET_HDR_GSO_TCPV6,
     VNET_HDR_LEN,
     VirtioNetHdr,
     build_vnet_hdr,
@@ -79,6 +80,16 @@ def test_tcp_tx_hdr() -> None:
     assert big == VirtioNetHdr(1, 1, 52, 1448, 20, 16)
     ecn = parse_vnet_hdr(tcp_tx_hdr(20, 20, 60000, 1460, ecn=True))
     assert ecn.gso_type == 0x81
+
+
+def test_tcp_tx_hdr_ipv6() -> None:
+    """TSO over IPv6 (TUN_F_TSO6): gso_type TCPV6, offsets after the 40-byte header."""
+    big = parse_vnet_hdr(tcp_tx_hdr(40, 32, 60000, 1428, ipv6=True))
+    assert big == VirtioNetHdr(1, VIRTIO_NET_HDR_GSO_TCPV6, 72, 1428, 40, 16)
+    assert big.is_gso
+    small = parse_vnet_hdr(tcp_tx_hdr(40, 32, 100, 1428, ipv6=True))
+    assert small == VirtioNetHdr(1, 0, 72, 0, 40, 16)
+    assert parse_vnet_hdr(tcp_tx_hdr(40, 20, 60000, 1440, ecn=True, ipv6=True)).gso_type == 0x84
 
 
 u8 = st.integers(0, 0xFF)
