@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "loss=5%%,delay=20ms,jitter=5ms,reorder=10%%,duplicate=2%%,corrupt=1%%,seed=N")
     st.add_argument("--time-wait", default=60.0, type=_positive_float, metavar="SECONDS",
                     help="TIME-WAIT duration, 2*MSL (default 60)")
+    st.add_argument("--insecure-rst", action="store_true",
+                    help="teaching aid (lab 10): RFC 793 RST handling, any RST in the window "
+                         "resets, instead of RFC 5961 3.2's challenge ACK. Never in production")
+    st.add_argument("--insecure-syn", action="store_true",
+                    help="teaching aid: RFC 793 SYN handling, a SYN in the window resets, "
+                         "instead of RFC 5961 4.2's challenge ACK. Never in production")
     st.add_argument("--ecn", default=2, type=int, choices=[0, 1, 2], metavar="0|1|2",
                     help="ECN (RFC 3168) like net.ipv4.tcp_ecn: 0 off, 1 request and accept, "
                          "2 accept when asked (default)")
@@ -247,6 +253,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         pcap=args.pcap, events=args.events, offload=args.offload, min_rto=args.min_rto,
         time_wait=args.time_wait, impair=args.impair, pcap_limit=args.pcap_limit << 20,
         tcp_memory=args.tcp_memory << 20, ecn=args.ecn, fastopen=args.fastopen,
+        insecure_rst=args.insecure_rst, insecure_syn=args.insecure_syn,
     )  # fmt: skip
     return run_daemon(options)
 

@@ -95,6 +95,10 @@ class DaemonOptions:
     min_rto: float = 0.2
     time_wait: float = 60.0
     impair: ImpairSpec | None = None
+    # Teaching aids, off by default: RFC 793 RST / SYN processing instead of RFC 5961's
+    # challenge ACKs (TcpConfig.rfc5961_rst / rfc5961_syn; lab 10's blind RST attack).
+    insecure_rst: bool = False
+    insecure_syn: bool = False
     ecn: int = 2  # net.ipv4.tcp_ecn (stack/tcp/ecn.py)
     fastopen: int = 1  # net.ipv4.tcp_fastopen (stack/tcp/fastopen.py)
     # The connections' defaults, with any swapped-in components (stack/components.py).
@@ -162,6 +166,13 @@ class Daemon:
         )  # fmt: skip
         host.tcp_defaults.min_rto = opts.min_rto
         host.tcp_defaults.msl = opts.time_wait / 2
+        host.tcp_defaults.rfc5961_rst = not opts.insecure_rst
+        host.tcp_defaults.rfc5961_syn = not opts.insecure_syn
+        if opts.insecure_rst or opts.insecure_syn:
+            log.warning("RFC 5961 mitigations off (%s): a blind attacker who guesses a "
+                        "sequence number in the window can reset connections",
+                        ", ".join(n for n, on in (("--insecure-rst", opts.insecure_rst),
+                                                  ("--insecure-syn", opts.insecure_syn)) if on))
         host.tcp_defaults.ecn = opts.ecn
         host.fastopen_mode = opts.fastopen
         host.on_deadline_change = self._schedule

@@ -43,7 +43,17 @@ from stack.tcp.memory import TcpMemory, held_by
 from stack.wire import icmp, icmpv6
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
-from stack.wire.tcp import ACK, CWR, RST, SYN, TCPOptions, TCPSegment, build_tcp_header, parse_tcp
+from stack.wire.tcp import (
+    ACK,
+    CWR,
+    FIN,
+    RST,
+    SYN,
+    TCPOptions,
+    TCPSegment,
+    build_tcp_header,
+    parse_tcp,
+)
 from stack.wire.udp import build_udp, parse_udp
 
 EPHEMERAL_PORTS = range(32768, 61000)  # Linux's default ip_local_port_range
@@ -566,6 +576,17 @@ class Host:
         self.stats["tcp_in"] += 1
         key = (seg.dst_port, src, seg.src_port)
         conn = self.conns.get(key)
+        if seg.flags & SYN and seg.flags & FIN and self.tcp_defaults.drop_synfin:
+            # FreeBSD's drop_synfin (TcpConfig.drop_synfin, off by default): a SYN+FIN
+            # that would open a connection (to a listener, in SYN-SENT, or reopening a
+            # TIME-WAIT pair) is a scanner's probe, dropped silently. Otherwise, in a
+            # synchronized state, it is a SYN like any other (RFC 5961 4.2).
+            listening = seg.dst_port in self.listeners
+            if (conn is None and listening) or (conn is not None and (
+                    conn.state == State.SYN_SENT
+                    or (listening and not seg.flags & ACK and conn.reopens_time_wait(seg)))):
+                self.count_drop("syn_fin")
+                return
         if conn is not None:
             if conn.state == State.TIME_WAIT and seg.flags & SYN and not seg.flags & ACK:
                 # RFC 9293 3.6.1 / RFC 6191: a new SYN may reopen a TIME-WAIT pair when
@@ -701,7 +722,8 @@ class Host:
         self.conns[key] = conn
         self.conn_ports[local_port] += 1
         attempt = None
-        if fastopen_data is not None and self.fastopen_mode & fastopen.FASTOPEN_CLIENT:
+        if (fastopen_data is not None and self.fastopen_mode & fastopen.FASTOPEN_CLIENT
+                and not self.fastopen_cookies.negative(remote[0], now)):  # RFC 7413 4.1.3.1
             # RFC 7413 4.2.2: MSG_FASTOPEN / TCP_FASTOPEN_CONNECT with the client bit set.
             attempt = fastopen.FastOpenAttempt(remote[0], self.fastopen_cookies, self.fastopen_mode)
         conn.connect(now, attempt, fastopen_data or b"")

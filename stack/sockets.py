@@ -21,6 +21,9 @@ from stack.tcp.connection import Connection, State
 from stack.tcp.fastopen import FASTOPEN_CLIENT
 
 _LINGER = struct.Struct("ii")
+# FreeBSD's TCP_KEEPINIT (seconds to complete the handshake, TcpConfig.connect_timeout).
+# Linux has no such option; the number is FreeBSD's and collides with none of Linux's.
+TCP_KEEPINIT = 128
 TCP_FASTOPEN_CONNECT = 30  # linux/tcp.h (Python's socket module lacks it)
 MSG_FASTOPEN = 0x20000000
 UDP_MAX_PAYLOAD = 65535 - 20 - 8
@@ -451,6 +454,12 @@ class TcpSocket:
                     cfg.keepalive_interval = float(max(ival, 1))
                 else:
                     cfg.keepalive_count = max(ival, 1)
+            elif name == TCP_KEEPINIT:
+                if ival < 0:
+                    raise _oserror(errno.EINVAL)
+                cfg.connect_timeout = float(ival)  # 0: no limit
+                if self.listener is not None:
+                    self.listener.config.connect_timeout = float(ival)
             elif name == socket.TCP_CONGESTION:
                 pass
             elif name == socket.TCP_FASTOPEN:
@@ -505,6 +514,8 @@ class TcpSocket:
                 return int(cfg.keepalive_interval)
             if name == socket.TCP_KEEPCNT:
                 return cfg.keepalive_count
+            if name == TCP_KEEPINIT:
+                return int(cfg.connect_timeout)
         raise _oserror(errno.ENOPROTOOPT)
 
     def info(self) -> dict[str, object]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from stack.host import Host
 from stack.sockets import SocketLayer, TcpSocket
+from stack.tcp.fastopen import FASTOPEN_CLIENT, FASTOPEN_SERVER, CookieCache
 
 LOCAL_ADDR = "192.168.0.1"  # packetdrill's defaults
 REMOTE_ADDR = "192.0.2.1"
@@ -47,6 +48,12 @@ class StackSettings:
     keepalive_idle: float = 7200.0  # net.inet.tcp.keepidle
     keepalive_interval: float = 75.0  # net.inet.tcp.keepintvl
     keepalive_count: int = 8  # net.inet.tcp.keepcnt
+    connect_timeout: float = 75.0  # net.inet.tcp.keepinit (TCP_KEEPINIT), FreeBSD's 75 s
+    rfc5961_rst: bool = True  # net.inet.tcp.insecure_rst=0
+    rfc5961_syn: bool = True  # net.inet.tcp.insecure_syn=0
+    drop_synfin: bool = False  # net.inet.tcp.drop_synfin
+    fastopen_client: bool = True  # net.inet.tcp.fastopen.client_enable (FreeBSD's 1)
+    fastopen_server: bool = False  # net.inet.tcp.fastopen.server_enable (FreeBSD's 0)
     ecn: int = 2  # net.inet.tcp.ecn.enable (0 off, 1 request and accept, 2 accept only)
 
 
@@ -84,7 +91,18 @@ class StackAdapter:
         cfg.keepalive_idle = s.keepalive_idle
         cfg.keepalive_interval = s.keepalive_interval
         cfg.keepalive_count = s.keepalive_count
+        cfg.connect_timeout = s.connect_timeout
+        cfg.rfc5961_rst = s.rfc5961_rst
+        cfg.rfc5961_syn = s.rfc5961_syn
+        cfg.drop_synfin = s.drop_synfin
         cfg.ecn = s.ecn
+        host = self.host
+        if not s.fastopen_client:
+            # FreeBSD flushes its cookie cache when client_enable goes to 0 (the suite's
+            # scripts do that first, to start without cookies).
+            host.fastopen_cookies = CookieCache()
+        host.fastopen_mode = ((FASTOPEN_CLIENT if s.fastopen_client else 0)
+                              | (FASTOPEN_SERVER if s.fastopen_server else 0))
 
     def _transmit(self, parts: list[bytes | memoryview]) -> None:
         self.outbox.append((self.now, b"".join(bytes(p) for p in parts)))
@@ -151,6 +169,7 @@ class Sock:
     def __init__(self, adapter: StackAdapter, sock: TcpSocket) -> None:
         self.adapter = adapter
         self.sock = sock
+        self.fastopen_client = False  # FreeBSD's TCP_FASTOPEN set before connecting
 
     # Every call below raises OSError with a Linux errno, or BlockingIOError.
 
@@ -166,6 +185,20 @@ class Sock:
 
     def connect(self, port: int) -> None:
         self.sock.connect(REMOTE_ADDR, port)
+
+    def sendto_fastopen(self, data: bytes, port: int) -> int:
+        """An implied connect whose SYN carries (or asks for) a Fast Open cookie and the
+        data (FreeBSD: sendto() on a socket with TCP_FASTOPEN set; Linux: MSG_FASTOPEN)."""
+        return self.sock.sendto_fastopen(data, REMOTE_ADDR, port)
+
+    @property
+    def listening(self) -> bool:
+        return self.sock.state == "LISTEN"
+
+    @property
+    def connected(self) -> bool:
+        """connect() (or an implied one) has been called."""
+        return self.sock.conn is not None
 
     def send(self, data: bytes) -> int:
         return self.sock.send(data)

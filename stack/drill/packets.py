@@ -138,8 +138,9 @@ def _encode_options(opts: list[TcpOpt], m: Mapping) -> bytes:
             if ecr and m.ts_offset is not None:
                 ecr = (ecr + m.ts_offset) & MASK32
             out += struct.pack("!BBII", 8, 10, val & MASK32, ecr)
-        elif o.kind == "FO":
-            raise Unsupported("TCP Fast Open option (RFC 7413)")
+        elif o.kind == "FO":  # RFC 7413 4.1.1: kind 34, the cookie (or none: a request)
+            cookie = bytes(o.value or b"")
+            out += struct.pack("!BB", 34, 2 + len(cookie)) + cookie
         elif o.kind == "md5":
             raise Unsupported("TCP MD5 signature option (RFC 2385)")
         else:  # pragma: no cover - the parser knows no other kinds

@@ -77,6 +77,13 @@ def _flag(attr: str) -> Callable[[StackSettings, int], None]:
     return apply
 
 
+def _negated(attr: str) -> Callable[[StackSettings, int], None]:
+    def apply(s: StackSettings, v: int) -> None:
+        setattr(s, attr, not v)
+
+    return apply
+
+
 def _set(attr: str, scale: float = 1.0) -> Callable[[StackSettings, int], None]:
     def apply(s: StackSettings, v: int) -> None:
         setattr(s, attr, type(getattr(s, attr))(v * scale))
@@ -129,19 +136,17 @@ SYSCTLS: dict[str, Callable[[StackSettings, int], None]] = {
     "net.inet.tcp.ecn.maxretries": _ignore,
     # Behaviours tcplab has one way only: the default value is fine, others are not.
     "net.inet.tcp.blackhole": _only([0], "sysctl net.inet.tcp.blackhole={v} (tcplab always answers with RST)"),
-    "net.inet.tcp.insecure_rst": _only(
-        [0], "sysctl net.inet.tcp.insecure_rst={v} (RFC 793 RST handling; tcplab does RFC 5961 3.2)"),
-    "net.inet.tcp.insecure_syn": _only(
-        [0], "sysctl net.inet.tcp.insecure_syn={v} (RFC 793 SYN handling; tcplab does RFC 5961 4.2)"),
-    "net.inet.tcp.drop_synfin": _only([0], "sysctl net.inet.tcp.drop_synfin={v} (FreeBSD's SYN+FIN filter)"),
+    "net.inet.tcp.insecure_rst": _negated("rfc5961_rst"),  # 1: RFC 793 RSTs, not RFC 5961 3.2
+    "net.inet.tcp.insecure_syn": _negated("rfc5961_syn"),  # 1: RFC 793 SYNs, not RFC 5961 4.2
+    "net.inet.tcp.drop_synfin": _flag("drop_synfin"),  # 1: drop a SYN+FIN that would open
     "net.inet.tcp.rexmit_drop_options": _only(
         [0], "sysctl net.inet.tcp.rexmit_drop_options={v} (SYN retransmissions without options)"),
     "net.inet.tcp.icmp_may_rst": _only([1], "sysctl net.inet.tcp.icmp_may_rst={v} (ICMP hard errors ignored)"),
-    "net.inet.tcp.fastopen.client_enable": _only([0], "TCP Fast Open (RFC 7413)"),
+    # TCP Fast Open (RFC 7413): FreeBSD's switches are bits of tcplab's (Linux's) mode.
+    "net.inet.tcp.fastopen.client_enable": _flag("fastopen_client"),
+    "net.inet.tcp.fastopen.server_enable": _flag("fastopen_server"),
     "net.inet.tcp.udp_tunneling_port": _only([0], "TCP over UDP encapsulation"),
-    # tcplab bounds the SYN retransmissions by count (syn_retries), not by FreeBSD's
-    # keepinit time: accepted, and a script that depends on the timeout fails visibly.
-    "net.inet.tcp.keepinit": _ignore,
+    "net.inet.tcp.keepinit": _set("connect_timeout", 0.001),  # TCP_KEEPINIT's default
 }  # fmt: skip
 
 _SYSCTL_RE = re.compile(r"^sysctl\s+-w\s+([a-z0-9_.]+)=(\d+)$")
@@ -251,8 +256,6 @@ class Runner:
                 if "U" in pkt.flags:
                     raise Unsupported("urgent data (URG)")
                 for o in pkt.options or []:
-                    if o.kind == "FO":
-                        raise Unsupported("TCP Fast Open (RFC 7413)")
                     if o.kind == "md5":
                         raise Unsupported("TCP MD5 signature option (RFC 2385)")
                 if body.direction == ">" and (pkt.ttl is not None or pkt.tos is not None):

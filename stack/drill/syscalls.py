@@ -19,6 +19,7 @@ from typing import Any
 
 from stack.drill.adapter import Sock, StackAdapter
 from stack.drill.model import Syscall, Unsupported
+from stack.sockets import TCP_KEEPINIT
 
 LOCAL_PORT = 8080  # packetdrill binds its sockets to 8080 and connects to the peer's 8080
 REMOTE_PORT = 8080
@@ -34,7 +35,8 @@ CONSTANTS: dict[str, int] = {
     "SO_REUSEPORT": socket.SO_REUSEPORT,
     "TCP_NODELAY": socket.TCP_NODELAY, "TCP_MAXSEG": socket.TCP_MAXSEG,
     "TCP_KEEPIDLE": socket.TCP_KEEPIDLE, "TCP_KEEPINTVL": socket.TCP_KEEPINTVL,
-    "TCP_KEEPCNT": socket.TCP_KEEPCNT,
+    "TCP_KEEPCNT": socket.TCP_KEEPCNT, "TCP_KEEPINIT": TCP_KEEPINIT,
+    "TCP_FASTOPEN": socket.TCP_FASTOPEN,
     "F_GETFL": fcntl.F_GETFL, "F_SETFL": fcntl.F_SETFL,
     "O_RDWR": os.O_RDWR, "O_NONBLOCK": os.O_NONBLOCK,
     "SHUT_RD": socket.SHUT_RD, "SHUT_WR": socket.SHUT_WR, "SHUT_RDWR": socket.SHUT_RDWR,
@@ -48,7 +50,8 @@ _STACK_SOCKOPTS = {
     (socket.SOL_SOCKET, socket.SO_LINGER), (socket.SOL_SOCKET, socket.SO_ERROR),
     (socket.IPPROTO_TCP, socket.TCP_NODELAY), (socket.IPPROTO_TCP, socket.TCP_MAXSEG),
     (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT), (socket.IPPROTO_TCP, TCP_KEEPINIT),
+    (socket.IPPROTO_TCP, socket.TCP_FASTOPEN),
 }  # fmt: skip
 
 
@@ -250,7 +253,19 @@ class FileTable:
 
     def sys_sendto(self, sc: Syscall) -> int:
         if len(sc.args) > 4 and (sc.args[4] is not ... or sc.args[5] is not ...):
-            raise Unsupported("sendto() with a destination")
+            raise Unsupported("sendto() with a destination other than the peer's (...)")
+        sock = self.sock(sc.args[0])
+        if len(sc.args) > 4 and not sock.connected:
+            # sendto() to the peer on a socket not connected: FreeBSD's implied connect.
+            # With TCP_FASTOPEN set it is a Fast Open (RFC 7413 4.2.2): Linux's
+            # sendto(MSG_FASTOPEN) in tcplab's socket layer; returns what was taken.
+            if evaluate(sc.args[3]) != 0:
+                raise Unsupported(f"sendto() flags {_name(sc.args[3])}")
+            self.current = evaluate(sc.args[0])
+            data = bytes(evaluate(sc.args[2]))
+            if sock.fastopen_client:
+                return sock.sendto_fastopen(data, REMOTE_PORT)
+            sock.connect(REMOTE_PORT)
         return self._send(sc, 2, 3)
 
     def _recv(self, sc: Syscall, flags_arg: int | None) -> int:
@@ -293,6 +308,10 @@ class FileTable:
         sock, level, name, _ = self._sockopt(sc)
         value = evaluate(sc.args[3])
         if isinstance(value, list) and len(value) == 1 and isinstance(value[0], int):
+            if (level, name) == (socket.IPPROTO_TCP, socket.TCP_FASTOPEN) and not sock.listening:
+                # FreeBSD: TCP_FASTOPEN on a socket not listening asks for Fast Open as a
+                # client (Linux's TCP_FASTOPEN is the server's queue length, kept too).
+                sock.fastopen_client = bool(value[0])
             sock.setsockopt(level, name, value[0])
             return 0
         raise Unsupported(f"setsockopt() value {sc.args[3]!r}")

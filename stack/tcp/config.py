@@ -46,7 +46,14 @@ class TcpConfig:
     delayed_ack: float = 0.04  # RFC 1122 4.2.3.2: < 0.5 s; Linux uses 40 ms
     msl: float = 30.0  # TIME-WAIT lasts 2*MSL (RFC 9293 3.4.2); Linux waits 60 s
     fin_wait_2_timeout: float = 60.0  # for connections the user has closed (like Linux)
-    syn_retries: int = 6
+    # RFC 1122 4.2.3.5: a SYN is retransmitted for at least 3 minutes (R2): 7 retries,
+    # the last at 123 s, give up at 183 s (RTOs 1, 2, 4 ... capped at max_rto). Linux's
+    # 6 end at 127 s. The SYN-ACK's may be fewer: RFC 4987 3.2 (SYN-RECEIVED timer).
+    syn_retries: int = 7
+    # A time limit on the handshake, seconds (0: none; syn_retries/synack_retries bound
+    # it). RFC 1122 4.2.3.5: the application may give up on an open attempt sooner than
+    # R2. FreeBSD's TCP_KEEPINIT; Linux has none (TCP_SYNCNT counts retries instead).
+    connect_timeout: float = 0.0
     synack_retries: int = 5
     max_retries: int = 15  # RFC 1122 4.2.3.5 "R2": at least 100 s
     keepalive: bool = False
@@ -55,6 +62,18 @@ class TcpConfig:
     keepalive_count: int = 9
     tso_max: int = 0  # > MSS: may emit segments up to this size (the host segments them)
     linger_zero: bool = False  # SO_LINGER with l_linger 0: close() resets
+    # RFC 5961's blind-attack mitigations. RFC 9293 3.10.7.4 gives both rules: these
+    # for stacks that implement RFC 5961, RFC 793's otherwise. Off only for teaching
+    # (`tcplab stack --insecure-rst`, lab 10) and for the FreeBSD suite's scripts with
+    # net.inet.tcp.insecure_rst=1 / insecure_syn=1:
+    rfc5961_rst: bool = True  # 3.2: an RST resets only at SEG.SEQ == RCV.NXT, else a
+    #                           challenge ACK; off: any in-window RST resets (RFC 793)
+    rfc5961_syn: bool = True  # 4.2: any SYN draws a challenge ACK; off: a SYN in the
+    #                           window resets the connection (RFC 793 p. 71)
+    # Host-wide (read from the host's defaults): drop every segment with SYN and FIN
+    # both set, FreeBSD's net.inet.tcp.drop_synfin, a fingerprinting defence (no RFC
+    # asks for it; RFC 9293 3.10.7 processes such a SYN). Off by default.
+    drop_synfin: bool = False
     # RFC 3168 ECN, as Linux's net.ipv4.tcp_ecn: 0 off, 1 request and accept, 2 accept
     # only (Linux's default). See stack/tcp/ecn.py.
     ecn: int = 2

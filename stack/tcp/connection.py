@@ -170,6 +170,12 @@ class Connection:
         self.snd.nxt = self.snd.max = self.iss + 1 + sent
         self.snd.bytes_sent += sent
         self.recovery.arm_rtx(now)
+        self._arm_connect_timeout(now)
+
+    def _arm_connect_timeout(self, now: float) -> None:
+        """RFC 1122 4.2.3.5: the user may give up on the open attempt sooner than R2."""
+        if self.config.connect_timeout > 0:
+            self.timers.connect = now + self.config.connect_timeout
 
     @classmethod
     def from_syn(
@@ -219,6 +225,7 @@ class Connection:
         conn.send_syn(now, ack=True)
         snd.nxt = snd.max = conn.iss + 1
         conn.recovery.arm_rtx(now)
+        conn._arm_connect_timeout(now)
         return conn
 
     def send(self, data: bytes | memoryview, now: float) -> int:
@@ -377,6 +384,9 @@ class Connection:
             return
         if timers.due("finwait2", now) and self.state == State.FIN_WAIT_2:
             self.terminate(0)
+            return
+        if timers.due("connect", now) and self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self.terminate(errno.ETIMEDOUT)  # the handshake's time limit (TCP_KEEPINIT)
             return
         # RFC 8985 7.2: the PTO is clamped to the RTO's expiry; when both are due the
         # probe goes first and re-arms the RTO (7.3), as one timer would in Linux.
@@ -664,6 +674,7 @@ class Connection:
         self.recovery.rtt_on_ack(ack, now)
         self.recovery.retries = 0
         self.timers.rtx = None
+        self.timers.connect = None
         self._set_state(State.ESTABLISHED)
         if snd.retransmits and self.rto.srtt is None:
             # RFC 6298 5.7: the SYN (or SYN-ACK) timed out and no RTT was measured
@@ -710,7 +721,8 @@ class Connection:
             if self.fastopen is not None:  # RFC 7413 4.2.2
                 options = seg.options
                 self.fastopen.on_synack(options.fastopen, options.fastopen_exp,
-                                        options.mss if options.mss is not None else 536)
+                                        options.mss if options.mss is not None else 536,
+                                        data_acked=max(ack - self.iss - 1, 0), now=now)
         self._take_syn_options(seg)
         if self.opts.ts_ok and seg.options.timestamp is not None:
             # Timestamps were just agreed: the SYN-ACK's echo times the SYN it answers,
@@ -722,12 +734,17 @@ class Connection:
         self.last_recv_time = now
         if flags & ACK:
             # RFC 7323 2.2: the window in a SYN is never scaled.
+            sent = self.segments_out
             self._handshake_acked(ack, seg.window, seg.seq, now)
             # RFC 9293 3.10.7.3: "continue processing at the sixth step": the text and
             # the FIN a SYN-ACK may carry (issue 17, defect 4), within the window our
             # SYN offered (unscaled, RFC 7323 2.2); our ACK then covers them.
             self._syn_text(bytes(seg.payload), bool(flags & FIN), now)
-            self._send_ack(now)
+            # "Form an ACK segment ... and send it. Data or controls that were queued
+            # for transmission MAY be included": data already sent carried that ACK;
+            # only what came on the SYN-ACK may still be owed one.
+            if self.state != State.CLOSED and (self.segments_out == sent or self.rcv.ack_pending):
+                self._send_ack(now)
         else:
             # Simultaneous open (RFC 9293 3.10.7.3 and figure 8): SYN-RECEIVED, SYN-ACK.
             # "If there are other controls or text in the segment, queue them for
@@ -788,9 +805,11 @@ class Connection:
         if self.config.keepalive and self.state in SYNCHRONIZED:
             self.timers.keepalive = now + self.config.keepalive_idle
 
-        # Second: the RST bit (RFC 5961 section 3.2).
+        # Second: the RST bit (RFC 5961 section 3.2: reset only at RCV.NXT; elsewhere in
+        # the window, a challenge ACK). Without RFC 5961 (config.rfc5961_rst off, for
+        # teaching), RFC 793's rule: any RST in the window resets (RFC 9293 3.10.7.4).
         if flags & RST:
-            if seq != rcv.nxt:
+            if seq != rcv.nxt and self.config.rfc5961_rst:
                 self._send_challenge_ack(now)
                 return
             if self.state == State.SYN_RECEIVED:
@@ -806,6 +825,15 @@ class Connection:
             if self.state == State.SYN_RECEIVED and self.passive:
                 # RFC 9293 3.10.7.4: a passive SYN-RECEIVED connection "returns to LISTEN";
                 # ours was made for this one SYN, so it simply goes away.
+                self.terminate(errno.ECONNRESET)
+                return
+            if (not self.config.rfc5961_syn and self.state != State.SYN_RECEIVED
+                    and rcv.acceptable(seq, 0)):
+                # RFC 793 (p. 71; RFC 9293 3.10.7.4 for stacks without RFC 5961): "If
+                # the SYN is in the window it is an error, send a reset", the user
+                # gets "connection reset". The SYN's own number must be in the window:
+                # one before RCV.NXT is old even when the segment overlaps the window.
+                self._send_rst(self.snd.nxt, with_ack=True)
                 self.terminate(errno.ECONNRESET)
                 return
             self._send_challenge_ack(now)
@@ -835,6 +863,11 @@ class Connection:
             rcv.peer_fin_seq = seq + len(payload)
         if rcv.peer_fin_seq is not None and rcv.peer_fin_seq == rcv.nxt:
             self._receive_fin(now)
+        elif fin and rcv.peer_fin_seq is not None and rcv.peer_fin_seq > rcv.nxt:
+            # A FIN beyond a hole is an out-of-order segment: RFC 5681 4.2, an
+            # immediate duplicate ACK.
+            rcv.ack_pending = True
+            rcv.ack_now = True
 
         self.snd.output(now)
         if rcv.ack_now and rcv.ack_pending:

@@ -51,6 +51,7 @@ FASTOPEN_SERVER_ALL_LISTENERS = 0x400  # every listener, TCP_FASTOPEN or not
 FASTOPEN_DEFAULT = FASTOPEN_CLIENT  # as Linux: client on, server off
 FASTOPEN_MASK = 0xFFF
 
+NEGATIVE_CACHE_SECONDS = 600.0  # RFC 7413 4.1.3.1 "a period of time": 10 minutes
 COOKIE_LEN = 8  # RFC 7413 4.1.1 allows 4..16; Linux sends 8
 DEFAULT_LISTENER_QLEN = 16  # for FASTOPEN_SERVER_ALL_LISTENERS (Linux: tcp_fastopen_...)
 
@@ -99,11 +100,32 @@ class CachedCookie:
 
 
 class CookieCache:
-    """The client's cookies, one per server IP (RFC 7413 4.1.3), least recent out."""
+    """The client's cookies, one per server IP (RFC 7413 4.1.3), least recent out; and
+    the servers Fast Open is off toward, for a while (4.1.3.1, negative responses)."""
 
     def __init__(self, limit: int = 1024) -> None:
         self.limit = limit
         self.entries: OrderedDict[str, CachedCookie] = OrderedDict()
+        self.negatives: OrderedDict[str, float] = OrderedDict()  # server IP -> until
+
+    def put_negative(self, server_ip: str, now: float) -> None:
+        """RFC 7413 4.1.3.1: "The client MUST cache negative responses from the server"
+        and "SHOULD disable TFO toward such servers for a period of time"."""
+        self.entries.pop(server_ip, None)
+        self.negatives[server_ip] = now + NEGATIVE_CACHE_SECONDS
+        self.negatives.move_to_end(server_ip)
+        while len(self.negatives) > self.limit:
+            self.negatives.popitem(last=False)
+
+    def negative(self, server_ip: str, now: float) -> bool:
+        """Is Fast Open off toward this server (a negative response not long ago)?"""
+        until = self.negatives.get(server_ip)
+        if until is None:
+            return False
+        if now >= until:
+            del self.negatives[server_ip]
+            return False
+        return True
 
     def get(self, server_ip: str) -> CachedCookie | None:
         entry = self.entries.get(server_ip)
@@ -145,8 +167,15 @@ class FastOpenAttempt:
             return 0
         return self.mss or default_mss
 
-    def on_synack(self, cookie: bytes | None, exp: bool, peer_mss: int) -> None:
-        """RFC 7413 4.2.2: remember the cookie a SYN-ACK brings, with the server's MSS."""
+    def on_synack(self, cookie: bytes | None, exp: bool, peer_mss: int, *,
+                  data_acked: int | None = None, now: float = 0.0) -> None:
+        """RFC 7413 4.2.2: remember the cookie a SYN-ACK brings, with the server's MSS.
+        `data_acked`: how many of the SYN's data bytes it acknowledges (None: unknown).
+        Data not acknowledged, and no new cookie, is a negative response (4.1.3.1):
+        Fast Open is off toward that server for a while."""
+        if self.syn_data and data_acked is not None and data_acked < self.syn_data and not cookie:
+            self.cache.put_negative(self.server_ip, now)
+            return
         if cookie:
             self.learned = cookie
             self.cache.put(self.server_ip, cookie, peer_mss, exp)

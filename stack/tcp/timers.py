@@ -17,6 +17,7 @@ The kinds, and the rule each one serves:
 ``keepalive``   keepalive probes (RFC 1122 4.2.3.6)
 ``timewait``    2 MSL in TIME-WAIT (RFC 9293 3.6, 3.10.8)
 ``finwait2``    FIN-WAIT-2 of a connection the user closed (as Linux)
+``connect``     the handshake's time limit (RFC 1122 4.2.3.5; TCP_KEEPINIT)
 ==============  ===============================================================
 
 Each kind is a plain attribute, so the data path can test one (``timers.delack is
@@ -27,7 +28,7 @@ TIME-WAIT calls `cancel_all`, so no timer can be left running by a forgotten lin
 from __future__ import annotations
 
 KINDS: tuple[str, ...] = (
-    "rtx", "pto", "rack", "delack", "persist", "keepalive", "timewait", "finwait2",
+    "rtx", "pto", "rack", "delack", "persist", "keepalive", "timewait", "finwait2", "connect",
 )
 
 
@@ -43,6 +44,7 @@ class Timers:
     keepalive: float | None
     timewait: float | None
     finwait2: float | None
+    connect: float | None
 
     def __init__(self) -> None:
         self.cancel_all()
@@ -56,7 +58,7 @@ class Timers:
 
     def cancel_all(self) -> None:
         self.rtx = self.pto = self.rack = self.delack = self.persist = None
-        self.keepalive = self.timewait = self.finwait2 = None
+        self.keepalive = self.timewait = self.finwait2 = self.connect = None
 
     def due(self, kind: str, now: float) -> bool:
         """Timer `kind` runs and has expired at `now`; it is stopped (it fires once)."""
@@ -70,7 +72,7 @@ class Timers:
         """The earliest deadline of all running timers, None if none runs."""
         best = self.rtx
         for at in (self.pto, self.rack, self.delack, self.persist, self.keepalive, self.timewait,
-                   self.finwait2):  # fmt: skip
+                   self.finwait2, self.connect):  # fmt: skip
             if at is not None and (best is None or at < best):
                 best = at
         return best

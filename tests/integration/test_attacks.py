@@ -274,6 +274,25 @@ def test_exact_rst_resets(topology: Topology, stack: StackDaemon, wire: Wire,
     figures.add("exact_rst", {"reset": True, "kernel_errno": "ECONNRESET"})
 
 
+@pytest.mark.stack_args("--insecure-rst")
+def test_in_window_rst_resets_with_insecure_rst(stack: StackDaemon, wire: Wire,
+                                                conn: KernelConn, figures: Figures) -> None:
+    """`tcplab stack --insecure-rst` (a teaching aid, lab 10/12): RFC 793's rule, any
+    RST in the window resets -- the same guess that drew a challenge ACK above."""
+    rcv_nxt, _ = conn.numbers()
+    conn.wire.inject(conn.segment("R", seq_add(rcv_nxt, 10_000)))
+    wait_event(stack, lambda e: e.get("type") == "state" and e.get("conn") == conn_id(conn)
+               and e.get("to") == "CLOSED")
+    assert not event_count(stack, lambda e: e.get("type") == "challenge_ack"
+                           and e.get("conn") == conn_id(conn))
+    conn.sock.sendall(b"anyone there?")
+    with pytest.raises(ConnectionResetError):
+        data = conn.sock.recv(100)
+        if data == b"":  # pragma: no cover - would be a FIN, not a reset
+            raise AssertionError("got EOF instead of a reset")
+    figures.add("in_window_rst_insecure", {"reset": True, "challenge_ack": False})
+
+
 def test_syn_on_established_gets_challenge_ack(stack: StackDaemon, wire: Wire,
                                                conn: KernelConn, figures: Figures) -> None:
     rcv_nxt, snd_nxt = conn.numbers()

@@ -47,9 +47,15 @@ def test_ip_attributes() -> None:
     assert (header.ttl, header.tos) == (3, 0x28)
 
 
-def test_fast_open_and_udp_are_refused() -> None:
-    with pytest.raises(Unsupported, match="Fast Open"):
-        build_tcp_packet(tcp("S 0:0(0) win 1 <FO 0102>"), mapping())
+def test_fast_open_option_is_built() -> None:
+    """RFC 7413 4.1.1: kind 34, length 2 + the cookie; an empty one is a cookie request."""
+    raw = build_tcp_packet(tcp("S 0:0(0) win 1 <FO 01020304>"), mapping())
+    assert raw[40:46] == bytes([34, 6, 1, 2, 3, 4])
+    raw = build_tcp_packet(tcp("S 0:0(0) win 1 <FO>"), mapping())
+    assert raw[40:42] == bytes([34, 2])
+
+
+def test_udp_is_refused() -> None:
     with pytest.raises(Unsupported, match="UDP"):
         build_tcp_packet(tcp("S 0:0(0) win 1/udp(1 > 2)"), mapping())
 

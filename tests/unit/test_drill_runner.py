@@ -115,12 +115,12 @@ def test_errno_results() -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [("--ip_version=ipv6\n", "not supported: --ip_version=ipv6"),
-     ("0 `sysctl -w net.inet.tcp.insecure_rst=1`\n", "not supported: sysctl net.inet.tcp.insecure_rst=1"),
+     ("0 `sysctl -w net.inet.tcp.syncookies_only=1`\n", "not supported: sysctl net.inet.tcp.syncookies_only"),
      ("0 `ls`\n", "not supported: shell command `ls`"),
      ("0 poll(3, 1, 0) = 0\n", "not supported: system call poll()"),
      ("0 setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n", "not supported: socket option TCP_NOOPT"),
      ("0 <[ect01] S 0:0(0) win 1\n", "not supported: the [ect01] ECN codepoint set"),
-     ("0 < S 0:0(0) win 1 <FO>\n", "not supported: TCP Fast Open (RFC 7413)")],
+     ("0 < S 0:0(0) win 1 <md5 valid>\n", "not supported: TCP MD5 signature option")],
 )  # fmt: skip
 def test_unsupported_constructs_skip(text: str, reason: str) -> None:
     r = run(text)
@@ -161,3 +161,26 @@ def test_a_stack_exception_is_a_failure_with_its_traceback(monkeypatch: pytest.M
     r = run(SERVER)
     assert r.status == "failed" and r.reason == "the stack raised RuntimeError('boom')"
     assert "Traceback" in r.report
+
+
+def test_fast_open_client_the_freebsd_way() -> None:
+    """FreeBSD's client API for TCP Fast Open (RFC 7413): TCP_FASTOPEN on a socket not
+    listening, then sendto() to the peer as an implied connect. The first SYN asks for a
+    cookie (an empty FO option, kind 34); the next one carries the cookie and the data."""
+    r = run("""
+--tolerance_usecs=10000
+ 0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0.00 setsockopt(3, IPPROTO_TCP, TCP_FASTOPEN, [1], 4) = 0
++0.00 sendto(3, ..., 100, 0, ..., ...) = 100
++0.00 > S 0:0(0) win 65535 <mss 1460,nop,wscale 6,sackOK,TS val 0 ecr 0,FO,eol,eol>
++0.05 < S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,FO 0102030405060708>
++0.00 > P. 1:101(100) ack 1 win 65535
++0.05 < . 1:1(0) ack 101 win 65535
++0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4
++0.00 setsockopt(4, IPPROTO_TCP, TCP_FASTOPEN, [1], 4) = 0
++0.00 sendto(4, ..., 100, 0, ..., ...) = 100
++0.00 > S 0:100(100) win 65535 <mss 1460,nop,wscale 6,sackOK,TS val 0 ecr 0,FO 0102030405060708,eol,eol>
++0.05 < S. 0:0(0) ack 101 win 65535 <mss 1460,sackOK>
++0.00 > . 101:101(0) ack 1 win 65535
+""")
+    assert r.status == "passed", r.reason + "\n" + r.report

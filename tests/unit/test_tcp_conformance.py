@@ -271,3 +271,30 @@ def test_fin_on_a_syn_ack_closes_our_receive_side() -> None:
     s.tx("A", seq=1, ack=7)
     s.expect_state(State.CLOSE_WAIT)
     s.expect(len(s.recv()) == 5, "the 5 bytes before the FIN are readable")
+
+
+def test_out_of_order_fin_is_acked_at_once() -> None:
+    """RFC 5681 4.2: "A TCP receiver SHOULD send an immediate duplicate ACK when an
+    out-of-order segment arrives". A FIN beyond a hole is such a segment: the duplicate
+    ACK (with its SACK block) goes at once, not on the delayed-ACK timer. Suite:
+    rcv-data-segments/reordering-5F4321.pkt."""
+    s = Script.established()
+    s.rx("PA", seq=1 + 100, data=100)
+    s.tx("A", seq=1, ack=1, sack=[(101, 201)])
+    s.rx("FA", seq=1 + 200)
+    s.tx("A", seq=1, ack=1, sack=[(101, 201)])
+
+
+def test_data_queued_in_syn_sent_carries_the_handshake_ack() -> None:
+    """RFC 9293 3.10.7.3 (SYN-SENT, our SYN acknowledged): "form an ACK segment ... and
+    send it. Data or controls that were queued for transmission MAY be included." When
+    the data goes out it is that ACK: no pure ACK after it (it was sent twice, data
+    then a duplicate of its ACK). Suite: fast-open/client/*, where sendto() queues the
+    data before the SYN-ACK."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.send(100)
+    s.rx("SA", seq=0, ack=1, mss=1460, ts=None)
+    s.tx("PA", seq=1, ack=1, length=100)
+    s.no_tx()

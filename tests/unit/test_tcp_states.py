@@ -177,9 +177,8 @@ def test_send_before_established_is_queued() -> None:
     s.expect(s.send(300) == 300, "accepted")
     s.no_tx()
     s.rx("SA", seq=0, ack=1, mss=1460)
-    s.tx("PA", seq=1, ack=1, length=300)
-    s.tx("A", seq=301, ack=1)  # a redundant bare ACK follows (harmless)
-    s.no_tx()
+    s.tx("PA", seq=1, ack=1, length=300)  # the handshake's ACK (RFC 9293 3.10.7.3)
+    s.no_tx()  # and no redundant bare ACK after it (test_tcp_conformance.py)
 
 
 def test_close_in_syn_sent() -> None:
