@@ -905,13 +905,18 @@ class Connection:
                 # SYN-ACK in a simultaneous open) is never scaled.
                 window = seg.window if seg.flags & SYN else seg.window << self.opts.snd_wscale
                 self._handshake_acked(ack, window, seq, now)
+                if snd.fin_queued:
+                    # The user closed in SYN-RECEIVED: "queue [the FIN] for processing
+                    # after entering ESTABLISHED" (RFC 9293 3.10.4) -- before the SYN's
+                    # own text is taken, so that text meets the closed state.
+                    self._set_state(State.FIN_WAIT_1)
+                    snd.output(now)
                 if self.syn_text is not None:
                     text, fin = self.syn_text
                     self.syn_text = None
                     self._syn_text(text, fin, now)
-                if snd.fin_queued:
-                    self._set_state(State.FIN_WAIT_1)
-                    snd.output(now)
+                    if self.state == State.CLOSED:
+                        return False  # the text arrived after close: reset (3.10.7.4)
                 return True
             self._send_rst(seg.ack, with_ack=False)  # "<SEQ=SEG.ACK><CTL=RST>"
             self.emit("drop", reason="bad_ack_in_syn_received")

@@ -152,8 +152,17 @@ def test_client_iperf3_under_shim(lab: Lab) -> None:
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         result = json.loads(proc.stdout)
+        sent = result["end"]["sum_sent"]["bytes"]
         received = result["end"]["sum_received"]["bytes"]
-        assert received >= 20 * 1024 * 1024, result["end"]
+        assert sent >= 20 * 1024 * 1024, result["end"]
+        # iperf3 stops the receiver's count when the end of the test arrives on the
+        # control connection, while the last of the data may still be in flight
+        # (esnet/iperf#382: "part of the 1M of data is still in flight to the receiver
+        # when the receiver receives the command ... to stop the test"). With -R the
+        # kernel peer fills its buffers in a fraction of a second, so up to a few
+        # windows can be uncounted. Byte-exact transfers are checked by the tests
+        # above; here the receiver must have counted all but that in-flight tail.
+        assert received >= sent - 2 * 1024 * 1024, result["end"]
         print(
             f"iperf3 {reverse}: {result['end']['sum_received']['bits_per_second'] / 1e6:.0f} Mbit/s"
         )

@@ -261,6 +261,22 @@ def test_text_on_a_simultaneous_open_syn_is_delivered_once_established() -> None
     s.expect(len(s.recv()) == 3, "the SYN's 3 bytes are readable")
 
 
+def test_close_in_syn_received_then_the_syn_text_resets() -> None:
+    """Found by test_tcp_fuzz: the user closes in SYN-RECEIVED (simultaneous open) and
+    the SYN carried text. On the handshake ACK the queued FIN goes first (RFC 9293
+    3.10.4: FIN-WAIT-1), then the SYN's text meets a closed receiver: reset (3.10.7.4,
+    as Linux does), and the connection is gone -- it must not go on to FIN-WAIT-1 from
+    CLOSED (that raised IllegalTransition)."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.rx("S", seq=0, mss=1460, data=3, ts=None)
+    s.tx("SA", seq=0, ack=1)
+    s.close()
+    s.rx("A", seq=4, ack=1, ts=None)
+    s.expect_state(State.CLOSED)
+
+
 def test_fin_on_a_syn_ack_closes_our_receive_side() -> None:
     """RFC 9293 3.10.7.3, sixth step onwards, also for the FIN: a SYN-ACK with FIN takes
     the connection to CLOSE-WAIT, and our ACK acknowledges SYN and FIN."""
