@@ -126,6 +126,8 @@ SOFT_OPTIONS = {
     (socket.IPPROTO_IPV6, 67),  # IPV6_TCLASS
 }
 TCP_INFO = 11
+# struct tcp_info's tcpi_options bits (linux/tcp.h).
+TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE, TCPI_OPT_ECN, TCPI_OPT_ECN_SEEN = 1, 2, 4, 8, 16
 TCP_CONGESTION = 13
 _TCP_STATES = {
     "ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4, "FIN-WAIT-2": 5,
@@ -1121,10 +1123,23 @@ class IpcServer:
         mss = int(num("mss", 1460)) or 1460
         buf = bytearray(232)
         buf[0] = _TCP_STATES.get(str(info.get("state", e.sock.state)), 7)
+        # tcpi_options (byte 5): Linux's TCPI_OPT_* bits for what the handshake agreed;
+        # byte 6: tcpi_snd_wscale (low nibble) and tcpi_rcv_wscale (high nibble).
+        options = (
+            (TCPI_OPT_TIMESTAMPS if info.get("ts") else 0)
+            | (TCPI_OPT_SACK if info.get("sack") else 0)
+            | (TCPI_OPT_WSCALE if info.get("wscale") else 0)
+            | (TCPI_OPT_ECN if info.get("ecn") else 0)
+            | (TCPI_OPT_ECN_SEEN if info.get("ecn_ce") else 0)
+        )
+        buf[5] = options
+        if info.get("wscale"):
+            buf[6] = (int(num("snd_wscale")) & 0xF) | (int(num("rcv_wscale")) & 0xF) << 4
+        unacked = -(-int(num("inflight")) // mss)  # segments in flight, rounded up
         srtt = num("srtt")
         struct.pack_into(
             "=24I", buf, 8,
-            int(num("rto") * 1e6), 40000, mss, mss, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1500,
+            int(num("rto") * 1e6), 40000, mss, mss, unacked, 0, 0, 0, 0, 0, 0, 0, 0, 1500,
             int(num("rcv_wnd")), int(srtt * 1e6), int(srtt * 5e5), int(num("ssthresh")) // mss,
             max(int(num("cwnd")) // mss, 1), mss, 3, 0, int(num("rcv_wnd")),
             int(num("retrans")),

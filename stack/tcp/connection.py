@@ -990,5 +990,11 @@ class Connection:
             "cc": self.cc.name,
             "bytes_sent": snd.bytes_sent,
             "bytes_received": rcv.bytes_received,
+            # What the handshake agreed, as `ss -ti` shows it ("ts sack wscale:S,R").
+            "ts": self.opts.ts_ok,
+            "sack": self.opts.sack_ok,
+            "wscale": self.opts.snd_wscale_offered and self.opts.offered_ws,
+            "snd_wscale": self.opts.snd_wscale,
+            "rcv_wscale": rcv.wscale,
             **self.ecn.info(),
         }

@@ -378,6 +378,47 @@ def test_peer_reset_gives_econnreset_and_epipe(sh: Shim) -> None:
     server.wait(10)
 
 
+TCP_INFO_READER = """
+import socket, struct
+def tcp_info(s):
+    raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    state, options, wscale = raw[0], raw[5], raw[6]
+    snd_mss, = struct.unpack_from("=I", raw, 16)
+    return f"state={state} options={options} snd_wscale={wscale & 15} rcv_wscale={wscale >> 4} snd_mss={snd_mss}"
+"""
+
+
+def test_tcp_info_reports_what_the_handshake_agreed(sh: Shim) -> None:
+    """getsockopt(TCP_INFO) through the shim (issue 17 item 7): tcpi_state, tcpi_options
+    (TCPI_OPT_TIMESTAMPS|SACK|WSCALE) and the two window scales, checked against the
+    kernel's own TCP_INFO of the other end: our send shift is its receive shift."""
+    def fields(line: str) -> dict[str, int]:
+        return {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
+
+    server = sh.peer_popen(py(TCP_INFO_READER + """
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 6071)); l.listen(1)
+c, _ = l.accept()
+print(tcp_info(c), flush=True)
+while c.recv(65536):
+    pass
+"""), stdout=subprocess.PIPE, text=True)
+    sh.wait_peer_listener(6071)
+    cp = sh.run(py(TCP_INFO_READER + f"""
+s = socket.create_connection(("{PEER}", 6071), timeout=10)
+print(tcp_info(s))
+s.sendall(bytes(100_000))
+s.close()
+"""), timeout=30)
+    out, _ = server.communicate(timeout=20)
+    ours, kernel = fields(cp.stdout), fields(out)
+    assert ours["state"] == 1 and kernel["state"] == 1, (cp.stdout, out)  # TCP_ESTABLISHED
+    assert ours["options"] & 7 == 7 and kernel["options"] & 7 == 7, (cp.stdout, out)
+    assert (ours["snd_wscale"], ours["rcv_wscale"]) == (
+        kernel["rcv_wscale"], kernel["snd_wscale"]), (cp.stdout, out)
+    assert 536 <= ours["snd_mss"] <= 1460, cp.stdout
+
+
 def test_errno_semantics(sh: Shim) -> None:
     cp = sh.run(py(f"""
         import errno, socket
