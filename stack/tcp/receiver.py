@@ -173,6 +173,11 @@ class Receiver:
             dup = duplicate_range(seq, seq + len(payload), self.nxt, self._held())
             if dup is not None:
                 self.note_duplicate(*dup)
+                # A D-SACK is reported in the next ACK (RFC 2883 section 4); that ACK goes
+                # at once, also when the rest of the segment is new in-order data, so the
+                # sender learns of its spurious retransmission before it sends more
+                # (RFC 3708). FreeBSD does so; Linux for wholly duplicate segments.
+                self.ack_now = True
         if start < self.nxt:
             payload = payload[self.nxt - start :]
             start = self.nxt
