@@ -25,7 +25,8 @@ from stack.labkit.swap import SLOTS, SwapError, find_slot, install, load_learner
 ROOT = Path(__file__).resolve().parents[2]
 LABS = ROOT / "labs"
 LAB_NAMES = ["01-tun", "02-ipv4-checksum", "03-handshake", "04-reassembly", "05-closing",
-             "06-retransmission", "07-flow-control", "08-congestion", "09-shim", "10-attacks"]
+             "06-retransmission", "07-flow-control", "08-congestion", "09-shim", "10-attacks",
+             "11-ipv6"]
 SLOT_NAMES = sorted(SLOTS)
 
 
