@@ -533,7 +533,7 @@ def test_lab11(timed: Learner) -> None:
     who.written()
     assert "ipv6_unknown_option" in who.run("grep ipv6_unknown_option out/events.jsonl")
     who.run("tcplab lab exec stack tcpdump -r /out/stack.pcap -n -v 'icmp6 and ip6[40] == 4'")
-    who.run("python3 -m stack.labkit test 11")  # the solution, via adapt()
+    who.run("python3 -m stack.labkit test 11 --impl labs/11-ipv6/options.py")
     who.run("cp labs/11-ipv6/options.py out/")
     who.start("tcplab lab exec stack python3 -m stack.labkit stack --beside-lab "
               "--swap options=/out/options.py", ready="ready:", timeout=60)
