@@ -203,7 +203,7 @@ def lab_folder(root: Path, number: str) -> Path:
     key = number.strip().rstrip("/").split("/")[-1]
     nn = key.split("-", 1)[0]
     if not nn.isdigit():
-        raise LabError(f"not a lab number: {number!r} (01 .. 10)")
+        raise LabError(f"not a lab number: {number!r} (01 .. 12)")
     found = sorted((root / "labs").glob(f"{nn.zfill(2)}-*"))
     if not found or not found[0].is_dir():
         have = ", ".join(p.name[:2] for p in sorted((root / "labs").glob("[0-9][0-9]-*")))
