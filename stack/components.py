@@ -15,9 +15,10 @@ slot              the file defines      what it fills
 ``congestion``    ``ALGORITHM``         every name of ``TcpConfig.cc_factories``
 ``checksum``      two functions         stack.wire.checksum (see `rebind`)
 ``seq``           seven functions       stack.tcp.seq (see `rebind`)
+``options``       ``process_options``   stack.wire.ipv6 (see `rebind`)
 ================  ===================  =======================================
 
-The two function slots are module functions that the wire codecs and the sequence
+The three function slots are module functions that the wire codecs and the sequence
 arithmetic call directly; for them `rebind` still points the names in the loaded
 ``stack.*`` modules at the learner's functions (and `unbind` undoes it).
 """
@@ -59,6 +60,7 @@ COMPONENTS: dict[str, Component] = {
         Component("seq", "stack.tcp.seq",
                   ("seq_add", "seq_diff", "seq_lt", "seq_le", "seq_gt", "seq_ge", "seq_in_window"),
                   None),
+        Component("options", "stack.wire.ipv6", ("process_options",), None),
         Component("reassembler", "stack.tcp.reassembler", ("Reassembler",), "reassembler"),
         Component("rto", "stack.tcp.rto", ("RTOEstimator",), "rto_estimator"),
         Component("congestion", "stack.tcp.congestion.newreno", ("ALGORITHM",), "cc_factories"),

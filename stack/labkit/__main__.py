@@ -9,9 +9,11 @@ skeleton in ``labs/NN-*/``), or against the stack's reference with ``--reference
 
 ``stack`` is ``tcplab stack`` with your component(s) plugged in. ``--beside-lab`` picks
 options for a second stack next to the compose lab's own one, in the stack container:
-TUN ``swap0``, address 10.0.9.2 (kernel side 10.0.9.1/24), socket
+TUN ``swap0``, address 10.0.9.2 (kernel side 10.0.9.1/24) and fd00:0:0:9::2
+(fd00:0:0:9::1/64), socket
 /run/tcplab/swap.sock, capture /out/swap.pcap and events /out/swap-events.jsonl. The
-peer reaches it after ``ip route add 10.0.9.0/24 via 10.0.1.1``.
+peer reaches it after ``ip route add 10.0.9.0/24 via 10.0.1.1`` (IPv6:
+``ip -6 route add fd00:0:0:9::/64 via fd00:0:0:2::1``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from stack.labkit.swap import (
 )
 
 BESIDE_LAB = ["--tun", "swap0", "--address", "10.0.9.2", "--kernel-address", "10.0.9.1/24",
+              "--address6", "fd00:0:0:9::2", "--kernel-address6", "fd00:0:0:9::1/64",
               "--socket", "/run/tcplab/swap.sock", "--pcap", "/out/swap.pcap",
               "--events", "/out/swap-events.jsonl"]  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The step-by-step tests of the Python swap-in slots (02, 03, 04, 06, 08).
+"""The step-by-step tests of the Python swap-in slots (02, 03, 04, 06, 08, 11).
 
 Each scenario gets a :class:`~stack.labkit.steps.Steps` recorder and the thing under
 test: the learner's module (checksum, seq), class (reassembler, rto) or congestion
@@ -750,10 +750,172 @@ def _(s: Steps, cls: Any) -> None:
     s.note("5000 events handled")
 
 
+# ----------------------------------------------- 11: IPv6 options (RFC 8200 section 4.2)
+OPTIONS = Suite("options")
+
+# The fixed header of the packets below: fd00:0:0:2::20 > fd00:0:0:1::2, Next Header 60
+# (Destination Options), hop limit 64; the Payload Length is filled in by _packet.
+_IP6 = bytes.fromhex("6000000000003c40" "fd000000000000020000000000000020"
+                     "fd000000000000010000000000000002")
+
+
+def _packet(body: bytes) -> bytes:
+    """The fixed header, then an options header holding ``body`` (its Next Header 59:
+    nothing follows; Hdr Ext Len from the length, which must make a multiple of 8)."""
+    assert (2 + len(body)) % 8 == 0, "test data: an options header is a multiple of 8 octets"
+    ext = bytes([59, (2 + len(body)) // 8 - 1]) + body
+    return _IP6[:4] + struct.pack("!H", len(ext)) + _IP6[6:] + ext
+
+
+def _verdict(m: Any, packet: bytes, to_multicast: bool = False) -> str:
+    """What process_options made of the options header of ``packet``, in words."""
+    from stack.wire.errors import WireError
+    from stack.wire.ipv6 import ParameterProblem
+
+    view = memoryview(packet)
+    try:
+        result = m.process_options(view, 42, len(packet), to_multicast)
+    except ParameterProblem as exc:
+        return (f"ParameterProblem code {exc.code} pointer {exc.pointer}"
+                + (" (to_multicast=True)" if exc.to_multicast else ""))
+    except WireError:
+        return "WireError: discard silently"
+    return f"returns {result!r}"
+
+
+def _opts(s: Steps, m: Any, body: bytes, want: str, to_multicast: bool = False,
+          what: str = "") -> None:
+    call = f"process_options(view, 42, {40 + 2 + len(body)}, to_multicast={to_multicast})"
+    shown = body.hex(" ") if len(body) <= 24 else f"<{len(body)} octets>"
+    s.expect(f"{call}  # options {shown}" + (f": {what}" if what else ""),
+             lambda: _verdict(m, _packet(body), to_multicast), want)
+
+
+_OK = "returns None"
+_SILENT = "WireError: discard silently"
+
+
+def _pp(code: int, pointer: int, to_multicast: bool = False) -> str:
+    return (f"ParameterProblem code {code} pointer {pointer}"
+            + (" (to_multicast=True)" if to_multicast else ""))
+
+
+def _opt(kind: int, data: bytes = bytes(4)) -> bytes:
+    return bytes([kind, len(data)]) + data
+
+
+@OPTIONS.scenario("padding only: PadN, then Pad1s (RFC 8200 section 4.2)")
+def _(s: Steps, m: Any) -> None:
+    s.note("view = the whole packet (IPv6 header at 0); the options start at 42, after the "
+           "Next Header and Hdr Ext Len octets of the header at 40")
+    _opts(s, m, bytes([1, 4, 0, 0, 0, 0]), _OK, what="PadN of 6 octets")
+    _opts(s, m, bytes([1, 0]) + bytes(4), _OK, what="PadN of 2, then 4 Pad1")
+    _opts(s, m, bytes(6), _OK, what="six Pad1")
+
+
+@OPTIONS.scenario("an unknown option whose type starts with 00 is skipped")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, _opt(0x1E), _OK, what="type 0x1e = 00 0 11110")
+    _opts(s, m, _opt(0x1E) + _opt(0x03, bytes(6)), _OK, what="two of them")
+
+
+@OPTIONS.scenario("01: the packet is discarded, silently")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, _opt(0x5E), _SILENT, what="type 0x5e = 01 0 11110")
+    _opts(s, m, _opt(0x5E), _SILENT, to_multicast=True)
+
+
+@OPTIONS.scenario("10: discard and Parameter Problem code 2 at the type, even to multicast")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, _opt(0x9E), _pp(2, 42, True), what="type 0x9e = 10 0 11110")
+    _opts(s, m, _opt(0x9E), _pp(2, 42, True), to_multicast=True)
+
+
+@OPTIONS.scenario("11: Parameter Problem code 2, but not to a multicast destination")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, _opt(0xDE), _pp(2, 42), what="type 0xde = 11 0 11110")
+    _opts(s, m, _opt(0xDE), _SILENT, to_multicast=True)
+
+
+@OPTIONS.scenario("only the two high-order bits choose the action; the third (may change) does not")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, _opt(0x3F), _OK, what="0x3f = 00 1 11111")
+    _opts(s, m, _opt(0x7F), _SILENT, what="0x7f = 01 1 11111")
+    _opts(s, m, _opt(0xBF), _pp(2, 42, True), what="0xbf = 10 1 11111")
+    _opts(s, m, _opt(0xFF), _pp(2, 42), what="0xff = 11 1 11111")
+
+
+@OPTIONS.scenario("the pointer is the offset of the option type from the IPv6 header")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, _opt(0x1E) + _opt(0x9E, bytes(6)), _pp(2, 48, True),
+          what="a skipped option (6 octets) first")
+    _opts(s, m, bytes(3) + _opt(0xDE, bytes(1)), _pp(2, 45), what="after three Pad1")
+
+
+@OPTIONS.scenario("the first option that says discard decides; later ones are not looked at")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, _opt(0x5E) + _opt(0x9E, bytes(6)), _SILENT)
+    _opts(s, m, _opt(0x9E) + _opt(0x5E, bytes(6)), _pp(2, 42, True))
+
+
+@OPTIONS.scenario("an option that runs past its header: Parameter Problem code 0")
+def _(s: Steps, m: Any) -> None:
+    _opts(s, m, bytes([0x1E, 5]) + bytes(4), _pp(0, 43),
+          what="length 5, only 4 octets left: point at the length octet")
+    _opts(s, m, bytes(5) + bytes([0x1E]), _pp(0, 47),
+          what="a type in the last octet, no room for its length: point at the type")
+    _opts(s, m, bytes([1, 5]) + bytes(4), _pp(0, 43), what="PadN runs past too")
+
+
+@OPTIONS.scenario("only view[i:end] is read: the options of a later header")
+def _(s: Steps, m: Any) -> None:
+    from stack.wire.errors import WireError
+    from stack.wire.ipv6 import ParameterProblem
+
+    packet = _packet(_opt(0x1E)) + bytes([59, 0]) + _opt(0x9E)  # a second header at 48
+    s.note("packet = IPv6 header, a Destination Options header at 40 (option 0x1e), "
+           "another at 48 (option 0x9e); its options are 50..56")
+
+    def second() -> str:
+        try:
+            m.process_options(memoryview(packet), 50, 56, False)
+        except ParameterProblem as exc:
+            return f"ParameterProblem code {exc.code} pointer {exc.pointer}"
+        except WireError:
+            return _SILENT
+        return _OK
+
+    s.expect("process_options(view, 50, 56, to_multicast=False)", second,
+             "ParameterProblem code 2 pointer 50")
+    s.expect("process_options(view, 42, 48, to_multicast=False)",
+             lambda: m.process_options(memoryview(packet), 42, 48, False), None)
+
+
+@OPTIONS.scenario("bounds (RFC 8504 section 5.3): at most 8 options, 7 octets of padding in a row")
+def _(s: Steps, m: Any) -> None:
+    eight = _opt(0x1E, b"") * 8 + bytes(6)
+    _opts(s, m, eight, _OK, what="8 empty options of type 0x1e")
+    _opts(s, m, _opt(0x1E, b"") * 9 + bytes(4), _SILENT, what="9: too many")
+    _opts(s, m, bytes([1, 5]) + bytes(5) + bytes(1) + _opt(0x1E, b"") + bytes(4),
+          _SILENT, what="PadN of 7 then a Pad1: 8 octets of padding in a row")
+    _opts(s, m, bytes([1, 5]) + bytes(5) + _opt(0x1E, b"") + bytes(1) + _opt(0x1E, b"")
+          + bytes(2), _OK, what="7 and 3 octets of padding, an option between them")
+
+
+@OPTIONS.scenario("a header of 2048 octets of options is judged in well under a second")
+def _(s: Steps, m: Any) -> None:
+    body = (_opt(0x1E, bytes(250)) * 8)[: 8 * 252] + bytes([1, 4]) + bytes(4)
+    start = time.perf_counter()
+    _opts(s, m, body, _OK, what="8 options of 252 octets and a PadN")
+    took = time.perf_counter() - start
+    s.check("time taken", lambda: took, lambda t: t < 0.5, "less than 0.5 s")
+
+
 SUITES: dict[str, Suite] = {
     "checksum": CHECKSUM,
     "seq": SEQ,
     "reassembler": REASSEMBLER,
     "rto": RTO,
     "congestion": CONGESTION,
+    "options": OPTIONS,
 }

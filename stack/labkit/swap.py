@@ -11,6 +11,7 @@ it and the file name of the skeleton in that lab's folder::
     rto          06   rto.py            TcpConfig.rto_estimator (stack.tcp.rto.RTOEstimator)
     congestion   08   congestion.py     every --cc algorithm (the file's ALGORITHM class)
     echo         09   echo_server.c, echo_client.c   (C programs: run them under the shim)
+    options      11   options.py        stack.wire.ipv6.process_options (RFC 8200 section 4.2)
 
 Plugging into a running daemon (only the slots the daemon uses):
 
@@ -68,6 +69,8 @@ SLOTS: dict[str, Slot] = {
              ("ALGORITHM",), True, "a congestion control algorithm of your own"),
         Slot("echo", "09", ("echo_server.c", "echo_client.c"), "stack.labkit.reference.echo_c",
              (), False, "a TCP echo server and client in C"),
+        Slot("options", "11", ("options.py",), "stack.wire.ipv6", ("process_options",), True,
+             "IPv6 Hop-by-Hop and Destination Options (RFC 8200 section 4.2)"),
     )
 }
 BY_LAB = {s.lab: s for s in SLOTS.values()}

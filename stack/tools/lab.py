@@ -190,12 +190,20 @@ def free_net_prefix(candidates: Sequence[str] | None = None) -> str:
     raise LabError("no free /24 for the lab network among the candidates")
 
 
+def net6_prefix(prefix: str) -> str:
+    """The docker network's IPv6 /64 (its first four groups) for an IPv4 prefix ``a.b.c``:
+    ``fd00:a:b:c``, the decimal octets read as hex groups (a ULA, RFC 4193's fd00::/8; never
+    ``fd00:0:0:1``, the TUN's prefix, since no IPv4 network starts with 0.0)."""
+    a, b, c = prefix.split(".")
+    return f"fd00:{int(a)}:{int(b)}:{int(c)}"
+
+
 def lab_folder(root: Path, number: str) -> Path:
     """labs/NN-*/ for a lab number ("6", "06") or a folder name ("06-retransmission")."""
     key = number.strip().rstrip("/").split("/")[-1]
     nn = key.split("-", 1)[0]
     if not nn.isdigit():
-        raise LabError(f"not a lab number: {number!r} (01 .. 10)")
+        raise LabError(f"not a lab number: {number!r} (01 .. 12)")
     found = sorted((root / "labs").glob(f"{nn.zfill(2)}-*"))
     if not found or not found[0].is_dir():
         have = ", ".join(p.name[:2] for p in sorted((root / "labs").glob("[0-9][0-9]-*")))
@@ -234,7 +242,12 @@ class Lab:
 
     @property
     def environ(self) -> dict[str, str]:
-        return {**os.environ, **self.env}
+        env = {**os.environ, **self.env}
+        if not env.get("TCPLAB_NET6_PREFIX"):
+            # the compose file's IPv6 subnet follows the IPv4 one (parallel labs, tests)
+            env["TCPLAB_NET6_PREFIX"] = net6_prefix(env.get("TCPLAB_NET_PREFIX")
+                                                    or DEFAULT_NET_PREFIX)
+        return env
 
     def base_args(self) -> list[str]:
         return [*self.compose, "-p", self.project, "-f", str(self.root / "docker-compose.yml")]

@@ -59,6 +59,7 @@ __all__ = [
     "is_multicast",
     "is_unspecified_or_loopback",
     "parse_ipv6",
+    "process_options",
     "skip_headers",
     "walk_headers",
 ]
@@ -355,7 +356,7 @@ def walk_headers(
         if nh == IPPROTO_ROUTING:
             _routing_header(view, at)
         else:
-            _options(view, at + 2, at + length, to_multicast)
+            process_options(view, at + 2, at + length, to_multicast)
         next_header_at = at
         nh = view[at]
         at += length
@@ -392,10 +393,16 @@ def _routing_header(view: memoryview, at: int) -> None:
         raise ParameterProblem(f"ipv6_routing_type_{routing_type}", PP_BAD_HEADER_FIELD, at + 2)
 
 
-def _options(view: memoryview, i: int, end: int, to_multicast: bool) -> None:
+def process_options(view: memoryview, i: int, end: int, to_multicast: bool) -> None:
     """The TLV-encoded options of a Hop-by-Hop or Destination Options header
-    (RFC 8200 section 4.2). Only Pad1 and PadN are known; the action for any other
-    option type is in its two high-order bits."""
+    (RFC 8200 section 4.2): ``view[i:end]``, the header after its Next Header and Hdr
+    Ext Len octets, offsets counted from the start of the packet's IPv6 header (so an
+    offset is a Parameter Problem pointer as it is). Only Pad1 and PadN are known; the
+    action for any other option type is in its two high-order bits. Returns None when
+    the packet may go on; raises :class:`ParameterProblem` or :class:`WireError`.
+
+    Lab 11's swap-in slot ``options`` (labs/11-ipv6/options.py): `walk_headers` calls
+    it by this module-global name."""
     options = 0
     padding = 0
     while i < end:

@@ -507,3 +507,54 @@ def test_lab10(timed: Learner) -> None:
     who.run("tcplab lab exec client tcplab ss --json | grep syn_queue")
     assert flood.wait(60) == 0
     who.check("tcplab lab check 10")
+
+
+def test_lab11(timed: Learner) -> None:
+    who = timed
+    who.begin("11")
+    up(who, "11")
+    who.run("tcplab lab exec peer ip -6 addr show dev lab0")
+    assert "fd00:0:0:1::/64 via fd00:0:0:2::1" in who.run("tcplab lab exec peer ip -6 route")
+    assert "3 received" in who.run("tcplab lab exec peer ping -6 -c 3 fd00:0:0:1::2")
+    assert "<html>" in who.run("tcplab lab exec peer curl -s 'http://[fd00:0:0:1::2]/'")
+    who.written()
+    assert "flowlabel" in who.run("tcplab lab exec stack tcpdump -r /out/stack.pcap -n -v ip6")
+    who.run("tcplab lab exec stack tcpdump -r /out/stack.pcap -n -x -c 2 'ip6 and tcp'")
+    tool = "tcplab lab exec peer python3 /opt/tcplab/labs/11-ipv6/exthdr.py"
+    answers = {"": "echo reply", " --option 0x1e": "echo reply",
+               " --option 0x5e": "discarded silently",
+               " --option 0x9e": "code 2 (unrecognized IPv6 option), pointer 42",
+               " --option 0xde": "code 2 (unrecognized IPv6 option), pointer 42"}
+    for option, want in answers.items():
+        assert want in who.run(f"{tool} --header dst{option}")
+    assert "echo reply from fd00:0:0:1::2" in who.run(f"{tool} --header hop --option 0x1e")
+    # Hop-by-Hop options are examined by the router on the way: it answers first
+    assert "Parameter Problem from fd00:0:0:2::1" in who.run(f"{tool} --header hop --option 0x9e")
+    who.written()
+    assert "ipv6_unknown_option" in who.run("grep ipv6_unknown_option out/events.jsonl")
+    who.run("tcplab lab exec stack tcpdump -r /out/stack.pcap -n -v 'icmp6 and ip6[40] == 4'")
+    who.run("python3 -m stack.labkit test 11 --impl labs/11-ipv6/options.py")
+    who.run("cp labs/11-ipv6/options.py out/")
+    who.start("tcplab lab exec stack python3 -m stack.labkit stack --beside-lab "
+              "--swap options=/out/options.py", ready="ready:", timeout=60)
+    who.run("tcplab lab exec peer ip -6 route replace fd00:0:0:9::/64 via fd00:0:0:2::1")
+    swapped = f"{tool} --dst fd00:0:0:9::2 --header dst"
+    assert "echo reply" in who.run(f"{swapped} --option 0x1e")
+    assert "discarded silently" in who.run(f"{swapped} --option 0x5e")
+    assert "pointer 42" in who.run(f"{swapped} --option 0x9e")
+    who.check("labs/11-ipv6/check --swapped", swapped=True)
+    download = ("""tcplab lab exec peer sh -c "curl -s 'http://[fd00:0:0:1::2]/bytes/300000' """
+                """| sha256sum\"""")
+    assert sha_of_bytes(300000) in who.run(download)
+    who.run("tcplab lab exec stack ip link set dev lab0 mtu 1280")
+    assert sha_of_bytes(300000) in who.run(download)
+    who.written()
+    assert '"mtu":1280' in who.run("grep pmtu out/events.jsonl")
+    who.run("tcplab lab exec stack tcpdump -r /out/stack.pcap -n -v 'icmp6 and ip6[40] == 2'")
+    who.run("tcplab lab exec stack ip link set dev lab0 mtu 1450")
+    assert "<html>" in who.run("tcplab lab exec peer curl -s http://10.0.0.2/")
+    assert "<html>" in who.run("tcplab lab exec peer curl -s 'http://[fd00:0:0:1::2]/'")
+    assert who.run("tcplab lab exec peer sh -c 'printf \"hello over IPv6\\n\" | nc -6 -N -w 5 "
+                   "fd00:0:0:1::2 7'") == "hello over IPv6\n"
+    assert "[::]:80" in who.run("tcplab lab exec client tcplab ss")
+    who.check("tcplab lab check 11")

@@ -25,7 +25,8 @@ from stack.labkit.swap import SLOTS, SwapError, find_slot, install, load_learner
 ROOT = Path(__file__).resolve().parents[2]
 LABS = ROOT / "labs"
 LAB_NAMES = ["01-tun", "02-ipv4-checksum", "03-handshake", "04-reassembly", "05-closing",
-             "06-retransmission", "07-flow-control", "08-congestion", "09-shim", "10-attacks"]
+             "06-retransmission", "07-flow-control", "08-congestion", "09-shim", "10-attacks",
+             "11-ipv6"]
 SLOT_NAMES = sorted(SLOTS)
 
 
@@ -373,3 +374,43 @@ def test_the_reference_solutions_fill_every_learner_file(tmp_path: Path) -> None
         for name in slot.files:
             text = (folder / name).read_text()
             assert "NotImplementedError" not in text and len(text) > 100, name
+
+
+def test_plugging_the_ipv6_options_function_into_the_stack(tmp_path: Path) -> None:
+    """Lab 11's slot is a function: plugging rebinds the name walk_headers calls, and
+    unplugging restores the reference (RFC 8200 section 4.2: 0x9e draws a Parameter
+    Problem; the learner's function below lets everything pass)."""
+    from stack.wire import ipv6
+
+    lax = tmp_path / "options.py"
+    lax.write_text("def process_options(view, i, end, to_multicast):\n    return None\n")
+    packet = (bytes.fromhex("6000000000083c40") + bytes(15) + b"\x01" + bytes(15) + b"\x02"
+              + bytes([59, 0, 0x9E, 4]) + bytes(4))
+    with pytest.raises(ipv6.ParameterProblem):
+        ipv6.walk_headers(packet)
+    slot = find_slot("11")
+    plugged = plug(slot, load_learner(slot, lax))
+    try:
+        assert "stack.wire.ipv6.process_options" in plugged.where
+        assert ipv6.walk_headers(packet).next_header == 59
+    finally:
+        unplug(plugged)
+    with pytest.raises(ipv6.ParameterProblem) as caught:
+        ipv6.walk_headers(packet)
+    assert (caught.value.code, caught.value.pointer) == (2, 42)
+
+
+def test_the_compose_networks_ipv6_prefix_follows_the_ipv4_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from stack.tools.lab import DEFAULT_NET_PREFIX, Lab, net6_prefix
+
+    monkeypatch.delenv("TCPLAB_NET6_PREFIX", raising=False)
+
+    assert net6_prefix("172.28.0") == "fd00:172:28:0"
+    assert net6_prefix("172.28.211") == "fd00:172:28:211"
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert f"${{TCPLAB_NET6_PREFIX:-{net6_prefix(DEFAULT_NET_PREFIX)}}}::/64" in compose
+    lab = Lab(root=ROOT, compose=["true"], env={"TCPLAB_NET_PREFIX": "10.99.7"})
+    assert lab.environ["TCPLAB_NET6_PREFIX"] == "fd00:10:99:7"
+    lab = Lab(root=ROOT, compose=["true"], env={"TCPLAB_NET6_PREFIX": "fd00:1:2:3"})
+    assert lab.environ["TCPLAB_NET6_PREFIX"] == "fd00:1:2:3"

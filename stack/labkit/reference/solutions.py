@@ -30,10 +30,37 @@ ALGORITHM = Mine
 '''
 
 
+# Lab 11's slot is one function of stack/wire/ipv6.py: the reference's own text, with the
+# names it uses from that module imported (the whole module would bring its own
+# ParameterProblem class, which the stack would not recognise).
+OPTIONS_HEAD = '''"""Lab 11, solved by the reference: stack/wire/ipv6.py's process_options."""
+
+from __future__ import annotations
+
+from stack.wire.errors import WireError
+from stack.wire.ipv6 import (
+    MAX_OPTIONS_PER_HEADER,
+    MAX_PADDING_RUN,
+    PP_BAD_HEADER_FIELD,
+    PP_UNKNOWN_OPTION,
+    ParameterProblem,
+)
+
+_OPT_PAD1 = 0
+_OPT_PADN = 1
+
+
+'''
+
+
 def solution_text(slot: Slot) -> str:
     """The text of a Python slot's solution file."""
     if slot.name == "congestion":
         return CONGESTION
+    if slot.name == "options":
+        from stack.wire.ipv6 import process_options
+
+        return OPTIONS_HEAD + inspect.getsource(process_options)
     return inspect.getsource(reference_module(slot))
 
 
