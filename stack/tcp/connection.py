@@ -11,20 +11,22 @@ and after each call takes the segments to transmit with ``take_output()`` and as
 ``next_deadline()`` for the time it must be woken up next.
 
 Owns: the state (every change checked against stack/tcp/states.py), segment arrival
-processing in the order of RFC 9293 3.10.7 (with RFC 5961's challenge ACKs, PAWS of
-RFC 7323 5.3, header prediction), the building of every segment (ACK field, window,
-options), keepalive (RFC 1122 4.2.3.6), closing and TIME-WAIT (RFC 9293 3.6). It
-composes the parts, each the owner of its RFC rules:
+processing in the order of RFC 9293 3.10.7.4 (with RFC 5961's challenge ACKs, PAWS of
+RFC 7323 5.3), the building of every segment (ACK field, window, options), closing and
+TIME-WAIT (RFC 9293 3.6), the timer dispatch. It composes the parts, each the owner of
+its RFC rules:
 
 =======================  ============================================================
 ``snd`` (sender.py)      send sequence space and buffer; windows, Nagle, SWS, probes
 ``rcv`` (receiver.py)    receive sequence space, reassembly, the ACK owed, the window
 ``opts`` (options.py)    MSS, window scale, timestamps, SACK-permitted; option fields
-``recovery``             RTT, RTO, NewReno/SACK recovery, ER, TLP, undo (recovery.py)
+``recovery``             RTT, RTO, RACK-TLP/PRR, SACK recovery, undo (recovery.py)
 ``timers`` (timers.py)   every deadline of this connection
 ``cc``                   congestion control (stack/tcp/congestion/), told events only
 ``ecn`` (ecn.py)         RFC 3168: negotiation, ECE echo, CWR, the reduction per RTT
-``fastopen``             RFC 7413 client attempt (fastopen.py): SYN cookie and data
+``handshake``            opening, SYN-SENT, simultaneous open, Fast Open (handshake.py)
+``keepalive``            RFC 1122 4.2.3.6 idle timer and probes (keepalive.py)
+fastpath.py              header prediction, tried first in ESTABLISHED (`predicted`)
 =======================  ============================================================
 
 Sequence numbers are *unwrapped*: plain Python ints that keep growing past 2**32.
