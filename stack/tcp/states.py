@@ -2,7 +2,7 @@
 
 Owns: the `State` enum, the named sets of states the rest of the TCP code tests
 against (synchronized, may send, may receive, ...), and `TRANSITIONS`, the table of
-every (from, to) pair a connection may take. `Connection._set_state` checks each
+every (from, to) pair a connection may take. `Connection.set_state` checks each
 change against the table and raises `IllegalTransition` for any other pair, so a
 new code path cannot invent an edge the RFC does not have.
 

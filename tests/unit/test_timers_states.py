@@ -51,7 +51,7 @@ def test_the_table_has_rfc9293_figure5_and_the_simultaneous_edges() -> None:
 def test_set_state_refuses_an_edge_outside_the_table() -> None:
     s = Script.established()
     with pytest.raises(IllegalTransition):
-        s.conn._set_state(State.SYN_SENT)
+        s.conn.set_state(State.SYN_SENT)
     assert s.conn.state == State.ESTABLISHED
 
 
