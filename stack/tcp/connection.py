@@ -532,13 +532,7 @@ class Connection:
                 if payload and self.opts.sack_ok and seq + len(payload) <= rcv.nxt:
                     rcv.note_duplicate(seq, seq + len(payload))  # RFC 2883: a D-SACK
                 if self.state == State.SYN_RECEIVED and syn and not flags & ACK and seq == rcv.irs:
-                    # The peer sent its SYN again: our SYN-ACK was lost. In SYN-RECEIVED
-                    # our SYN is unacknowledged, so the acknowledgment owed is the SYN-ACK
-                    # itself (a bare ACK at ISS+1 is dropped by a SYN-SENT peer, RFC 9293
-                    # 3.10.7.3 "fifth"); Linux (tcp_check_req) and FreeBSD (the syncache)
-                    # resend it at once. The SYN-ACK timer keeps running.
-                    self.recovery.note_retransmit(self.iss, 0, "syn_again")
-                    self.send_syn(now, ack=True)
+                    self.handshake.on_repeated_syn(now)
                     return
                 self.send_ack(now)
                 if self.state == State.TIME_WAIT and fin:

@@ -204,6 +204,17 @@ class Handshake:
             conn.ecn.on_syn(flags)
             self.send_syn(now, ack=True)
 
+    def on_repeated_syn(self, now: float) -> None:
+        """SYN-RECEIVED, and the peer sent its SYN again: our SYN-ACK was lost. The
+        segment is not acceptable (RFC 9293 3.10.7.4 "first": an acknowledgment is owed),
+        and with our SYN unacknowledged that acknowledgment is the SYN-ACK itself: a bare
+        ACK at ISS+1 is dropped by a peer in SYN-SENT (3.10.7.3 "fifth"). Linux
+        (tcp_check_req) and FreeBSD (the syncache) resend it at once too. The SYN-ACK
+        timer keeps running."""
+        conn = self.conn
+        conn.recovery.note_retransmit(conn.iss, 0, "syn_again")
+        self.send_syn(now, ack=True)
+
     def on_ack_in_syn_received(self, seg: TCPSegment, seq: int, ack: int, now: float) -> bool:
         """RFC 9293 3.10.7.4 "fifth, check the ACK field" in SYN-RECEIVED, for an ACK
         with SND.UNA < SEG.ACK =< SND.NXT (TS.Recent already taken): ESTABLISHED, then
