@@ -79,6 +79,14 @@ def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+def _v4(addr: str) -> str:
+    """What the stack's dual-stack AF_INET6 sockets make of an address (the shim sends
+    `::` and v4-mapped ones as they are, protocol version 4): the fake is IPv4 only."""
+    if addr == "::":
+        return "0.0.0.0"
+    return addr.removeprefix("::ffff:")
+
+
 class FakeTcp:
     kind = "tcp"
 
@@ -105,6 +113,7 @@ class FakeTcp:
         self.net.later(fire)
 
     def bind(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.local is not None:
             raise _err(errno.EINVAL)
         if addr not in ("0.0.0.0", self.net.address):
@@ -133,6 +142,7 @@ class FakeTcp:
         return self.queue.popleft() if self.queue else None
 
     def connect(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.state == "SYN-SENT":
             raise _err(errno.EALREADY)
         if self.state != "CLOSED" or self.peer is not None:
@@ -286,6 +296,7 @@ class FakeUdp:
         self.queue: deque[tuple[bytes, tuple[str, int]]] = deque()
 
     def bind(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.local is not None:
             raise _err(errno.EINVAL)
         if port == 0:
@@ -296,11 +307,13 @@ class FakeUdp:
         self.local = (self.net.address, port)
 
     def connect(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.local is None:
             self.bind("0.0.0.0", 0)
         self.remote = None if (addr, port) == ("0.0.0.0", 0) else (addr, port)
 
     def sendto(self, data: bytes, addr: tuple[str, int] | None) -> int:
+        addr = (_v4(addr[0]), addr[1]) if addr is not None else None
         dest = addr or self.remote
         if dest is None:
             raise _err(errno.EDESTADDRREQ)
@@ -341,6 +354,7 @@ class FakeLayer:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.net = FakeNet(loop)
         self.address = self.net.address
+        self.address6: str | None = None
         self.sockets: dict[int, Any] = {}
         self.extra_rows = 0
 
@@ -350,12 +364,12 @@ class FakeLayer:
     def unregister(self, sock: Any) -> None:
         self.sockets.pop(id(sock), None)
 
-    def tcp_socket(self) -> FakeTcp:
+    def tcp_socket(self, family: int = socket.AF_INET) -> FakeTcp:
         s = FakeTcp(self)
         self.register(s)
         return s
 
-    def udp_socket(self) -> FakeUdp:
+    def udp_socket(self, family: int = socket.AF_INET) -> FakeUdp:
         s = FakeUdp(self)
         self.register(s)
         return s
