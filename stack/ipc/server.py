@@ -973,6 +973,11 @@ class IpcServer:
         ip = local[0]
         if unconnected and e.bound_ip != local[0]:
             ip = "0.0.0.0"
+        remote = e.sock.remote
+        if not unconnected and ip == "::" and remote is not None:
+            # an AF_INET6 socket bound to `::` (or by connect) that has a peer: the
+            # local address of the peer's family, as Linux shows it after connect
+            ip = (self.layer.address6 or "::") if ":" in remote[0] else self.layer.address
         rep.addr = p.Addr.of(ip, local[1])
 
     def _op_getpeername(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
