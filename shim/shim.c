@@ -1,5 +1,5 @@
-/* libsocketoverride.so: moves a program's IPv4 (and dual-stack IPv6) TCP and UDP sockets onto
- * the tcplab stack.
+/* libsocketoverride.so: moves a program's IPv4 and IPv6 (dual-stack) TCP and UDP sockets
+ * onto the tcplab stack.
  *
  * Loaded with LD_PRELOAD (`tcplab run -- CMD` sets it up). The design, in short (the
  * full story is docs/shim-protocol.md):
@@ -20,8 +20,8 @@
  *    record each, the connection attached), so it keeps working after setuid, chroot
  *    or closefrom; a forked child gets a control connection of its own from its parent
  *    (ADOPT), so its other calls work after it drops privileges too.
- *  - AF_INET6 sockets are dual-stack stack sockets; the shim translates v4-mapped
- *    addresses (the protocol is IPv4).
+ *  - AF_INET6 sockets are the stack's AF_INET6 sockets (dual-stack unless IPV6_V6ONLY);
+ *    their addresses travel as they are (family 10, v4-mapped ones included).
  *  - Everything else (other families and types, non-stack fds) goes to libc untouched.
  */
 #define _GNU_SOURCE
@@ -640,11 +640,11 @@ static void put_sockaddr(const struct tl_addr *a, struct sockaddr *sa, socklen_t
 
 /* ---------------------------------------------------------------- AF_INET6 sockets
  *
- * AF_INET6 sockets are stack sockets too, as Linux with bindv6only=0 has them: the
- * stack speaks IPv4, so `[::]` listeners and v4-mapped peers (::ffff:a.b.c.d) ride it,
- * and the program sees sockaddr_in6 with v4-mapped addresses. `::1` goes to the kernel
- * (like 127/8), native IPv6 destinations fail with ENETUNREACH (for now). The protocol
- * stays IPv4: the translation is all here.
+ * AF_INET6 sockets are the stack's AF_INET6 sockets, as Linux with bindv6only=0 has
+ * them: native IPv6 peers ride the stack's IPv6, v4-mapped ones (::ffff:a.b.c.d) its
+ * IPv4, and a `[::]` listener hears both. Addresses go to the daemon as they are (family
+ * 10); it answers with family 10 for IPv6 ends and family 2 for IPv4 ones, which the
+ * program sees v4-mapped. `::1` goes to the kernel (like 127/8).
  *
  * The marks. Which family the program asked for, and whether the socket listens, are
  * marked on the program's end itself, in its SO_PRIORITY (which nothing reads on an

@@ -24,7 +24,12 @@ Conventions that make kernel semantics come out right (all explained in the spec
 * UDP datagrams go to A as records whose source address rides in SCM_CREDENTIALS
   (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID). To a socket
   that asked for IP_PKTINFO / IPV6_RECVPKTINFO each datagram also carries (SCM_RIGHTS) a
-  small sealed file holding a PKTINFO record: where it was sent, and the interface.
+  small sealed file holding a PKTINFO record: where it was sent, and the interface; a
+  datagram from an IPv6 source (128 bits: no uid holds them) carries one too, its `src`
+  the source address and port.
+* An AF_INET6 program socket is an AF_INET6 stack socket (SOCKET carries the family):
+  native IPv6 and v4-mapped addresses go to the stack as they are; replies name IPv6 ends
+  with family 10 and IPv4 ends with family 2 (the shim shows those v4-mapped).
 * Any user may make sockets (the socket file is 0666, as the kernel lets anyone make
   sockets); binding a port below net.ipv4.ip_unprivileged_port_start takes root or
   CAP_NET_BIND_SERVICE, checked on each BIND from the caller's credentials at that
@@ -1058,6 +1063,9 @@ class IpcServer:
             # IP_PKTINFO's ipi_spec_dst (IPV6_PKTINFO's ipi6_addr) must be an address of
             # this host: Linux's route lookup refuses any other source with EINVAL (ip(7))
             raise _oserr(errno.EINVAL)
+        if req.src.family == p.AF_INET6 and req.src.ip != "::" \
+                and ":" not in _canonical(req.addr.ip):
+            raise _oserr(errno.EINVAL)  # an IPv6 source for an IPv4 datagram (ipv6(7))
         rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
 
     def _op_detach(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
