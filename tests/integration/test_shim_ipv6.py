@@ -11,6 +11,7 @@ field by field; errno values are compared with what the kernel gives the same pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -278,3 +279,42 @@ def test_iperf3_over_ipv6_both_directions(sh: Shim) -> None:
         received = report["end"]["sum_received"]["bytes"]
         assert received > 5 * MB and 0.9 * sent <= received <= sent, (sent, received)
         assert server.wait(20) == 0
+
+
+def test_ipv6_paths_under_asan(sh: Shim) -> None:
+    """The new shim paths (family-10 addresses both ways, IPv6 sources from PKTINFO
+    files, V6ONLY forwarded) under AddressSanitizer and UBSan: a native connect to the
+    TUN's kernel side, the V6ONLY errno program, and a UDP6 round trip."""
+    libasan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    if not Path(libasan).is_absolute() or not Path(libasan).exists():
+        pytest.skip("libasan is not installed")
+    subprocess.run(["make", "-s", "-C", str(EXAMPLES.parent), "libsocketoverride-asan.so"],
+                   check=True, timeout=300)
+    env = {**os.environ, "TCPLAB_SOCKET": sh.socket,
+           "LD_PRELOAD": f"{libasan} {EXAMPLES.parent / 'libsocketoverride-asan.so'}",
+           "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=99"}
+    port = 6625
+    kernel = popen_in(sh.topology.stack_ns, ["python3", "-c", ECHO_PEER, TUN_KERNEL_ADDR6,
+                                             str(port)], stdout=subprocess.PIPE, text=True)
+    echo = sh.peer_popen(py(f"""
+        import socket
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.bind(("::", {port}))
+        print("ready", flush=True)
+        data, src = s.recvfrom(100)
+        s.sendto(data, src)
+    """), stdout=subprocess.PIPE, text=True)
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline().strip() == "ready"
+        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+        for argv, last in (([DUALSTACK, "connect", TUN_KERNEL_ADDR6, str(port)], "reply ping"),
+                           ([DUALSTACK, "v6only-errors", PEER], "inet-v6only ENOPROTOOPT"),
+                           ([DUALSTACK, "send6", PEER_ADDR6, str(port)], "reply dgram6")):
+            cp = run_in(sh.topology.stack_ns, argv, timeout=60, check=False, env=env)
+            assert cp.returncode == 0 and "Sanitizer" not in cp.stderr, cp.stdout + cp.stderr
+            assert cp.stdout.splitlines()[-1] == last, cp.stdout
+    finally:
+        for proc in (kernel, echo):
+            if proc.poll() is None:
+                proc.kill()
