@@ -1140,6 +1140,8 @@ class IpcServer:
         if not e.pktinfo & p.PKTINFO_WANT_IP:
             return b""
         local = e.sock.local or ("0.0.0.0", 0)
+        if ":" in local[0]:
+            return b""  # an IPv6 connection: Linux gives IP_PKTINFO for IPv4 ones only
         addr = socket.inet_aton(local[0])
         data = struct.pack("=i4s4s", self.ifindex, addr, addr)
         head = struct.pack("@Nii", socket.CMSG_LEN(len(data)), socket.IPPROTO_IP, IP_PKTINFO)
