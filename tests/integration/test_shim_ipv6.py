@@ -96,17 +96,21 @@ def test_curl6_downloads_20mb_through_the_stack(sh: Shim, data_dir: Path,
     server.kill()
 
 
-def test_c_client_to_the_tun_kernel_side(sh: Shim) -> None:
+@pytest.mark.parametrize("how", ["connect", "gai"])
+def test_c_client_to_the_tun_kernel_side(sh: Shim, how: str) -> None:
     """A C AF_INET6 client connecting to [fd00:0:0:1::1] (the kernel, in the stack's
-    namespace) goes through the stack: the kernel sees the stack's address as the peer,
-    and getsockname/getpeername give sockaddr_in6 with the native addresses."""
-    port = 6620
+    namespace), with the address as given or from getaddrinfo(AF_INET6), goes through
+    the stack: the kernel sees the stack's address as the peer, and getsockname and
+    getpeername give sockaddr_in6 with the native addresses."""
+    port = 6620 if how == "connect" else 6626
     server = popen_in(sh.topology.stack_ns, ["python3", "-c", ECHO_PEER, TUN_KERNEL_ADDR6,
                                              str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        cp = sh.run([DUALSTACK, "connect", TUN_KERNEL_ADDR6, str(port)], timeout=30)
+        cp = sh.run([DUALSTACK, how, TUN_KERNEL_ADDR6, str(port)], timeout=30)
         assert "connected domain 10" in cp.stdout, cp.stdout + cp.stderr
+        if how == "gai":
+            assert _fields(cp.stdout, "resolved") == _name(TUN_KERNEL_ADDR6, port)
         assert _fields(cp.stdout, "peername") == _name(TUN_KERNEL_ADDR6, port)
         local = _fields(cp.stdout, "sockname")
         assert local == _name(STACK_ADDR6, local["port"]), cp.stdout
