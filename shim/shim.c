@@ -1,5 +1,5 @@
-/* libsocketoverride.so: moves a program's IPv4 (and dual-stack IPv6) TCP and UDP sockets onto
- * the tcplab stack.
+/* libsocketoverride.so: moves a program's IPv4 and IPv6 (dual-stack) TCP and UDP sockets
+ * onto the tcplab stack.
  *
  * Loaded with LD_PRELOAD (`tcplab run -- CMD` sets it up). The design, in short (the
  * full story is docs/shim-protocol.md):
@@ -20,8 +20,8 @@
  *    record each, the connection attached), so it keeps working after setuid, chroot
  *    or closefrom; a forked child gets a control connection of its own from its parent
  *    (ADOPT), so its other calls work after it drops privileges too.
- *  - AF_INET6 sockets are dual-stack stack sockets; the shim translates v4-mapped
- *    addresses (the protocol is IPv4).
+ *  - AF_INET6 sockets are the stack's AF_INET6 sockets (dual-stack unless IPV6_V6ONLY);
+ *    their addresses travel as they are (family 10, v4-mapped ones included).
  *  - Everything else (other families and types, non-stack fds) goes to libc untouched.
  */
 #define _GNU_SOURCE
@@ -467,7 +467,7 @@ static int ctl_call_locked(struct tl_request *req, int fd_in, uint8_t *buf, size
         if (!ctl_valid() && ctl_open(fd_in) < 0)
             goto fail_locked;
         req->seq = ++ctl_seq;
-        uint8_t head[64];
+        uint8_t head[TL_HEADER_SIZE + 8 + TL_MAX_OPTVAL]; /* SETSOCKOPT, the largest head */
         ssize_t hlen = tl_encode_request_head(req, head, sizeof head);
         if (hlen < 0) {
             errno = EINVAL;
@@ -640,11 +640,11 @@ static void put_sockaddr(const struct tl_addr *a, struct sockaddr *sa, socklen_t
 
 /* ---------------------------------------------------------------- AF_INET6 sockets
  *
- * AF_INET6 sockets are stack sockets too, as Linux with bindv6only=0 has them: the
- * stack speaks IPv4, so `[::]` listeners and v4-mapped peers (::ffff:a.b.c.d) ride it,
- * and the program sees sockaddr_in6 with v4-mapped addresses. `::1` goes to the kernel
- * (like 127/8), native IPv6 destinations fail with ENETUNREACH (for now). The protocol
- * stays IPv4: the translation is all here.
+ * AF_INET6 sockets are the stack's AF_INET6 sockets, as Linux with bindv6only=0 has
+ * them: native IPv6 peers ride the stack's IPv6, v4-mapped ones (::ffff:a.b.c.d) its
+ * IPv4, and a `[::]` listener hears both. Addresses go to the daemon as they are (family
+ * 10); it answers with family 10 for IPv6 ends and family 2 for IPv4 ones, which the
+ * program sees v4-mapped. `::1` goes to the kernel (like 127/8).
  *
  * The marks. Which family the program asked for, and whether the socket listens, are
  * marked on the program's end itself, in its SO_PRIORITY (which nothing reads on an
@@ -705,8 +705,8 @@ static void copy_mark(int from, int to)
 
 static const uint8_t V4MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-/* An IPv4 address as Linux shows it on an AF_INET6 socket: ::ffff:a.b.c.d, and `::`
- * for 0.0.0.0 (an unbound or wildcard-bound socket). */
+/* An address as Linux shows it on an AF_INET6 socket: an IPv6 one as it is, an IPv4 one
+ * as ::ffff:a.b.c.d, and `::` for 0.0.0.0 (an unbound or wildcard-bound socket). */
 static void put_sockaddr6(const struct tl_addr *a, struct sockaddr *sa, socklen_t *len)
 {
     if (!sa || !len)
@@ -715,7 +715,11 @@ static void put_sockaddr6(const struct tl_addr *a, struct sockaddr *sa, socklen_
     memset(&sin6, 0, sizeof sin6);
     sin6.sin6_family = AF_INET6;
     sin6.sin6_port = htons(a->port);
-    if (a->ip != htonl(INADDR_ANY)) {
+    if (a->family == TL_AF_INET6) {
+        memcpy(sin6.sin6_addr.s6_addr, a->ip6, 16);
+        sin6.sin6_flowinfo = htonl(a->flowinfo);
+        sin6.sin6_scope_id = a->scope_id;
+    } else if (a->ip != htonl(INADDR_ANY)) {
         memcpy(sin6.sin6_addr.s6_addr, V4MAPPED_PREFIX, 12);
         memcpy(sin6.sin6_addr.s6_addr + 12, &a->ip, 4);
     }
@@ -747,24 +751,12 @@ static enum v6kind classify6(const struct in6_addr *a)
     return V6_NATIVE;
 }
 
-/* Native IPv6 is not on the stack yet: one line on stderr (once per process), and the
- * call fails with ENETUNREACH; it never goes quietly to the kernel. */
-static int native_v6(const struct sockaddr_in6 *sin6, const char *call)
-{
-    static int said;
-    char text[INET6_ADDRSTRLEN];
-    if (!__atomic_exchange_n(&said, 1, __ATOMIC_SEQ_CST) &&
-        inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text))
-        say("tcplab: %s to %s: the stack has no IPv6 yet (ENETUNREACH)", call, text);
-    errno = ENETUNREACH;
-    return -1;
-}
-
-/* An AF_INET6 socket's address argument as the IPv4 one the stack takes.
- * Returns 0 with *out set; 1 when the address is for the kernel (::1, or `::` for
- * connect); -1 with errno (native IPv6 destinations: ENETUNREACH). */
-static int v6_to_v4(int fd, const struct sockaddr *sa, socklen_t len, int for_bind,
-                    const char *call, struct sockaddr_in *out)
+/* An AF_INET6 socket's address argument as the stack takes it: family 10, v4-mapped
+ * addresses included (the stack's AF_INET6 socket maps them to IPv4, docs 5.9).
+ * Returns 0 with *out set; 1 when the address is for the kernel (::1, ::ffff:127.x.y.z,
+ * and `::` or ::ffff:0.0.0.0 for connect); -1 with errno. */
+static int v6_to_tl(int fd, const struct sockaddr *sa, socklen_t len, int for_bind,
+                    struct tl_addr *out)
 {
     if (!sa) {
         errno = EFAULT;
@@ -786,30 +778,30 @@ static int v6_to_v4(int fd, const struct sockaddr *sa, socklen_t len, int for_bi
     memset(&sin6, 0, sizeof sin6);
     memcpy(&sin6, sa, len < sizeof sin6 ? len : sizeof sin6);
     memset(out, 0, sizeof *out);
-    out->sin_family = AF_INET;
-    out->sin_port = sin6.sin6_port;
+    out->family = TL_AF_INET6;
+    out->port = ntohs(sin6.sin6_port);
+    memcpy(out->ip6, sin6.sin6_addr.s6_addr, 16);
+    out->flowinfo = ntohl(sin6.sin6_flowinfo);
+    out->scope_id = sin6.sin6_scope_id;
     int v6only = mark_of(fd) == MARK_V6ONLY;
     switch (classify6(&sin6.sin6_addr)) {
-    case V6_MAPPED:
+    case V6_MAPPED: {
         if (v6only) { /* as Linux: a V6ONLY socket takes no IPv4 */
             errno = for_bind ? EINVAL : ENETUNREACH;
             return -1;
         }
-        memcpy(&out->sin_addr.s_addr, sin6.sin6_addr.s6_addr + 12, 4);
+        uint32_t ip;
+        memcpy(&ip, sin6.sin6_addr.s6_addr + 12, 4);
+        if (is_loopback(ip) || (!for_bind && ip == htonl(INADDR_ANY)))
+            return 1; /* 127/8 and "this host" are the kernel's, as for AF_INET */
         return 0;
+    }
     case V6_ANY:
-        if (!for_bind)
-            return 1; /* connect to `::` means this host: the kernel's */
-        /* A V6ONLY wildcard socket can only meet native IPv6 peers: the kernel's. */
-        return v6only ? 1 : 0;
+        return for_bind ? 0 : 1; /* connect to `::` means this host: the kernel's */
     case V6_LOOPBACK:
         return 1;
     default:
-        if (for_bind) {
-            errno = EADDRNOTAVAIL; /* the stack owns no IPv6 address */
-            return -1;
-        }
-        return native_v6(&sin6, call);
+        return 0; /* native IPv6: the stack's */
     }
 }
 
@@ -876,7 +868,7 @@ static int handoff(int fd, enum kind k)
         if (tl_reply_option(&rep, i, &level, &name, &value, &len) == TL_OK)
             (void)real.setsockopt(kfd, level, name, value, len);
     }
-    if (rep.addr.family == TL_AF_INET && rep.addr.port) {
+    if ((rep.addr.family == TL_AF_INET || rep.addr.family == TL_AF_INET6) && rep.addr.port) {
         struct sockaddr_storage ss;
         memset(&ss, 0, sizeof ss);
         socklen_t sl = sizeof(struct sockaddr_in);
@@ -954,6 +946,7 @@ EXPORT int socket(int domain, int type, int protocol)
     memset(&req, 0, sizeof req);
     req.op = TL_SOCKET;
     req.kind = k == K_TCP ? TL_KIND_TCP : TL_KIND_UDP;
+    req.family = domain == AF_INET6 ? TL_AF_INET6 : TL_AF_INET;
     struct small_reply rep;
     int fd;
     if (ask(&req, -1, &rep, &fd) < 0)
@@ -982,16 +975,31 @@ EXPORT int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
         return real.bind(fd, sa, len);
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof sin);
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_BIND;
+    struct small_reply rep;
     if (mark_of(fd)) {
-        int r = v6_to_v4(fd, sa, len, 1, "bind", &sin);
+        int r = v6_to_tl(fd, sa, len, 1, &req.addr);
         if (r < 0)
             return -1;
-        if (r == 1 || is_loopback(sin.sin_addr.s_addr)) { /* ::1, V6ONLY [::], ::ffff:127.x */
+        if (r == 1) { /* ::1, ::ffff:127.x */
             if (handoff(fd, k) < 0)
                 return -1;
             return real.bind(fd, sa, len);
         }
-        goto stack;
+        if (ask(&req, fd, &rep, NULL) == 0)
+            return 0;
+        /* A stack without IPv6 (tcplab stack --address6 none) has no place for a
+         * V6ONLY `[::]` socket: the kernel's, as before the stack had IPv6. */
+        static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+        if (errno == EADDRNOTAVAIL && mark_of(fd) == MARK_V6ONLY &&
+            !memcmp(req.addr.ip6, &any6, 16)) {
+            if (handoff(fd, k) < 0)
+                return -1;
+            return real.bind(fd, sa, len);
+        }
+        return -1;
     }
     if (check_sockaddr_in(sa, len, 1) < 0)
         return -1;
@@ -1009,12 +1017,7 @@ EXPORT int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
             return -1;
         return real.bind(fd, (struct sockaddr *)&sin, sizeof sin);
     }
-stack:;
-    struct tl_request req;
-    memset(&req, 0, sizeof req);
-    req.op = TL_BIND;
     addr_to_tl(&sin, &req.addr);
-    struct small_reply rep;
     return ask(&req, fd, &rep, NULL);
 }
 
@@ -1160,17 +1163,14 @@ EXPORT int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
     memset(&req, 0, sizeof req);
     req.op = TL_CONNECT;
     if (mark_of(fd) && !(sa && len >= sizeof(sa_family_t) && sa->sa_family == AF_UNSPEC)) {
-        struct sockaddr_in sin;
-        int r = v6_to_v4(fd, sa, len, 0, "connect", &sin);
+        int r = v6_to_tl(fd, sa, len, 0, &req.addr);
         if (r < 0)
             return -1;
-        if (r == 1 || is_loopback(sin.sin_addr.s_addr) ||
-            sin.sin_addr.s_addr == htonl(INADDR_ANY)) {
+        if (r == 1) {
             if (handoff(fd, k) < 0)
                 return -1;
             return real.connect(fd, sa, len);
         }
-        addr_to_tl(&sin, &req.addr);
     } else if (check_sockaddr_in(sa, len, 1) < 0) {
         return -1;
     } else if (sa->sa_family == AF_INET) {
@@ -1238,7 +1238,8 @@ static int get_name(int fd, struct sockaddr *sa, socklen_t *len, int op)
     if (ask(&req, fd, &rep, NULL) < 0)
         return -1;
     struct tl_addr a = rep.r.addr;
-    a.family = TL_AF_INET;
+    if (a.family != TL_AF_INET6)
+        a.family = TL_AF_INET;
     put_name(fd, &a, sa, len);
     return 0;
 }
@@ -1342,6 +1343,17 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
             errno = EINVAL; /* as Linux, once bound */
             return -1;
         }
+        /* the stack's AF_INET6 socket takes it too (EINVAL once bound, as Linux) */
+        struct tl_request req;
+        memset(&req, 0, sizeof req);
+        req.op = TL_SETSOCKOPT;
+        req.level = level;
+        req.name = name;
+        req.value = val;
+        req.value_len = sizeof(int);
+        struct small_reply rep;
+        if (ask(&req, fd, &rep, NULL) < 0)
+            return -1;
         set_mark(fd, on ? MARK_V6ONLY : MARK_V6);
         return 0;
     }
@@ -1362,15 +1374,17 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 
 /* UDP sendto with an address: the datagram goes over the control connection. */
 static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
-                          const struct sockaddr *sa, socklen_t alen, uint32_t src_ip)
+                          const struct sockaddr *sa, socklen_t alen,
+                          const struct tl_addr *src)
 {
-    struct sockaddr_in mapped;
-    const struct sockaddr_in *sin = &mapped;
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SENDTO;
     if (mark_of(fd)) {
-        int r = v6_to_v4(fd, sa, alen, 0, "sendto", &mapped);
+        int r = v6_to_tl(fd, sa, alen, 0, &req.addr);
         if (r < 0)
             return -1;
-        if (r == 1 || is_loopback(mapped.sin_addr.s_addr)) {
+        if (r == 1) {
             if (handoff(fd, K_UDP) < 0)
                 return -1;
             return real.sendto(fd, buf, n, flags, sa, alen);
@@ -1378,25 +1392,20 @@ static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
     } else {
         if (check_sockaddr_in(sa, alen, 0) < 0)
             return -1;
-        sin = (const struct sockaddr_in *)sa;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        if (n <= TL_MAX_PAYLOAD && is_loopback(sin->sin_addr.s_addr)) {
+            if (handoff(fd, K_UDP) < 0)
+                return -1;
+            return real.sendto(fd, buf, n, flags, sa, alen);
+        }
+        addr_to_tl(sin, &req.addr);
     }
     if (n > TL_MAX_PAYLOAD) {
         errno = EMSGSIZE;
         return -1;
     }
-    if (is_loopback(sin->sin_addr.s_addr)) {
-        if (handoff(fd, K_UDP) < 0)
-            return -1;
-        return real.sendto(fd, buf, n, flags, sa, alen);
-    }
-    struct tl_request req;
-    memset(&req, 0, sizeof req);
-    req.op = TL_SENDTO;
-    addr_to_tl(sin, &req.addr);
-    if (src_ip != htonl(INADDR_ANY)) { /* IP_PKTINFO's ipi_spec_dst: the daemon checks it */
-        req.src.family = TL_AF_INET;
-        req.src.ip = src_ip;
-    }
+    if (src) /* IP_PKTINFO's ipi_spec_dst (IPV6_PKTINFO's ipi6_addr): the daemon checks it */
+        req.src = *src;
     req.msg_flags = (uint32_t)flags;
     req.payload = buf;
     req.payload_len = (uint32_t)n;
@@ -1456,7 +1465,7 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
         return tcp_fastopen_sendto(fd, buf, n, flags, sa, alen);
     if (k == K_TCP) /* TCP ignores the address, as Linux does on a connected socket */
         return real.sendto(fd, buf, n, flags & ~MSG_FASTOPEN, NULL, 0);
-    return udp_sendto(fd, buf, n, flags, sa, alen, htonl(INADDR_ANY));
+    return udp_sendto(fd, buf, n, flags, sa, alen, NULL);
 }
 
 /* The stack's interface index, as the last PKTINFO record said (0: not seen yet). */
@@ -1501,12 +1510,16 @@ static void put_pktinfo(int fd, struct msghdr *app, const struct tl_reply *info)
     if (info && (info->want & TL_WANT_IPV6_PKTINFO) && mark_of(fd)) {
         struct in6_pktinfo p6;
         memset(&p6, 0, sizeof p6);
-        memcpy(p6.ipi6_addr.s6_addr, V4MAPPED_PREFIX, 12);
-        memcpy(p6.ipi6_addr.s6_addr + 12, &info->dst.ip, 4);
+        if (info->dst.family == TL_AF_INET6) {
+            memcpy(p6.ipi6_addr.s6_addr, info->dst.ip6, 16);
+        } else {
+            memcpy(p6.ipi6_addr.s6_addr, V4MAPPED_PREFIX, 12);
+            memcpy(p6.ipi6_addr.s6_addr + 12, &info->dst.ip, 4);
+        }
         p6.ipi6_ifindex = info->ifindex;
         put_cmsg(app, &used, IPPROTO_IPV6, IPV6_PKTINFO, &p6, sizeof p6);
     }
-    if (info && (info->want & TL_WANT_IP_PKTINFO)) {
+    if (info && (info->want & TL_WANT_IP_PKTINFO) && info->dst.family != TL_AF_INET6) {
         struct in_pktinfo p4;
         memset(&p4, 0, sizeof p4);
         p4.ipi_ifindex = (int)info->ifindex;
@@ -1569,8 +1582,12 @@ static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
         errno = ECONNRESET;
         return -1;
     }
-    struct tl_addr a = {TL_AF_INET, 0, 0};
-    if (have_cred && (cred.gid & CRED_MARK_MASK) == CRED_MARK) {
+    struct tl_addr a;
+    memset(&a, 0, sizeof a);
+    a.family = TL_AF_INET;
+    if (have_info && info.src.family == TL_AF_INET6) {
+        a = info.src; /* an IPv6 source: the record says it (credentials hold 32 bits) */
+    } else if (have_cred && (cred.gid & CRED_MARK_MASK) == CRED_MARK) {
         a.ip = htonl(cred.uid);
         a.port = (uint16_t)(cred.gid & 0xFFFF);
     } else if (app->msg_name) {
@@ -1583,7 +1600,8 @@ static ssize_t udp_recv(int fd, struct msghdr *app, int flags)
         int saved = errno;
         if (ask(&req, fd, &rep, NULL) == 0)
             a = rep.r.addr;
-        a.family = TL_AF_INET;
+        if (a.family != TL_AF_INET6)
+            a.family = TL_AF_INET;
         errno = saved;
     }
     if (app->msg_name) {
@@ -1639,13 +1657,15 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
     return recvfrom(fd, buf, n, flags, a, alen);
 }
 
-static ssize_t udp_sendmsg(int fd, const struct msghdr *msg, int flags, uint32_t src_ip);
+static ssize_t udp_sendmsg(int fd, const struct msghdr *msg, int flags,
+                           const struct tl_addr *src);
 
-/* The source address a sendmsg's IP_PKTINFO (or, on an AF_INET6 socket, IPV6_PKTINFO
- * with a v4-mapped address) asks for, as ip(7): ipi_spec_dst (ipi6_addr) is the source,
- * ipi_ifindex, when not 0, the interface, which must be one the stack can send on
- * (ours: ENODEV for no such interface, ENETUNREACH for another). 0 or -1 (errno). */
-static int pktinfo_source(int fd, const struct msghdr *msg, uint32_t *src_ip)
+/* The source address a sendmsg's IP_PKTINFO (or, on an AF_INET6 socket, IPV6_PKTINFO)
+ * asks for, as ip(7) and ipv6(7): ipi_spec_dst (ipi6_addr) is the source (*src stays
+ * AF_UNSPEC for 0.0.0.0 and `::`: none), ipi_ifindex, when not 0, the interface, which
+ * must be one the stack can send on (ours: ENODEV for no such interface, ENETUNREACH for
+ * another). 0 or -1 (errno). */
+static int pktinfo_source(int fd, const struct msghdr *msg, struct tl_addr *src)
 {
     for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
          c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
@@ -1657,7 +1677,11 @@ static int pktinfo_source(int fd, const struct msghdr *msg, uint32_t *src_ip)
                 return -1;
             }
             memcpy(&p4, CMSG_DATA(c), sizeof p4);
-            *src_ip = p4.ipi_spec_dst.s_addr;
+            memset(src, 0, sizeof *src);
+            if (p4.ipi_spec_dst.s_addr != htonl(INADDR_ANY)) {
+                src->family = TL_AF_INET;
+                src->ip = p4.ipi_spec_dst.s_addr;
+            }
             ifindex = p4.ipi_ifindex;
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
                    mark_of(fd)) {
@@ -1668,11 +1692,14 @@ static int pktinfo_source(int fd, const struct msghdr *msg, uint32_t *src_ip)
             }
             memcpy(&p6, CMSG_DATA(c), sizeof p6);
             enum v6kind v = classify6(&p6.ipi6_addr);
-            if (v == V6_MAPPED)
-                memcpy(src_ip, p6.ipi6_addr.s6_addr + 12, 4);
-            else if (v != V6_ANY) {
-                errno = EINVAL; /* a native IPv6 source for an IPv4 datagram */
-                return -1;
+            memset(src, 0, sizeof *src);
+            if (v == V6_MAPPED) {
+                memcpy(&src->ip, p6.ipi6_addr.s6_addr + 12, 4);
+                if (src->ip != htonl(INADDR_ANY))
+                    src->family = TL_AF_INET;
+            } else if (v != V6_ANY) {
+                src->family = TL_AF_INET6; /* the daemon takes only the stack's own */
+                memcpy(src->ip6, p6.ipi6_addr.s6_addr, 16);
             }
             ifindex = (int)p6.ipi6_ifindex;
         } else {
@@ -1702,14 +1729,15 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     enum kind k = shim_kind(fd);
     if (k == K_NONE)
         return real.sendmsg(fd, msg, flags);
-    uint32_t src_ip = htonl(INADDR_ANY);
+    struct tl_addr src;
+    memset(&src, 0, sizeof src);
     if (k == K_UDP && msg->msg_controllen) {
-        int r = pktinfo_source(fd, msg, &src_ip);
+        int r = pktinfo_source(fd, msg, &src);
         if (r < 0)
             return -1;
     }
     struct sockaddr_storage peer;
-    if (k == K_UDP && !msg->msg_name && src_ip != htonl(INADDR_ANY)) {
+    if (k == K_UDP && !msg->msg_name && src.family != TL_AF_UNSPEC) {
         /* a source address to carry on a connected socket: SENDTO to its peer */
         socklen_t plen = sizeof peer;
         if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
@@ -1719,7 +1747,7 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
         struct msghdr m = *msg;
         m.msg_name = &peer;
         m.msg_namelen = plen;
-        return udp_sendmsg(fd, &m, flags, src_ip);
+        return udp_sendmsg(fd, &m, flags, &src);
     }
     if (k == K_TCP || !msg->msg_name) {
         /* No address to carry (TCP ignores it); other ancillary data (IP_TTL, IP_TOS,
@@ -1731,11 +1759,12 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
         m.msg_controllen = 0;
         return real.sendmsg(fd, &m, flags & ~MSG_FASTOPEN);
     }
-    return udp_sendmsg(fd, msg, flags, src_ip);
+    return udp_sendmsg(fd, msg, flags, &src);
 }
 
 /* A UDP sendmsg with an address: the datagram goes over the control connection. */
-static ssize_t udp_sendmsg(int fd, const struct msghdr *msg, int flags, uint32_t src_ip)
+static ssize_t udp_sendmsg(int fd, const struct msghdr *msg, int flags,
+                           const struct tl_addr *src)
 {
     size_t total = 0;
     for (size_t i = 0; i < (size_t)msg->msg_iovlen; i++) {
@@ -1756,7 +1785,7 @@ static ssize_t udp_sendmsg(int fd, const struct msghdr *msg, int flags, uint32_t
             memcpy(buf + off, msg->msg_iov[i].iov_base, msg->msg_iov[i].iov_len);
         off += msg->msg_iov[i].iov_len;
     }
-    ssize_t r = udp_sendto(fd, buf, total, flags, msg->msg_name, msg->msg_namelen, src_ip);
+    ssize_t r = udp_sendto(fd, buf, total, flags, msg->msg_name, msg->msg_namelen, src);
     int err = errno;
     free(buf);
     errno = err;

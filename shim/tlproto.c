@@ -27,20 +27,42 @@ static uint32_t get32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+/* 28 bytes: u16 family, u16 port, u32 flowinfo, 16 address bytes, u32 scope_id. AF_INET
+ * and AF_UNSPEC carry the IPv4 address in the first 4 address bytes, zeros elsewhere. */
 static void put_addr(uint8_t *p, const struct tl_addr *a)
 {
+    memset(p, 0, TL_ADDR_SIZE);
     put16(p, a->family);
     put16(p + 2, a->port);
-    memcpy(p + 4, &a->ip, 4); /* already network order */
+    if (a->family == TL_AF_INET6) {
+        put32(p + 4, a->flowinfo);
+        memcpy(p + 8, a->ip6, 16);
+        put32(p + 24, a->scope_id);
+    } else {
+        memcpy(p + 8, &a->ip, 4); /* already network order */
+    }
 }
 
 static int get_addr(const uint8_t *p, struct tl_addr *a)
 {
+    memset(a, 0, sizeof *a);
     a->family = get16(p);
     a->port = get16(p + 2);
-    memcpy(&a->ip, p + 4, 4);
+    if (a->family == TL_AF_INET6) {
+        a->flowinfo = get32(p + 4);
+        memcpy(a->ip6, p + 8, 16);
+        a->scope_id = get32(p + 24);
+        return TL_OK;
+    }
     if (a->family != TL_AF_UNSPEC && a->family != TL_AF_INET)
         return TL_E_VALUE;
+    memcpy(&a->ip, p + 8, 4);
+    for (int i = 4; i < 8; i++)
+        if (p[i])
+            return TL_E_VALUE;
+    for (int i = 12; i < TL_ADDR_SIZE; i++)
+        if (p[i])
+            return TL_E_VALUE;
     return TL_OK;
 }
 
@@ -115,7 +137,8 @@ static ssize_t encode_request(const struct tl_request *r, uint8_t *buf, size_t c
     switch (r->op) {
     case TL_SOCKET:
         b[0] = r->kind;
-        b[1] = b[2] = b[3] = 0;
+        b[1] = r->family;
+        b[2] = b[3] = 0;
         break;
     case TL_BIND:
     case TL_CONNECT:
@@ -200,7 +223,7 @@ ssize_t tl_encode_reply(const struct tl_reply *r, const struct tl_option *opts, 
         case TL_PKTINFO:
             if (r->want & ~(TL_WANT_IP_PKTINFO | TL_WANT_IPV6_PKTINFO))
                 return TL_E_SPACE;
-            body = TL_ADDR_SIZE + 8;
+            body = 2 * TL_ADDR_SIZE + 8;
             break;
         default:
             break;
@@ -246,7 +269,9 @@ ssize_t tl_encode_reply(const struct tl_reply *r, const struct tl_option *opts, 
                 memcpy(b, r->data, r->data_len);
             break;
         case TL_PKTINFO:
-            put_addr(b, &r->dst);
+            put_addr(b, &r->src);
+            put_addr(b + TL_ADDR_SIZE, &r->dst);
+            b += TL_ADDR_SIZE;
             put32(b + TL_ADDR_SIZE, r->ifindex);
             b[TL_ADDR_SIZE + 4] = r->want;
             b[TL_ADDR_SIZE + 5] = b[TL_ADDR_SIZE + 6] = b[TL_ADDR_SIZE + 7] = 0;
@@ -304,9 +329,11 @@ int tl_decode_request(const uint8_t *buf, size_t len, int nfds, struct tl_reques
     case TL_SOCKET:
         if (blen != 4)
             return TL_E_BODY;
-        if ((b[0] != TL_KIND_TCP && b[0] != TL_KIND_UDP) || b[1] || b[2] || b[3])
+        if ((b[0] != TL_KIND_TCP && b[0] != TL_KIND_UDP) ||
+            (b[1] != TL_AF_INET && b[1] != TL_AF_INET6) || b[2] || b[3])
             return TL_E_VALUE;
         out->kind = b[0];
+        out->family = b[1];
         break;
     case TL_BIND:
     case TL_CONNECT:
@@ -314,7 +341,8 @@ int tl_decode_request(const uint8_t *buf, size_t len, int nfds, struct tl_reques
             return TL_E_BODY;
         if (get_addr(b, &out->addr))
             return TL_E_VALUE;
-        if (op == TL_BIND && out->addr.family != TL_AF_INET)
+        if (op == TL_BIND && out->addr.family != TL_AF_INET &&
+            out->addr.family != TL_AF_INET6)
             return TL_E_VALUE;
         break;
     case TL_LISTEN:
@@ -347,7 +375,8 @@ int tl_decode_request(const uint8_t *buf, size_t len, int nfds, struct tl_reques
     case TL_SENDTO:
         if (blen < 2 * TL_ADDR_SIZE + 4)
             return TL_E_BODY;
-        if (get_addr(b, &out->addr) || out->addr.family != TL_AF_INET)
+        if (get_addr(b, &out->addr) ||
+            (out->addr.family != TL_AF_INET && out->addr.family != TL_AF_INET6))
             return TL_E_VALUE;
         if (get_addr(b + TL_ADDR_SIZE, &out->src))
             return TL_E_VALUE;
@@ -441,10 +470,11 @@ int tl_decode_reply(const uint8_t *buf, size_t len, int nfds, struct tl_reply *o
         out->data_len = blen;
         break;
     case TL_PKTINFO:
-        if (blen != TL_ADDR_SIZE + 8)
+        if (blen != 2 * TL_ADDR_SIZE + 8)
             return TL_E_BODY;
-        if (get_addr(b, &out->dst))
+        if (get_addr(b, &out->src) || get_addr(b + TL_ADDR_SIZE, &out->dst))
             return TL_E_VALUE;
+        b += TL_ADDR_SIZE;
         out->ifindex = get32(b + TL_ADDR_SIZE);
         out->want = b[TL_ADDR_SIZE + 4];
         if ((out->want & ~(TL_WANT_IP_PKTINFO | TL_WANT_IPV6_PKTINFO)) || b[TL_ADDR_SIZE + 5] ||

@@ -12,9 +12,9 @@
 #include <sys/types.h>
 
 #define TL_MAGIC 0x544C4142u /* "TLAB" */
-#define TL_VERSION 3
+#define TL_VERSION 4
 #define TL_HEADER_SIZE 20
-#define TL_ADDR_SIZE 8
+#define TL_ADDR_SIZE 28 /* family, port, flowinfo, 16 address bytes, scope_id */
 #define TL_MAX_OPTVAL 256
 #define TL_MAX_PAYLOAD 65507
 #define TL_MAX_BODY (2 * TL_ADDR_SIZE + 4 + TL_MAX_PAYLOAD)
@@ -29,6 +29,7 @@
 
 #define TL_AF_UNSPEC 0
 #define TL_AF_INET 2
+#define TL_AF_INET6 10
 #define TL_KIND_TCP 1
 #define TL_KIND_UDP 2
 
@@ -67,15 +68,19 @@ enum tl_err {
 };
 
 struct tl_addr {
-    uint16_t family; /* TL_AF_UNSPEC or TL_AF_INET */
-    uint16_t port;   /* host order */
-    uint32_t ip;     /* network order, like sin_addr.s_addr */
+    uint16_t family;   /* TL_AF_UNSPEC, TL_AF_INET or TL_AF_INET6 */
+    uint16_t port;     /* host order */
+    uint32_t ip;       /* AF_INET: network order, like sin_addr.s_addr */
+    uint8_t ip6[16];   /* AF_INET6: like sin6_addr */
+    uint32_t flowinfo; /* AF_INET6, host order (sin6_flowinfo is network order) */
+    uint32_t scope_id; /* AF_INET6 */
 };
 
 struct tl_request {
     uint8_t op;
     uint32_t seq;
     uint8_t kind;           /* SOCKET */
+    uint8_t family;         /* SOCKET: TL_AF_INET or TL_AF_INET6 */
     struct tl_addr addr;    /* BIND CONNECT SENDTO */
     int32_t backlog;        /* LISTEN */
     uint32_t how;           /* SHUTDOWN */
@@ -110,6 +115,7 @@ struct tl_reply {
     uint32_t options_len;
     const uint8_t *data; /* LIST */
     uint32_t data_len;
+    struct tl_addr src;  /* PKTINFO: where it came from (IPv6 sources; else AF_UNSPEC) */
     struct tl_addr dst;  /* PKTINFO: where the datagram was sent */
     uint32_t ifindex;    /* PKTINFO: the interface it came in on */
     uint8_t want;        /* PKTINFO: TL_WANT_* bits, the control messages asked for */
@@ -117,10 +123,10 @@ struct tl_reply {
 
 /* PKTINFO is not a request (version 3): the record held by the small sealed file that
  * rides (SCM_RIGHTS) with each datagram to a UDP socket that asked for IP_PKTINFO or
- * IPV6_RECVPKTINFO (docs/shim-protocol.md 5.5). */
-#define TL_PKTINFO_RECORD_SIZE (TL_HEADER_SIZE + TL_ADDR_SIZE + 8)
+ * IPV6_RECVPKTINFO, or that came from an IPv6 source (docs/shim-protocol.md 5.5). */
+#define TL_PKTINFO_RECORD_SIZE (TL_HEADER_SIZE + 2 * TL_ADDR_SIZE + 8)
 #define TL_WANT_IP_PKTINFO 0x01   /* struct in_pktinfo */
-#define TL_WANT_IPV6_PKTINFO 0x02 /* struct in6_pktinfo (v4-mapped address) */
+#define TL_WANT_IPV6_PKTINFO 0x02 /* struct in6_pktinfo */
 
 /* ACCEPT is not a request (version 2): an ACCEPT reply with seq 0 and the connection
  * attached is the record a listener's own stream carries per waiting connection. */

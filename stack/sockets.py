@@ -699,6 +699,11 @@ class SocketLayer:
         self.address = host.address  # the stack's own IPv4 address
         self._sockets: dict[int, TcpSocket | UdpSocket] = {}
 
+    @property
+    def address6(self) -> str | None:
+        """The stack's own IPv6 address (None: IPv6 off)."""
+        return self.host.address6
+
     def tcp_socket(self, family: int = socket.AF_INET) -> TcpSocket:
         sock = TcpSocket(self, family)
         self.register(sock)

@@ -8,6 +8,12 @@
  *   dualstack gai HOST PORT          getaddrinfo(AF_INET6, AI_V4MAPPED), connect
  *   dualstack udp PORT               [::]:PORT UDP: recvfrom one datagram, answer it
  *   dualstack bindmapped V6ONLY      bind ::ffff:0.0.0.0:0 with IPV6_V6ONLY=V6ONLY
+ *   dualstack v6only-errors V4PEER   the errno values of IPV6_V6ONLY (issue 13): connect
+ *                                    to ::ffff:V4PEER, bind ::ffff:0.0.0.0, V6ONLY after
+ *                                    bind, on an AF_INET socket
+ *   dualstack send6 ADDR PORT        AF_INET6 UDP: sendto ADDR, recvfrom the answer
+ *
+ * `connect`, `listen` and `udp` take native IPv6 (the stack's own, issue 13) as well.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,6 +35,7 @@ static const char *errname(int e)
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
     case ENETDOWN: return "ENETDOWN";
+    case ENOPROTOOPT: return "ENOPROTOOPT";
     default: return "E?";
     }
 }
@@ -160,6 +167,80 @@ int main(int argc, char **argv)
         if (n > 0 && write(c, buf, (size_t)n) != n)
             return 2;
         close(c);
+        return 0;
+    }
+    if (!strcmp(cmd, "v6only-errors")) {
+        int on = 1;
+        struct sockaddr_in6 sin6;
+        memset(&sin6, 0, sizeof sin6);
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons(9);
+        char mapped[64];
+        snprintf(mapped, sizeof mapped, "::ffff:%s", argv[2]);
+        if (inet_pton(AF_INET6, mapped, &sin6.sin6_addr) != 1)
+            return 2;
+        int s = socket(AF_INET6, SOCK_STREAM, 0);
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+        int rc = connect(s, (struct sockaddr *)&sin6, sizeof sin6);
+        printf("connect-mapped %s\n", rc == 0 ? "ok" : errname(errno));
+        close(s);
+        s = socket(AF_INET6, SOCK_DGRAM, 0);
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+        rc = (int)sendto(s, "x", 1, 0, (struct sockaddr *)&sin6, sizeof sin6);
+        printf("sendto-mapped %s\n", rc >= 0 ? "ok" : errname(errno));
+        close(s);
+        s = socket(AF_INET6, SOCK_STREAM, 0);
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+        inet_pton(AF_INET6, "::ffff:0.0.0.0", &sin6.sin6_addr);
+        sin6.sin6_port = 0;
+        rc = bind(s, (struct sockaddr *)&sin6, sizeof sin6);
+        printf("bind-mapped %s\n", rc == 0 ? "ok" : errname(errno));
+        close(s);
+        s = socket(AF_INET6, SOCK_STREAM, 0);
+        memset(&sin6.sin6_addr, 0, sizeof sin6.sin6_addr);
+        rc = bind(s, (struct sockaddr *)&sin6, sizeof sin6);
+        int off = 0;
+        int rc2 = setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+        printf("bind-any %s v6only-after-bind %s\n", rc == 0 ? "ok" : errname(errno),
+               rc2 == 0 ? "ok" : errname(errno));
+        int got = -1;
+        socklen_t gl = sizeof got;
+        getsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &got, &gl);
+        printf("v6only-reads %d\n", got);
+        close(s);
+        s = socket(AF_INET, SOCK_STREAM, 0);
+        rc = setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+        printf("inet-v6only %s\n", rc == 0 ? "ok" : errname(errno));
+        close(s);
+        return 0;
+    }
+    if (!strcmp(cmd, "send6")) {
+        struct sockaddr_in6 dst;
+        memset(&dst, 0, sizeof dst);
+        dst.sin6_family = AF_INET6;
+        dst.sin6_port = htons((uint16_t)atoi(argv[3]));
+        if (argc < 4 || inet_pton(AF_INET6, argv[2], &dst.sin6_addr) != 1)
+            return 2;
+        int s = socket(AF_INET6, SOCK_DGRAM, 0);
+        struct timeval tv = {10, 0};
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (sendto(s, "dgram6", 6, 0, (struct sockaddr *)&dst, sizeof dst) != 6) {
+            printf("error %s\n", errname(errno));
+            return 3;
+        }
+        names(s);
+        char buf[100];
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        memset(&from, 0xAA, sizeof from);
+        ssize_t n = recvfrom(s, buf, sizeof buf - 1, 0, (struct sockaddr *)&from, &fl);
+        if (n < 0) {
+            printf("error %s\n", errname(errno));
+            return 3;
+        }
+        buf[n] = 0;
+        show("from", &from, fl);
+        printf("reply %s\n", buf);
         return 0;
     }
     if (!strcmp(cmd, "connect") || !strcmp(cmd, "gai")) {

@@ -76,18 +76,26 @@ static int op_by_name(const char *name)
 
 static struct tl_addr addr_of(const struct mj_value *obj)
 {
-    struct tl_addr a = {0, 0, 0};
+    struct tl_addr a;
+    memset(&a, 0, sizeof a);
     if (!obj)
         return a;
     a.family = (uint16_t)num(obj, "family", 0);
     a.port = (uint16_t)num(obj, "port", 0);
-    inet_pton(AF_INET, str(obj, "ip"), &a.ip);
+    if (a.family == TL_AF_INET6) {
+        inet_pton(AF_INET6, str(obj, "ip"), a.ip6);
+        a.flowinfo = (uint32_t)num(obj, "flowinfo", 0);
+        a.scope_id = (uint32_t)num(obj, "scope_id", 0);
+    } else {
+        inet_pton(AF_INET, str(obj, "ip"), &a.ip);
+    }
     return a;
 }
 
 static int addr_eq(struct tl_addr a, struct tl_addr b)
 {
-    return a.family == b.family && a.port == b.port && a.ip == b.ip;
+    return a.family == b.family && a.port == b.port && a.ip == b.ip &&
+           !memcmp(a.ip6, b.ip6, 16) && a.flowinfo == b.flowinfo && a.scope_id == b.scope_id;
 }
 
 /* Owned byte strings that a vector's fields point at. */
@@ -122,6 +130,7 @@ static void check_request(const struct mj_value *vec, const char *name)
     r.op = (uint8_t)op_by_name(str(vec, "op"));
     r.seq = (uint32_t)num(vec, "seq", 0);
     r.kind = (uint8_t)num(f, "kind", 0);
+    r.family = (uint8_t)num(f, "family", 0);
     r.addr = addr_of(mj_get(f, "addr"));
     r.backlog = (int32_t)num(f, "backlog", 0);
     r.how = (uint32_t)num(f, "how", 0);
@@ -152,7 +161,7 @@ static void check_request(const struct mj_value *vec, const char *name)
     int rc = tl_decode_request(want, len, (int)num(vec, "fds", 0), &d);
     CHECK(rc == TL_OK, "%s: decode failed: %s", name, tl_error_name(rc));
     if (rc == TL_OK) {
-        CHECK(d.op == r.op && d.seq == r.seq && d.kind == r.kind && addr_eq(d.addr, r.addr) &&
+        CHECK(d.op == r.op && d.seq == r.seq && d.kind == r.kind && d.family == r.family && addr_eq(d.addr, r.addr) &&
                   d.backlog == r.backlog && d.how == r.how && d.level == r.level &&
                   d.name == r.name && d.optlen == r.optlen && d.msg_flags == r.msg_flags &&
                   addr_eq(d.src, r.src),
@@ -189,6 +198,7 @@ static void check_reply(const struct mj_value *vec, const char *name)
     r.value = blob(&bl, f, "value", &r.value_len);
     r.sent = (uint32_t)num(f, "sent", 0);
     r.data = blob(&bl, f, "data", &r.data_len);
+    r.src = addr_of(mj_get(f, "src"));
     r.dst = addr_of(mj_get(f, "dst"));
     r.ifindex = (uint32_t)num(f, "ifindex", 0);
     r.want = (uint8_t)num(f, "want", 0);
@@ -216,7 +226,7 @@ static void check_reply(const struct mj_value *vec, const char *name)
         CHECK(d.op == r.op && d.seq == r.seq && d.status == r.status && d.flags == r.flags &&
                   addr_eq(d.addr, r.addr) && addr_eq(d.local, r.local) &&
                   addr_eq(d.peer, r.peer) && d.sent == r.sent && d.noptions == r.noptions &&
-                  addr_eq(d.dst, r.dst) && d.ifindex == r.ifindex && d.want == r.want,
+                  addr_eq(d.src, r.src) && addr_eq(d.dst, r.dst) && d.ifindex == r.ifindex && d.want == r.want,
               "%s: decoded fields differ", name);
         CHECK(d.value_len == r.value_len &&
                   !memcmp(d.value ? d.value : (const uint8_t *)"", r.value, r.value_len),

@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 MAGIC = 0x544C4142  # "TLAB"
-VERSION = 3
+VERSION = 4
 HEADER = struct.Struct("!IBBHIII")  # magic, version, op, flags, seq, status, length
 HEADER_SIZE = HEADER.size  # 20
-ADDR = struct.Struct("!HH4s")  # family, port, IPv4 address (8 bytes)
+# family, port, flowinfo, address (IPv6, or IPv4 in its first 4 bytes), scope_id: 28 bytes
+ADDR = struct.Struct("!HHI16sI")
 ADDR_SIZE = ADDR.size
 
 MAX_OPTVAL = 256  # bytes of a socket option value
 MAX_PAYLOAD = 65507  # a UDP datagram's payload over IPv4
 MAX_BODY = 2 * ADDR_SIZE + 4 + MAX_PAYLOAD  # the largest body (SENDTO)
-MAX_MESSAGE = HEADER_SIZE + MAX_BODY  # 65547
+MAX_MESSAGE = HEADER_SIZE + MAX_BODY  # 65587
 MAX_LIST_CHUNK = 60000  # JSON bytes in one LIST reply
 MAX_DETACH_OPTIONS = 32
 
@@ -33,6 +34,7 @@ FLAG_MORE = 0x0001  # reply: another LIST chunk follows
 
 AF_UNSPEC = 0
 AF_INET = 2
+AF_INET6 = 10
 KIND_TCP = 1
 KIND_UDP = 2
 
@@ -63,7 +65,7 @@ class Op(IntEnum):
 # IP_PKTINFO / IPV6_RECVPKTINFO: where the datagram was sent (docs 5.5).
 NOT_A_REQUEST = frozenset({Op.ACCEPT, Op.PKTINFO})
 PKTINFO_WANT_IP = 0x01  # IP_PKTINFO (struct in_pktinfo)
-PKTINFO_WANT_IPV6 = 0x02  # IPV6_RECVPKTINFO (struct in6_pktinfo, v4-mapped)
+PKTINFO_WANT_IPV6 = 0x02  # IPV6_RECVPKTINFO (struct in6_pktinfo)
 _PKTINFO_WANTS = PKTINFO_WANT_IP | PKTINFO_WANT_IPV6
 
 
@@ -84,21 +86,40 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Addr:
-    """An IPv4 socket address; family AF_UNSPEC (0) means "none" (ip 0.0.0.0, port 0)."""
+    """A socket address: AF_INET (IPv4 text), AF_INET6 (IPv6 text, as inet_ntop writes
+    it, with flowinfo and scope_id), or AF_UNSPEC (0), meaning "none" (0.0.0.0, port 0).
+
+    On the wire (28 bytes): u16 family, u16 port, u32 flowinfo, 16 address bytes, u32
+    scope_id. AF_INET and AF_UNSPEC put the IPv4 address in the first 4 of the 16 and
+    zero everywhere else (docs/shim-protocol.md 4.2)."""
 
     family: int = AF_INET
     ip: str = "0.0.0.0"
     port: int = 0
+    flowinfo: int = 0
+    scope_id: int = 0
 
     def pack(self) -> bytes:
-        return ADDR.pack(self.family, self.port, socket.inet_aton(self.ip))
+        if self.family == AF_INET6:
+            raw = socket.inet_pton(socket.AF_INET6, self.ip)
+            return ADDR.pack(self.family, self.port, self.flowinfo, raw, self.scope_id)
+        return ADDR.pack(self.family, self.port, 0, socket.inet_aton(self.ip) + bytes(12), 0)
 
     @classmethod
     def unpack(cls, data: bytes | memoryview) -> Addr:
-        family, port, raw = ADDR.unpack(data)
+        family, port, flowinfo, raw, scope_id = ADDR.unpack(data)
+        if family == AF_INET6:
+            return cls(family, socket.inet_ntop(socket.AF_INET6, raw), port, flowinfo, scope_id)
         if family not in (AF_UNSPEC, AF_INET):
             raise ProtocolError("value", f"address family {family}")
-        return cls(family, socket.inet_ntoa(raw), port)
+        if flowinfo or scope_id or any(raw[4:]):
+            raise ProtocolError("value", "nonzero bytes in an IPv4 address")
+        return cls(family, socket.inet_ntoa(raw[:4]), port)
+
+    @classmethod
+    def of(cls, ip: str, port: int) -> Addr:
+        """The address of a stack endpoint: AF_INET6 for IPv6 text, else AF_INET."""
+        return cls(AF_INET6 if ":" in ip else AF_INET, ip, port)
 
     @property
     def tuple(self) -> tuple[str, int]:
@@ -113,6 +134,7 @@ class Request:
     op: Op
     seq: int = 0
     kind: int = 0  # SOCKET
+    family: int = AF_INET  # SOCKET: AF_INET or AF_INET6 (the program's socket())
     addr: Addr | None = None  # BIND, CONNECT, SENDTO
     backlog: int = 0  # LISTEN
     how: int = 0  # SHUTDOWN
@@ -138,6 +160,7 @@ class Reply:
     sent: int = 0  # SENDTO
     options: list[tuple[int, int, bytes]] = field(default_factory=list)  # DETACH
     data: bytes = b""  # LIST (a chunk of JSON)
+    src: Addr | None = None  # PKTINFO: where it came from (IPv6 sources; else NO_ADDR)
     dst: Addr | None = None  # PKTINFO: where the datagram was sent
     ifindex: int = 0  # PKTINFO: the interface it came in on
     want: int = 0  # PKTINFO: which control messages the socket asked for
@@ -164,7 +187,7 @@ def _need_addr(addr: Addr | None) -> Addr:
 def encode_request(req: Request) -> bytes:
     op = Op(req.op)
     if op is Op.SOCKET:
-        body = bytes([req.kind, 0, 0, 0])
+        body = bytes([req.kind, req.family, 0, 0])
     elif op in (Op.BIND, Op.CONNECT):
         body = _need_addr(req.addr).pack()
     elif op is Op.LISTEN:
@@ -219,7 +242,8 @@ def encode_reply(rep: Reply) -> bytes:
         elif op is Op.PKTINFO:
             if rep.want & ~_PKTINFO_WANTS:
                 raise ValueError("unknown PKTINFO want bits")
-            body = (rep.dst or NO_ADDR).pack() + _PKTINFO_TAIL.pack(rep.ifindex, rep.want, b"")
+            body = ((rep.src or NO_ADDR).pack() + (rep.dst or NO_ADDR).pack()
+                    + _PKTINFO_TAIL.pack(rep.ifindex, rep.want, b""))
     flags = rep.flags if op is Op.LIST and rep.status == 0 else 0
     return _header(op, flags, rep.seq, rep.status, body)
 
@@ -260,14 +284,16 @@ def decode_request(data: bytes | memoryview, nfds: int = 0) -> Request:
     req = Request(op, seq)
     if op is Op.SOCKET:
         _fixed(body, 4)
-        if body[0] not in (KIND_TCP, KIND_UDP) or bytes(body[1:4]) != b"\0\0\0":
-            raise ProtocolError("value", f"socket kind {body[0]}")
+        if body[0] not in (KIND_TCP, KIND_UDP) or body[1] not in (AF_INET, AF_INET6) \
+                or bytes(body[2:4]) != b"\0\0":
+            raise ProtocolError("value", f"socket kind {body[0]} family {body[1]}")
         req.kind = body[0]
+        req.family = body[1]
     elif op in (Op.BIND, Op.CONNECT):
         _fixed(body, ADDR_SIZE)
         req.addr = Addr.unpack(body)
-        if op is Op.BIND and req.addr.family != AF_INET:
-            raise ProtocolError("value", "bind needs AF_INET")
+        if op is Op.BIND and req.addr.family not in (AF_INET, AF_INET6):
+            raise ProtocolError("value", "bind needs AF_INET or AF_INET6")
     elif op is Op.LISTEN:
         _fixed(body, 4)
         (req.backlog,) = _I32.unpack(body)
@@ -288,8 +314,8 @@ def decode_request(data: bytes | memoryview, nfds: int = 0) -> Request:
         if len(body) < 2 * ADDR_SIZE + 4:
             raise ProtocolError("body", f"{len(body)} bytes")
         req.addr = Addr.unpack(body[:ADDR_SIZE])
-        if req.addr.family != AF_INET:
-            raise ProtocolError("value", "sendto needs AF_INET")
+        if req.addr.family not in (AF_INET, AF_INET6):
+            raise ProtocolError("value", "sendto needs AF_INET or AF_INET6")
         req.src = Addr.unpack(body[ADDR_SIZE : 2 * ADDR_SIZE])
         (req.msg_flags,) = _U32.unpack_from(body, 2 * ADDR_SIZE)
         req.payload = bytes(body[2 * ADDR_SIZE + 4 :])
@@ -348,9 +374,10 @@ def decode_reply(data: bytes | memoryview, nfds: int = 0) -> Reply:
             raise ProtocolError("body", f"{len(body)} bytes")
         rep.data = bytes(body)
     elif op is Op.PKTINFO:
-        _fixed(body, ADDR_SIZE + _PKTINFO_TAIL.size)
-        rep.dst = Addr.unpack(body[:ADDR_SIZE])
-        rep.ifindex, rep.want, pad = _PKTINFO_TAIL.unpack_from(body, ADDR_SIZE)
+        _fixed(body, 2 * ADDR_SIZE + _PKTINFO_TAIL.size)
+        rep.src = Addr.unpack(body[:ADDR_SIZE])
+        rep.dst = Addr.unpack(body[ADDR_SIZE : 2 * ADDR_SIZE])
+        rep.ifindex, rep.want, pad = _PKTINFO_TAIL.unpack_from(body, 2 * ADDR_SIZE)
         if rep.want & ~_PKTINFO_WANTS or pad != b"\0\0\0":
             raise ProtocolError("value", f"PKTINFO want {rep.want:#x}")
     else:  # SOCKET BIND LISTEN CONNECT SHUTDOWN SETSOCKOPT ADOPT
@@ -358,7 +385,7 @@ def decode_reply(data: bytes | memoryview, nfds: int = 0) -> Reply:
     return rep
 
 
-ACCEPT_RECORD_SIZE = HEADER_SIZE + 2 * ADDR_SIZE  # 36
+ACCEPT_RECORD_SIZE = HEADER_SIZE + 2 * ADDR_SIZE  # 76
 
 
 def encode_accept_record(local: Addr, peer: Addr) -> bytes:
@@ -367,9 +394,10 @@ def encode_accept_record(local: Addr, peer: Addr) -> bytes:
     return encode_reply(Reply(Op.ACCEPT, 0, local=local, peer=peer))
 
 
-PKTINFO_RECORD_SIZE = HEADER_SIZE + ADDR_SIZE + _PKTINFO_TAIL.size  # 36
+PKTINFO_RECORD_SIZE = HEADER_SIZE + 2 * ADDR_SIZE + _PKTINFO_TAIL.size  # 84
 
 
-def encode_pktinfo_record(dst: Addr, ifindex: int, want: int) -> bytes:
-    """What a UDP datagram's PKTINFO file holds: where it was sent (docs 5.5)."""
-    return encode_reply(Reply(Op.PKTINFO, 0, dst=dst, ifindex=ifindex, want=want))
+def encode_pktinfo_record(dst: Addr, ifindex: int, want: int, src: Addr = NO_ADDR) -> bytes:
+    """What a UDP datagram's PKTINFO file holds: where it was sent, and (for an IPv6
+    source, which SCM_CREDENTIALS cannot hold) where it came from (docs 5.5)."""
+    return encode_reply(Reply(Op.PKTINFO, 0, src=src, dst=dst, ifindex=ifindex, want=want))

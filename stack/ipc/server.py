@@ -24,7 +24,12 @@ Conventions that make kernel semantics come out right (all explained in the spec
 * UDP datagrams go to A as records whose source address rides in SCM_CREDENTIALS
   (uid = IPv4 address, gid = CRED_MARK | port; needs CAP_SETUID/CAP_SETGID). To a socket
   that asked for IP_PKTINFO / IPV6_RECVPKTINFO each datagram also carries (SCM_RIGHTS) a
-  small sealed file holding a PKTINFO record: where it was sent, and the interface.
+  small sealed file holding a PKTINFO record: where it was sent, and the interface; a
+  datagram from an IPv6 source (128 bits: no uid holds them) carries one too, its `src`
+  the source address and port.
+* An AF_INET6 program socket is an AF_INET6 stack socket (SOCKET carries the family):
+  native IPv6 and v4-mapped addresses go to the stack as they are; replies name IPv6 ends
+  with family 10 and IPv4 ends with family 2 (the shim shows those v4-mapped).
 * Any user may make sockets (the socket file is 0666, as the kernel lets anyone make
   sockets); binding a port below net.ipv4.ip_unprivileged_port_start takes root or
   CAP_NET_BIND_SERVICE, checked on each BIND from the caller's credentials at that
@@ -89,6 +94,7 @@ SO_SNDBUFFORCE = 32
 # 5 AF_INET6 with IPV6_V6ONLY; LISTEN turns them into 1, 2, 3 ("listening").
 LISTEN_MARKS = {0: 1, 4: 2, 5: 3}
 NAME_PREFIX = b"\0tcplab-"
+V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 # IP_PKTINFO and IPV6_RECVPKTINFO: which PKTINFO want bit each option sets (ip(7), ipv6(7))
 IP_PKTINFO = 8
 IP_PKTOPTIONS = 9
@@ -140,14 +146,30 @@ class SocketLayerLike(Protocol):
 
     @property
     def address(self) -> str: ...
+    @property
+    def address6(self) -> str | None: ...
 
-    def tcp_socket(self) -> Any: ...
-    def udp_socket(self) -> Any: ...
+    def tcp_socket(self, family: int = socket.AF_INET) -> Any: ...
+    def udp_socket(self, family: int = socket.AF_INET) -> Any: ...
     def all_sockets(self) -> list[Any]: ...
 
 
 def _oserr(code: int) -> OSError:
     return OSError(code, os.strerror(code))
+
+
+def _canonical(ip: str) -> str:
+    """An address as the stack holds it: a v4-mapped IPv6 address (RFC 4291 2.5.5.2)
+    is the IPv4 address it stands for; other IPv6 text in inet_ntop form."""
+    if ":" not in ip:
+        return ip
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+    except OSError:
+        return ip
+    if packed[:12] == V4_MAPPED_PREFIX:
+        return socket.inet_ntoa(packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed)
 
 
 def _raise_fd_limit() -> None:
@@ -292,7 +314,7 @@ class IpcServer:
         # The interface index PKTINFO reports: the stack's interface, the TUN device,
         # by its index in this (the daemon's) namespace; loopback's if none is known.
         self.ifindex = ifindex or self._loopback_index()
-        self._pktinfo_files: OrderedDict[tuple[str, int, int], int] = OrderedDict()
+        self._pktinfo_files: OrderedDict[tuple[str, int, int, str, int], int] = OrderedDict()
         self._per_uid: Counter[int] = Counter()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._listen: socket.socket | None = None
@@ -708,7 +730,11 @@ class IpcServer:
             return rep, -1
         try:
             filler = self._fill(a) if kind == "tcp" else 0
-            sock = self.layer.tcp_socket() if kind == "tcp" else self.layer.udp_socket()
+            # The program's family (SOCKET carries it): an AF_INET6 socket is the stack's
+            # AF_INET6 socket, dual-stack unless IPV6_V6ONLY (docs 5.9).
+            family = socket.AF_INET6 if req.family == p.AF_INET6 else socket.AF_INET
+            sock = self.layer.tcp_socket(family) if kind == "tcp" \
+                else self.layer.udp_socket(family)
         except BaseException:
             a.close()
             b.close()
@@ -731,13 +757,14 @@ class IpcServer:
         if req.addr.port and req.addr.port < self._unprivileged_port_start() \
                 and not self._may_bind_privileged(c.creds):
             raise _oserr(errno.EACCES)  # as inet_bind(): CAP_NET_BIND_SERVICE, ip(7)
-        key = (req.addr.ip, req.addr.port)
+        bound_ip = _canonical(req.addr.ip)
+        key = (bound_ip, req.addr.port)
         group = self._groups.get(key) if e.kind == "tcp" and req.addr.port else None
         if group is not None and self._reuseport(e) and group.uid == e.uid \
                 and e.sock.local is None and e.group is None:
             group.members.append(e)  # SO_REUSEPORT: share the group's stack socket
             e.group = group
-            e.bound_ip = req.addr.ip
+            e.bound_ip = bound_ip
             return
         try:
             e.sock.bind(req.addr.ip, req.addr.port)
@@ -745,7 +772,7 @@ class IpcServer:
             if exc.errno != errno.EADDRINUSE or not self._reap_closed(e.kind, req.addr.port):
                 raise
             e.sock.bind(req.addr.ip, req.addr.port)
-        e.bound_ip = req.addr.ip
+        e.bound_ip = bound_ip
         if e.kind == "tcp" and req.addr.port and self._reuseport(e) and group is None:
             e.group = _PortGroup(key, e.sock, e.uid, [e])
             self._groups[key] = e.group
@@ -868,8 +895,7 @@ class IpcServer:
             return True
         local = child.local or (self.layer.address, 0)
         remote = child.remote or ("0.0.0.0", 0)
-        record = p.encode_accept_record(p.Addr(p.AF_INET, local[0], local[1]),
-                                        p.Addr(p.AF_INET, remote[0], remote[1]))
+        record = p.encode_accept_record(p.Addr.of(*local), p.Addr.of(*remote))
         fds = array.array("i", [a.fileno()]).tobytes()
         try:
             e.b.sendmsg([record], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
@@ -954,14 +980,19 @@ class IpcServer:
         ip = local[0]
         if unconnected and e.bound_ip != local[0]:
             ip = "0.0.0.0"
-        rep.addr = p.Addr(p.AF_INET, ip, local[1])
+        remote = e.sock.remote
+        if not unconnected and ip == "::" and remote is not None:
+            # an AF_INET6 socket bound to `::` (or by connect) that has a peer: the
+            # local address of the peer's family, as Linux shows it after connect
+            ip = (self.layer.address6 or "::") if ":" in remote[0] else self.layer.address
+        rep.addr = p.Addr.of(ip, local[1])
 
     def _op_getpeername(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
                         c: _Client) -> None:
         remote = e.sock.remote
         if remote is None or (e.kind == "tcp" and e.phase != "connected"):
             raise _oserr(errno.ENOTCONN)
-        rep.addr = p.Addr(p.AF_INET, remote[0], remote[1])
+        rep.addr = p.Addr.of(*remote)
 
     def _op_getsockopt(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int,
                        c: _Client) -> None:
@@ -1029,10 +1060,14 @@ class IpcServer:
             self._start_connect(e, fd, req.addr.ip, req.addr.port, bytes(req.payload))
             rep.sent = len(req.payload)
             return
-        if req.src.family == p.AF_INET and req.src.ip not in ("0.0.0.0", self.layer.address):
-            # IP_PKTINFO's ipi_spec_dst must be an address of this host: Linux's route
-            # lookup refuses any other source with EINVAL (ip(7))
+        if req.src.family == p.AF_INET and req.src.ip not in ("0.0.0.0", self.layer.address) \
+                or req.src.family == p.AF_INET6 and req.src.ip not in ("::", self.layer.address6):
+            # IP_PKTINFO's ipi_spec_dst (IPV6_PKTINFO's ipi6_addr) must be an address of
+            # this host: Linux's route lookup refuses any other source with EINVAL (ip(7))
             raise _oserr(errno.EINVAL)
+        if req.src.family == p.AF_INET6 and req.src.ip != "::" \
+                and ":" not in _canonical(req.addr.ip):
+            raise _oserr(errno.EINVAL)  # an IPv6 source for an IPv4 datagram (ipv6(7))
         rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
 
     def _op_detach(self, req: p.Request, rep: p.Reply, e: _Entry, fd: int, c: _Client) -> None:
@@ -1040,7 +1075,7 @@ class IpcServer:
             raise _oserr(errno.EISCONN if e.phase in ("connecting", "connected") else errno.EINVAL)
         if e.kind == "udp" and e.sock.remote is not None:
             raise _oserr(errno.EISCONN)
-        if e.bound_ip not in (None, "0.0.0.0"):
+        if e.bound_ip not in (None, "0.0.0.0", "::"):
             raise _oserr(errno.ENETUNREACH)  # bound to the stack's own address explicitly
         if e.sock.local is not None:
             rep.addr = p.Addr(p.AF_INET, "0.0.0.0", e.sock.local[1])
@@ -1059,12 +1094,12 @@ class IpcServer:
         elif req.op is p.Op.SETSOCKOPT:
             pass
         elif req.op is p.Op.GETSOCKNAME:
-            rep.addr = p.Addr(p.AF_INET, *(t.local or ("0.0.0.0", 0)))
+            rep.addr = p.Addr.of(*(t.local or ("0.0.0.0", 0)))
         elif req.op is p.Op.GETPEERNAME:
             if t.remote is None or t.error:
                 rep.status = errno.ENOTCONN
             else:
-                rep.addr = p.Addr(p.AF_INET, *t.remote)
+                rep.addr = p.Addr.of(*t.remote)
         elif req.op is p.Op.SHUTDOWN:
             rep.status = errno.ENOTCONN
         elif req.op is p.Op.SENDTO:
@@ -1107,6 +1142,8 @@ class IpcServer:
         if not e.pktinfo & p.PKTINFO_WANT_IP:
             return b""
         local = e.sock.local or ("0.0.0.0", 0)
+        if ":" in local[0]:
+            return b""  # an IPv6 connection: Linux gives IP_PKTINFO for IPv4 ones only
         addr = socket.inet_aton(local[0])
         data = struct.pack("=i4s4s", self.ifindex, addr, addr)
         head = struct.pack("@Nii", socket.CMSG_LEN(len(data)), socket.IPPROTO_IP, IP_PKTINFO)
@@ -1398,7 +1435,7 @@ class IpcServer:
                     continue
             data, src = e.dgram
             try:
-                self._send_dgram(b, data, src, self._pktinfo_file(e) if e.pktinfo else -1)
+                self._send_dgram(b, data, src, self._pktinfo_file(e, src))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -1427,19 +1464,26 @@ class IpcServer:
         if e.hup:
             self._finish(e)
 
-    def _pktinfo_file(self, e: _Entry) -> int:
-        """The sealed file holding the PKTINFO record for datagrams to `e`: sent to the
-        stack's address (the only one it takes), port e's, through our interface. One
-        file per distinct record, shared and never written again (sealed), so a program
-        cannot change what another reads; -1 if it cannot be made."""
+    def _pktinfo_file(self, e: _Entry, src: tuple[str, int]) -> int:
+        """The sealed file holding the PKTINFO record for a datagram to `e` from `src`:
+        sent to the stack's address of src's family (the only one it takes), port e's,
+        through our interface, and, for an IPv6 source (which SCM_CREDENTIALS cannot
+        hold, docs 5.5), where it came from. One file per distinct record, shared and
+        never written again (sealed), so a program cannot change what another reads;
+        -1 if it cannot be made, or if the datagram needs none (an IPv4 source to a
+        socket that asked for no PKTINFO)."""
+        v6 = ":" in src[0]
+        if not e.pktinfo and not v6:
+            return -1
         local = e.sock.local or (self.layer.address, 0)
-        key = (self.layer.address, local[1], e.pktinfo)
+        dst_ip = (self.layer.address6 or "::") if v6 else self.layer.address
+        key = (dst_ip, local[1], e.pktinfo, src[0] if v6 else "", src[1] if v6 else 0)
         fd = self._pktinfo_files.get(key)
         if fd is not None:
             self._pktinfo_files.move_to_end(key)
             return fd
-        record = p.encode_pktinfo_record(p.Addr(p.AF_INET, key[0], key[1]), self.ifindex,
-                                         e.pktinfo)
+        record = p.encode_pktinfo_record(p.Addr.of(dst_ip, local[1]), self.ifindex, e.pktinfo,
+                                         p.Addr(p.AF_INET6, src[0], src[1]) if v6 else p.NO_ADDR)
         try:
             fd = os.memfd_create("tcplab-pktinfo", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         except OSError:
@@ -1464,7 +1508,8 @@ class IpcServer:
         extra = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [info_fd]).tobytes())] \
             if info_fd >= 0 else []
         if self._creds_ok:
-            ip = struct.unpack("!I", socket.inet_aton(src[0]))[0]
+            # an IPv6 source rides in the PKTINFO record (info_fd); uid 0 then
+            ip = 0 if ":" in src[0] else struct.unpack("!I", socket.inet_aton(src[0]))[0]
             cred = struct.pack("=iII", self._pid, ip, CRED_MARK | src[1])
             try:
                 b.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, cred), *extra],

@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns import REPO_ROOT, STACK_ADDR, STACK_NS_ADDR, figures_fixture, popen_in, python_env
+from netns import (
+    REPO_ROOT,
+    STACK_ADDR,
+    STACK_ADDR6,
+    STACK_NS_ADDR,
+    figures_fixture,
+    popen_in,
+    python_env,
+)
 from shim_fixtures import (
     MB,
     Shim,
@@ -703,6 +711,22 @@ def test_dnsmasq_dig_kdig(progs: Programs, server: str, tmp_path: Path) -> None:
     # a reverse lookup, answered from the same /etc/hosts
     cp = progs.run(client, ["dig", f"@{host}", "+short", "-x", want[42]], timeout=30)
     assert cp.stdout.split() == [f"{names[42]}."], cp.stdout + cp.stderr
+
+
+def test_dnsmasq_on_the_stack_answers_dig_6(progs: Programs, tmp_path: Path) -> None:
+    """UDP over IPv6 through the shim with a real server: dnsmasq (its AF_INET6 socket,
+    IPV6_RECVPKTINFO, the source from the datagram's record) answers `dig -6` from the
+    peer at the stack's IPv6 address, as it answers IPv4 (issue 13)."""
+    need("dnsmasq", "dig", "unshare")
+    if not progs.sh.topology.ipv6:
+        pytest.skip("no IPv6 in these namespaces")
+    start_dnsmasq(progs, "shim", tmp_path)
+    names = [f"host{i}.tcplab.test" for i in range(20)]
+    cp = progs.run("peer", ["dig", "-6", f"@{STACK_ADDR6}", "+short", "+tries=2", "+time=3",
+                            *names], timeout=60)
+    assert cp.stdout.split() == [f"10.9.0.{i + 1}" for i in range(20)], cp.stdout + cp.stderr
+    cp = progs.run("peer", ["dig", "-4", f"@{STACK_ADDR}", "+short", names[3]], timeout=30)
+    assert cp.stdout.split() == ["10.9.0.4"], cp.stdout + cp.stderr
 
 
 @DNSMASQ_TCP_LOCAL_ADDRESS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ VECTORS = json.loads(
 def _addr(obj: dict[str, Any] | None) -> p.Addr | None:
     if obj is None:
         return None
-    return p.Addr(obj["family"], obj["ip"], obj["port"])
+    return p.Addr(obj["family"], obj["ip"], obj["port"], obj.get("flowinfo", 0),
+                  obj.get("scope_id", 0))
 
 
 def _request(vec: dict[str, Any]) -> p.Request:
     f = vec["fields"]
     return p.Request(
-        p.Op[vec["op"]], vec["seq"], kind=f.get("kind", 0), addr=_addr(f.get("addr")),
+        p.Op[vec["op"]], vec["seq"], kind=f.get("kind", 0), family=f.get("family", p.AF_INET),
+        addr=_addr(f.get("addr")),
         backlog=f.get("backlog", 0), how=f.get("how", 0), level=f.get("level", 0),
         name=f.get("name", 0), optlen=f.get("optlen", 0),
         value=bytes.fromhex(f.get("value", "")), msg_flags=f.get("msg_flags", 0),
@@ -43,7 +46,7 @@ def _reply(vec: dict[str, Any]) -> p.Reply:
         local=_addr(f.get("local")), peer=_addr(f.get("peer")),
         value=bytes.fromhex(f.get("value", "")), sent=f.get("sent", 0),
         options=[(o["level"], o["name"], bytes.fromhex(o["value"])) for o in f.get("options", [])],
-        data=bytes.fromhex(f.get("data", "")), dst=_addr(f.get("dst")),
+        data=bytes.fromhex(f.get("data", "")), src=_addr(f.get("src")), dst=_addr(f.get("dst")),
         ifindex=f.get("ifindex", 0), want=f.get("want", 0),
     )  # fmt: skip
 
@@ -136,3 +139,23 @@ def test_roundtrip(seq: int, port: int, ip: Any, payload: bytes) -> None:
     assert p.decode_request(p.encode_request(req), 1) == req
     rep = p.Reply(p.Op.ACCEPT, seq, local=addr, peer=p.Addr(p.AF_INET, "10.0.0.2", 1))
     assert p.decode_reply(p.encode_reply(rep), 1) == rep
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 65535), st.ip_addresses(v=6),
+       st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_roundtrip_ipv6(seq: int, port: int, ip: Any, flowinfo: int, scope_id: int) -> None:
+    text = socket.inet_ntop(socket.AF_INET6, ip.packed)  # the daemon's form (inet_ntop)
+    addr = p.Addr(p.AF_INET6, text, port, flowinfo, scope_id)
+    raw = addr.pack()
+    assert len(raw) == p.ADDR_SIZE == 28
+    assert raw[8:24] == ip.packed  # the address bytes as sin6_addr has them
+    rep = p.Reply(p.Op.ACCEPT, seq, local=addr, peer=p.Addr(p.AF_INET, "10.0.0.2", 1))
+    assert p.decode_reply(p.encode_reply(rep), 1) == rep
+    req = p.Request(p.Op.CONNECT, seq, addr=addr)
+    assert p.decode_request(p.encode_request(req), 1) == req
+
+
+def test_addr_of_picks_the_family() -> None:
+    assert p.Addr.of("10.0.0.2", 80) == p.Addr(p.AF_INET, "10.0.0.2", 80)
+    assert p.Addr.of("fd00:0:0:1::2", 80) == p.Addr(p.AF_INET6, "fd00:0:0:1::2", 80)

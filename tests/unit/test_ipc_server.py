@@ -79,6 +79,14 @@ def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+def _v4(addr: str) -> str:
+    """What the stack's dual-stack AF_INET6 sockets make of an address (the shim sends
+    `::` and v4-mapped ones as they are, protocol version 4): the fake is IPv4 only."""
+    if addr == "::":
+        return "0.0.0.0"
+    return addr.removeprefix("::ffff:")
+
+
 class FakeTcp:
     kind = "tcp"
 
@@ -105,6 +113,7 @@ class FakeTcp:
         self.net.later(fire)
 
     def bind(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.local is not None:
             raise _err(errno.EINVAL)
         if addr not in ("0.0.0.0", self.net.address):
@@ -133,6 +142,7 @@ class FakeTcp:
         return self.queue.popleft() if self.queue else None
 
     def connect(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.state == "SYN-SENT":
             raise _err(errno.EALREADY)
         if self.state != "CLOSED" or self.peer is not None:
@@ -286,6 +296,7 @@ class FakeUdp:
         self.queue: deque[tuple[bytes, tuple[str, int]]] = deque()
 
     def bind(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.local is not None:
             raise _err(errno.EINVAL)
         if port == 0:
@@ -296,11 +307,13 @@ class FakeUdp:
         self.local = (self.net.address, port)
 
     def connect(self, addr: str, port: int) -> None:
+        addr = _v4(addr)
         if self.local is None:
             self.bind("0.0.0.0", 0)
         self.remote = None if (addr, port) == ("0.0.0.0", 0) else (addr, port)
 
     def sendto(self, data: bytes, addr: tuple[str, int] | None) -> int:
+        addr = (_v4(addr[0]), addr[1]) if addr is not None else None
         dest = addr or self.remote
         if dest is None:
             raise _err(errno.EDESTADDRREQ)
@@ -341,6 +354,7 @@ class FakeLayer:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.net = FakeNet(loop)
         self.address = self.net.address
+        self.address6: str | None = None
         self.sockets: dict[int, Any] = {}
         self.extra_rows = 0
 
@@ -350,12 +364,12 @@ class FakeLayer:
     def unregister(self, sock: Any) -> None:
         self.sockets.pop(id(sock), None)
 
-    def tcp_socket(self) -> FakeTcp:
+    def tcp_socket(self, family: int = socket.AF_INET) -> FakeTcp:
         s = FakeTcp(self)
         self.register(s)
         return s
 
-    def udp_socket(self) -> FakeUdp:
+    def udp_socket(self, family: int = socket.AF_INET) -> FakeUdp:
         s = FakeUdp(self)
         self.register(s)
         return s
@@ -697,6 +711,53 @@ def test_connect_refused_over_raw_protocol(server: ServerThread) -> None:
     rep, _ = raw.call(p.Request(p.Op.GETSOCKOPT, level=socket.SOL_SOCKET,
                                 name=socket.SO_ERROR, optlen=4), fd)
     assert struct.unpack("=i", rep.value)[0] == 0  # read once, like Linux
+    os.close(fd)
+
+
+def test_udp_ipv6_source_rides_in_a_pktinfo_file(server: ServerThread) -> None:
+    """A datagram from an IPv6 source (128 bits, which SCM_CREDENTIALS cannot hold)
+    carries a sealed PKTINFO file whose src is the source; one from an IPv4 source to a
+    socket that asked for no PKTINFO carries none; the payload is the record's bytes
+    either way (so read() sees exactly the datagram)."""
+    raw = Raw(server.path)
+    rep, fd = raw.call(p.Request(p.Op.SOCKET, kind=p.KIND_UDP, family=p.AF_INET6))
+    assert rep.status == 0 and fd >= 0
+    rep, _ = raw.call(p.Request(p.Op.BIND, addr=p.Addr(p.AF_INET6, "::", 5399)), fd)
+    assert rep.status == 0
+    fake = server.call(lambda: server.layer.net.udp[5399])
+    sources = [("fd00:0:0:2::2", 4242), ("10.1.0.2", 4243)]
+
+    def inject() -> None:
+        for i, src in enumerate(sources):
+            fake.queue.append((b"d%d" % i, src))
+        assert fake.on_change is not None
+        fake.on_change()
+
+    server.call(inject)
+    with socket.socket(fileno=os.dup(fd)) as a:
+        a.settimeout(5)
+        got = []
+        for _ in sources:
+            data, anc, _flags, _ = a.recvmsg(100, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16))
+            rights = [f for level, kind, payload in anc
+                      if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                      for f in array.array("i", payload[: len(payload) // 4 * 4])]
+            creds = [struct.unpack("=iII", payload) for level, kind, payload in anc
+                     if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
+            records = []
+            for f in rights:
+                records.append(p.decode_reply(os.pread(f, p.PKTINFO_RECORD_SIZE + 1, 0)))
+                os.close(f)
+            got.append((data, records, creds))
+    (d0, rec0, cred0), (d1, rec1, cred1) = got
+    assert d0 == b"d0" and len(rec0) == 1 and rec0[0].op is p.Op.PKTINFO
+    assert rec0[0].src == p.Addr(p.AF_INET6, "fd00:0:0:2::2", 4242)
+    assert rec0[0].want == 0
+    if cred0:  # a daemon with CAP_SETUID labels datagrams: uid 0 for an IPv6 source
+        assert cred0[0][1:] == (0, 0x54430000 | 4242)
+    assert d1 == b"d1" and rec1 == []
+    if cred1:
+        assert cred1[0][1:] == (0x0A010002, 0x54430000 | 4243)
     os.close(fd)
 
 
