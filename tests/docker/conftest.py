@@ -5,7 +5,7 @@ the base image exists (pull, else debootstrap + docker import), build the image 
 the repository's Dockerfile with the repository's docker-compose.yml, start ``stack``,
 wait until it answers ping (its healthcheck), start ``peer`` and ``client``. It differs
 only in what keeps a test run apart from a learner's running lab: its own compose
-project (``tcplab-test-<random>``), a free /24 for the docker network, and an output
+project (``tcplab-test-<pid>-<random>``), a free /24 for the docker network, and an output
 folder under pytest's tmp_path.
 
 Why our own fixture and not pytest-docker:
@@ -57,8 +57,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.docker)
 
 
+def _owner_alive(project: str) -> bool:
+    """A test project is named tcplab-test-<pid>-<hex> after the pytest process that owns
+    it: one whose owner still runs belongs to a test run going on beside this one (two
+    checkouts' CI on one engine) and is not a leftover."""
+    pid = project[len(TEST_PROJECT_PREFIX) :].split("-")[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_test_leftovers() -> None:
-    """Containers, networks and volumes of earlier (killed) test runs, by compose label."""
+    """Containers, networks and volumes of earlier (killed) test runs, by compose label;
+    never those of a run still going on (`_owner_alive`)."""
     label = "com.docker.compose.project"
     fmt = f'{{{{.ID}}}} {{{{.Label "{label}"}}}}'
     vfmt = f'{{{{.Name}}}} {{{{.Label "{label}"}}}}'  # volumes have names, not IDs
@@ -71,7 +88,11 @@ def remove_test_leftovers() -> None:
         ids = []
         for line in out.splitlines():
             parts = line.split()
-            if len(parts) == 2 and parts[1].startswith(TEST_PROJECT_PREFIX):
+            if (
+                len(parts) == 2
+                and parts[1].startswith(TEST_PROJECT_PREFIX)
+                and not _owner_alive(parts[1])
+            ):
                 ids.append(parts[0])
         if ids:
             force = ["-f"] if kind != "network" else []
@@ -104,7 +125,7 @@ def lab(
 ) -> Iterator[Lab]:
     remove_test_leftovers()
     out = tmp_path_factory.mktemp("lab-out")
-    project = TEST_PROJECT_PREFIX + secrets.token_hex(3)
+    project = f"{TEST_PROJECT_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
     env = {
         "TCPLAB_NET_PREFIX": free_net_prefix(),
         "TCPLAB_OUT": str(out),
