@@ -457,6 +457,8 @@ class LossBench:
         argv = [self.py, "-m", "stack.cli", "stack", "--no-offload", "--socket", str(self.tmp / "stack.sock"),
                 "--events", str(self.events_path), "--time-wait", "1", "--service", "discard",
                 "--service", "http", "--cc", self.args.cc]
+        if self.args.min_rto is not None:
+            argv += ["--min-rto", str(self.args.min_rto)]
         if self.args.pcap:
             argv += ["--pcap", str(Path(self.args.pcap).resolve())]
         self.daemon = subprocess.Popen(["ip", "netns", "exec", self.stack_ns, *argv], env=self.env,
@@ -626,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--directions", default=["sends", "receives"], type=parse_directions,
                         metavar="D[,D]", help="which rows: sends (the stack sends), receives, or both "
                         "(default sends,receives)")
+    parser.add_argument("--min-rto", type=float, metavar="SECONDS",
+                        help="the stack's minimum RTO (default: the daemon's, 0.2 s as Linux; "
+                        "the kernel's stays 0.2 s)")
     parser.add_argument("--kernel-cc", metavar="NAME",
                         help="the kernel's congestion control in both namespaces (default: the "
                         "namespace's, which new namespaces inherit from the host: check it, a host "
