@@ -191,6 +191,13 @@ class Recovery:
                 return
             self.rto.backoff()
             self.note_retransmit(self.snd.iss, 0, "rto")
+            if self.rtt_after_retransmit:
+                # As for data (Sender.transmit): only an echo of this copy's TSval or a
+                # later one is an RTT sample (RFC 6298 3, RFC 7323 4.1). A peer whose
+                # ACK of an earlier copy was lost answers this one, out of its window,
+                # with a duplicate ACK still echoing the earlier TSval: that would be
+                # a "sample" of the whole wait (2 s after two SYN-ACK timeouts).
+                self.rtx_tsval = self.opts.ts_now(now)
             conn.send_syn(now, ack=passive)
             self.arm_rtx(now)
             return
