@@ -98,6 +98,9 @@ class Recovery:
         self.prr = PRR(max(snd.mss, 1))
         self.spurious = SpuriousRetransmissions()
         self.in_loss = False  # RTO recovery (RFC 8985 "RTO recovery", Linux CA_Loss)
+        # The recovery point of the fast recovery an RTO interrupted, while that RTO
+        # recovery lasts: an undo of the timeout returns to that episode.
+        self.interrupted_recover: int | None = None
         self.dsack_undos = 0
 
     @property
@@ -188,6 +191,13 @@ class Recovery:
                 return
             self.rto.backoff()
             self.note_retransmit(self.snd.iss, 0, "rto")
+            if self.rtt_after_retransmit:
+                # As for data (Sender.transmit): only an echo of this copy's TSval or a
+                # later one is an RTT sample (RFC 6298 3, RFC 7323 4.1). A peer whose
+                # ACK of an earlier copy was lost answers this one, out of its window,
+                # with a duplicate ACK still echoing the earlier TSval: that would be
+                # a "sample" of the whole wait (2 s after two SYN-ACK timeouts).
+                self.rtx_tsval = self.opts.ts_now(now)
             conn.send_syn(now, ack=passive)
             self.arm_rtx(now)
             return
@@ -216,6 +226,10 @@ class Recovery:
         if first:
             self.arm_undo(now)
             self.spurious.start_episode(snd.una, snd.max)
+            # A timeout in fast recovery: remember that episode, whose loss was real,
+            # for the case that this timeout proves spurious (`end_undone_episode`).
+            self.interrupted_recover = (
+                self.recover if self.in_recovery and snd.una < self.recover else None)
         cc_events.on_timeout(self.cc, snd.flight_size, now, first=first, mss=snd.mss)
         self.rto.backoff()  # RFC 6298 5.5
         self.conn.emit_cwnd("rto")
@@ -560,6 +574,7 @@ class Recovery:
             conn.emit_cwnd("recovery_exit")
         elif self.in_loss and snd.una >= self.recover:
             self.in_loss = False
+            self.interrupted_recover = None
             rack.on_recovery_exit()
         if result.lost and not self.in_recovery and not self.in_loss:
             self.enter_recovery(now, "rack", result.delivered)
@@ -684,13 +699,38 @@ class Recovery:
         self.dsack_undos += 1
         self.spurious_retransmits += 1
         cc_events.undo(self.cc, self.prior_cwnd, self.prior_ssthresh)
-        if self.in_recovery:
-            self.in_recovery = False
-            self.prr.end()
-        self.in_loss = False
-        self.rack.unmark_lost()
-        self.recover = self.snd.una
+        self.end_undone_episode()
         self.conn.emit_cwnd("dsack_undo")
+
+    def end_undone_episode(self) -> None:
+        """The episode whose response was just undone (RFC 3708 section 5, RFC 4015
+        section 3) is void: leave fast or RTO recovery; RACK re-marks what is really
+        lost from the ACKs to come.
+
+        Normally a real loss right behind the episode may then start fast recovery at
+        once, without waiting for the old RecoveryPoint (RFC 6582 "recover"). But if the
+        undone episode was an RTO that interrupted a fast recovery, only the timeout
+        was spurious: the undo restores the window of that fast recovery (`arm_undo`
+        ran at the RTO), and the sender goes back into it, with its recovery point, as
+        the RTO found it. Its remaining losses are then repaired in that episode, under
+        its one reduction (RFC 5681 3.2 step 2 / RFC 6582 3.2: one reduction per
+        window of data; RFC 8985 2.2: lost retransmissions are repaired in the episode),
+        instead of starting a second one that would cut ssthresh again."""
+        snd = self.snd
+        resume, self.interrupted_recover = self.interrupted_recover, None
+        self.in_recovery = False
+        self.in_loss = False
+        self.prr.end()
+        self.rack.unmark_lost()
+        if resume is not None and self.use_rack and snd.una < resume:
+            self.in_recovery = True
+            self.recover = resume
+            self.prr.mss = snd.mss
+            self.prr.start(self.cc.ssthresh, snd.flight_size)  # RFC 6937 3: RecoverFS now
+            self.conn.emit("recovery", reason="resumed", lost=0, ssthresh=self.cc.ssthresh,
+                           recover_fs=snd.flight_size)
+        else:
+            self.recover = snd.una
 
     def dup_thresh(self) -> int:
         """DupThresh (RFC 5681 3.2, RFC 6675 section 2), lowered by Early Retransmit.
@@ -783,14 +823,8 @@ class Recovery:
         snd = self.snd
         self.spurious_retransmits += 1
         cc_events.undo(self.cc, self.prior_cwnd, self.prior_ssthresh)
-        self.in_recovery = False
-        self.in_loss = False
-        self.prr.end()
-        self.rack.unmark_lost()
+        self.end_undone_episode()
         self.dupacks = 0
-        # The episode is void: a real loss right behind it may start fast recovery at
-        # once, without waiting for the old RecoveryPoint (RFC 6582 "recover").
-        self.recover = snd.una
         if snd.nxt < snd.max:
             snd.nxt = snd.max  # RFC 4015 section 3: no go-back-N after a spurious RTO
         self.conn.emit_cwnd("undo")

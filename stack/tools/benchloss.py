@@ -74,6 +74,7 @@ NFT_TABLE = "tcplab_loss"
 MAX_RUNS = 50
 MAX_BYTES = 100 << 20
 POLL = 0.01  # tcp_info poll interval of the upload client
+KERNEL_CC_ENV = "TCPLAB_BENCH_KERNEL_CC"
 
 # linux/sockios.h, linux/ethtool.h: the legacy per-feature commands.
 SIOCETHTOOL = 0x8946
@@ -106,6 +107,14 @@ def offloads_off(devices: list[str]) -> None:
                     fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifr)
                     if cmd == get and value[1] != 0:
                         raise OSError(f"{dev}: {name} is still on")
+
+
+def _kernel_cc(sock: socket.socket) -> None:
+    """`--kernel-cc`: the kernel socket's congestion control (TCP_CONGESTION; as root
+    any loaded one, not only net.ipv4.tcp_allowed_congestion_control's, which a
+    namespace cannot change)."""
+    if name := os.environ.get(KERNEL_CC_ENV):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
 
 
 def _tcp_info(sock: socket.socket) -> tuple[int, int]:
@@ -141,6 +150,7 @@ def serve() -> None:
     def http(conn: socket.socket, port: int) -> None:
         request = b""
         retrans = 0
+        cc = ""
         try:
             while b"\r\n\r\n" not in request and len(request) < 4096:
                 data = conn.recv(4096)
@@ -157,14 +167,16 @@ def serve() -> None:
                 while conn.recv(65536):  # until the client's FIN: all was delivered
                     pass
                 retrans = _tcp_info(conn)[0]
+                cc = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
         except OSError:
             pass
         conn.close()
-        report(port=port, kind="http", retrans=retrans)
+        report(port=port, kind="http", retrans=retrans, cc=cc)
 
     def listen(port: int, handler: Any) -> None:
         lsock = socket.socket()
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _kernel_cc(lsock)  # accepted sockets inherit it
         lsock.bind((KERNEL_ADDR, port))
         lsock.listen(64)
         while True:
@@ -181,7 +193,10 @@ def serve() -> None:
 def client_upload(host: str, port: int, n: int, timeout: float) -> dict[str, Any]:
     """Send n bytes, then FIN; done at the receiver's FIN (it has read everything)."""
     data = body(n)
-    sock = socket.create_connection((host, port), timeout=timeout)
+    sock = socket.socket()
+    _kernel_cc(sock)
+    sock.settimeout(timeout)
+    sock.connect((host, port))
     sock.settimeout(timeout)
     start = time.monotonic()
     done = threading.Event()
@@ -249,6 +264,13 @@ def parse_losses(text: str) -> list[float]:
         if not 0 <= value < 100:
             raise argparse.ArgumentTypeError(f"loss must be from 0 to below 100 percent: {tok!r}")
         out.append(value)
+    return out
+
+
+def parse_directions(text: str) -> list[str]:
+    out = [d.strip() for d in text.split(",") if d.strip()]
+    if not out or any(d not in ("sends", "receives") for d in out):
+        raise argparse.ArgumentTypeError("directions are 'sends' and/or 'receives'")
     return out
 
 
@@ -354,12 +376,15 @@ class LossBench:
         self.events_path = self.tmp / "events.jsonl"
         self.py = sys.executable
         self.env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        if args.kernel_cc:
+            self.env[KERNEL_CC_ENV] = args.kernel_cc
         self.daemon: subprocess.Popen[str] | None = None
         self.server: subprocess.Popen[str] | None = None
         self.server_lines: list[dict[str, Any]] = []
         self._created: list[str] = []
         self.drops: dict[str, tuple[int, int]] = {}
         self.loss = 0.0
+        self.kernel_cc = ""
 
     # ------------------------------------------------------------- topology
     def _run(self, argv: list[str], input: str | None = None) -> str:
@@ -388,6 +413,8 @@ class LossBench:
                 f"add table inet {NFT_TABLE}\n"
                 f"add chain inet {NFT_TABLE} c {{ type filter hook prerouting priority -300; }}\n"))
         self._run(["ip", "-n", self.peer_ns, "route", "add", "10.0.0.0/24", "via", KERNEL_ADDR])
+        self.kernel_cc = args_cc if (args_cc := self.args.kernel_cc) else self._in(
+            self.stack_ns, ["sysctl", "-n", "net.ipv4.tcp_congestion_control"]).strip()
         self._in(self.stack_ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
                                  "net.ipv4.conf.default.rp_filter=0"])
 
@@ -430,6 +457,8 @@ class LossBench:
         argv = [self.py, "-m", "stack.cli", "stack", "--no-offload", "--socket", str(self.tmp / "stack.sock"),
                 "--events", str(self.events_path), "--time-wait", "1", "--service", "discard",
                 "--service", "http", "--cc", self.args.cc]
+        if self.args.min_rto is not None:
+            argv += ["--min-rto", str(self.args.min_rto)]
         if self.args.pcap:
             argv += ["--pcap", str(Path(self.args.pcap).resolve())]
         self.daemon = subprocess.Popen(["ip", "netns", "exec", self.stack_ns, *argv], env=self.env,
@@ -518,6 +547,8 @@ class LossBench:
                 sample.error = "no report from the kernel server"
             elif sends:
                 sample.retrans = report["retrans"]
+                if report.get("cc") and report["cc"] != self.kernel_cc:
+                    sample.error = f"kernel sent with {report['cc']}, not {self.kernel_cc}"
             elif report["sha256"] != result["sha256"]:
                 return Sample(None, None, sample.stall, sample.port, error="discard sha256 differs")
         return sample
@@ -559,7 +590,7 @@ class LossBench:
             for loss in self.args.loss:
                 self.set_loss(loss)
                 for size in self.args.sizes:
-                    for sends in (True, False):
+                    for sends in (d == "sends" for d in self.args.directions):
                         row = Row(loss, size, "stack sends" if sends else "stack receives")
                         rows.append(row)
                         for i in range(self.args.runs):
@@ -594,6 +625,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bound on each transfer (default 120)")
     parser.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
                         help="the stack's congestion control (default newreno; the kernel uses its own)")
+    parser.add_argument("--directions", default=["sends", "receives"], type=parse_directions,
+                        metavar="D[,D]", help="which rows: sends (the stack sends), receives, or both "
+                        "(default sends,receives)")
+    parser.add_argument("--min-rto", type=float, metavar="SECONDS",
+                        help="the stack's minimum RTO (default: the daemon's, 0.2 s as Linux; "
+                        "the kernel's stays 0.2 s)")
+    parser.add_argument("--kernel-cc", metavar="NAME",
+                        help="the kernel's congestion control in both namespaces (default: the "
+                        "namespace's, which new namespaces inherit from the host: check it, a host "
+                        "on bbr makes loss cost the kernel almost nothing)")
     parser.add_argument("--json", metavar="FILE", help="write the rows and every sample as JSON")
     parser.add_argument("--events", metavar="FILE",
                         help="keep the stack's event log (for `tcplab plot`; connections by port)")
@@ -620,6 +661,7 @@ def main(argv: list[str]) -> int:
           f"each bounded by {args.timeout:g} s", file=sys.stderr)
     try:
         bench.setup()
+        print(f"tcplab bench --loss: stack cc {args.cc}, kernel cc {bench.kernel_cc}", file=sys.stderr)
         rows = bench.run()
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         print(f"tcplab bench: error: {exc}", file=sys.stderr)
@@ -632,7 +674,8 @@ def main(argv: list[str]) -> int:
         print(f"nftables {way}: {dropped} of {seen} TCP packets dropped "
               f"({100 * dropped / max(seen, 1):.1f}%)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"timeout": args.timeout, "cc": args.cc, "rows": summary,
+        Path(args.json).write_text(json.dumps({"timeout": args.timeout, "cc": args.cc, "kernel_cc": bench.kernel_cc,
+                                               "rows": summary,
                                                "drops": bench.drops}, indent=1))
     return 0
 

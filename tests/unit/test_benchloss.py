@@ -8,7 +8,16 @@ import argparse
 import pytest
 
 from stack.tools import benchloss
-from stack.tools.benchloss import Row, Sample, format_table, parse_losses, parse_sizes, summarize
+from stack.tools.benchloss import (
+    Row,
+    Sample,
+    build_parser,
+    format_table,
+    parse_directions,
+    parse_losses,
+    parse_sizes,
+    summarize,
+)
 
 
 def test_losses_and_sizes() -> None:
@@ -21,6 +30,18 @@ def test_losses_and_sizes() -> None:
     for bad in ("0", "1G", "M", "200M"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_sizes(bad)
+
+
+def test_directions_and_kernel_cc() -> None:
+    assert parse_directions("sends") == ["sends"]
+    assert parse_directions("sends,receives") == ["sends", "receives"]
+    for bad in ("", "send", "sends,both"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_directions(bad)
+    args = build_parser().parse_args(["--loss", "20"])
+    assert args.directions == ["sends", "receives"] and args.kernel_cc is None
+    args = build_parser().parse_args(["--loss", "20", "--directions", "sends", "--kernel-cc", "cubic"])
+    assert args.directions == ["sends"] and args.kernel_cc == "cubic"
 
 
 def test_failed_runs_count_at_the_timeout() -> None:

@@ -95,6 +95,29 @@ def test_karn_no_sample_from_retransmission() -> None:
     s.expect_vars(srtt=0.1, rto=0.3)
 
 
+def test_no_rtt_sample_from_an_echo_of_an_older_syn_ack() -> None:
+    """RFC 6298 3 (Karn) with RFC 7323 4.1: after the SYN-ACK is retransmitted, only an
+    echo of the *latest* copy's TSval measures the path. Here SYN-ACK #2 arrived, the
+    peer's ACK of it was lost, and #3 (out of window for the peer, now ESTABLISHED)
+    draws a duplicate ACK that still echoes #2's TSval (the peer updates TS.Recent
+    only from acceptable segments): 2 s of waiting, not an RTT. The sample is
+    refused, as after data retransmissions, and data starts with RFC 6298 5.7's 3 s.
+    (Before: srtt = 2 s, RTO 6 s for the whole transfer, seen at 20% loss.)"""
+    s = Script(TcpConfig())
+    s.passive()
+    s.tx("SA", seq=0, ack=1)
+    s.fire()  # RTO 1 s: SYN-ACK #2
+    second = s.tx("SA", seq=0, ack=1)
+    s.fire()  # 2 s later: SYN-ACK #3
+    s.tx("SA", seq=0, ack=1)
+    assert second.options.timestamp is not None
+    s.wait(0.001)
+    s.rx("A", seq=1, ack=1, ts=(1 << 20, second.options.timestamp[0]))
+    s.expect_state(State.ESTABLISHED)
+    s.expect_no_event("rtt")
+    s.expect_vars(srtt=None, rto=3.0)
+
+
 def test_exponential_backoff_then_etimedout() -> None:
     """RFC 6298 5.5: RTO doubles on every expiry; RFC 1122 4.2.3.5: give up after R2."""
     s = newreno(max_retries=4)

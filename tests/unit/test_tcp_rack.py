@@ -266,3 +266,73 @@ def test_without_sack_dupthresh_remains() -> None:
         s.rx("A", ack=1)
     s.tx(seq=1, length=1000)
     s.expect_event("retransmit", seq=s.iss + 1, reason="fast")
+
+
+def test_undone_rto_resumes_the_fast_recovery_it_interrupted() -> None:
+    """One window reduction per congestion episode (RFC 5681 3.2 step 2 / RFC 6582
+    3.2 "recover", RFC 6675 section 5, RFC 8985 2.2: lost retransmissions are repaired
+    within the episode). The RTO fires in fast recovery (the ACK of the fast
+    retransmission was lost) and a D-SACK then proves the RTO's retransmission
+    needless: RFC 3708 section 5 undoes the *timeout's* response, which puts the
+    sender back where the RTO found it, in the fast recovery of a real loss whose
+    recovery point is not reached. The other loss of that window, found after the
+    undo, is repaired in that episode: no second reduction of ssthresh."""
+    s = rack()
+    s.send(6000)
+    s.drain()  # 1001..7001 at 0.1; 1001 and 5001 are lost
+    s.wait(0.1)
+    s.rx("A", ack=1001, sack=[(2001, 5001)])
+    s.tx(seq=1001, length=1000)  # fast retransmit (it arrives, its ACK is lost)
+    s.expect_event("recovery", reason="rack")
+    ssthresh = s.var("ssthresh")
+    s.drain()
+    s.fire()  # the RTO, in fast recovery
+    s.expect_event("retransmit", seq=s.iss + 1001, reason="rto")
+    s.drain()
+    s.mark_events()
+    s.wait(0.01)
+    # The receiver has 1001..5001 and 6001..7001; the RTO's copy was a duplicate.
+    s.rx("A", ack=5001, sack=[(1001, 2001), (6001, 7001)])
+    s.expect_event("cwnd", reason="dsack_undo")
+    s.expect_event("recovery", reason="resumed")
+    s.tx(seq=5001, length=1000)  # RACK: lost (6001, sent after it, is delivered)
+    s.expect_event("retransmit", seq=s.iss + 5001, reason="rack")
+    s.expect_no_event("cwnd", reason="fast_retransmit")
+    s.expect_vars(in_recovery=True, ssthresh=ssthresh, recover=s.iss + 7001)
+    s.rx("A", ack=7001)
+    s.expect_vars(in_recovery=False, una=7001)
+    s.expect_event("cwnd", reason="recovery_exit", cwnd=ssthresh)
+
+
+def test_eifel_undone_rto_resumes_the_fast_recovery_it_interrupted() -> None:
+    """As above with the Eifel detection (RFC 3522 section 3.2, response RFC 4015
+    section 3): the first ACK of new data after the RTO echoes the TSval of the fast
+    retransmission, older than the RTO's copy, so the timeout was spurious; the sender
+    goes back into the fast recovery it interrupted and repairs the window's other
+    loss there, under that episode's one reduction (RFC 5681 3.2, RFC 6582 3.2)."""
+    # MSS 1012: 1000 bytes of data beside the timestamps option (RFC 7323 / 9293 3.7.1).
+    s = Script.established(TcpConfig(), mss=1012, ws=None, ts=True, sackok=True)
+    s.send(1000)
+    s.tx(seq=1, length=1000)
+    s.wait(0.1)
+    s.rx("A", ack=1001)
+    s.send(6000)
+    s.drain()  # 1001..7001 at 0.1; 1001 and 5001 are lost
+    s.wait(0.1)
+    s.rx("A", ack=1001, sack=[(2001, 5001)])
+    fast = s.tx(seq=1001, length=1000)  # fast retransmit (arrives, its ACK is lost)
+    ssthresh = s.var("ssthresh")
+    s.fire()  # the RTO, in fast recovery
+    s.expect_event("retransmit", seq=s.iss + 1001, reason="rto")
+    s.drain()
+    s.mark_events()
+    s.wait(0.01)
+    assert fast.options.timestamp is not None
+    s.rx("A", ack=5001, sack=[(6001, 7001)], ts=(1 << 20, fast.options.timestamp[0]))
+    s.expect_event("cwnd", reason="undo")
+    s.expect_event("recovery", reason="resumed")
+    s.tx(seq=5001, length=1000)
+    s.expect_no_event("cwnd", reason="fast_retransmit")
+    s.expect_vars(in_recovery=True, ssthresh=ssthresh, recover=s.iss + 7001)
+    s.rx("A", ack=7001)
+    s.expect_vars(in_recovery=False, una=7001)
