@@ -20,7 +20,7 @@ its RFC rules:
 ``snd`` (sender.py)      send sequence space and buffer; windows, Nagle, SWS, probes
 ``rcv`` (receiver.py)    receive sequence space, reassembly, the ACK owed, the window
 ``opts`` (options.py)    MSS, window scale, timestamps, SACK-permitted; option fields
-``recovery``             RTT, RTO, NewReno/SACK recovery, ER, TLP, undo (recovery.py)
+``recovery``             RTT, RTO, RACK-TLP, PRR, D-SACK, NewReno/SACK, undo (recovery.py)
 ``timers`` (timers.py)   every deadline of this connection
 ``cc``                   congestion control (stack/tcp/congestion/), told events only
 ``ecn`` (ecn.py)         RFC 3168: negotiation, ECE echo, CWR, the reduction per RTT
