@@ -557,4 +557,14 @@ def test_lab11(timed: Learner) -> None:
     assert who.run("tcplab lab exec peer sh -c 'printf \"hello over IPv6\\n\" | nc -6 -N -w 5 "
                    "fd00:0:0:1::2 7'") == "hello over IPv6\n"
     assert "[::]:80" in who.run("tcplab lab exec client tcplab ss")
+    server = who.start("tcplab lab exec client tcplab run -- python3 "
+                       "/opt/tcplab/labs/11-ipv6/dualserver.py", ready="listening on [::]:8080")
+    assert who.run("tcplab lab exec peer sh -c 'printf \"over IPv4\\n\" | nc -N -w 5 "
+                   "10.0.0.2 8080'") == "you are ::ffff:10.0.1.20, you said 'over IPv4'\n"
+    assert who.run("tcplab lab exec peer sh -c 'printf \"over IPv6\\n\" | nc -6 -N -w 5 "
+                   "fd00:0:0:1::2 8080'") == "you are fd00:0:0:2::20, you said 'over IPv6'\n"
+    assert server.wait(timeout=30) == 0
+    log = server.log.read_text()  # type: ignore[attr-defined]
+    assert "accepted ::ffff:10.0.1.20" in log and "(IPv4, v4-mapped) on ::ffff:10.0.0.2" in log, log
+    assert "accepted fd00:0:0:2::20" in log and "(IPv6) on fd00:0:0:1::2" in log, log
     who.check("tcplab lab check 11")
