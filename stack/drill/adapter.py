@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import random
+import socket
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ from stack.tcp.fastopen import FASTOPEN_CLIENT, FASTOPEN_SERVER, CookieCache
 
 LOCAL_ADDR = "192.168.0.1"  # packetdrill's defaults
 REMOTE_ADDR = "192.0.2.1"
+LOCAL_ADDR6 = "fd3d:fa7b:d17d::1"  # packetdrill's IPv6 defaults (RFC 4193 ULA, RFC 3849)
+REMOTE_ADDR6 = "2001:db8::1"
 
 
 @dataclass
@@ -69,12 +72,20 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 class StackAdapter:
-    """One host at LOCAL_ADDR; the script is the peer at REMOTE_ADDR."""
+    """One host at LOCAL_ADDR; the script is the peer at REMOTE_ADDR.
 
-    def __init__(self, settings: StackSettings) -> None:
+    For an IPv6 script (`ipv6=True`) the host also owns LOCAL_ADDR6, the peer is
+    REMOTE_ADDR6 and the script's sockets are the stack's AF_INET6 sockets."""
+
+    def __init__(self, settings: StackSettings, *, ipv6: bool = False) -> None:
         self.now = 0.0
         self.outbox: deque[tuple[float, bytes]] = deque()
-        self.host = Host(LOCAL_ADDR, self._transmit, mtu=settings.mtu, clock=lambda: self.now)
+        self.ipv6 = ipv6
+        self.family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        self.local_addr = LOCAL_ADDR6 if ipv6 else LOCAL_ADDR
+        self.remote_addr = REMOTE_ADDR6 if ipv6 else REMOTE_ADDR
+        self.host = Host(LOCAL_ADDR, self._transmit, mtu=settings.mtu, clock=lambda: self.now,
+                         address6=LOCAL_ADDR6 if ipv6 else None)
         self.layer = SocketLayer(self.host)
         self.apply(settings)
 
@@ -137,23 +148,34 @@ class StackAdapter:
     # ---------------------------------------------------------- sockets
 
     def tcp_socket(self) -> Sock:
-        return Sock(self, self.layer.tcp_socket())
+        """socket(..., SOCK_STREAM, IPPROTO_TCP) in the script's family."""
+        return Sock(self, self.layer.tcp_socket(self.family))
 
-    def count_state(self, state: str, port: int | None = None) -> int:
-        """Sockets and connections in `state` (FreeBSD's `sockstat -s`), on local `port`.
+    def count_state(self, state: str, port: int | None = None, ipv6: bool | None = None) -> int:
+        """Sockets and connections in `state` (FreeBSD's `sockstat -s`), on local `port`,
+        of one family (`sockstat -4`, `-6`) if `ipv6` is given.
 
         The open sockets and the orphaned connections (all_sockets), and the half-open
         connections waiting in the listeners' SYN queues."""
-        states: list[tuple[str, int]] = []
+        states: list[tuple[str, int, bool]] = []
         for sock in self.layer.all_sockets():
             info = sock.info()
             if info.get("proto") == "tcp":
-                local = str(info.get("local", ""))
+                local, remote = str(info.get("local", "")), str(info.get("remote", ""))
                 lport = int(local.rsplit(":", 1)[1]) if local[-1:].isdigit() else 0
-                states.append((str(info.get("state")), lport))
-        for listener in self.host.listeners.values():
-            states.extend((str(c.state), listener.port) for c in listener.syn_queue.values())
-        return sum(1 for s, p in states if s == state and (port is None or p == port))
+                # IPv6 endpoints are bracketed; an AF_INET6 socket not bound yet is IPv6.
+                v6 = (local.startswith("[") or remote.startswith("[")
+                      or (isinstance(sock, TcpSocket) and sock.family == socket.AF_INET6
+                          and not local[:1].isdigit() and not remote[:1].isdigit()))
+                states.append((str(info.get("state")), lport, v6))
+        seen: set[int] = set()
+        for listener in [*self.host.listeners.values(), *self.host.listeners6.values()]:
+            if id(listener) in seen:  # a dual-stack listener is in both tables
+                continue
+            seen.add(id(listener))
+            states.extend((str(c.state), listener.port, ":" in c.remote[0]) for c in listener.syn_queue.values())
+        return sum(1 for s, p, v6 in states
+                   if s == state and (port is None or p == port) and (ipv6 is None or v6 == ipv6))
 
     def drop_state(self, state: str) -> None:
         """Abort every connection in `state` (FreeBSD's `tcpdrop -s STATE`)."""
@@ -174,7 +196,7 @@ class Sock:
     # Every call below raises OSError with a Linux errno, or BlockingIOError.
 
     def bind(self, port: int) -> None:
-        self.sock.bind("0.0.0.0", port)
+        self.sock.bind("::" if self.adapter.ipv6 else "0.0.0.0", port)
 
     def listen(self, backlog: int) -> None:
         self.sock.listen(backlog)
@@ -184,12 +206,12 @@ class Sock:
         return Sock(self.adapter, child) if child is not None else None
 
     def connect(self, port: int) -> None:
-        self.sock.connect(REMOTE_ADDR, port)
+        self.sock.connect(self.adapter.remote_addr, port)
 
     def sendto_fastopen(self, data: bytes, port: int) -> int:
         """An implied connect whose SYN carries (or asks for) a Fast Open cookie and the
         data (FreeBSD: sendto() on a socket with TCP_FASTOPEN set; Linux: MSG_FASTOPEN)."""
-        return self.sock.sendto_fastopen(data, REMOTE_ADDR, port)
+        return self.sock.sendto_fastopen(data, self.adapter.remote_addr, port)
 
     @property
     def listening(self) -> bool:

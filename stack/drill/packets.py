@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from stack.drill.model import IcmpPacket, TcpOpt, TcpPacket, Unsupported
 from stack.wire.checksum import internet_checksum, pseudo_header_sum
 from stack.wire.icmp import build_icmp
+from stack.wire.icmpv6 import build_icmpv6, mtu_rest
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, build_ipv4_header
+from stack.wire.ipv6 import IPPROTO_ICMPV6, build_ipv6_header, skip_headers
 
 MASK32 = 0xFFFFFFFF
 
@@ -37,6 +39,19 @@ ICMP_TYPES: dict[str, tuple[int, dict[str, int]]] = {
     "redirect": (5, {"net": 0, "host": 1, "tos_net": 2, "tos_host": 3}),
     "time_exceeded": (11, {"ttl_exceeded_in_transit": 0, "frag_reass_exceeded": 1}),
     "parameter_problem": (12, {}),
+}  # fmt: skip
+
+# ICMPv6 (RFC 4443 sections 3.1-3.4), with packetdrill's names for IPv6 scripts.
+# "net_unreachable" is packetdrill's alias of code 0 (no route).
+ICMPV6_TYPES: dict[str, tuple[int, dict[str, int]]] = {
+    "unreachable": (1, {
+        "net_unreachable": 0, "no_route": 0, "admin_prohibited": 1, "not_neighbour": 2,
+        "beyond_scope": 2, "address_unreachable": 3, "port_unreachable": 4,
+        "policy_failed": 5, "reject_route": 6,
+    }),
+    "packet_too_big": (2, {}),
+    "time_exceeded": (3, {"exceeded_hop_limit": 0, "exceeded_frag_time": 1}),
+    "parameter_problem": (4, {"header_field": 0, "unknown_next_header": 1, "unknown_option": 2}),
 }  # fmt: skip
 
 
@@ -65,6 +80,11 @@ class Mapping:
     remote_port: int
     local_iss: int = 0  # the stack's ISS (0 until its SYN is seen)
     ts_offset: int | None = None  # actual TSval - script TS val, from its first TS
+
+    @property
+    def ipv6(self) -> bool:
+        """An IPv6 script (--ip_version=ipv6): the addresses are IPv6 text."""
+        return ":" in self.local_addr
 
 
 @dataclass
@@ -156,8 +176,18 @@ def _tcp_checksum(src: str, dst: str, segment: bytes) -> int:
     return internet_checksum(segment, pseudo_header_sum(src, dst, IPPROTO_TCP, len(segment)))
 
 
+def _ip_header(m: Mapping, proto: int, length: int, ttl: int = 64, tos: int = 0) -> bytes:
+    """The peer's IP header to the stack: IPv4 (RFC 791), or IPv6 (RFC 8200 section 3,
+    the TTL as the Hop Limit and the TOS byte as the Traffic Class, ECN in its low two
+    bits as in IPv4: RFC 3168 section 5)."""
+    if m.ipv6:
+        return build_ipv6_header(m.remote_addr, m.local_addr, proto, length, hop_limit=ttl, traffic_class=tos)
+    return build_ipv4_header(m.remote_addr, m.local_addr, proto, length, 0, ttl=ttl, tos=tos)
+
+
 def build_tcp_packet(pkt: TcpPacket, m: Mapping) -> bytes:
-    """The IPv4 packet for an inbound script segment."""
+    """The IPv4 or IPv6 packet for an inbound script segment (the TCP checksum covers
+    the family's pseudo-header: RFC 9293 3.1, RFC 8200 8.1)."""
     if pkt.udp is not None:
         raise Unsupported("TCP over UDP encapsulation (/udp)")
     if pkt.seq is None:
@@ -175,17 +205,18 @@ def build_tcp_packet(pkt: TcpPacket, m: Mapping) -> bytes:
     segment = header + opts + bytes(pkt.length)
     csum = _tcp_checksum(m.remote_addr, m.local_addr, segment)
     segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
-    ip = build_ipv4_header(m.remote_addr, m.local_addr, IPPROTO_TCP, len(segment), 0,
-                           ttl=pkt.ttl if pkt.ttl is not None else 64,
-                           tos=(pkt.tos if pkt.tos is not None else 0) | ECN_CODEPOINTS.get(pkt.ecn or "noecn", 0))
+    ip = _ip_header(m, IPPROTO_TCP, len(segment), ttl=pkt.ttl if pkt.ttl is not None else 64,
+                    tos=(pkt.tos if pkt.tos is not None else 0) | ECN_CODEPOINTS.get(pkt.ecn or "noecn", 0))
     return ip + segment
 
 
 def build_icmp_packet(pkt: IcmpPacket, m: Mapping) -> bytes:
-    """An ICMP error from the peer quoting the stack's segment `seq` (RFC 792)."""
+    """An ICMP error from the peer quoting the stack's segment `seq` (RFC 792; for IPv6
+    ICMPv6, RFC 4443). As packetdrill, the quote is the stack's IP header and the first
+    8 octets of its TCP header (ports and sequence number)."""
     if pkt.udp:
         raise Unsupported("ICMP quoting a TCP-over-UDP segment")
-    entry = ICMP_TYPES.get(pkt.type_name)
+    entry = (ICMPV6_TYPES if m.ipv6 else ICMP_TYPES).get(pkt.type_name)
     if entry is None:
         raise Unsupported(f"ICMP type {pkt.type_name}")
     type_, codes = entry
@@ -199,12 +230,25 @@ def build_icmp_packet(pkt: IcmpPacket, m: Mapping) -> bytes:
         raise Unsupported(f"ICMP code {pkt.code_name}")
     seq = (pkt.seq + m.local_iss) & MASK32
     inner_tcp = struct.pack("!HHIIBBHHH", m.local_port, m.remote_port, seq, 0, 5 << 4, 0x02, 0, 0, 0)
+    if m.ipv6:
+        return _icmpv6_packet(type_, code, pkt, m, inner_tcp)
     inner_ip = build_ipv4_header(m.local_addr, m.remote_addr, IPPROTO_TCP, len(inner_tcp) + pkt.length, 0)
     rest = bytes(4)
     if type_ == 3 and code == 4 and pkt.mtu is not None:
         rest = struct.pack("!HH", 0, pkt.mtu)
     body = build_icmp(type_, code, rest, inner_ip + inner_tcp[:8])
     return build_ipv4_header(m.remote_addr, m.local_addr, IPPROTO_ICMP, len(body), 0) + body
+
+
+def _icmpv6_packet(type_: int, code: int, pkt: IcmpPacket, m: Mapping, inner_tcp: bytes) -> bytes:
+    inner_ip = build_ipv6_header(m.local_addr, m.remote_addr, IPPROTO_TCP, len(inner_tcp) + pkt.length)
+    rest = bytes(4)
+    if pkt.mtu is not None:
+        if type_ != 2:
+            raise Unsupported("an MTU on an ICMPv6 message other than packet_too_big")
+        rest = mtu_rest(pkt.mtu)  # RFC 4443 section 3.2: the 32-bit MTU
+    body = build_icmpv6(type_, code, rest, inner_ip + inner_tcp[:8], m.remote_addr, m.local_addr)
+    return _ip_header(m, IPPROTO_ICMPV6, len(body)) + body
 
 
 # ------------------------------------------------------------------ decoding
@@ -251,10 +295,20 @@ def _decode_options(data: bytes, m: Mapping) -> list[TcpOpt]:
 
 
 def decode(raw: bytes, time: float, m: Mapping) -> Decoded:
-    """One packet the stack sent (IPv4), in the script's numbering."""
-    ihl = (raw[0] & 0x0F) * 4
-    tos, ttl, proto = raw[1], raw[8], raw[9]
-    body = raw[ihl:]
+    """One packet the stack sent (IPv4 or IPv6), in the script's numbering."""
+    if raw[0] >> 4 == 6:
+        # RFC 8200 section 3: Traffic Class across the first two octets, Hop Limit at 7;
+        # the upper-layer header after any extension headers (section 4).
+        tos, ttl = (raw[0] & 0x0F) << 4 | raw[1] >> 4, raw[7]
+        where = skip_headers(raw)
+        proto, start = where if where is not None else (-1, len(raw))
+        body = raw[start : 40 + int.from_bytes(raw[4:6], "big")]
+        if proto == IPPROTO_ICMPV6:
+            return Decoded(time, 0, 0, 0, 0, 0, ttl=ttl, tos=tos, icmp=(body[0], body[1]))
+    else:
+        ihl = (raw[0] & 0x0F) * 4
+        tos, ttl, proto = raw[1], raw[8], raw[9]
+        body = raw[ihl:]
     if proto == IPPROTO_ICMP:
         return Decoded(time, 0, 0, 0, 0, 0, ttl=ttl, tos=tos, icmp=(body[0], body[1]))
     if proto != IPPROTO_TCP:

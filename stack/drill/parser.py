@@ -12,6 +12,7 @@ scripts and packetdrill's documentation, not from its code):
       < FLAGS seq:end(len)[!] [ack N] [win N] [<opt,...>] [/udp(a > b)]   inbound segment
       > ...                                                               outbound segment
         prefixed by (ttl N) (tos 0xNN) [noecn] [ect0] [ect1] [ce] as written
+        (IPv6: (hlim N) for the Hop Limit, (class 0xNN) for the Traffic Class)
       < icmp TYPE [CODE] [seq:end(len)]                                   inbound ICMP error
       name(arg, ...) = RESULT [ERRNO (text)]                              system call
       `shell command`                                                     shell command
@@ -201,10 +202,12 @@ def parse_packet(direction: str, text: str, line: int) -> PacketEvent:
     text = text.strip()
     ttl = tos = None
     ecn = None
-    while True:  # ip attributes, in any order: (ttl N) (tos 0xNN) [noecn]
-        m = re.match(r"^\((ttl|tos)\s+(0[xX][0-9a-fA-F]+|\d+)\)\s*", text)
+    # ip attributes, in any order: (ttl N) (tos 0xNN) [noecn]; for IPv6 (hlim N), the
+    # Hop Limit, and (class 0xNN), the Traffic Class (RFC 8200 section 3)
+    while True:
+        m = re.match(r"^\((ttl|tos|hlim|class)\s+(0[xX][0-9a-fA-F]+|\d+)\)\s*", text)
         if m is not None:
-            if m.group(1) == "ttl":
+            if m.group(1) in ("ttl", "hlim"):
                 ttl = int(m.group(2), 0)
             else:
                 tos = int(m.group(2), 0)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from stack.drill.adapter import LOCAL_ADDR, REMOTE_ADDR, StackAdapter, StackSettings, seeded
+from stack.drill.adapter import StackAdapter, StackSettings, seeded
 from stack.drill.matcher import compare
 from stack.drill.model import (
     CodeBlock,
@@ -150,7 +150,7 @@ SYSCTLS: dict[str, Callable[[StackSettings, int], None]] = {
 }  # fmt: skip
 
 _SYSCTL_RE = re.compile(r"^sysctl\s+-w\s+([a-z0-9_.]+)=(\d+)$")
-_SOCKSTAT_RE = re.compile(r"^sockstat\s+-4\s+-P\s+tcp\b[^|]*\|(?:\s*grep\s+packetdril\s*\|)?\s*"
+_SOCKSTAT_RE = re.compile(r"^sockstat\s+-([46])\s+-P\s+tcp\b[^|]*\|(?:\s*grep\s+packetdril\s*\|)?\s*"
                           r"grep\s+-c\s+([A-Z_0-9]+)\s*\|\s*grep\s+(\d+)$")
 _TCPDROP_RE = re.compile(r"^tcpdrop\s+-s\s+([A-Z_0-9]+)$")
 _ASSERT_RE = re.compile(r"^assert\s+(tcpi_state|tcpi_options)\s*==\s*([A-Z_0-9|()\s]+)$")
@@ -230,7 +230,7 @@ class Runner:
     def preflight(self) -> None:
         """Raise Unsupported for any construct the run could not honour."""
         opts = self.script.options
-        if self.script.ip_version != "ipv4":
+        if self.script.ip_version not in ("ipv4", "ipv6"):
             raise Unsupported(f"--ip_version={self.script.ip_version}")
         for name in ("udp_encapsulation", "tcp_md5_secret", "wire_client", "wire_server"):
             if name in opts:
@@ -304,9 +304,9 @@ class Runner:
         return result
 
     def _run(self) -> None:
-        self.stack = StackAdapter(self.settings)
+        self.stack = StackAdapter(self.settings, ipv6=self.script.ip_version == "ipv6")
         self.files = FileTable(self.stack, strict=self.strict)
-        self.map = Mapping(LOCAL_ADDR, REMOTE_ADDR, LOCAL_PORT, REMOTE_PORT)
+        self.map = Mapping(self.stack.local_addr, self.stack.remote_addr, LOCAL_PORT, REMOTE_PORT)
         self.non_fatal_syscalls = "syscall" in self.script.options.get("non_fatal", "")
         prev = 0.0
         for ev in self.script.events:
@@ -487,13 +487,13 @@ class Runner:
             return
         m = _SOCKSTAT_RE.match(command)
         if m is not None:
-            state = _FREEBSD_STATES.get(m.group(1))
+            state = _FREEBSD_STATES.get(m.group(2))
             if state is None:
-                raise Unsupported(f"sockstat state {m.group(1)}")
+                raise Unsupported(f"sockstat state {m.group(2)}")
             port = re.search(r"-p\s+(\d+)", command)
-            count = self.stack.count_state(state, int(port.group(1)) if port else None)
-            if count != int(m.group(2)):
-                self._fail(ev, f"{count} connection(s) in {state}, expected {m.group(2)}")
+            count = self.stack.count_state(state, int(port.group(1)) if port else None, ipv6=m.group(1) == "6")
+            if count != int(m.group(3)):
+                self._fail(ev, f"{count} connection(s) in {state}, expected {m.group(3)}")
             return
         m = _TCPDROP_RE.match(command)
         if m is not None:

@@ -1,4 +1,5 @@
-"""Conformance: every IPv4 script of the FreeBSD tcp-testsuite through `tcplab drill`.
+"""Conformance: every script of the FreeBSD tcp-testsuite through `tcplab drill`, the
+IPv4 ones and the IPv6 ones (`--ip_version=ipv6`) in two runs.
 
 The suite lives outside the project (../shared/tcp-testsuite from the project's root,
 see its ORIGIN.md) and is used in place. tests/drill/outcomes.txt lists each script
@@ -50,13 +51,16 @@ def load_outcomes() -> dict[str, tuple[str, str]]:
     return out
 
 
+def is_ipv6(script: Path) -> bool:
+    return "--ip_version=ipv6" in script.read_text(errors="replace")  # packetdrill's default is IPv4
+
+
 def ipv4_scripts(suite: Path) -> list[Path]:
-    scripts = []
-    for p in sorted(suite.rglob("*.pkt")):
-        text = p.read_text(errors="replace")
-        if "--ip_version=ipv6" not in text:  # packetdrill's default is IPv4
-            scripts.append(p)
-    return scripts
+    return [p for p in sorted(suite.rglob("*.pkt")) if not is_ipv6(p)]
+
+
+def ipv6_scripts(suite: Path) -> list[Path]:
+    return [p for p in sorted(suite.rglob("*.pkt")) if is_ipv6(p)]
 
 
 def test_outcomes_file_is_well_formed() -> None:
@@ -67,17 +71,21 @@ def test_outcomes_file_is_well_formed() -> None:
             assert reason.startswith("not supported: "), f"{path}: a skip is 'not supported'"
 
 
-def test_freebsd_suite_ipv4(capsys: pytest.CaptureFixture[str]) -> None:
+def _suite() -> Path:
     suite = find_suite()
     if suite is None:
         if os.environ.get("CI"):
             pytest.fail("the FreeBSD tcp-testsuite is not at ../shared/tcp-testsuite "
                         "(or $TCPLAB_DRILL_SUITE)")
         pytest.skip("the FreeBSD tcp-testsuite is not at ../shared/tcp-testsuite")
+    return suite
+
+
+def _run_family(family: str, suite: Path, scripts: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Run `scripts`, print pass/fail/skip by group, compare with outcomes.txt."""
     outcomes = load_outcomes()
     by_group: dict[str, Counter[str]] = defaultdict(Counter)
     mismatches = []
-    scripts = ipv4_scripts(suite)
     started = time.perf_counter()
     for script in scripts:
         rel = script.relative_to(suite).as_posix()
@@ -88,7 +96,7 @@ def test_freebsd_suite_ipv4(capsys: pytest.CaptureFixture[str]) -> None:
             detail = f" ({result.reason})" if result.reason else ""
             mismatches.append(f"{rel}: expected {want}, got {result.status}{detail}")
     total: Counter[str] = Counter()
-    lines = [f"FreeBSD tcp-testsuite, IPv4 ({len(scripts)} scripts, {time.perf_counter() - started:.1f} s):"]
+    lines = [f"FreeBSD tcp-testsuite, {family} ({len(scripts)} scripts, {time.perf_counter() - started:.1f} s):"]
     for group in sorted(by_group):
         c = by_group[group]
         total.update(c)
@@ -96,10 +104,23 @@ def test_freebsd_suite_ipv4(capsys: pytest.CaptureFixture[str]) -> None:
     lines.append(f"  {'all':22} {total['passed']:4} passed {total['failed']:4} failed {total['skipped']:4} skipped")
     with capsys.disabled():  # in the CI log too, not only with -s
         print("\n" + "\n".join(lines))
-    stale = sorted(set(outcomes) - {s.relative_to(suite).as_posix() for s in scripts})
+    known = {p.relative_to(suite).as_posix() for p in suite.rglob("*.pkt")}
+    stale = sorted(set(outcomes) - known)
     assert not stale, f"outcomes.txt lists scripts the suite does not have: {stale[:5]}"
     assert not mismatches, (
         f"{len(mismatches)} script(s) differ from tests/drill/outcomes.txt "
         "(a pass that regressed is a bug; a listed failure that passes: delete its line):\n"
         + "\n".join(mismatches)
     )
+
+
+def test_freebsd_suite_ipv4(capsys: pytest.CaptureFixture[str]) -> None:
+    suite = _suite()
+    _run_family("IPv4", suite, ipv4_scripts(suite), capsys)
+
+
+def test_freebsd_suite_ipv6(capsys: pytest.CaptureFixture[str]) -> None:
+    """The IPv6 scripts: 40-byte IPv6 headers, ICMPv6, AF_INET6 sockets, the host at
+    packetdrill's fd3d:fa7b:d17d::1 and the peer at 2001:db8::1."""
+    suite = _suite()
+    _run_family("IPv6", suite, ipv6_scripts(suite), capsys)
