@@ -42,6 +42,50 @@ def test_passive_open_and_data_pass() -> None:
     assert "option-layout" in r.relaxations  # tcplab pads with NOPs, FreeBSD with EOLs
 
 
+SERVER6 = "--ip_version=ipv6\n" + SERVER.replace("mss 1460", "mss 1440")
+
+
+def test_ipv6_passive_open_data_and_close_pass() -> None:
+    """An AF_INET6 socket on the stack's fd3d:fa7b:d17d::1; its SYN-ACK offers the IPv6
+    MSS, 20 octets less than IPv4's for the same MTU (RFC 8200 8.3)."""
+    r = run(SERVER6 + """
++0.00 < P. 1:101(100) ack 1 win 65535
++0.00 read(4, ..., 1000) = 100
++0.00 write(4, ..., 10) = 10
++0.00 > P. 1:11(10) ack 101 win 65535
++0.01 < . 101:101(0) ack 11 win 65535
++0.00 close(4) = 0
++0.00 > F. 11:11(0) ack 101 win 65535
++0.01 < F. 101:101(0) ack 12 win 65535
++0.00 > . 12:12(0) ack 102 win 65534
++0.00 `sockstat -6 -P tcp -s | grep packetdril | grep -c TIME_WAIT | grep 1`
++0.00 `sockstat -4 -P tcp -s | grep packetdril | grep -c TIME_WAIT | grep 0`
+""")
+    assert (r.status, r.reason) == ("passed", "")
+
+
+def test_ipv6_mss_is_checked() -> None:
+    r = run("--ip_version=ipv6\n" + SERVER)  # an IPv6 script expecting IPv4's 1460
+    assert r.status == "failed" and "mss" in r.reason and "1440" in r.reason
+
+
+def test_ipv6_active_open_and_icmpv6_port_unreachable() -> None:
+    """connect() to 2001:db8::1; an ICMPv6 port unreachable quoting the SYN (ISS) is
+    a hard error in SYN-SENT (RFC 4443 3.1 code 4), one quoting ISS+1 is not believed
+    (RFC 5927 4.1)."""
+    r = run("""--ip_version=ipv6
+ 0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0.00 fcntl(3, F_SETFL, O_RDWR | O_NONBLOCK) = 0
++0.00 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0.00 > S 0:0(0) win 65535 <mss 1440,nop,wscale 6,sackOK,TS val 100 ecr 0>
++0.10 < icmp unreachable port_unreachable [1:1(0)]
++0.00 getsockopt(3, SOL_SOCKET, SO_ERROR, [0], [4]) = 0
++0.10 < icmp unreachable port_unreachable [0:0(0)]
++0.00 getsockopt(3, SOL_SOCKET, SO_ERROR, [ECONNREFUSED], [4]) = 0
+""")
+    assert (r.status, r.reason) == ("passed", "")
+
+
 def test_strict_mode_fails_on_option_layout() -> None:
     r = run(SERVER, strict=True)
     assert r.status == "failed" and "options layout" in r.reason
@@ -114,7 +158,7 @@ def test_errno_results() -> None:
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("--ip_version=ipv6\n", "not supported: --ip_version=ipv6"),
+    [("--ip_version=ipv4-mapped-ipv6\n", "not supported: --ip_version=ipv4-mapped-ipv6"),
      ("0 `sysctl -w net.inet.tcp.syncookies_only=1`\n", "not supported: sysctl net.inet.tcp.syncookies_only"),
      ("0 `ls`\n", "not supported: shell command `ls`"),
      ("0 poll(3, 1, 0) = 0\n", "not supported: system call poll()"),
@@ -132,7 +176,7 @@ def test_cli_summary_and_exit_status(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "good.pkt").write_text(SERVER)
     (tmp_path / "bad.pkt").write_text(SERVER + "+0 > R 1:1(0) win 0\n")
-    (tmp_path / "v6.pkt").write_text("--ip_version=ipv6\n")
+    (tmp_path / "udp.pkt").write_text("--udp_encapsulation=tcp\n")
     assert main(["drill", str(tmp_path)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "1 passed, 1 failed, 1 skipped"
