@@ -1,11 +1,12 @@
 """Run packetdrill scripts against the sans-IO host on a virtual clock.
 
 The script is the remote peer. Its inbound packets (`<`) are handed to the host as
-IPv4 packets; the host's outbound packets are queued with the virtual time they left;
-an outbound expectation (`>`) takes the oldest one, firing the host's timers in order
-until one leaves or the expectation's time (plus the tolerance) has passed. System
-calls run on the stack's socket layer at their time. Nothing waits on a real clock, so
-a run is fast and the same every time (the host's random draws are seeded).
+IPv4 or IPv6 packets (--ip_version); the host's outbound packets are queued with the
+virtual time they left; an outbound expectation (`>`) takes the oldest one, firing
+the host's timers in order until one leaves or the expectation's time (plus the
+tolerance) has passed. System calls run on the stack's socket layer at their time.
+Nothing waits on a real clock, so a run is fast and the same every time (the host's
+random draws are seeded).
 
 Timing, as packetdrill: `0.1` is 0.1 s after the start, `+0.1` 0.1 s after the previous
 event (for an outbound packet, after it actually left), `*` any time, `a...b` a
