@@ -4,8 +4,8 @@ The pieces, each in its own module:
 
 - `model`: what a script is once parsed (events with their timing, packets, calls);
 - `parser`: text -> model (the `#ifdef` preprocessor, `--option=value` lines, events);
-- `packets`: the wire side: build the script's inbound IPv4 packets, decode what the
-  stack sends, print both the way packetdrill does;
+- `packets`: the wire side: build the script's inbound IPv4 or IPv6 packets (and
+  ICMP/ICMPv6 errors), decode what the stack sends, print both the way packetdrill does;
 - `matcher`: compare an expected outbound packet with the actual one, with the
   documented relaxation rules (`matcher.RELAXATIONS`);
 - `adapter`: the only module that touches the stack (Host + the sockets layer) on a

@@ -2,9 +2,11 @@
 
 Everything the runner needs of the stack goes through `StackAdapter` and `Sock`, so when
 the stack's public API changes only this module follows. It uses public methods and attributes only:
-Host(receive_packet, run_timers, next_deadline, after, tcp_defaults), SocketLayer
-(tcp_socket, all_sockets) and TcpSocket (bind, listen, accept, connect, send, recv,
-shutdown, close, setsockopt, getsockopt, take_error, readable, writable, state, conn).
+Host(receive_packet, run_timers, next_deadline, after, tcp_defaults, listeners,
+listeners6, conns; `address6` for IPv6 scripts), SocketLayer (tcp_socket with the
+script's family, all_sockets) and TcpSocket (bind, listen, accept, connect, send, recv,
+shutdown, close, setsockopt, getsockopt, take_error, readable, writable, state, conn,
+family).
 
 What the socket layer does not offer, and this module works around:
 - MSG_PEEK: `Sock.peek` reads the connection's `readable_bytes` (the script's buffer
