@@ -616,6 +616,20 @@ static int ask(struct tl_request *req, int fd, struct small_reply *out, int *fd_
     return 0;
 }
 
+/* SETSOCKOPT of `len` bytes at `val` on the stack socket behind fd. */
+static int ask_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+    struct tl_request req;
+    memset(&req, 0, sizeof req);
+    req.op = TL_SETSOCKOPT;
+    req.level = level;
+    req.name = name;
+    req.value = val;
+    req.value_len = len;
+    struct small_reply rep;
+    return ask(&req, fd, &rep, NULL);
+}
+
 static void addr_to_tl(const struct sockaddr_in *sin, struct tl_addr *a)
 {
     a->family = TL_AF_INET;
@@ -1344,15 +1358,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
             return -1;
         }
         /* the stack's AF_INET6 socket takes it too (EINVAL once bound, as Linux) */
-        struct tl_request req;
-        memset(&req, 0, sizeof req);
-        req.op = TL_SETSOCKOPT;
-        req.level = level;
-        req.name = name;
-        req.value = val;
-        req.value_len = sizeof(int);
-        struct small_reply rep;
-        if (ask(&req, fd, &rep, NULL) < 0)
+        if (ask_setsockopt(fd, level, name, val, sizeof(int)) < 0)
             return -1;
         set_mark(fd, on ? MARK_V6ONLY : MARK_V6);
         return 0;
@@ -1361,15 +1367,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
         errno = len > TL_MAX_OPTVAL ? EINVAL : EFAULT;
         return -1;
     }
-    struct tl_request req;
-    memset(&req, 0, sizeof req);
-    req.op = TL_SETSOCKOPT;
-    req.level = level;
-    req.name = name;
-    req.value = val;
-    req.value_len = len;
-    struct small_reply rep;
-    return ask(&req, fd, &rep, NULL);
+    return ask_setsockopt(fd, level, name, val, len);
 }
 
 /* UDP sendto with an address: the datagram goes over the control connection. */
