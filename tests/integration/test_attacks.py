@@ -104,7 +104,12 @@ class Wire:
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
             return sniff, raw
 
+        def open_raw6() -> socket.socket:
+            # IPPROTO_RAW on AF_INET6: the packet brings its own IPv6 header.
+            return socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+
         self.sniff, self.raw = call_in_netns(topology.peer_ns, open_sockets)
+        self.raw6 = call_in_netns(topology.peer_ns, open_raw6) if topology.ipv6 else None
         self.sniff.settimeout(0.1)
         self.packets: list[Seen] = []
         self._lock = threading.Lock()
@@ -124,10 +129,12 @@ class Wire:
                 frame = Ether(data)
             except Exception:  # noqa: BLE001 - not ours to judge
                 continue
-            if IP not in frame or TCP not in frame:
+            ip = frame.getlayer(IP)
+            if ip is None:
+                ip = frame.getlayer(IPv6)
+            if ip is None or TCP not in frame:
                 continue
-            seen = Seen(time.monotonic(), addr[2] == socket.PACKET_OUTGOING, frame[TCP],
-                        frame[IP])
+            seen = Seen(time.monotonic(), addr[2] == socket.PACKET_OUTGOING, frame[TCP], ip)
             with self._lock:
                 self.packets.append(seen)
 
@@ -136,10 +143,16 @@ class Wire:
         self._thread.join(2)
         self.sniff.close()
         self.raw.close()
+        if self.raw6 is not None:
+            self.raw6.close()
 
     def inject(self, pkt: Any) -> None:
         raw = bytes(pkt)
-        self.raw.sendto(raw, (pkt[IP].dst, 0))
+        if IPv6 in pkt:
+            assert self.raw6 is not None
+            self.raw6.sendto(raw, (pkt[IPv6].dst, 0))
+        else:
+            self.raw.sendto(raw, (pkt[IP].dst, 0))
 
     def flow(self, port: int, since: float = 0.0) -> list[Seen]:
         with self._lock:
@@ -161,12 +174,17 @@ def seq_add(a: int, n: int) -> int:
 
 
 class KernelConn:
-    """A kernel TCP socket in the peer namespace, connected to the stack's echo."""
+    """A kernel TCP socket in the peer namespace, connected to the stack's echo over
+    IPv4 or IPv6 (issue 13: the RFC 5961 tests run over both)."""
 
-    def __init__(self, topology: Topology, wire: Wire) -> None:
+    def __init__(self, topology: Topology, wire: Wire, family: str = "ipv4") -> None:
         self.wire = wire
+        self.ipv6 = family == "ipv6"
+        self.stack_addr = STACK_ADDR6 if self.ipv6 else STACK_ADDR
+        self.peer_addr = PEER_ADDR6 if self.ipv6 else PEER_ADDR
+        self.suffix = "_ipv6" if self.ipv6 else ""  # for the figures' names
         self.sock: socket.socket = call_in_netns(
-            topology.peer_ns, socket.create_connection, (STACK_ADDR, ECHO), 5)
+            topology.peer_ns, socket.create_connection, (self.stack_addr, ECHO), 5)
         self.sock.settimeout(5)
         self.port = self.sock.getsockname()[1]
         self.sent = self.received = 0
@@ -207,7 +225,10 @@ class KernelConn:
         tcp = TCP(sport=self.port, dport=ECHO, flags=flags, seq=seq, ack=ack, window=64240)
         if chksum is not None:
             tcp.chksum = chksum
-        pkt = IP(src=PEER_ADDR, dst=STACK_ADDR) / tcp
+        if self.ipv6:
+            pkt = IPv6(src=self.peer_addr, dst=self.stack_addr) / tcp
+        else:
+            pkt = IP(src=self.peer_addr, dst=self.stack_addr) / tcp
         return pkt / payload if payload else pkt
 
     def close(self) -> None:
@@ -215,9 +236,12 @@ class KernelConn:
             self.sock.close()
 
 
-@pytest.fixture
-def conn(topology: Topology, stack: StackDaemon, wire: Wire) -> Iterator[KernelConn]:
-    c = KernelConn(topology, wire)
+@pytest.fixture(params=["ipv4", "ipv6"])
+def conn(topology: Topology, stack: StackDaemon, wire: Wire,
+         request: pytest.FixtureRequest) -> Iterator[KernelConn]:
+    if request.param == "ipv6" and not topology.ipv6:
+        pytest.skip("no IPv6 in these namespaces")
+    c = KernelConn(topology, wire, request.param)
     try:
         yield c
     finally:
@@ -242,7 +266,9 @@ def wait_event(stack: StackDaemon, pred: Callable[[dict[str, Any]], bool], basel
 
 
 def conn_id(c: KernelConn) -> str:
-    return f"{STACK_ADDR}:{ECHO}-{PEER_ADDR}:{c.port}"
+    if c.ipv6:
+        return f"[{c.stack_addr}]:{ECHO}-[{c.peer_addr}]:{c.port}"
+    return f"{c.stack_addr}:{ECHO}-{c.peer_addr}:{c.port}"
 
 
 # --- RFC 5961 and friends -------------------------------------------------------------
@@ -256,7 +282,7 @@ def test_in_window_rst_gets_challenge_ack(stack: StackDaemon, wire: Wire,
     wait_event(stack, lambda e: e.get("type") == "challenge_ack" and e.get("conn") == conn_id(conn))
     # The connection lives on.
     assert conn.echo(b"still here") == b"still here"
-    figures.add("in_window_rst", {"challenge_ack": True, "survived": True})
+    figures.add("in_window_rst" + conn.suffix, {"challenge_ack": True, "survived": True})
 
 
 def test_exact_rst_resets(topology: Topology, stack: StackDaemon, wire: Wire,
@@ -271,7 +297,7 @@ def test_exact_rst_resets(topology: Topology, stack: StackDaemon, wire: Wire,
         data = conn.sock.recv(100)
         if data == b"":  # pragma: no cover - would be a FIN, not a reset
             raise AssertionError("got EOF instead of a reset")
-    figures.add("exact_rst", {"reset": True, "kernel_errno": "ECONNRESET"})
+    figures.add("exact_rst" + conn.suffix, {"reset": True, "kernel_errno": "ECONNRESET"})
 
 
 @pytest.mark.stack_args("--insecure-rst")
@@ -290,7 +316,7 @@ def test_in_window_rst_resets_with_insecure_rst(stack: StackDaemon, wire: Wire,
         data = conn.sock.recv(100)
         if data == b"":  # pragma: no cover - would be a FIN, not a reset
             raise AssertionError("got EOF instead of a reset")
-    figures.add("in_window_rst_insecure", {"reset": True, "challenge_ack": False})
+    figures.add("in_window_rst_insecure" + conn.suffix, {"reset": True, "challenge_ack": False})
 
 
 def test_syn_on_established_gets_challenge_ack(stack: StackDaemon, wire: Wire,
@@ -302,7 +328,7 @@ def test_syn_on_established_gets_challenge_ack(stack: StackDaemon, wire: Wire,
                what="a challenge ACK for the SYN")
     wait_event(stack, lambda e: e.get("type") == "challenge_ack" and e.get("conn") == conn_id(conn))
     assert conn.echo(b"still established") == b"still established"
-    figures.add("syn_on_established", {"challenge_ack": True, "survived": True})
+    figures.add("syn_on_established" + conn.suffix, {"challenge_ack": True, "survived": True})
 
 
 @pytest.mark.parametrize("where", ["far-ahead", "old"])
@@ -322,7 +348,7 @@ def test_out_of_window_data_acked_not_delivered(stack: StackDaemon, wire: Wire,
     with pytest.raises(TimeoutError):
         extra = conn.sock.recv(100)
         raise AssertionError(f"unexpected bytes from echo: {extra!r}")
-    figures.add(f"out_of_window_data_{where}", {"acked": True, "delivered": False})
+    figures.add(f"out_of_window_data_{where}{conn.suffix}", {"acked": True, "delivered": False})
 
 
 def test_bad_checksum_dropped_and_counted(stack: StackDaemon, wire: Wire,
@@ -346,7 +372,7 @@ def test_bad_checksum_dropped_and_counted(stack: StackDaemon, wire: Wire,
     with pytest.raises(TimeoutError):
         extra = conn.sock.recv(100)
         raise AssertionError(f"unexpected bytes from echo: {extra!r}")
-    figures.add("bad_checksum", {"dropped_and_counted": 3, "delivered": False})
+    figures.add("bad_checksum" + conn.suffix, {"dropped_and_counted": 3, "delivered": False})
 
 
 # --- the SYN flood --------------------------------------------------------------------
