@@ -50,6 +50,9 @@ from stack.wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPOptions, TCPSeg
 
 MASK32 = 0xFFFFFFFF
 
+# The round-trip time of `Script.established`'s handshake, in seconds.
+HANDSHAKE_RTT = 0.1
+
 LOCAL = ("10.0.0.1", 80)
 REMOTE = ("10.0.0.2", 40000)
 
@@ -284,23 +287,35 @@ class Script:
         sackok: bool = True,
         ts: bool = True,
         win: int = 65535,
+        rtt: float = HANDSHAKE_RTT,
+        now: float = 0.0,
         **kwargs: Any,
     ) -> Script:
         """A connection through the three-way handshake, output consumed.
 
         The peer offers the options given (None/False: not offered); ``win`` is the
         raw window field of its SYN (unscaled) and of its later segments.
+
+        The handshake takes ``rtt`` seconds and ends at ``now``: the SYN (SYN-ACK)
+        goes out at ``now - rtt``, so the times a test reads after the handshake
+        do not depend on ``rtt``. Its ACK gives the first RTT sample (RFC 6298 2.2:
+        SRTT = rtt, RTTVAR = rtt / 2, RTO = max(min_rto, 3 * rtt)); the default,
+        0.1 s, is the RTT the tests' data exchanges use, RTO 0.3 s. A test that needs
+        the state before any sample opens the connection itself (`connect` /
+        `passive`) or retransmits the SYN (Karn's rule, RFC 6298 3).
         """
-        s = cls(config, **kwargs)
+        s = cls(config, now=now - rtt, **kwargs)
         if active:
             s.connect()
             s.tx("S", seq=0)
+            s.wait(rtt)
             s.rx("SA", seq=0, ack=1, win=win, mss=mss, ws=ws, sackok=sackok,
                  ts=(s._peer_tsval(), s.last_tsval) if ts else None)  # fmt: skip
             s.tx("A", seq=1, ack=1)
         else:
             s.passive(mss=mss, ws=ws, sackok=sackok, ts=ts, win=win)
             s.tx("SA", seq=0, ack=1)
+            s.wait(rtt)
             s.rx("A", seq=1, ack=1, win=win)
         s.peer_win = win
         s.expect_state(State.ESTABLISHED)

@@ -151,7 +151,6 @@ def test_fin_to_a_listener_is_dropped() -> None:
 # ------------------------------------------------------------------ issue 17, item 8
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 8: no RTT sample from the handshake")
 def test_active_open_takes_an_rtt_sample_from_the_syn() -> None:
     """RFC 6298 2 (the first RTT measurement may be the SYN's; 2.2 then sets SRTT, RTTVAR
     and RTO), Karn's rule (3) permitting: the SYN was not retransmitted."""
@@ -165,7 +164,6 @@ def test_active_open_takes_an_rtt_sample_from_the_syn() -> None:
     s.expect_vars(srtt=0.08)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 8: no RTT sample from the handshake")
 def test_passive_open_takes_an_rtt_sample_from_the_syn_ack() -> None:
     """RFC 6298 2: the listener times its SYN-ACK to the ACK that completes the handshake."""
     s = Script()
