@@ -10,7 +10,6 @@ the marker comes off with the fix.
 
 from __future__ import annotations
 
-import pytest
 from tcpscript import Script
 
 from stack.drill.parser import parse_script
