@@ -4,10 +4,11 @@ Owns: active OPEN (RFC 9293 3.10.1) and the passive side's answer to a listener'
 (3.10.7.2); building our SYN and SYN-ACK (their flags and options: RFC 7323 2.2/3.2,
 RFC 3168 6.1.1); SEGMENT ARRIVES in SYN-SENT (3.10.7.3) and simultaneous open (3.10.7.3,
 figure 8); the ACK that completes the handshake in SYN-RECEIVED (3.10.7.4) and entering
-ESTABLISHED (with RFC 6298 5.7's fallback RTO); the text and FIN a SYN carries; the
-handshake's time limit (RFC 1122 4.2.3.5, TCP_KEEPINIT); and the Fast Open glue on the
-SYN (RFC 7413: the client's cookie and SYN data, the server's cookie and accepted SYN
-data; the cookie rules themselves are stack/tcp/fastopen.py's).
+ESTABLISHED (with the handshake's RTT sample, RFC 6298 2, or 5.7's fallback RTO); the
+text and FIN a SYN carries; the handshake's time limit (RFC 1122 4.2.3.5, TCP_KEEPINIT);
+and the Fast Open glue on the SYN (RFC 7413: the client's cookie and SYN data, the
+server's cookie and accepted SYN data; the cookie rules themselves are
+stack/tcp/fastopen.py's).
 
 `Handshake` is a part of a `Connection` (stack/tcp/connection.py), like its sender and
 receiver: it works on the connection's parts and changes state through the
@@ -123,6 +124,9 @@ class Handshake:
             n = min(len(snd.sendbuf), attempt.syn_data_limit(snd.mss))
             payload = snd.peek(conn.iss + 1, n) if n > 0 else b""
             attempt.syn_data = len(payload)
+        # RFC 6298 section 2: the ACK of our SYN (SYN-ACK) gives the first RTT sample,
+        # unless the SYN's sequence number went out before (Karn's rule, section 3).
+        conn.recovery.time_syn(now, again=retransmission)
         options = conn.send_segment(conn.iss, flags, payload, now, syn=True).options
         if attempt is not None and not ack and not retransmission:
             # RFC 7413 4.1.1 / 4.2.2: the cookie, or an empty option asking for one.
@@ -239,7 +243,9 @@ class Handshake:
         return True
 
     def acked(self, ack: int, window: int, seq: int, now: float) -> None:
-        """Our SYN is acknowledged (RFC 9293 3.10.7.3 / 3.10.7.4): ESTABLISHED."""
+        """Our SYN is acknowledged (RFC 9293 3.10.7.3 / 3.10.7.4): ESTABLISHED, with the
+        first RTT sample if the SYN (SYN-ACK) was timed (`Recovery.time_syn`, RFC 6298
+        2; after a retransmission only from the timestamp echo, RFC 7323 4.1)."""
         conn = self.conn
         snd = conn.snd
         snd.advance(ack)  # (releases the data a Fast Open SYN carried, if acked)

@@ -2,8 +2,9 @@
 
 Owns:
 
-* RTT sampling (RFC 6298 sections 2-3 with Karn's rule; RFC 7323 4.1 TSecr samples
-  after retransmissions) feeding the RTO estimator (stack/tcp/rto.py); an ACK of new
+* RTT sampling (RFC 6298 sections 2-3 with Karn's rule, the first sample from the
+  handshake when the SYN was not retransmitted; RFC 7323 4.1 TSecr samples after
+  retransmissions) feeding the RTO estimator (stack/tcp/rto.py); an ACK of new
   data ends an exponential backoff;
 * the retransmission timeout (RFC 6298 5.4-5.7; SYN retries, RFC 9293 3.8.1);
 * with SACK (the default): RACK-TLP loss detection (RFC 8985, state in
@@ -140,6 +141,26 @@ class Recovery:
         self.rtt_seq = None  # Karn's rule (RFC 6298 section 3)
         self.rtt_after_retransmit = self.opts.ts_ok or self.opts.offered_ts  # (SYN: not agreed)
         self.conn.emit("retransmit", seq=seq & MASK32, len=length, reason=reason)
+
+    def time_syn(self, now: float, *, again: bool) -> None:
+        """Our SYN (or SYN-ACK) goes out: time it, so that the ACK of the SYN gives the
+        first RTT sample (RFC 6298 section 2: "the first RTT measurement" may come
+        from the handshake; 2.2 then sets SRTT, RTTVAR and RTO, 2.1's 1 s no longer
+        applies). Linux does the same: the active side's SYN is timed like data
+        (tcp_clean_rtx_queue -> tcp_ack_update_rtt on the SYN-ACK), the passive side
+        times its SYN-ACK to the ACK that completes the handshake (tcp_synack_rtt_meas).
+
+        `again`: our SYN's sequence number was sent before (a retransmitted SYN or
+        SYN-ACK, or the SYN-ACK of a simultaneous open, which repeats our SYN):
+        Karn's rule (RFC 6298 section 3), no sample from the ACK of an ambiguous copy;
+        with timestamps (offered or agreed) the echo still says which copy it answers
+        (RFC 7323 4.1), as for retransmitted data (`note_retransmit`)."""
+        if again:
+            self.rtt_seq = None
+            self.rtt_after_retransmit = self.opts.ts_ok or self.opts.offered_ts
+        else:
+            self.rtt_seq = self.snd.iss + 1
+            self.rtt_time = now
 
     def rtt_on_ack(self, ack: int, now: float) -> None:
         """RFC 6298 section 2 and 3: one timed segment at a time, never a retransmit.

@@ -50,6 +50,9 @@ from stack.wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPOptions, TCPSeg
 
 MASK32 = 0xFFFFFFFF
 
+# The round-trip time of `Script.established`'s handshake, in seconds.
+HANDSHAKE_RTT = 0.1
+
 LOCAL = ("10.0.0.1", 80)
 REMOTE = ("10.0.0.2", 40000)
 
@@ -284,24 +287,56 @@ class Script:
         sackok: bool = True,
         ts: bool = True,
         win: int = 65535,
+        rtt: float | None = HANDSHAKE_RTT,
+        now: float = 0.0,
         **kwargs: Any,
     ) -> Script:
         """A connection through the three-way handshake, output consumed.
 
         The peer offers the options given (None/False: not offered); ``win`` is the
         raw window field of its SYN (unscaled) and of its later segments.
+
+        The handshake takes ``rtt`` seconds and ends at ``now``: our SYN (SYN-ACK)
+        goes out at ``now - rtt``, so the times a test reads after the handshake do
+        not depend on ``rtt``. The ACK of our SYN gives the first RTT sample (RFC 6298
+        2.2: SRTT = rtt, RTTVAR = rtt / 2, RTO = SRTT + 4 * RTTVAR = 3 * rtt, at least
+        min_rto); the default, 0.1 s, is the RTT the tests' data exchanges use: RTO
+        0.3 s. Its "rtt" event is matched here.
+
+        ``rtt=None``: a handshake that gives no sample. Our first SYN (SYN-ACK) is
+        lost, the initial RTO (1 s, RFC 6298 2.1) sends it again at ``now``, and the
+        peer answers the copy at once: Karn's rule (RFC 6298 3) leaves no sample, and
+        data starts with RFC 6298 5.7's 3 s RTO. Only without timestamps (with them
+        the echo would time the copy, RFC 7323 4.1).
         """
-        s = cls(config, **kwargs)
+        first_rto = 1.0  # RFC 6298 2.1
+        s = cls(config, now=now - (first_rto if rtt is None else rtt), **kwargs)
         if active:
             s.connect()
             s.tx("S", seq=0)
+            if rtt is None:
+                s.fire()
+                s.tx("S", seq=0)
+            else:
+                s.wait(rtt)
             s.rx("SA", seq=0, ack=1, win=win, mss=mss, ws=ws, sackok=sackok,
                  ts=(s._peer_tsval(), s.last_tsval) if ts else None)  # fmt: skip
             s.tx("A", seq=1, ack=1)
         else:
             s.passive(mss=mss, ws=ws, sackok=sackok, ts=ts, win=win)
             s.tx("SA", seq=0, ack=1)
+            if rtt is None:
+                s.fire()
+                s.tx("SA", seq=0, ack=1)
+            else:
+                s.wait(rtt)
             s.rx("A", seq=1, ack=1, win=win)
+        if rtt is None:
+            s.expect(abs(s.now - now) < 1e-9, f"the SYN sent again at t={now}")
+            s.expect_vars(srtt=None, rto=3.0)
+        else:
+            # (Matched here: a test's expect_event("rtt") is about its own samples.)
+            s.expect_event("rtt", sample=rtt)
         s.peer_win = win
         s.expect_state(State.ESTABLISHED)
         s.no_tx()

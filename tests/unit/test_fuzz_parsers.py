@@ -530,7 +530,9 @@ PEER_PORT = 40000
 class TcpPeer:
     """A hand-driven peer for the harness: handshake, then segments of its stream."""
 
-    def __init__(self, h: Harness, ts: bool = True) -> None:
+    def __init__(self, h: Harness, ts: bool = True, rtt: float = 0.0) -> None:
+        """The handshake: the peer's SYN, the stack's SYN-ACK, and `rtt` seconds later
+        the peer's ACK (the stack's first RTT sample, RFC 6298 2)."""
         self.h = h
         self.ts = ts
         self.tsval = 1000
@@ -539,6 +541,8 @@ class TcpPeer:
         synack = self.last_from_stack()
         assert synack.flags & (SYN | ACK) == SYN | ACK
         self.stack_iss = synack.seq
+        if rtt:
+            h.advance(rtt)
         self.h.feed(self.segment(1, 1, ACK))
         h.accept_all()
         assert len(h.children) == 1
@@ -692,7 +696,9 @@ def test_no_rtt_sample_from_an_echo_older_than_the_retransmission() -> None:
     the outage and once pushed the RTO to 7-21 s under 20% loss (test_fault[loss-20pct]).
     It is not taken; the echo of the retransmission itself is."""
     h = Harness()
-    peer = TcpPeer(h, ts=True)
+    # A 0.1 s handshake (RTO 0.3 s): with a 0 s one the RTO would be at its 0.2 s
+    # floor, and the 0.2 s wait below would time the second segment out.
+    peer = TcpPeer(h, ts=True, rtt=0.1)
     conn, sock = peer.conn, peer.sock
     sock.send(bytes(1000))
     first = last_tcp_from_stack(h)

@@ -10,7 +10,6 @@ the marker comes off with the fix.
 
 from __future__ import annotations
 
-import pytest
 from tcpscript import Script
 
 from stack.drill.parser import parse_script
@@ -151,7 +150,6 @@ def test_fin_to_a_listener_is_dropped() -> None:
 # ------------------------------------------------------------------ issue 17, item 8
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 8: no RTT sample from the handshake")
 def test_active_open_takes_an_rtt_sample_from_the_syn() -> None:
     """RFC 6298 2 (the first RTT measurement may be the SYN's; 2.2 then sets SRTT, RTTVAR
     and RTO), Karn's rule (3) permitting: the SYN was not retransmitted."""
@@ -165,7 +163,6 @@ def test_active_open_takes_an_rtt_sample_from_the_syn() -> None:
     s.expect_vars(srtt=0.08)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 8: no RTT sample from the handshake")
 def test_passive_open_takes_an_rtt_sample_from_the_syn_ack() -> None:
     """RFC 6298 2: the listener times its SYN-ACK to the ACK that completes the handshake."""
     s = Script()
@@ -190,6 +187,40 @@ def test_no_rtt_sample_from_a_retransmitted_syn() -> None:
     s.tx("A", seq=1, ack=1)
     s.expect_no_event("rtt")
     s.expect_vars(srtt=None)
+
+
+def test_no_rtt_sample_from_a_simultaneous_open_without_timestamps() -> None:
+    """RFC 6298 3 (Karn): in a simultaneous open (RFC 9293 3.10.7.3, figure 8) our
+    SYN-ACK sends our SYN's sequence number again, and the ACK of it may answer either
+    copy: no sample (the SYN's time would count from the first)."""
+    s = Script()
+    s.connect()
+    s.tx("S", seq=0)
+    s.wait(0.03)
+    s.rx("S", seq=0, mss=1460, ts=None)
+    s.tx("SA", seq=0, ack=1)
+    s.wait(0.05)
+    s.rx("A", seq=1, ack=1, ts=None)
+    s.expect_state(State.ESTABLISHED)
+    s.expect_no_event("rtt")
+    s.expect_vars(srtt=None)
+
+
+def test_simultaneous_open_with_timestamps_takes_the_sample_from_the_echo() -> None:
+    """RFC 7323 4.1 / RFC 6298 3: with timestamps the echo says which copy the ACK
+    answers; here the peer's ACK echoes our SYN's TSval, 0.08 s ago."""
+    s = Script()
+    s.connect()
+    syn = s.tx("S", seq=0)
+    assert syn.options.timestamp is not None
+    s.wait(0.03)
+    s.rx("S", seq=0, mss=1460, ts=(100, 0))
+    s.tx("SA", seq=0, ack=1)
+    s.wait(0.05)
+    s.rx("A", seq=1, ack=1, ts=(180, syn.options.timestamp[0]))
+    s.expect_state(State.ESTABLISHED)
+    s.expect_event("rtt", sample=0.08)
+    s.expect_vars(srtt=0.08)
 
 
 # ------------------------------------------------------------------ issue 17, item 7

@@ -58,7 +58,8 @@ def test_delayed_ack_piggybacks_on_data() -> None:
     s.send(20)
     s.tx("PA", seq=1, ack=11, length=20)
     s.expect_vars(ack_pending=False, delack_deadline=None)
-    s.expect_deadline(1.0)  # only the retransmission timer is left
+    # Only the retransmission timer is left: RTO 0.3 s after the handshake's 0.1 s sample.
+    s.expect_deadline(0.3)
 
 
 def test_out_of_order_sack_and_hole_fill() -> None:
@@ -263,18 +264,19 @@ def test_zero_window_persist_probe_backoff_and_resume() -> None:
     s.send(1000)
     s.tx("PA", seq=1, length=1000)
     s.wait(0.1)
-    s.rx("A", ack=1001, win=0)  # RTT 0.1 s -> RTO 0.3 s
-    s.expect_vars(rto=0.3, snd_wnd=0)
+    # RTT 0.1 s, as the handshake's: SRTT 0.1, RTTVAR 3/4 * 0.05 -> RTO 0.25 s
+    s.rx("A", ack=1001, win=0)
+    s.expect_vars(rto=0.25, snd_wnd=0)
     s.send(500)
     s.no_tx()
-    s.expect_deadline(0.1 + 0.3)
+    s.expect_deadline(0.1 + 0.25)
     times = []
     for _ in range(4):
         times.append(round(s.fire(), 6))
         s.tx("A", seq=1001, length=1, data=pattern(1, 1000))
         s.rx("A", ack=1001, win=0)  # still closed, the probe byte not taken
         s.no_tx()
-    s.expect(times == [0.4, 1.0, 2.2, 4.6], f"probes at {times}")
+    s.expect(times == [0.35, 0.85, 1.85, 3.85], f"probes at {times}")
     s.expect_no_event("retransmit", reason="fast")
     s.expect_state(State.ESTABLISHED)
     s.rx("A", ack=1001, win=65535)  # the window opens; the probe byte was dropped

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from tcpscript import Script, pattern
+from tcpscript import HANDSHAKE_RTT, Script, pattern
 
 from stack.tcp.congestion import Cubic
 from stack.tcp.connection import State, TcpConfig
@@ -17,46 +17,52 @@ def plain(**kwargs: Any) -> TcpConfig:
     return TcpConfig(timestamps=False, **kwargs)
 
 
-def newreno(**kwargs: Any) -> Script:
+def newreno(rtt: float | None = HANDSHAKE_RTT, **kwargs: Any) -> Script:
     """MSS 1000, no timestamps, no SACK, no window scaling (so every ACK carries the
-    same 65535-byte window): IW = 10 segments of 1000 bytes."""
+    same 65535-byte window): IW = 10 segments of 1000 bytes. The handshake takes
+    `rtt` (`Script.established`: the first RTT sample; the default 0.1 s gives RTO
+    0.3 s)."""
     cfg = plain(sack=False, **kwargs)
-    return Script.established(cfg, mss=1000, ws=None, ts=False, sackok=False)
+    return Script.established(cfg, mss=1000, ws=None, ts=False, sackok=False, rtt=rtt)
 
 
-def with_sack(rack: bool = False, **kwargs: Any) -> Script:
+def with_sack(rack: bool = False, rtt: float | None = HANDSHAKE_RTT, **kwargs: Any) -> Script:
     """SACK agreed; loss detection by RFC 6675's DupThresh rules unless `rack` (the
     RACK-TLP default is tested in test_tcp_rack.py)."""
-    return Script.established(plain(rack=rack, **kwargs), mss=1000, ws=None, ts=False, sackok=True)
+    return Script.established(plain(rack=rack, **kwargs), mss=1000, ws=None, ts=False,
+                              sackok=True, rtt=rtt)  # fmt: skip
 
 
 # ---------------------------------------------------------------- RFC 6298
 
 
 def test_rto_from_rtt_samples() -> None:
-    """RFC 6298 2.2/2.3: SRTT, RTTVAR and RTO after the first and second sample."""
-    s = newreno()
+    """RFC 6298 2.2/2.3: SRTT, RTTVAR and RTO after the first and second sample. The
+    first is the handshake's (RFC 6298 2: the SYN is timed), the second the data's."""
+    s = Script(plain(sack=False))
+    s.connect()
+    s.tx("S", seq=0)
     s.expect_vars(rto=1.0, srtt=None)  # 2.1: 1 s before any measurement
-    s.send(1000)
-    s.tx(seq=1, length=1000)
     s.expect_deadline(1.0)
     s.wait(0.1)
-    s.rx("A", ack=1001)
+    s.rx("SA", seq=0, ack=1, mss=1000, ts=None)
+    s.tx("A", seq=1, ack=1)
     s.expect_event("rtt", sample=0.1, srtt=0.1, rttvar=0.05, rto=0.3)
     s.expect_vars(srtt=0.1, rttvar=0.05, rto=0.3)
     s.expect_deadline(None)  # 5.2: all acknowledged, timer off
     s.send(1000)
-    s.tx(seq=1001)
+    s.tx(seq=1)
     s.expect_deadline(0.1 + 0.3)
     s.wait(0.2)
-    s.rx("A", ack=2001)
+    s.rx("A", ack=1001)
     # RTTVAR = 3/4 * 0.05 + 1/4 * |0.1 - 0.2|; SRTT = 7/8 * 0.1 + 1/8 * 0.2
     s.expect_vars(rttvar=0.0625, srtt=0.1125, rto=0.1125 + 4 * 0.0625)
 
 
 def test_rto_clamped_to_min_rto() -> None:
     """RFC 6298 2.4 (with Linux's 200 ms floor, config.min_rto)."""
-    s = newreno(min_rto=0.2)
+    s = newreno(rtt=0.01, min_rto=0.2)  # the handshake's sample: 3 * 0.01 -> 0.2 already
+    s.expect_vars(srtt=0.01, rto=0.2)
     s.send(1000)
     s.wait(0.01)
     s.rx("A", ack=1001)
@@ -65,28 +71,30 @@ def test_rto_clamped_to_min_rto() -> None:
 
 def test_rto_timer_restarted_on_partial_ack() -> None:
     """RFC 6298 5.3: an ACK of new data restarts the timer for the rest."""
-    s = newreno()
+    s = newreno(rtt=0.5)  # a 0.5 s path: the handshake's sample gives RTO 1.5 s
     s.send(2000)
     s.drain()
     s.wait(0.5)
-    s.rx("A", ack=1001)  # sample 0.5 -> RTO 1.5
-    s.expect_deadline(0.5 + 1.5)
+    s.rx("A", ack=1001)  # sample 0.5 again: SRTT 0.5, RTTVAR 3/4 * 0.25 -> RTO 1.25
+    s.expect_vars(srtt=0.5, rttvar=0.1875, rto=1.25)
+    s.expect_deadline(0.5 + 1.25)
 
 
 def test_karn_no_sample_from_retransmission() -> None:
     """RFC 6298 3 (Karn): no RTT sample from a retransmitted segment; the backed-off
-    RTO is kept until a valid sample arrives."""
-    s = newreno()
+    RTO is kept until a valid sample arrives. The handshake gave none either (its SYN
+    was retransmitted, Karn's rule too): data starts with RFC 6298 5.7's 3 s RTO."""
+    s = newreno(rtt=None)
     s.send(1000)
     s.tx(seq=1)
     s.fire()
-    s.expect(s.now == 1.0, "RTO at 1 s")
+    s.expect(s.now == 3.0, "RTO at 3 s")
     s.tx(seq=1, length=1000)
-    s.expect_vars(rto=2.0)
+    s.expect_vars(rto=6.0)
     s.wait(0.05)
     s.rx("A", ack=1001)  # ambiguous: for the original or the copy?
     s.expect_no_event("rtt")
-    s.expect_vars(srtt=None, rto=2.0)
+    s.expect_vars(srtt=None, rto=6.0)
     s.send(1000)
     s.tx(seq=1001)
     s.wait(0.1)
@@ -119,17 +127,19 @@ def test_no_rtt_sample_from_an_echo_of_an_older_syn_ack() -> None:
 
 
 def test_exponential_backoff_then_etimedout() -> None:
-    """RFC 6298 5.5: RTO doubles on every expiry; RFC 1122 4.2.3.5: give up after R2."""
+    """RFC 6298 5.5: RTO doubles on every expiry; RFC 1122 4.2.3.5: give up after R2.
+    It starts from 0.3 s, the RTO after the handshake's sample (0.1 s, RFC 6298 2.2)."""
     s = newreno(max_retries=4)
+    s.expect_vars(rto=0.3)
     s.send(1000)
     s.tx(seq=1)
     times = []
     for _ in range(4):
-        times.append(s.fire())
+        times.append(round(s.fire(), 9))
         s.tx(seq=1, length=1000)
         s.expect_event("retransmit", seq=s.iss + 1, len=1000, reason="rto")
-    s.expect(times == [1.0, 3.0, 7.0, 15.0], f"retransmissions at {times}")
-    s.expect_deadline(31.0)
+    s.expect(times == [0.3, 0.9, 2.1, 4.5], f"retransmissions at {times}")
+    s.expect_deadline(9.3)
     s.fire()
     s.no_tx()
     s.expect_state(State.CLOSED)
@@ -371,7 +381,9 @@ def test_sack_scoreboard_cleared_after_rto() -> None:
 def _loss_then_grow(cc: str, rounds: int = 14) -> list[int]:
     """One fast retransmit (W_max = 10 segments), then rounds of 0.5 s, each sending a
     whole cwnd and acknowledging it; returns cwnd after every round."""
-    s = Script.established(plain(sack=False, cc=cc), mss=1000, ts=False, sackok=False)
+    # (The path's RTT is the round's 0.5 s from the handshake on: the RTO, 1.5 s, does
+    # not fire within a round.)
+    s = Script.established(plain(sack=False, cc=cc), mss=1000, ts=False, sackok=False, rtt=0.5)
     s.rx("A", ack=1)  # window update: the scaled window from now on
     s.send(10000)
     s.drain()
@@ -511,7 +523,8 @@ def test_event_fields() -> None:
     s.expect(kinds["retransmit"] == {"seq", "len", "reason"}, f"{kinds['retransmit']}")
     s.expect(kinds["rtt"] == {"sample", "srtt", "rttvar", "rto"}, f"{kinds['rtt']}")
     s.expect(kinds["cwnd"] == {"cwnd", "ssthresh", "reason"}, f"{kinds['cwnd']}")
-    s.expect_event("rtt", sample=0.05, srtt=0.05, rttvar=0.025, rto=0.2)
+    # RFC 6298 2.3 after the handshake's sample (0.1 s): RTTVAR = 3/4 * 0.05 + 1/4 * 0.05, SRTT = 7/8 * 0.1 + 1/8 * 0.05
+    s.expect_event("rtt", sample=0.05, srtt=0.09375, rttvar=0.05, rto=0.29375)
     s.expect_event("retransmit", seq=s.iss + 1001, len=1000, reason="rto")
     s.expect_event("cwnd", cwnd=1000, reason="rto")
     s.expect_event("state", frm="ESTABLISHED", to="CLOSED")
@@ -615,8 +628,9 @@ def test_no_early_retransmit_with_four_segments() -> None:
 
 
 def sack_with_rtt(**kwargs: Any) -> Script:
-    """SACK, MSS 1000, no timestamps; one exchange gives SRTT 0.1 s, RTTVAR 0.05 s
-    (RTO 0.3 s unless min_rto is higher). The clock is at 0.1."""
+    """SACK, MSS 1000, no timestamps; the handshake and one exchange, both 0.1 s, give
+    SRTT 0.1 s, RTTVAR 3/4 * 0.05 = 0.0375 s (RFC 6298 2.2, 2.3): RTO 0.25 s unless
+    min_rto is higher. The clock is at 0.1."""
     s = with_sack(**kwargs)
     s.send(1000)
     s.tx(seq=1, length=1000)
@@ -632,23 +646,23 @@ def test_tlp_pto_armed_at_two_srtt() -> None:
     s = sack_with_rtt()
     s.send(2000)
     s.drain()
-    s.expect_vars(rtx_deadline=0.1 + 0.3, pto_deadline=0.1 + 0.2 + SLACK)
+    s.expect_vars(rtx_deadline=0.1 + 0.25, pto_deadline=0.1 + 0.2 + SLACK)
     s.expect_deadline(0.1 + 0.2 + SLACK)
 
 
 def test_tlp_pto_clamped_to_the_rto() -> None:
     """RFC 8985 7.2 ``TLP_calc_PTO``: with one segment in flight the PTO gets the
-    delayed-ACK allowance, 2 * 0.1 + 0.2 = 0.4 s, later than the RTO (0.3 s): "If
+    delayed-ACK allowance, 2 * 0.1 + 0.2 = 0.4 s, later than the RTO (0.25 s): "If
     Now() + PTO > TCP_RTO_expire(): PTO = TCP_RTO_expire() - Now()". The probe goes
     at the RTO's time, and the RTO is re-armed from there (7.3)."""
     s = sack_with_rtt()
     s.send(1000)
     s.drain()
-    s.expect_vars(pto_deadline=0.1 + 0.3, rtx_deadline=0.1 + 0.3)
+    s.expect_vars(pto_deadline=0.1 + 0.25, rtx_deadline=0.1 + 0.25)
     s.fire()
     s.tx(seq=1001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 1001, reason="tlp")
-    s.expect_vars(rtx_deadline=0.4 + 0.3, pto_deadline=None)
+    s.expect_vars(rtx_deadline=0.35 + 0.25, pto_deadline=None)
     s.fire()
     s.tx(seq=1001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 1001, reason="rto")
@@ -663,12 +677,13 @@ def test_tlp_one_segment_with_delayed_ack_allowance() -> None:
 
 
 def test_pto_before_rtt_sample_is_one_second() -> None:
-    """RFC 8985 7.2: no SRTT -> PTO 1 s, which the clamp leaves at the initial RTO's
-    expiry: the probe comes first, at 1 s."""
-    s = with_sack()
+    """RFC 8985 7.2: no SRTT -> PTO 1 s. After a handshake whose SYN was retransmitted
+    (no sample: Karn's rule) the RTO is RFC 6298 5.7's 3 s: the probe comes first, at
+    1 s."""
+    s = with_sack(rtt=None)
     s.send(3000)
     s.drain()
-    s.expect_vars(pto_deadline=1.0, rtx_deadline=1.0)
+    s.expect_vars(pto_deadline=1.0, rtx_deadline=3.0)
     s.fire()
     s.tx(seq=2001, length=1000)
     s.expect_event("tlp", new_data=False)
@@ -703,7 +718,7 @@ def test_tlp_probe_new_data_then_sack_recovery() -> None:
     s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=True)
     s.expect_no_event("retransmit")
     s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=False, pto_deadline=None)
-    s.expect_deadline(0.3 + SLACK + 0.3)  # RFC 8985 7.3: the RTO is re-armed, not the PTO
+    s.expect_deadline(0.3 + SLACK + 0.25)  # RFC 8985 7.3: the RTO is re-armed, not the PTO
     s.wait(0.05)
     s.rx("A", ack=1001, sack=[(2001, 4001)])
     s.tx(seq=1001, length=1000)
@@ -725,15 +740,16 @@ def test_tlp_probe_retransmits_last_segment_then_sack_recovery() -> None:
     s.tx(seq=2001, length=1000)
     s.tx(seq=3001, length=1000)
     s.wait(0.1)
-    s.rx("A", ack=2001)  # segment 1 arrived; RTT 0.1 again: RTO 0.25
-    s.expect_vars(pto_deadline=0.2 + 0.2 + SLACK, rtx_deadline=0.2 + 0.25)
+    # Segment 1 arrived; RTT 0.1 a third time: RTTVAR 3/4 * 0.0375, RTO 0.2125.
+    s.rx("A", ack=2001)
+    s.expect_vars(pto_deadline=0.2 + 0.2 + SLACK, rtx_deadline=0.2 + 0.2125)
     s.expect_deadline(0.4 + SLACK)
     s.fire()
     s.tx(seq=3001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 3001, len=1000, reason="tlp")
     s.expect_event("tlp", seq=s.iss + 3001, len=1000, new_data=False)
     s.expect_vars(tlp_end_seq=s.iss + 4001, tlp_is_retrans=True)
-    s.expect_deadline(0.4 + SLACK + 0.25)
+    s.expect_deadline(0.4 + SLACK + 0.2125)
     s.wait(0.1)
     s.rx("A", ack=2001, sack=[(3001, 4001)])
     s.tx(seq=2001, length=1000)
@@ -758,7 +774,7 @@ def test_tlp_at_most_one_probe_outstanding() -> None:
     s.rx("A", ack=2001)  # new data acked, below TLP.end_seq: no new PTO
     s.expect_vars(pto_deadline=None, tlp_end_seq=s.iss + 4001)
     s.fire()
-    s.expect(abs(s.now - 0.4 - SLACK - 0.3) < 1e-9, "then the RTO")
+    s.expect(abs(s.now - 0.4 - SLACK - 0.25) < 1e-9, "then the RTO")
     s.tx(seq=2001, length=1000)
     s.expect_event("retransmit", seq=s.iss + 2001, reason="rto")
     s.expect_vars(tlp_end_seq=None, pto_deadline=None)

@@ -258,7 +258,7 @@ def test_active_close_to_time_wait() -> None:
     s.close()
     s.tx("FA", seq=1, ack=1)
     s.expect_state(State.FIN_WAIT_1)
-    s.expect_deadline(1.0)  # the FIN is retransmitted like data
+    s.expect_deadline(0.3)  # the FIN is retransmitted like data (RTO after the handshake)
     s.wait(0.1)
     s.rx("A", seq=1, ack=2)
     s.no_tx()
