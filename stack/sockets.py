@@ -19,6 +19,7 @@ from typing import Any
 from stack.host import Host, Listener
 from stack.tcp.connection import Connection, State
 from stack.tcp.fastopen import FASTOPEN_CLIENT
+from stack.wire.ipv6 import V4_MAPPED_PREFIX
 
 _LINGER = struct.Struct("ii")
 # FreeBSD's TCP_KEEPINIT (seconds to complete the handshake, TcpConfig.connect_timeout).
@@ -28,7 +29,6 @@ TCP_FASTOPEN_CONNECT = 30  # linux/tcp.h (Python's socket module lacks it)
 MSG_FASTOPEN = 0x20000000
 UDP_MAX_PAYLOAD = 65535 - 20 - 8
 IPV4, IPV6 = 4, 6  # the families a socket is bound in
-_V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, RFC 4291 section 2.5.5.2
 
 
 def _oserror(code: int) -> OSError:
@@ -61,7 +61,7 @@ def bind_families(host: Host, family: int, v6only: bool, addr: str) -> tuple[fro
         packed = socket.inet_pton(socket.AF_INET6, addr or "::")
     except OSError:
         raise _oserror(errno.EINVAL) from None
-    if packed[:12] == _V4_MAPPED:
+    if packed[:12] == V4_MAPPED_PREFIX:
         mapped = socket.inet_ntoa(packed[12:])
         if v6only or mapped not in ("0.0.0.0", host.address):
             raise _oserror(errno.EADDRNOTAVAIL)
@@ -98,7 +98,7 @@ def peer_address(host: Host, family: int, v6only: bool, families: frozenset[int]
         packed = socket.inet_pton(socket.AF_INET6, addr)
     except OSError:
         raise _oserror(errno.EINVAL) from None
-    if packed[:12] == _V4_MAPPED:
+    if packed[:12] == V4_MAPPED_PREFIX:
         if v6only:
             raise _oserror(errno.ENETUNREACH)
         return socket.inet_ntoa(packed[12:])

@@ -63,6 +63,7 @@ from typing import Any, Protocol
 
 from stack.ipc import protocol as p
 from stack.observe.events import EventBudget, EventLog
+from stack.wire.ipv6 import unmapped
 
 log = logging.getLogger("tcplab.ipc")
 
@@ -94,7 +95,6 @@ SO_SNDBUFFORCE = 32
 # 5 AF_INET6 with IPV6_V6ONLY; LISTEN turns them into 1, 2, 3 ("listening").
 LISTEN_MARKS = {0: 1, 4: 2, 5: 3}
 NAME_PREFIX = b"\0tcplab-"
-V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 # IP_PKTINFO and IPV6_RECVPKTINFO: which PKTINFO want bit each option sets (ip(7), ipv6(7))
 IP_PKTINFO = 8
 IP_PKTOPTIONS = 9
@@ -156,20 +156,6 @@ class SocketLayerLike(Protocol):
 
 def _oserr(code: int) -> OSError:
     return OSError(code, os.strerror(code))
-
-
-def _canonical(ip: str) -> str:
-    """An address as the stack holds it: a v4-mapped IPv6 address (RFC 4291 2.5.5.2)
-    is the IPv4 address it stands for; other IPv6 text in inet_ntop form."""
-    if ":" not in ip:
-        return ip
-    try:
-        packed = socket.inet_pton(socket.AF_INET6, ip)
-    except OSError:
-        return ip
-    if packed[:12] == V4_MAPPED_PREFIX:
-        return socket.inet_ntoa(packed[12:])
-    return socket.inet_ntop(socket.AF_INET6, packed)
 
 
 def _raise_fd_limit() -> None:
@@ -757,7 +743,7 @@ class IpcServer:
         if req.addr.port and req.addr.port < self._unprivileged_port_start() \
                 and not self._may_bind_privileged(c.creds):
             raise _oserr(errno.EACCES)  # as inet_bind(): CAP_NET_BIND_SERVICE, ip(7)
-        bound_ip = _canonical(req.addr.ip)
+        bound_ip = unmapped(req.addr.ip)
         key = (bound_ip, req.addr.port)
         group = self._groups.get(key) if e.kind == "tcp" and req.addr.port else None
         if group is not None and self._reuseport(e) and group.uid == e.uid \
@@ -1066,7 +1052,7 @@ class IpcServer:
             # this host: Linux's route lookup refuses any other source with EINVAL (ip(7))
             raise _oserr(errno.EINVAL)
         if req.src.family == p.AF_INET6 and req.src.ip != "::" \
-                and ":" not in _canonical(req.addr.ip):
+                and ":" not in unmapped(req.addr.ip):
             raise _oserr(errno.EINVAL)  # an IPv6 source for an IPv4 datagram (ipv6(7))
         rep.sent = e.sock.sendto(req.payload, (req.addr.ip, req.addr.port))
 

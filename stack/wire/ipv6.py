@@ -102,6 +102,7 @@ _FRAG_HDR = struct.Struct("!BBHI")
 FRAGMENT_HEADER_LEN = 8
 
 _MULTICAST_FIRST_BYTE = 0xFF  # RFC 4291 section 2.7: ff00::/8
+V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, RFC 4291 section 2.5.5.2
 _inet_ntop = socket.inet_ntop
 _inet_pton = socket.inet_pton
 _AF_INET6 = socket.AF_INET6
@@ -526,6 +527,21 @@ def flow_label(secret: bytes, src: str, dst: str, proto: int, sport: int, dport:
     h.update(_inet_pton(_AF_INET6, src) + _inet_pton(_AF_INET6, dst))
     h.update(struct.pack("!BHH", proto, sport, dport))
     return (int.from_bytes(h.digest(), "big") & _FLOW_MASK) or 1
+
+
+def unmapped(address: str) -> str:
+    """An address as the stack holds it: a v4-mapped IPv6 address (RFC 4291 section
+    2.5.5.2) is the IPv4 address it stands for, other IPv6 text is in inet_ntop form;
+    IPv4 text, and text that is no address, come back as they are."""
+    if ":" not in address:
+        return address
+    try:
+        packed = _inet_pton(_AF_INET6, address)
+    except OSError:
+        return address
+    if packed[:12] == V4_MAPPED_PREFIX:
+        return socket.inet_ntoa(packed[12:])
+    return _inet_ntop(_AF_INET6, packed)
 
 
 def is_unspecified_or_loopback(address: str) -> bool:
