@@ -19,7 +19,13 @@ from stack.wire.checksum import internet_checksum, pseudo_header_sum
 from stack.wire.icmp import build_icmp
 from stack.wire.icmpv6 import build_icmpv6, mtu_rest
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, build_ipv4_header
-from stack.wire.ipv6 import IPPROTO_ICMPV6, build_ipv6_header, skip_headers
+from stack.wire.ipv6 import (
+    IPPROTO_ICMPV6,
+    IPV6_HEADER_LEN,
+    build_ipv6_header,
+    parse_ipv6,
+    skip_headers,
+)
 
 MASK32 = 0xFFFFFFFF
 
@@ -297,12 +303,13 @@ def _decode_options(data: bytes, m: Mapping) -> list[TcpOpt]:
 def decode(raw: bytes, time: float, m: Mapping) -> Decoded:
     """One packet the stack sent (IPv4 or IPv6), in the script's numbering."""
     if raw[0] >> 4 == 6:
-        # RFC 8200 section 3: Traffic Class across the first two octets, Hop Limit at 7;
-        # the upper-layer header after any extension headers (section 4).
-        tos, ttl = (raw[0] & 0x0F) << 4 | raw[1] >> 4, raw[7]
+        # RFC 8200 section 3 (the fixed header, stack.wire's parser); the upper-layer
+        # header after any extension headers (section 4).
+        header, _ = parse_ipv6(raw)
+        tos, ttl = header.traffic_class, header.hop_limit
         where = skip_headers(raw)
         proto, start = where if where is not None else (-1, len(raw))
-        body = raw[start : 40 + int.from_bytes(raw[4:6], "big")]
+        body = raw[start : IPV6_HEADER_LEN + header.payload_length]
         if proto == IPPROTO_ICMPV6:
             return Decoded(time, 0, 0, 0, 0, 0, ttl=ttl, tos=tos, icmp=(body[0], body[1]))
     else:
