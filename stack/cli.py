@@ -17,6 +17,7 @@ import sys
 from typing import NoReturn
 
 from stack.observe.pcap import DEFAULT_MAX_BYTES as DEFAULT_PCAP_LIMIT
+from stack.tcp.congestion import ALGORITHMS
 from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 DEFAULT_SOCKET = "/run/tcplab/stack.sock"
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="A/LEN|none",
                     help="kernel side of the TUN, IPv6 (default fd00:0:0:1::1/64)")
     st.add_argument("--mtu", default=1500, type=_mtu, metavar="N")
-    st.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
+    st.add_argument("--cc", default="newreno", choices=list(ALGORITHMS),
                     help="congestion control (default newreno)")
     st.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET),
                     metavar="PATH", help=f"control/shim socket (default {DEFAULT_SOCKET})")

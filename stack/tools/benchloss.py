@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stack.tcp.congestion import ALGORITHMS
+
 STACK_ADDR = "10.0.0.2"
 KERNEL_ADDR = "10.1.0.1"
 PEER_ADDR = "10.1.0.2"
@@ -623,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"transfers per row, each through stack and kernel (default 3, at most {MAX_RUNS})")
     parser.add_argument("--timeout", default=120.0, type=float, metavar="SECONDS",
                         help="bound on each transfer (default 120)")
-    parser.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
+    parser.add_argument("--cc", default="newreno", choices=list(ALGORITHMS),
                         help="the stack's congestion control (default newreno; the kernel uses its own)")
     parser.add_argument("--directions", default=["sends", "receives"], type=parse_directions,
                         metavar="D[,D]", help="which rows: sends (the stack sends), receives, or both "

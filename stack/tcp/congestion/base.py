@@ -23,7 +23,10 @@ structurally) and register it in ``congestion/__init__.py``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from stack.tcp.rate import RateSample
 
 INFINITE_SSTHRESH: int = 2**31
 """RFC 5681 section 3.1: the initial ssthresh "MAY be arbitrarily high"."""
@@ -93,4 +96,16 @@ class CongestionControl(Protocol):
 
     def snapshot(self) -> dict[str, float]:
         """Current state for event logs and plots, e.g. ``{"cwnd": ..., "ssthresh": ...}``."""
+        ...
+
+
+@runtime_checkable
+class RateDriven(Protocol):
+    """An algorithm that models the path from delivery-rate samples (BBR): besides
+    the four calls above it gets one sample per ACK that delivered data or marked a
+    loss, with SACK (stack/tcp/rate.py, draft-cheng-iccrg-delivery-rate-estimation).
+    It sets its own window during recovery too (as a Linux ``cong_control`` module
+    does), so Proportional Rate Reduction (RFC 6937) does not write ``cwnd`` for it."""
+
+    def on_rate_sample(self, rs: RateSample, now: float) -> None:
         ...
