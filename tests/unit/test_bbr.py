@@ -12,7 +12,9 @@ from stack.tcp.congestion.bbr import (
     BTLBW_ROUNDS,
     HIGH_GAIN,
     MIN_PIPE_SEGMENTS,
-    QUANTIZATION_SEGMENTS,
+    QUANTA,
+    QUANTUM_MAX_BYTES,
+    QUANTUM_MIN_SEGMENTS,
     Bbr,
     WindowedMax,
 )
@@ -20,7 +22,8 @@ from stack.tcp.connection import TcpConfig
 from stack.tcp.rate import RateSample
 
 MSS = 1000
-BURST = QUANTIZATION_SEGMENTS * MSS  # the window's burst allowance
+# The window's burst allowance at the tests' 1 MB/s: 3 quanta of the 2-segment minimum.
+BURST = QUANTA * QUANTUM_MIN_SEGMENTS * MSS
 
 
 def rs(rate: float, *, delivered: int = MSS, prior: int = 0, total: int = 0,
@@ -80,6 +83,18 @@ def test_startup_window_gain_is_high_gain() -> None:
     cc = Bbr(MSS)
     rounds(cc, 1e6, 1)
     assert cc.target_cwnd() == int(HIGH_GAIN * 10000) + BURST
+
+
+def test_send_quantum_is_a_millisecond_of_btlbw_within_bounds() -> None:
+    """The burst allowance follows the rate, as Linux's bbr_quantization_budget
+    (rate / 1024 per quantum): 2 segments at low rates, 64 KB at most."""
+    cc = Bbr(MSS)
+    rounds(cc, 1e6, 1)
+    assert cc.send_quantum() == QUANTUM_MIN_SEGMENTS * MSS
+    rounds(cc, 20.48e6, 1)
+    assert cc.send_quantum() == 20000
+    rounds(cc, 1e9, 1)
+    assert cc.send_quantum() == QUANTUM_MAX_BYTES
 
 
 def test_random_loss_does_not_shrink_the_model_window() -> None:

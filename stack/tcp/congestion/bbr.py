@@ -57,11 +57,16 @@ RTPROP_WINDOW = 10.0
 PROBE_RTT_TIME = 0.2
 # Draft section 4.2.3.3 ("BBRMinPipeCwnd"): never less than 4 segments, outside recovery.
 MIN_PIPE_SEGMENTS = 4
-# The window's allowance for segments sent in bursts (Linux's bbr_quantization_budget:
-# three send quanta of at least 2 segments). Without a pacer every send is a burst,
-# and on a sub-millisecond path 2 * BDP alone is a handful of segments: too few for
-# SACK to report losses (RFC 8985 needs later segments delivered) before the RTO.
-QUANTIZATION_SEGMENTS = 6
+# The window's allowance for segments sent in bursts, as Linux's
+# bbr_quantization_budget: three "send quanta", a quantum being what the sender sends
+# at BtlBw in about a millisecond (Linux's sk_pacing_shift of 10: rate / 1024 per
+# burst), at least 2 segments and at most 64 KB. Without it, on a sub-millisecond
+# path, 2 * BDP is a handful of segments: too few for SACK to reveal a loss (RFC 8985
+# needs later segments delivered) before the retransmission timer fires.
+QUANTA = 3
+QUANTUM_TIME = 1 / 1024  # seconds of BtlBw per quantum
+QUANTUM_MIN_SEGMENTS = 2
+QUANTUM_MAX_BYTES = 65536
 # Draft section 4.3.2.1: Startup's gain 2/ln(2), the smallest that doubles the sending
 # rate each round trip.
 HIGH_GAIN = 2 / math.log(2)
@@ -168,13 +173,18 @@ class Bbr:
 
     def target_cwnd(self) -> int:
         """Draft section 4.2.3.2 ``BBRInflight``: cwnd_gain * BDP plus the burst
-        allowance (``QUANTIZATION_SEGMENTS``), at least the minimum pipe; the initial
+        allowance (``QUANTA`` send quanta), at least the minimum pipe; the initial
         window while nothing is measured."""
         bdp = self.bdp
         if bdp is None:
             return initial_window(self._mss)
-        target = int(self.cwnd_gain * bdp) + QUANTIZATION_SEGMENTS * self._mss
+        target = int(self.cwnd_gain * bdp) + QUANTA * self.send_quantum()
         return max(target, MIN_PIPE_SEGMENTS * self._mss)
+
+    def send_quantum(self) -> int:
+        """Bytes sent in one burst at BtlBw (see ``QUANTA``)."""
+        quantum = min(int(self.btlbw.best * QUANTUM_TIME), QUANTUM_MAX_BYTES)
+        return max(quantum, QUANTUM_MIN_SEGMENTS * self._mss)
 
     # --------------------------------------------------------------- samples
 
