@@ -268,7 +268,8 @@ def parse_options(data: BytesLike) -> TCPOptions:
             if cookie is not None:
                 opts.fastopen = cookie
                 opts.fastopen_exp = False
-            else:
+                opts.fastopen_malformed = False
+            elif opts.fastopen is None:
                 opts.fastopen_malformed = True
         elif kind == OPT_EXP and length >= 4 and _U16.unpack_from(view, i + 2)[0] == FASTOPEN_EXID:
             # RFC 6994 section 3: kind 254, length, the 16-bit ExID, then the data.
