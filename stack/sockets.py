@@ -461,7 +461,20 @@ class TcpSocket:
                 if self.listener is not None:
                     self.listener.config.connect_timeout = float(ival)
             elif name == socket.TCP_CONGESTION:
-                pass
+                # Linux: the algorithm by name (a string, NUL-terminated or not); ENOENT
+                # for one the stack does not have. Before the connection exists it is
+                # the one the connection starts with (and a listener's connections);
+                # on an open connection the new one takes over the current window.
+                raw = value.to_bytes(4, "little") if isinstance(value, int) else bytes(value)
+                algo = raw.split(b"\0", 1)[0].decode("ascii", "replace")
+                if algo not in cfg.cc_factories:
+                    raise _oserror(errno.ENOENT)
+                if self.conn is not None:
+                    self.conn.set_congestion_control(algo)
+                else:
+                    cfg.cc = algo
+                    if self.listener is not None:
+                        self.listener.config.cc = algo
             elif name == socket.TCP_FASTOPEN:
                 # Linux: the listener's queue of pending Fast Open connections (qlen);
                 # taken before or after listen().
@@ -516,6 +529,9 @@ class TcpSocket:
                 return cfg.keepalive_count
             if name == TCP_KEEPINIT:
                 return int(cfg.connect_timeout)
+            if name == socket.TCP_CONGESTION:  # the name, NUL-padded as Linux (16 bytes)
+                algo = self.conn.cc.name if self.conn is not None else cfg.cc
+                return algo.encode().ljust(16, b"\0")
         raise _oserror(errno.ENOPROTOOPT)
 
     def info(self) -> dict[str, object]:

@@ -366,6 +366,20 @@ class Connection:
         if timers.due("keepalive", now):
             self.keepalive.on_timer(now)
 
+    def set_congestion_control(self, name: str) -> None:
+        """TCP_CONGESTION on an open connection, as Linux (tcp_reinit_congestion_control):
+        the named algorithm takes over with the window the old one had (cwnd and
+        ssthresh are the connection's, not the algorithm's)."""
+        old = self.cc
+        self.config.cc = name
+        new = self.config.make_congestion_control(self.snd.mss)
+        if self.state not in (State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED):
+            new.cwnd = old.cwnd
+            new.ssthresh = old.ssthresh
+        self.cc = new
+        self.recovery.use_congestion_control(new)
+        self.emit_cwnd("cc_changed")
+
     def set_keepalive(self, on: bool, now: float) -> None:
         """SO_KEEPALIVE (stack/tcp/keepalive.py)."""
         self.keepalive.set(on, now)

@@ -110,6 +110,16 @@ class Recovery:
         self.rate_driven: RateDriven | None = cc if isinstance(cc, RateDriven) else None
         self.rate = DeliveryRate() if self.rate_driven is not None else None
 
+    def use_congestion_control(self, cc: CongestionControl) -> None:
+        """Another algorithm takes over (TCP_CONGESTION, Connection.set_congestion_control);
+        a rate-driven one gets samples of what is sent from now on."""
+        self.cc = cc
+        self.rate_driven = cc if isinstance(cc, RateDriven) else None
+        if self.rate_driven is None:
+            self.rate = None
+        elif self.rate is None:
+            self.rate = DeliveryRate()
+
     @property
     def tlp_end_seq(self) -> int | None:
         """TLP.end_seq (RFC 8985 section 7.1)."""
