@@ -5,7 +5,7 @@ tests run BBR inside a connection (tcpscript, fake clock)."""
 
 from __future__ import annotations
 
-from tcpscript import Script
+from test_tcp_rack import rack
 
 from stack.tcp.congestion import RateDriven, make_congestion_control
 from stack.tcp.congestion.bbr import (
@@ -18,7 +18,6 @@ from stack.tcp.congestion.bbr import (
     Bbr,
     WindowedMax,
 )
-from stack.tcp.connection import TcpConfig
 from stack.tcp.rate import RateSample
 
 MSS = 1000
@@ -175,23 +174,12 @@ def test_app_limited_samples_only_raise_btlbw() -> None:
     assert cc.btlbw.best == 1e6  # the old maximum left the window
 
 
-def bbr_connection() -> Script:
-    s = Script.established(TcpConfig(timestamps=False, cc="bbr"), mss=1000, ws=None, ts=False,
-                           sackok=True)  # fmt: skip
-    s.send(1000)
-    s.tx(seq=1, length=1000)
-    s.wait(0.1)
-    s.rx("A", ack=1001)
-    s.mark_events()
-    return s
-
-
 def test_bbr_connection_recovers_a_loss_without_halving_the_window() -> None:
     """RFC 8985 marks the hole lost (6.2) and fast recovery retransmits it; with BBR
     PRR does not set the window (a rate-driven algorithm sets its own, as a Linux
     cong_control module), and when the retransmission is acknowledged the window is
     back where it was: no multiplicative decrease for a random loss."""
-    s = bbr_connection()
+    s = rack(cc="bbr")  # test_tcp_rack's set-up: SACK, MSS 1000, SRTT 0.1 s
     s.send(5000)
     s.drain()
     cwnd = s.var("cwnd")

@@ -54,6 +54,31 @@ def recovery_exit_window(ssthresh: int, flight_size: int, mss: int) -> int:
     return min(ssthresh, max(flight_size, mss) + mss)
 
 
+class ByteWindowMss:
+    """The ``mss`` attribute of an algorithm that keeps its window in bytes (NewReno,
+    BBR): the connection may change the SMSS (the handshake settles it, RFC 9293
+    section 3.7.1; path MTU discovery may lower it). Until the first ACK or loss
+    (``_fresh``) the initial window follows it, RFC 6928 defining it in segments;
+    after that cwnd keeps its size in bytes."""
+
+    _mss: int
+    _fresh: bool
+    cwnd: int
+
+    @property
+    def mss(self) -> int:
+        """Sender maximum segment size (SMSS) in bytes."""
+        return self._mss
+
+    @mss.setter
+    def mss(self, value: int) -> None:
+        if value <= 0:
+            raise ValueError("mss must be positive")
+        if self._fresh:
+            self.cwnd = initial_window(value)
+        self._mss = value
+
+
 class CongestionControl(Protocol):
     """Structural type of a congestion control algorithm.
 

@@ -47,7 +47,7 @@ from collections import deque
 
 from stack.tcp.rate import RateSample
 
-from .base import INFINITE_SSTHRESH, initial_window
+from .base import INFINITE_SSTHRESH, ByteWindowMss, initial_window
 
 # Draft section 4.1.1.3: BtlBw is a windowed maximum over 10 round trips ("BtlBwFilterLen").
 BTLBW_ROUNDS = 10
@@ -98,7 +98,7 @@ class WindowedMax:
         return self._entries[0][1] if self._entries else 0.0
 
 
-class Bbr:
+class Bbr(ByteWindowMss):
     """BBR v1 for one connection; fits the CongestionControl protocol (base.py) and
     takes delivery-rate samples through `on_rate_sample`.
 
@@ -141,19 +141,6 @@ class Bbr:
         self.has_samples = False
 
     # ------------------------------------------------------------------ model
-
-    @property
-    def mss(self) -> int:
-        """SMSS in bytes (the connection may lower it, as for the other algorithms)."""
-        return self._mss
-
-    @mss.setter
-    def mss(self, value: int) -> None:
-        if value <= 0:
-            raise ValueError("mss must be positive")
-        if self._fresh:
-            self.cwnd = initial_window(value)
-        self._mss = value
 
     @property
     def bdp(self) -> int | None:
