@@ -337,7 +337,7 @@ def test_icmp_errors_must_quote_the_connections_encapsulation() -> None:
 +0.00 < icmp unreachable frag_needed mtu 1300 [1:1453(1452)]
 +0.00 < icmp unreachable frag_needed mtu 1300 [1:1453(1452)/udp(9811 > 1)]
 +0.00 > . 1:1253(1252) ack 1 win 65535/udp(9811 > 1)
-*     > P. 1253:1453(200) ack 1 win 65535/udp(9811 > 1)
++0.00 > P. 1253:1453(200) ack 1 win 65535/udp(9811 > 1)
 """)
 
 
