@@ -135,7 +135,7 @@ class TcpOverUdp:
         checksum = (~total & 0xFFFF) or 0xFFFF  # RFC 768: a computed zero goes as all ones
         return _UDP_HDR.pack(self.port, remote_port, length, checksum) + b"".join(bytes(p) for p in tcp)
 
-    def quoted(self, udp: BytesLike) -> tuple[int, BytesLike] | None:
+    def quoted(self, udp: bytes | memoryview) -> tuple[int, memoryview] | None:
         """For an ICMP error quoting a UDP header (and what follows it): the remote
         encapsulation port and the quoted TCP header, if the quote is of one of our
         encapsulated segments (from the tunneling port); None otherwise."""
@@ -144,4 +144,4 @@ class TcpOverUdp:
         sport, dport, _, _ = _UDP_HDR.unpack_from(bytes(udp[:UDP_HEADER_LEN]))
         if sport != self.port:
             return None
-        return dport, udp[UDP_HEADER_LEN:]
+        return dport, memoryview(udp)[UDP_HEADER_LEN:]

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stack.drill.model import TcpOpt, TcpPacket
-from stack.drill.packets import ECN_CODEPOINTS, FLAG_BITS, MASK32, Decoded, flags_text, flags_value, udp_text
+from stack.drill.packets import (
+    ECN_CODEPOINTS,
+    FLAG_BITS,
+    MASK32,
+    Decoded,
+    flags_text,
+    flags_value,
+    udp_text,
+)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from stack.drill.model import IcmpPacket, TcpOpt, TcpPacket, Unsupported
 from stack.wire.checksum import internet_checksum, pseudo_header_sum
 from stack.wire.icmp import build_icmp
 from stack.wire.icmpv6 import build_icmpv6, mtu_rest
-from stack.wire.udp import build_udp
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header
 from stack.wire.ipv6 import (
     IPPROTO_ICMPV6,
@@ -31,6 +30,7 @@ from stack.wire.ipv6 import (
     parse_ipv6,
     skip_headers,
 )
+from stack.wire.udp import build_udp
 
 MASK32 = 0xFFFFFFFF
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from stack.drill.model import IcmpPacket, PacketEvent, TcpPacket, Unsupported
+from stack.drill.model import IcmpPacket, PacketEvent, TcpPacket
 from stack.drill.packets import Mapping, build_icmp_packet, build_tcp_packet, decode
 from stack.drill.parser import parse_event
 from stack.wire.icmp import parse_icmp
