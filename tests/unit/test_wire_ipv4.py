@@ -207,7 +207,7 @@ def test_round_trip(
         options=b"",
     )
     assert body == payload
-    assert header.checksum == IP(raw).chksum
+    assert header.checksum == IP(raw[:20]).chksum  # the header alone: no dissection of random payloads
     assert scapy_checksum(raw[:20]) == 0
 
 
