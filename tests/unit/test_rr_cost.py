@@ -14,8 +14,8 @@ fail if such work comes back.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from stack.host import Host
