@@ -93,7 +93,7 @@ def sent_after(t1: float, seq1: int, t2: float, seq2: int) -> bool:
     return t1 > t2 or (t1 == t2 and seq1 > seq2)
 
 
-@dataclass
+@dataclass(slots=True)
 class AckResult:
     """What one ACK did, as far as RACK is concerned."""
 
@@ -304,11 +304,13 @@ class Rack:
         reordering timer stops). Every record of the flight is dropped at once
         instead of record by record, so none is examined (`walked` stays)."""
         result = AckResult()
-        segs = self.segs
-        newly = [seg for seg in segs if not seg.sacked]
-        for seg in newly:
-            result.delivered += seg.end - seg.start
-        segs.clear()
+        # Bytes not SACKed before: what this ACK delivers (RFC 6937's DeliveredData).
+        result.delivered = self.outstanding - self.sacked_bytes
+        if self.segs_sacked:
+            newly = [seg for seg in self.segs if not seg.sacked]
+        else:
+            newly = self.segs
+        self.segs = []
         self._order.clear()
         self._head = 0
         self.outstanding = self.sacked_bytes = self.lost_bytes = self.segs_sacked = 0

@@ -29,7 +29,7 @@ MASK = 0xFFFFFFFF
 RTT = 0.0002
 STACK_DIR = str(Path(__file__).resolve().parents[2] / "stack")
 # Python function calls into stack/ per exchange (builtins not counted): 138 before
-# RACK-TLP (f92d5bc), 175 with it (5449880), 165 with Rack's fast path for an ACK of
+# RACK-TLP (f92d5bc), 175 with it (5449880), 164 with Rack's fast path for an ACK of
 # everything outstanding (issue 16).
 CALL_BUDGET = 168
 
