@@ -1421,13 +1421,23 @@ static ssize_t udp_sendto(int fd, const void *buf, size_t n, int flags,
 static ssize_t tcp_fastopen_sendto(int fd, const void *buf, size_t n, int flags,
                                    const struct sockaddr *sa, socklen_t alen)
 {
-    if (check_sockaddr_in(sa, alen, 0) < 0)
-        return -1;
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
     struct tl_request req;
     memset(&req, 0, sizeof req);
     req.op = TL_SENDTO;
-    addr_to_tl(sin, &req.addr);
+    if (mark_of(fd)) { /* AF_INET6: as connect() takes the address */
+        int r = v6_to_tl(fd, sa, alen, 0, &req.addr);
+        if (r < 0)
+            return -1;
+        if (r == 1) { /* loopback: the kernel's socket, as for connect() */
+            if (handoff(fd, K_TCP) < 0)
+                return -1;
+            return real.sendto(fd, buf, n, flags, sa, alen);
+        }
+    } else {
+        if (check_sockaddr_in(sa, alen, 0) < 0)
+            return -1;
+        addr_to_tl((const struct sockaddr_in *)sa, &req.addr);
+    }
     req.msg_flags = (uint32_t)flags;
     req.payload = buf;
     req.payload_len = (uint32_t)(n > TL_MAX_PAYLOAD ? TL_MAX_PAYLOAD : n);
@@ -1459,7 +1469,7 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_SOCK
     enum kind k = shim_kind(fd);
     if (k == K_NONE)
         return real.sendto(fd, buf, n, flags, sa, alen);
-    if (k == K_TCP && (flags & MSG_FASTOPEN) && !mark_of(fd))
+    if (k == K_TCP && (flags & MSG_FASTOPEN))
         return tcp_fastopen_sendto(fd, buf, n, flags, sa, alen);
     if (k == K_TCP) /* TCP ignores the address, as Linux does on a connected socket */
         return real.sendto(fd, buf, n, flags & ~MSG_FASTOPEN, NULL, 0);

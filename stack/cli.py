@@ -17,6 +17,7 @@ import sys
 from typing import NoReturn
 
 from stack.observe.pcap import DEFAULT_MAX_BYTES as DEFAULT_PCAP_LIMIT
+from stack.tcp.congestion import ALGORITHMS
 from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 
 DEFAULT_SOCKET = "/run/tcplab/stack.sock"
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="A/LEN|none",
                     help="kernel side of the TUN, IPv6 (default fd00:0:0:1::1/64)")
     st.add_argument("--mtu", default=1500, type=_mtu, metavar="N")
-    st.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
+    st.add_argument("--cc", default="newreno", choices=list(ALGORITHMS),
                     help="congestion control (default newreno)")
     st.add_argument("--socket", default=os.environ.get("TCPLAB_SOCKET", DEFAULT_SOCKET),
                     metavar="PATH", help=f"control/shim socket (default {DEFAULT_SOCKET})")
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "0x2 server (listeners with TCP_FASTOPEN), 0x4 client without "
                          "cookie, 0x200 server without cookie, 0x400 every listener "
                          "(default 1)")
+    st.add_argument("--tcp-udp-port", default=0, type=int, metavar="PORT",
+                    help="TCP over UDP, FreeBSD's way (net.inet.tcp.udp_tunneling_port): TCP "
+                         "segments in UDP datagrams to this port are taken, and such "
+                         "connections answered the same way (default 0: off; "
+                         "stack/tcp_over_udp.py)")
     st.add_argument("--isn-near-wrap", action="store_true",
                     help="teaching aid (lab 03): ISNs just below 2**32, so sequence numbers "
                          "wrap within the first MiB; guessable, never outside a lab")
@@ -254,6 +260,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         time_wait=args.time_wait, impair=args.impair, pcap_limit=args.pcap_limit << 20,
         tcp_memory=args.tcp_memory << 20, ecn=args.ecn, fastopen=args.fastopen,
         insecure_rst=args.insecure_rst, insecure_syn=args.insecure_syn,
+        tcp_udp_port=args.tcp_udp_port,
     )  # fmt: skip
     return run_daemon(options)
 

@@ -101,6 +101,7 @@ class DaemonOptions:
     insecure_syn: bool = False
     ecn: int = 2  # net.ipv4.tcp_ecn (stack/tcp/ecn.py)
     fastopen: int = 1  # net.ipv4.tcp_fastopen (stack/tcp/fastopen.py)
+    tcp_udp_port: int = 0  # TCP over UDP's tunneling port, 0 off (stack/tcp_over_udp.py)
     # The connections' defaults, with any swapped-in components (stack/components.py).
     tcp_defaults: TcpConfig | None = None
 
@@ -175,6 +176,9 @@ class Daemon:
                                                   ("--insecure-syn", opts.insecure_syn)) if on))
         host.tcp_defaults.ecn = opts.ecn
         host.fastopen_mode = opts.fastopen
+        if opts.tcp_udp_port:
+            host.set_tcp_udp_port(opts.tcp_udp_port)  # EINVAL / EADDRINUSE stop the start
+            log.info("TCP over UDP on UDP port %d", opts.tcp_udp_port)
         host.on_deadline_change = self._schedule
         host.defer_acks = opts.impair is None  # one ACK per connection per batch read
         self.host = host

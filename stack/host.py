@@ -40,9 +40,11 @@ from stack.tcp.connection import Connection, State, TcpConfig
 from stack.tcp.isn import initial_sequence_number, new_secret
 from stack.tcp.memory import DEFAULT_LIMIT as DEFAULT_TCP_MEMORY
 from stack.tcp.memory import TcpMemory, held_by
+from stack.tcp_over_udp import PLAIN, TcpOverUdp, same_path
 from stack.wire import icmp, icmpv6
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
+from stack.wire.ipv6 import build_ipv6_header
 from stack.wire.tcp import (
     ACK,
     CWR,
@@ -99,6 +101,7 @@ class ConnRecord:
     owner: Any = None  # who to tell of changes: a ConnOwner, a Listener, or None
     timer_at: float | None = None  # the deadline queued in the timer heap
     mem_charged: int = 0  # what the host-wide memory bound counts for it (memory.py)
+    udp_port: int = PLAIN  # TCP over UDP: the remote encapsulation port (stack/tcp_over_udp.py)
 
 
 @dataclass
@@ -201,6 +204,17 @@ class Host:
         self.fastopen_mode = fastopen.FASTOPEN_DEFAULT
         self.fastopen_keys = fastopen.FastOpenKeys()
         self.fastopen_cookies = fastopen.CookieCache()
+        # TCP over UDP (stack/tcp_over_udp.py, FreeBSD's udp_tunneling_port): off (0).
+        self.tcp_over_udp = TcpOverUdp()
+
+    def set_tcp_udp_port(self, port: int) -> None:
+        """Turn TCP over UDP on at UDP ``port`` (0: off), in both families. As FreeBSD's
+        sysctl, which binds a UDP socket to it: EADDRINUSE if a UDP socket has it."""
+        if not 0 <= port <= 0xFFFF:
+            raise OSError(errno.EINVAL, "not a UDP port")
+        if port and (port in self.udp_ports or port in self.udp_ports6):
+            raise OSError(errno.EADDRINUSE, f"UDP port {port} is in use")
+        self.tcp_over_udp.port = port
 
     # ------------------------------------------------------------- utilities
 
@@ -331,7 +345,7 @@ class Host:
             # RFC 3168 section 5: the ECN field (TOS bits 0-1) travels beside the segment.
             self._receive_tcp(header.src, payload, now, not checksum_done, header.tos & 3)
         elif header.proto == IPPROTO_UDP:
-            self._receive_udp(header.src, payload, now, not checksum_done, view)
+            self._receive_udp(header.src, payload, now, not checksum_done, view, ecn=header.tos & 3)
         elif header.proto == IPPROTO_ICMP:
             self._receive_icmp(header.src, payload, now)
         else:
@@ -360,7 +374,7 @@ class Host:
                               local=self.address6)
         elif nh == IPPROTO_UDP:
             self._receive_udp(src, result.payload, now, verify, result.packet, self.address6,
-                              result)
+                              result, ecn=result.header.ecn)
         else:
             self._receive_icmpv6(result, now, verify)
 
@@ -396,12 +410,19 @@ class Host:
             # 1280 and never up. What it says about a TCP connection is checked first
             # (below): a forged message could only lower it to 1280 anyway.
             reported = icmpv6.packet_too_big_mtu(msg)
-        if quoted.next_header != IPPROTO_TCP or len(quoted.transport) < 8:
+        transport = quoted.transport
+        udp_port = PLAIN
+        if quoted.next_header == IPPROTO_UDP:
+            # One of our TCP-over-UDP segments (stack/tcp_over_udp.py), or plain UDP.
+            inner = self.tcp_over_udp.quoted(transport)
+            if inner is not None:
+                udp_port, transport = inner
+        if (quoted.next_header != IPPROTO_TCP and udp_port == PLAIN) or len(transport) < 8:
             if msg.type == icmpv6.PACKET_TOO_BIG:
                 self.ip6_out.pmtu.packet_too_big(quoted.dst, reported, now)
             return
         # RFC 8201 section 5.1 (as RFC 5927 for IPv4): only for data we have in flight.
-        conn = self._quoted_connection(quoted.dst, quoted.transport)
+        conn = self._quoted_connection(quoted.dst, transport, udp_port)
         if conn is None:
             return
         if msg.type == icmpv6.PACKET_TOO_BIG:
@@ -410,8 +431,10 @@ class Host:
                 if self.events is not None:
                     self.events.emit("pmtu", self._conn_id(conn.local[1], conn.remote, self.address6),
                                      mtu=mtu, reported=reported)
-                # The MSS the path allows is MTU - 60 over IPv6 (RFC 8200 8.3).
-                conn.on_path_mtu(mtu, now, header_len=IPV6_TCP_HEADERS)
+                # The MSS the path allows is MTU - 60 over IPv6 (RFC 8200 8.3), less the
+                # UDP header of an encapsulated connection.
+                conn.on_path_mtu(mtu, now, header_len=IPV6_TCP_HEADERS
+                                 + self.tcp_over_udp.header_overhead(udp_port))
         else:
             err = _ICMP6_ERRNO.get((msg.type, msg.code), errno.EHOSTUNREACH)
             conn.on_icmp_unreachable(err, now)
@@ -472,13 +495,23 @@ class Host:
         inner_dst = socket.inet_ntoa(bytes(quote[16:20]))
         inner_proto = quote[9]
         inner_payload = quote[ihl:]
-        if inner_src != self.address or len(inner_payload) < 8 or inner_proto != IPPROTO_TCP:
+        if inner_src != self.address or len(inner_payload) < 8:
             return
-        conn = self._quoted_connection(inner_dst, inner_payload)
+        udp_port = PLAIN
+        if inner_proto == IPPROTO_UDP:
+            # One of our TCP-over-UDP segments (stack/tcp_over_udp.py), or plain UDP.
+            inner = self.tcp_over_udp.quoted(inner_payload)
+            if inner is None:
+                return
+            udp_port, inner_payload = inner
+        elif inner_proto != IPPROTO_TCP:
+            return
+        conn = self._quoted_connection(inner_dst, inner_payload, udp_port)
         if conn is None:
             return
         if msg.code == icmp.UNREACH_FRAG_NEEDED:
-            conn.on_path_mtu(icmp.next_hop_mtu(msg) or 576, now)
+            conn.on_path_mtu(icmp.next_hop_mtu(msg) or 576, now,
+                             header_len=40 + self.tcp_over_udp.header_overhead(udp_port))
         else:
             err = {
                 icmp.UNREACH_NET: errno.ENETUNREACH,
@@ -489,15 +522,21 @@ class Host:
             conn.on_icmp_unreachable(err, now)
         self.after(conn, now)
 
-    def _quoted_connection(self, remote: str, tcp: bytes | memoryview) -> Connection | None:
+    def _quoted_connection(self, remote: str, tcp: bytes | memoryview,
+                           udp_port: int = PLAIN) -> Connection | None:
         """The connection a quoted TCP header (8 octets at least) belongs to, if it
         quotes data we have in flight: RFC 5927 section 4.1, believe an ICMP error only
-        then (a blind attacker would have to guess the sequence number)."""
+        then (a blind attacker would have to guess the sequence number). The quote's
+        encapsulation (``udp_port``, PLAIN for a TCP quote) must be the connection's
+        (FreeBSD's tcp_ctlinput_with_port, stack/tcp_over_udp.py)."""
         sport = int.from_bytes(tcp[0:2], "big")
         dport = int.from_bytes(tcp[2:4], "big")
         seq = int.from_bytes(tcp[4:8], "big")
         conn = self.conns.get((sport, remote, dport))
         if conn is None:
+            return None
+        if not same_path(conn.record.udp_port, udp_port):
+            self.count_drop("icmp_udp_port_mismatch")
             return None
         if not conn.in_flight(seq):
             self.count_drop("icmp_out_of_window")
@@ -508,12 +547,24 @@ class Host:
 
     def _receive_udp(
         self, src: str, payload: memoryview, now: float, verify: bool, packet: memoryview,
-        local: str | None = None, dgram6: Datagram6 | None = None,
+        local: str | None = None, dgram6: Datagram6 | None = None, ecn: int = 0,
     ) -> None:
         try:
             dgram = parse_udp(payload, src, local or self.address, verify_checksum=verify)
         except WireError as exc:
             self.count_drop(exc.reason)
+            return
+        if self.tcp_over_udp.carries_tcp(dgram.dst_port):
+            # TCP over UDP (stack/tcp_over_udp.py): the datagram is a TCP segment from
+            # the peer's remote encapsulation port; the UDP checksum was checked above.
+            try:
+                udp_port, verify_tcp = self.tcp_over_udp.decapsulate(dgram)
+            except WireError as exc:
+                self.count_drop(exc.reason)
+                return
+            self.stats["tcp_udp_in"] += 1
+            self._receive_tcp(src, memoryview(dgram.payload), now, verify and verify_tcp, ecn, local,
+                              udp_port=udp_port)
             return
         ports = self.udp_ports if dgram6 is None else self.udp_ports6
         endpoint = ports.get(dgram.dst_port)
@@ -566,7 +617,9 @@ class Host:
         return replace(self.tcp_defaults)
 
     def _receive_tcp(self, src: str, payload: memoryview, now: float, verify: bool,
-                     ecn: int = 0, local: str | None = None) -> None:
+                     ecn: int = 0, local: str | None = None, udp_port: int = PLAIN) -> None:
+        """A TCP segment (``udp_port``: PLAIN, or the remote encapsulation port of one
+        that came in UDP, stack/tcp_over_udp.py)."""
         try:
             seg = parse_tcp(payload, src, local or self.address, verify_checksum=verify)
         except WireError as exc:
@@ -595,6 +648,13 @@ class Host:
                     conn.terminate(0)
                     self._forget(conn)
                     conn = None
+            if conn is not None and not same_path(conn.record.udp_port, udp_port):
+                # FreeBSD's tcp_input: a segment for the connection that came another
+                # way (plain, encapsulated, another UDP port) is answered as one for no
+                # connection, the reset going back its way (stack/tcp_over_udp.py).
+                self.count_drop("tcp_udp_port_mismatch")
+                self._reset_for(src, seg, udp_port)
+                return
             if conn is not None:
                 if self.memory.pressure:
                     self._receive_under_pressure(conn, seg, now)
@@ -606,7 +666,7 @@ class Host:
                 return
         listener = (self.listeners if local is None else self.listeners6).get(seg.dst_port)
         if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
-            self._passive_open(listener, src, seg, now)
+            self._passive_open(listener, src, seg, now, udp_port)
             return
         if listener is not None and not seg.flags & ACK:
             # RFC 9293 3.10.7.2 (LISTEN): an RST is ignored ("first"); only a segment
@@ -616,7 +676,7 @@ class Host:
                 self.count_drop("listen_no_syn_no_ack")
             return
         self.stats["tcp_no_connection"] += 1
-        self._reset_for(src, seg)
+        self._reset_for(src, seg, udp_port)
 
     def _receive_under_pressure(self, conn: Connection, seg: TCPSegment, now: float) -> None:
         """The host holds its limit of TCP memory (stack/tcp/memory.py): a connection that
@@ -637,8 +697,9 @@ class Host:
             if rec.owner is not None:
                 rec.owner.connection_changed(rec.conn)
 
-    def _reset_for(self, src: str, seg: TCPSegment) -> None:
-        """RFC 9293 3.10.7.1: a segment for no connection gets a reset (unless RST)."""
+    def _reset_for(self, src: str, seg: TCPSegment, udp_port: int = PLAIN) -> None:
+        """RFC 9293 3.10.7.1: a segment for no connection gets a reset (unless RST),
+        sent back the way the segment came (``udp_port``: stack/tcp_over_udp.py)."""
         if seg.flags & RST:
             return
         if seg.flags & ACK:
@@ -649,10 +710,11 @@ class Host:
             src_port=seg.dst_port, dst_port=seg.src_port, seq=seq, ack=ack, flags=flags,
             window=0, urgent=0, options=TCPOptions(), payload=b"",
         )  # fmt: skip
-        self._send_segment(src, rst, 0)
+        self._send_segment(src, rst, 0, udp_port)
         self.stats["tcp_rst_out"] += 1
 
-    def _passive_open(self, listener: Listener, src: str, syn: TCPSegment, now: float) -> None:
+    def _passive_open(self, listener: Listener, src: str, syn: TCPSegment, now: float,
+                      udp_port: int = PLAIN) -> None:
         if len(listener.accept_queue) >= listener.backlog:
             self.count_drop("accept_queue_full")  # like Linux: drop the SYN, the peer retries
             return
@@ -669,11 +731,11 @@ class Host:
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
         decision = self._fastopen_decision(listener, src, syn)
         conn = Connection.from_syn(
-            local, remote, syn, iss, self._family_config(listener.config, src), now,
+            local, remote, syn, iss, self._family_config(listener.config, src, udp_port), now,
             ts_offset=random.getrandbits(32), on_event=self._event_sink(syn.dst_port, remote),
             defer_acks=self.defer_acks, fastopen=decision,
         )  # fmt: skip
-        conn.record = ConnRecord(conn, listener)
+        conn.record = ConnRecord(conn, listener, udp_port=udp_port)
         key = (syn.dst_port, src, syn.src_port)
         self.conns[key] = conn
         self.conn_ports[syn.dst_port] += 1
@@ -700,11 +762,12 @@ class Host:
 
     def connect(
         self, local_port: int, remote: tuple[str, int], config: TcpConfig, owner: ConnOwner,
-        now: float, *, fastopen_data: bytes | None = None,
+        now: float, *, fastopen_data: bytes | None = None, udp_port: int = PLAIN,
     ) -> Connection:
         """Active open. `fastopen_data` (MSG_FASTOPEN, TCP_FASTOPEN_CONNECT) asks for Fast
         Open (RFC 7413): the SYN carries the cached cookie and the data, or a cookie
-        request, when the Fast Open mode's client bit is set."""
+        request, when the Fast Open mode's client bit is set. `udp_port`
+        (TCP_REMOTE_UDP_ENCAPS_PORT): the connection is TCP over UDP to that port."""
         key = (local_port, remote[0], remote[1])
         if key in self.conns:
             raise OSError(errno.EADDRINUSE, "address already in use")
@@ -714,11 +777,11 @@ class Host:
         local = (self.local_address(remote[0]), local_port)
         iss = initial_sequence_number(self.isn_secret, now, local, remote)
         conn = Connection(
-            local, remote, iss, self._family_config(config, remote[0]), now,
+            local, remote, iss, self._family_config(config, remote[0], udp_port), now,
             ts_offset=random.getrandbits(32), on_event=self._event_sink(local_port, remote),
             defer_acks=self.defer_acks,
         )  # fmt: skip
-        conn.record = ConnRecord(conn, owner)
+        conn.record = ConnRecord(conn, owner, udp_port=udp_port)
         self.conns[key] = conn
         self.conn_ports[local_port] += 1
         attempt = None
@@ -730,18 +793,28 @@ class Host:
         self.after(conn, now)
         return conn
 
-    def _family_config(self, config: TcpConfig, remote: str) -> TcpConfig:
+    def _family_config(self, config: TcpConfig, remote: str, udp_port: int = PLAIN) -> TcpConfig:
         """A connection's own config; over IPv6 the MSS we offer is the link MTU less
         60 octets, IPv6's 40-octet header and TCP's 20 (RFC 8200 section 8.3), and the
-        one we assume of a peer that offers none is 1220."""
+        one we assume of a peer that offers none is 1220. TCP over UDP (``udp_port``)
+        takes the UDP header off the link's MSS too, and segments are never longer than
+        the MSS (no segmentation offload for UDP-encapsulated TCP)."""
         config = replace(config)
+        link_mss = self.mtu - 40
         if ":" in remote:
-            config.mss = min(config.mss, tcp_mss_for_mtu(self.mtu))
+            link_mss = tcp_mss_for_mtu(self.mtu)
+            config.mss = min(config.mss, link_mss)
             # RFC 9293 3.7.1: without an MSS option, 1220 over IPv6 (1280 - 60).
             config.default_peer_mss = tcp_mss_for_mtu(IPV6_MIN_MTU)
+        if udp_port != PLAIN:
+            config.mss = min(config.mss, self.tcp_over_udp.mss(link_mss, udp_port))
+            config.tso_max = 0
         return config
 
-    def _send_segment(self, dst: str, seg: TCPSegment, mss: int) -> None:
+    def _send_segment(self, dst: str, seg: TCPSegment, mss: int, udp_port: int = PLAIN) -> None:
+        if udp_port != PLAIN:
+            self._send_encapsulated(dst, seg, udp_port)
+            return
         if ":" in dst:
             assert self.ip6_out is not None
             flow = self.ip6_out.flow(dst, IPPROTO_TCP, seg.src_port, seg.dst_port)
@@ -775,15 +848,42 @@ class Host:
         else:
             self._emit_packet([ip_header, tcp_header], vnet)
 
+    def _send_encapsulated(self, dst: str, seg: TCPSegment, udp_port: int) -> None:
+        """A segment of a TCP-over-UDP connection (stack/tcp_over_udp.py): in a UDP
+        datagram from the tunneling port to ``udp_port``, the TCP checksum zero and the
+        UDP one over it all (as FreeBSD); ECN in the outer IP header (RFC 3168 5)."""
+        tunnel = self.tcp_over_udp
+        if not tunnel.enabled:
+            self.count_drop("tcp_udp_tunnel_off")  # the tunnel was turned off meanwhile
+            return
+        local = self.local_address(dst)
+        tcp_header = build_tcp_header(seg, local, dst, checksum="none")
+        udp = tunnel.encapsulate(local, dst, udp_port, [tcp_header, seg.payload] if seg.payload else [tcp_header])
+        if ":" in dst:
+            assert self.ip6_out is not None
+            flow = self.ip6_out.flow(dst, IPPROTO_UDP, tunnel.port, udp_port)
+            ip = build_ipv6_header(local, dst, IPPROTO_UDP, len(udp), self.ip6_out.hop_limit,
+                                   traffic_class=seg.ecn, flow_label=flow)
+        else:
+            ip = build_ipv4_header(local, dst, IPPROTO_UDP, len(udp), self._next_ident(), tos=seg.ecn)
+        self.stats["tcp_out"] += 1
+        self.stats["tcp_udp_out"] += 1
+        self._emit_packet([ip, udp], None)
+
+    def encapsulation_port(self, conn: Connection) -> int:
+        """The remote UDP port of a TCP-over-UDP connection, 0 for plain TCP
+        (TCP_REMOTE_UDP_ENCAPS_PORT's value on a connected socket)."""
+        return int(conn.record.udp_port)
+
     def after(self, conn: Connection, now: float) -> None:
         """Flush a connection's output, reschedule its timer, tell its owner."""
         output = conn.take_output()
+        rec: ConnRecord = conn.record
         if output:
             mss = conn.snd_mss
             dst = conn.remote[0]
             for seg in output:
-                self._send_segment(dst, seg, mss)
-        rec: ConnRecord = conn.record
+                self._send_segment(dst, seg, mss, rec.udp_port)
         deadline = conn.timers.earliest()
         if deadline is not None and (rec.timer_at is None or deadline < rec.timer_at):
             rec.timer_at = deadline
@@ -811,7 +911,7 @@ class Host:
                 self.count_drop("accept_queue_full")
                 output = conn.take_output()
                 for seg in output:
-                    self._send_segment(conn.remote[0], seg, conn.snd_mss)
+                    self._send_segment(conn.remote[0], seg, conn.snd_mss, conn.record.udp_port)
                 self._forget(conn)
                 return
             listener.accept_queue.append(conn)
@@ -891,6 +991,8 @@ class Host:
             port = EPHEMERAL_PORTS[(start + i) % span]
             if ((port not in used or (not udp and used[port] == 0))
                     and (port not in used6 or (not udp and used6[port] == 0))):
+                if udp and port == self.tcp_over_udp.port:
+                    continue  # the TCP-over-UDP tunneling port is the host's own
                 if udp or port not in self.conn_ports:
                     return port
                 if fallback is None:

@@ -19,6 +19,7 @@ from typing import Any
 from stack.host import Host, Listener
 from stack.tcp.connection import Connection, State
 from stack.tcp.fastopen import FASTOPEN_CLIENT
+from stack.tcp_over_udp import PLAIN, remote_port_settable
 from stack.wire.ipv6 import V4_MAPPED_PREFIX
 
 _LINGER = struct.Struct("ii")
@@ -26,6 +27,9 @@ _LINGER = struct.Struct("ii")
 # Linux has no such option; the number is FreeBSD's and collides with none of Linux's.
 TCP_KEEPINIT = 128
 TCP_FASTOPEN_CONNECT = 30  # linux/tcp.h (Python's socket module lacks it)
+# FreeBSD's TCP_REMOTE_UDP_ENCAPS_PORT (netinet/tcp.h): TCP over UDP to this remote port
+# (stack/tcp_over_udp.py). Linux has no such option; 71 collides with none of Linux's.
+TCP_REMOTE_UDP_ENCAPS_PORT = 71
 MSG_FASTOPEN = 0x20000000
 UDP_MAX_PAYLOAD = 65535 - 20 - 8
 IPV4, IPV6 = 4, 6  # the families a socket is bound in
@@ -145,6 +149,7 @@ class TcpSocket:
         # TCP Fast Open (RFC 7413, stack/tcp/fastopen.py), as Linux's options:
         self.fastopen_qlen = 0  # TCP_FASTOPEN on a listener
         self.fastopen_connect = False  # TCP_FASTOPEN_CONNECT on a client
+        self.udp_encaps_port = PLAIN  # TCP_REMOTE_UDP_ENCAPS_PORT, for connect()
 
     # ---------------------------------------------------------------- state
 
@@ -284,7 +289,8 @@ class TcpSocket:
                 if fastopen_data is None and self.fastopen_connect:
                     fastopen_data = b""  # TCP_FASTOPEN_CONNECT: the cookie (see docs)
                 self.conn = self.host.connect(self._bound_port, (addr, port), self.config, self,
-                                              now, fastopen_data=fastopen_data)
+                                              now, fastopen_data=fastopen_data,
+                                              udp_port=self.udp_encaps_port)
                 break
             except OSError as exc:
                 # An ephemeral port whose old connection to this same peer still waits
@@ -461,7 +467,20 @@ class TcpSocket:
                 if self.listener is not None:
                     self.listener.config.connect_timeout = float(ival)
             elif name == socket.TCP_CONGESTION:
-                pass
+                # Linux: the algorithm by name (a string, NUL-terminated or not); ENOENT
+                # for one the stack does not have. Before the connection exists it is
+                # the one the connection starts with (and a listener's connections);
+                # on an open connection the new one takes over the current window.
+                raw = value.to_bytes(4, "little") if isinstance(value, int) else bytes(value)
+                algo = raw.split(b"\0", 1)[0].decode("ascii", "replace")
+                if algo not in cfg.cc_factories:
+                    raise _oserror(errno.ENOENT)
+                if self.conn is not None:
+                    self.conn.set_congestion_control(algo)
+                else:
+                    cfg.cc = algo
+                    if self.listener is not None:
+                        self.listener.config.cc = algo
             elif name == socket.TCP_FASTOPEN:
                 # Linux: the listener's queue of pending Fast Open connections (qlen);
                 # taken before or after listen().
@@ -472,6 +491,13 @@ class TcpSocket:
                 if self.conn is not None:
                     raise _oserror(errno.EISCONN)
                 self.fastopen_connect = bool(ival)
+            elif name == TCP_REMOTE_UDP_ENCAPS_PORT:
+                # FreeBSD: only on a closed socket, and a non-zero port only with the
+                # host's tunneling port on (stack/tcp_over_udp.py).
+                closed = self.conn is None and self.listener is None
+                if not remote_port_settable(ival, self.host.tcp_over_udp.port, closed):
+                    raise _oserror(errno.EINVAL)
+                self.udp_encaps_port = ival
             else:
                 raise _oserror(errno.ENOPROTOOPT)
         elif level == socket.IPPROTO_IP:
@@ -507,6 +533,10 @@ class TcpSocket:
                 return self.fastopen_qlen
             if name == TCP_FASTOPEN_CONNECT:
                 return int(self.fastopen_connect)
+            if name == TCP_REMOTE_UDP_ENCAPS_PORT:
+                if self.conn is not None:
+                    return self.host.encapsulation_port(self.conn)
+                return self.udp_encaps_port
             # What setsockopt set, in its units (Linux tcp(7): seconds, a count).
             if name == socket.TCP_KEEPIDLE:
                 return int(cfg.keepalive_idle)
@@ -516,6 +546,9 @@ class TcpSocket:
                 return cfg.keepalive_count
             if name == TCP_KEEPINIT:
                 return int(cfg.connect_timeout)
+            if name == socket.TCP_CONGESTION:  # the name, NUL-padded as Linux (16 bytes)
+                algo = self.conn.cc.name if self.conn is not None else cfg.cc
+                return algo.encode().ljust(16, b"\0")
         raise _oserror(errno.ENOPROTOOPT)
 
     def info(self) -> dict[str, object]:
@@ -589,8 +622,8 @@ class UdpSocket:
         families, bound = bind_families(self.host, self.family, self.v6only, addr)
         if port == 0:
             port = self.host.allocate_port(udp=True)
-        elif any(port in self._ports(f) for f in families):
-            raise _oserror(errno.EADDRINUSE)
+        elif any(port in self._ports(f) for f in families) or self.host.tcp_over_udp.carries_tcp(port):
+            raise _oserror(errno.EADDRINUSE)  # (the TCP-over-UDP tunneling port is the host's)
         for f in families:
             self._ports(f)[port] = self
         self.families = families

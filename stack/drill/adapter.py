@@ -15,6 +15,9 @@ What the socket layer does not offer, and this module works around:
   connection (`conn.opts`: `ts_ok`, `sack_ok`, `snd_wscale_offered`);
 - dropping TIME-WAIT connections (FreeBSD's `tcpdrop`): `drop_state` aborts the
   orphaned connections through `Connection.abort` + `Host.after`.
+
+TCP over UDP (FreeBSD's udp_tunneling_port/overhead sysctls) is `Host.set_tcp_udp_port`
+and `Host.tcp_over_udp.overhead` (stack/tcp_over_udp.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Any
 from stack.host import Host
 from stack.sockets import SocketLayer, TcpSocket
 from stack.tcp.fastopen import FASTOPEN_CLIENT, FASTOPEN_SERVER, CookieCache
+from stack.wire.ipv4 import IPPROTO_TCP, IPPROTO_UDP
+from stack.wire.ipv6 import skip_headers
 
 LOCAL_ADDR = "192.168.0.1"  # packetdrill's defaults
 REMOTE_ADDR = "192.0.2.1"
@@ -60,6 +65,8 @@ class StackSettings:
     fastopen_client: bool = True  # net.inet.tcp.fastopen.client_enable (FreeBSD's 1)
     fastopen_server: bool = False  # net.inet.tcp.fastopen.server_enable (FreeBSD's 0)
     ecn: int = 2  # net.inet.tcp.ecn.enable (0 off, 1 request and accept, 2 accept only)
+    udp_tunneling_port: int = 0  # net.inet.tcp.udp_tunneling_port (TCP over UDP; 0 off)
+    udp_tunneling_overhead: int = 8  # net.inet.tcp.udp_tunneling_overhead (MSS less this)
 
 
 @contextmanager
@@ -82,6 +89,7 @@ class StackAdapter:
     def __init__(self, settings: StackSettings, *, ipv6: bool = False) -> None:
         self.now = 0.0
         self.outbox: deque[tuple[float, bytes]] = deque()
+        self.passed_over = 0  # packets that are no TCP segment (the host's ICMP errors)
         self.ipv6 = ipv6
         self.family = socket.AF_INET6 if ipv6 else socket.AF_INET
         self.local_addr = LOCAL_ADDR6 if ipv6 else LOCAL_ADDR
@@ -116,9 +124,34 @@ class StackAdapter:
             host.fastopen_cookies = CookieCache()
         host.fastopen_mode = ((FASTOPEN_CLIENT if s.fastopen_client else 0)
                               | (FASTOPEN_SERVER if s.fastopen_server else 0))
+        # TCP over UDP (stack/tcp_over_udp.py): FreeBSD's two sysctls.
+        host.set_tcp_udp_port(s.udp_tunneling_port)
+        host.tcp_over_udp.overhead = s.udp_tunneling_overhead
 
     def _transmit(self, parts: list[bytes | memoryview]) -> None:
-        self.outbox.append((self.now, b"".join(bytes(p) for p in parts)))
+        packet = b"".join(bytes(p) for p in parts)
+        if self._is_segment(packet):
+            self.outbox.append((self.now, packet))
+        else:
+            # packetdrill's sniffer takes only packets of the socket under test: an ICMP
+            # error the host sends (a port unreachable for a UDP datagram to a port other
+            # than the tunneling one) is passed over, never matched against a `>` line.
+            self.passed_over += 1
+
+    def _is_segment(self, packet: bytes) -> bool:
+        """A TCP segment, plain or in UDP from the tunneling port."""
+        if packet[0] >> 4 == 6:
+            where = skip_headers(packet)
+            if where is None:
+                return False
+            proto, start = where
+        else:
+            proto, start = packet[9], (packet[0] & 0x0F) * 4
+        if proto == IPPROTO_TCP:
+            return True
+        tunnel = self.host.tcp_over_udp
+        return (proto == IPPROTO_UDP and len(packet) >= start + 2
+                and tunnel.enabled and int.from_bytes(packet[start : start + 2], "big") == tunnel.port)
 
     # ---------------------------------------------------------- the clock
 

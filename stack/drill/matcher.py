@@ -8,7 +8,8 @@ every relaxation off (`tcplab drill --strict`).
 
 A relaxation never hides a protocol difference: the flags, sequence and acknowledgment
 numbers, payload length, the presence of each option, MSS, SACK blocks (in order) and
-TSecr are always compared exactly.
+TSecr are always compared exactly; so is the encapsulation (plain TCP, or TCP over UDP
+with its two UDP ports).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stack.drill.model import TcpOpt, TcpPacket
-from stack.drill.packets import ECN_CODEPOINTS, FLAG_BITS, MASK32, Decoded, flags_text, flags_value
+from stack.drill.packets import (
+    ECN_CODEPOINTS,
+    FLAG_BITS,
+    MASK32,
+    Decoded,
+    flags_text,
+    flags_value,
+    udp_text,
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,9 @@ def compare(
 
     if act.icmp is not None:
         return [f"expected a TCP segment, got {act.text()}"]
+    if exp.udp != act.udp:
+        # TCP over UDP (stack/tcp_over_udp.py): the way the segment travels, and its ports.
+        diffs.append(f"udp: expected {udp_text(exp.udp) or 'plain TCP'}, actual {udp_text(act.udp) or 'plain TCP'}")
     want_flags = flags_value(exp.flags)
     got_flags = act.flags
     if want_flags != got_flags:

@@ -81,7 +81,7 @@ class IcmpPacket:
     seq: int
     end: int
     length: int
-    udp: bool = False
+    udp: tuple[int, int] | None = None  # [.../udp(sport > dport)]: quoting a TCP-over-UDP segment
     mtu: int | None = None
 
 

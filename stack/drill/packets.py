@@ -7,6 +7,10 @@ Sequence spaces, as packetdrill numbers them:
   and so are the acknowledgments, SACK blocks and ICMP quotes the script sends;
 - the stack's TSval are relative to the first one it sent (the script's TS val in that
   segment); the script's TSecr is mapped with the same offset.
+
+TCP over UDP (`/udp(S > D)`, FreeBSD's encapsulation, stack/tcp_over_udp.py): the TCP
+segment follows a UDP header from port S to port D, as packetdrill builds it (a TCP
+checksum over the TCP pseudo-header, and the UDP checksum over the whole datagram).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from stack.drill.model import IcmpPacket, TcpOpt, TcpPacket, Unsupported
 from stack.wire.checksum import internet_checksum, pseudo_header_sum
 from stack.wire.icmp import build_icmp
 from stack.wire.icmpv6 import build_icmpv6, mtu_rest
-from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, build_ipv4_header
+from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header
 from stack.wire.ipv6 import (
     IPPROTO_ICMPV6,
     IPV6_HEADER_LEN,
@@ -26,6 +30,7 @@ from stack.wire.ipv6 import (
     parse_ipv6,
     skip_headers,
 )
+from stack.wire.udp import build_udp
 
 MASK32 = 0xFFFFFFFF
 
@@ -111,6 +116,7 @@ class Decoded:
     sport: int = 0
     dport: int = 0
     icmp: tuple[int, int] | None = None  # (type, code) for an ICMP message instead
+    udp: tuple[int, int] | None = None  # TCP over UDP: the UDP (source, destination) ports
 
     def text(self) -> str:
         if self.icmp is not None:
@@ -121,7 +127,12 @@ class Decoded:
         out += f" win {self.win}"
         if self.options:
             out += " <" + ",".join(str(o) for o in self.options) + ">"
-        return out
+        return out + udp_text(self.udp)
+
+
+def udp_text(udp: tuple[int, int] | None) -> str:
+    """`/udp(S > D)` for a TCP-over-UDP segment, nothing for a plain one."""
+    return f"/udp({udp[0]} > {udp[1]})" if udp is not None else ""
 
 
 def packet_text(pkt: TcpPacket) -> str:
@@ -136,7 +147,7 @@ def packet_text(pkt: TcpPacket) -> str:
         out += " <...>"
     elif pkt.options:
         out += " <" + ",".join(str(o) for o in pkt.options) + ">"
-    return out
+    return out + udp_text(pkt.udp)
 
 
 # ------------------------------------------------------------------ building
@@ -193,9 +204,8 @@ def _ip_header(m: Mapping, proto: int, length: int, ttl: int = 64, tos: int = 0)
 
 def build_tcp_packet(pkt: TcpPacket, m: Mapping) -> bytes:
     """The IPv4 or IPv6 packet for an inbound script segment (the TCP checksum covers
-    the family's pseudo-header: RFC 9293 3.1, RFC 8200 8.1)."""
-    if pkt.udp is not None:
-        raise Unsupported("TCP over UDP encapsulation (/udp)")
+    the family's pseudo-header: RFC 9293 3.1, RFC 8200 8.1); with `/udp(S > D)`, the
+    segment in a UDP datagram (RFC 768, its checksum over the UDP pseudo-header)."""
     if pkt.seq is None:
         raise Unsupported("`...` sequence number on an inbound packet")
     opts = _encode_options(pkt.options or [], m)
@@ -211,7 +221,11 @@ def build_tcp_packet(pkt: TcpPacket, m: Mapping) -> bytes:
     segment = header + opts + bytes(pkt.length)
     csum = _tcp_checksum(m.remote_addr, m.local_addr, segment)
     segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
-    ip = _ip_header(m, IPPROTO_TCP, len(segment), ttl=pkt.ttl if pkt.ttl is not None else 64,
+    proto = IPPROTO_TCP
+    if pkt.udp is not None:
+        segment = build_udp(m.remote_addr, m.local_addr, pkt.udp[0], pkt.udp[1], segment)
+        proto = IPPROTO_UDP
+    ip = _ip_header(m, proto, len(segment), ttl=pkt.ttl if pkt.ttl is not None else 64,
                     tos=(pkt.tos if pkt.tos is not None else 0) | ECN_CODEPOINTS.get(pkt.ecn or "noecn", 0))
     return ip + segment
 
@@ -219,9 +233,8 @@ def build_tcp_packet(pkt: TcpPacket, m: Mapping) -> bytes:
 def build_icmp_packet(pkt: IcmpPacket, m: Mapping) -> bytes:
     """An ICMP error from the peer quoting the stack's segment `seq` (RFC 792; for IPv6
     ICMPv6, RFC 4443). As packetdrill, the quote is the stack's IP header and the first
-    8 octets of its TCP header (ports and sequence number)."""
-    if pkt.udp:
-        raise Unsupported("ICMP quoting a TCP-over-UDP segment")
+    8 octets of its TCP header (ports and sequence number); for a TCP-over-UDP segment
+    (`[.../udp(S > D)]`) the UDP header (S > D) comes between them."""
     entry = (ICMPV6_TYPES if m.ipv6 else ICMP_TYPES).get(pkt.type_name)
     if entry is None:
         raise Unsupported(f"ICMP type {pkt.type_name}")
@@ -236,24 +249,30 @@ def build_icmp_packet(pkt: IcmpPacket, m: Mapping) -> bytes:
         raise Unsupported(f"ICMP code {pkt.code_name}")
     seq = (pkt.seq + m.local_iss) & MASK32
     inner_tcp = struct.pack("!HHIIBBHHH", m.local_port, m.remote_port, seq, 0, 5 << 4, 0x02, 0, 0, 0)
+    quoted, proto, length = inner_tcp[:8], IPPROTO_TCP, len(inner_tcp) + pkt.length
+    if pkt.udp is not None:
+        length += 8
+        quoted = struct.pack("!HHHH", pkt.udp[0], pkt.udp[1], length, 0) + quoted
+        proto = IPPROTO_UDP
     if m.ipv6:
-        return _icmpv6_packet(type_, code, pkt, m, inner_tcp)
-    inner_ip = build_ipv4_header(m.local_addr, m.remote_addr, IPPROTO_TCP, len(inner_tcp) + pkt.length, 0)
+        return _icmpv6_packet(type_, code, pkt, m, proto, length, quoted)
+    inner_ip = build_ipv4_header(m.local_addr, m.remote_addr, proto, length, 0)
     rest = bytes(4)
     if type_ == 3 and code == 4 and pkt.mtu is not None:
         rest = struct.pack("!HH", 0, pkt.mtu)
-    body = build_icmp(type_, code, rest, inner_ip + inner_tcp[:8])
+    body = build_icmp(type_, code, rest, inner_ip + quoted)
     return build_ipv4_header(m.remote_addr, m.local_addr, IPPROTO_ICMP, len(body), 0) + body
 
 
-def _icmpv6_packet(type_: int, code: int, pkt: IcmpPacket, m: Mapping, inner_tcp: bytes) -> bytes:
-    inner_ip = build_ipv6_header(m.local_addr, m.remote_addr, IPPROTO_TCP, len(inner_tcp) + pkt.length)
+def _icmpv6_packet(type_: int, code: int, pkt: IcmpPacket, m: Mapping, proto: int, length: int,
+                   quoted: bytes) -> bytes:
+    inner_ip = build_ipv6_header(m.local_addr, m.remote_addr, proto, length)
     rest = bytes(4)
     if pkt.mtu is not None:
         if type_ != 2:
             raise Unsupported("an MTU on an ICMPv6 message other than packet_too_big")
         rest = mtu_rest(pkt.mtu)  # RFC 4443 section 3.2: the 32-bit MTU
-    body = build_icmpv6(type_, code, rest, inner_ip + inner_tcp[:8], m.remote_addr, m.local_addr)
+    body = build_icmpv6(type_, code, rest, inner_ip + quoted, m.remote_addr, m.local_addr)
     return _ip_header(m, IPPROTO_ICMPV6, len(body)) + body
 
 
@@ -318,6 +337,13 @@ def decode(raw: bytes, time: float, m: Mapping) -> Decoded:
         body = raw[ihl:]
     if proto == IPPROTO_ICMP:
         return Decoded(time, 0, 0, 0, 0, 0, ttl=ttl, tos=tos, icmp=(body[0], body[1]))
+    udp = None
+    if proto == IPPROTO_UDP and len(body) >= 8 + 20:
+        # TCP over UDP: the segment after the UDP header (its length bounds it).
+        usport, udport, ulen = struct.unpack("!HHH", body[:6])
+        udp = (usport, udport)
+        body = body[8:ulen]
+        proto = IPPROTO_TCP
     if proto != IPPROTO_TCP:
         return Decoded(time, 0, 0, 0, 0, 0, ttl=ttl, tos=tos, icmp=(-1, proto))
     sport, dport, seq, ack, off, flags, win = struct.unpack("!HHIIBBH", body[:16])
@@ -331,5 +357,5 @@ def decode(raw: bytes, time: float, m: Mapping) -> Decoded:
     return Decoded(
         time=time, flags=flags, seq=(seq - m.local_iss) & MASK32, ack=ack, win=win,
         length=len(body) - hlen, options=_decode_options(raw_opts, m), raw_seq=seq,
-        raw_ts_val=ts_raw, ttl=ttl, tos=tos, sport=sport, dport=dport,
+        raw_ts_val=ts_raw, ttl=ttl, tos=tos, sport=sport, dport=dport, udp=udp,
     )  # fmt: skip

@@ -10,10 +10,11 @@ scripts and packetdrill's documentation, not from its code):
                                         A...B (a range: the event ends between A and B)
     EVENT:
       < FLAGS seq:end(len)[!] [ack N] [win N] [<opt,...>] [/udp(a > b)]   inbound segment
+                                        (/udp: TCP over UDP, from UDP port a to b)
       > ...                                                               outbound segment
         prefixed by (ttl N) (tos 0xNN) [noecn] [ect0] [ect1] [ce] as written
         (IPv6: (hlim N) for the Hop Limit, (class 0xNN) for the Traffic Class)
-      < icmp TYPE [CODE] [seq:end(len)]                                   inbound ICMP error
+      < icmp TYPE [CODE] [mtu N] [seq:end(len)[/udp(a > b)]]              inbound ICMP error
       name(arg, ...) = RESULT [ERRNO (text)]                              system call
       `shell command`                                                     shell command
       %{ python }%                                                        code block
@@ -266,15 +267,16 @@ def parse_packet(direction: str, text: str, line: int) -> PacketEvent:
 def _parse_icmp(text: str, line: int) -> IcmpPacket:
     m = re.match(
         r"^icmp\s+([a-z_]+)(?:\s+([a-z_0-9]+))?(?:\s+mtu\s+(\d+))?\s*"
-        r"(?:\[\s*(\d+):(\d+)\((\d+)\)\s*(/udp\([^)]*\))?\s*\])?\s*$",
+        r"(?:\[\s*(\d+):(\d+)\((\d+)\)\s*(?:/udp\(\s*(\d+)\s*>\s*(\d+)\s*\))?\s*\])?\s*$",
         text,
     )
     if m is None:
         raise ScriptError(line, f"cannot read the ICMP packet {text!r}")
     seq = int(m.group(4) or 0)
     end = int(m.group(5) or 0)
+    udp = (int(m.group(7)), int(m.group(8))) if m.group(7) is not None else None
     return IcmpPacket(m.group(1), m.group(2), seq, end, int(m.group(6) or 0),
-                      udp=m.group(7) is not None, mtu=int(m.group(3)) if m.group(3) else None)
+                      udp=udp, mtu=int(m.group(3)) if m.group(3) else None)
 
 
 # ------------------------------------------------------------------ lines

@@ -115,6 +115,17 @@ def _ecn(s: StackSettings, v: int) -> None:
     s.ecn = v
 
 
+def _ranged(attr: str, allowed: range) -> Callable[[StackSettings, int], None]:
+    """A setting with FreeBSD's range (outside it FreeBSD's sysctl fails: EINVAL)."""
+
+    def apply(s: StackSettings, v: int) -> None:
+        if v not in allowed:
+            raise Unsupported(f"sysctl {attr}={v} (FreeBSD refuses it: EINVAL)")
+        setattr(s, attr, v)
+
+    return apply
+
+
 def _ignore(s: StackSettings, v: int) -> None:
     return None
 
@@ -135,6 +146,12 @@ SYSCTLS: dict[str, Callable[[StackSettings, int], None]] = {
     "kern.ipc.maxsockbuf": _ignore,  # bounds FreeBSD's buffers (and so its wscale)
     "net.inet.tcp.rexmit_slop": _ignore,  # FreeBSD's RTO slop; tcplab's floor is min_rto
     "net.inet.tcp.ecn.maxretries": _ignore,
+    # FreeBSD's SYN cookies when the SYN cache overflows (syncookies=1, its default): no
+    # script overflows it; tcplab recycles its oldest half-open connection instead
+    # (RFC 4987 3.4, stack/host.py Listener). Cookies only (syncookies_only=1) is not
+    # tcplab's: a SYN-RECEIVED connection is always kept.
+    "net.inet.tcp.syncookies": _only([0, 1], "sysctl net.inet.tcp.syncookies={v}"),
+    "net.inet.tcp.syncookies_only": _only([0], "sysctl net.inet.tcp.syncookies_only={v} (SYN cookies only)"),
     # Behaviours tcplab has one way only: the default value is fine, others are not.
     "net.inet.tcp.blackhole": _only([0], "sysctl net.inet.tcp.blackhole={v} (tcplab always answers with RST)"),
     "net.inet.tcp.insecure_rst": _negated("rfc5961_rst"),  # 1: RFC 793 RSTs, not RFC 5961 3.2
@@ -146,7 +163,9 @@ SYSCTLS: dict[str, Callable[[StackSettings, int], None]] = {
     # TCP Fast Open (RFC 7413): FreeBSD's switches are bits of tcplab's (Linux's) mode.
     "net.inet.tcp.fastopen.client_enable": _flag("fastopen_client"),
     "net.inet.tcp.fastopen.server_enable": _flag("fastopen_server"),
-    "net.inet.tcp.udp_tunneling_port": _only([0], "TCP over UDP encapsulation"),
+    # TCP over UDP (stack/tcp_over_udp.py): the tunneling port (0 off), the MSS overhead.
+    "net.inet.tcp.udp_tunneling_port": _ranged("udp_tunneling_port", range(0, 0x10000)),
+    "net.inet.tcp.udp_tunneling_overhead": _ranged("udp_tunneling_overhead", range(8, 1025)),
     "net.inet.tcp.keepinit": _set("connect_timeout", 0.001),  # TCP_KEEPINIT's default
 }  # fmt: skip
 
@@ -233,10 +252,14 @@ class Runner:
         opts = self.script.options
         if self.script.ip_version not in ("ipv4", "ipv6"):
             raise Unsupported(f"--ip_version={self.script.ip_version}")
-        for name in ("udp_encapsulation", "tcp_md5_secret", "wire_client", "wire_server"):
+        if opts.get("udp_encapsulation", "tcp") != "tcp":
+            # packetdrill's other encapsulations (sctp) carry no TCP.
+            raise Unsupported(f"--udp_encapsulation={opts['udp_encapsulation']}")
+        for name in ("tcp_md5_secret", "wire_client", "wire_server"):
             if name in opts:
                 raise Unsupported(f"--{name}")
-        known = {"ip_version", "tolerance_usecs", "mtu", "non_fatal"}
+        # --udp_encapsulation=tcp: TCP over UDP (`/udp(S > D)` packets, stack/tcp_over_udp.py).
+        known = {"ip_version", "tolerance_usecs", "mtu", "non_fatal", "udp_encapsulation"}
         for name in opts:
             if name not in known:
                 raise Unsupported(f"--{name}")
@@ -252,8 +275,6 @@ class Runner:
                 pkt = body.packet
                 if pkt.ecn == "ect01":
                     raise Unsupported("the [ect01] ECN codepoint set")
-                if pkt.udp is not None:
-                    raise Unsupported("TCP over UDP encapsulation (/udp)")
                 if "U" in pkt.flags:
                     raise Unsupported("urgent data (URG)")
                 for o in pkt.options or []:
@@ -262,8 +283,6 @@ class Runner:
                 if body.direction == ">" and (pkt.ttl is not None or pkt.tos is not None):
                     raise Unsupported("checking the TTL/TOS of outbound packets")
             elif isinstance(body, PacketEvent) and isinstance(body.packet, IcmpPacket):
-                if body.packet.udp:
-                    raise Unsupported("ICMP quoting a TCP-over-UDP segment")
                 if body.direction == ">":
                     raise Unsupported("outbound ICMP expectations")
             elif isinstance(body, Syscall):

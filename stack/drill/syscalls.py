@@ -19,7 +19,7 @@ from typing import Any
 
 from stack.drill.adapter import Sock, StackAdapter
 from stack.drill.model import Syscall, Unsupported
-from stack.sockets import TCP_KEEPINIT
+from stack.sockets import TCP_KEEPINIT, TCP_REMOTE_UDP_ENCAPS_PORT
 
 LOCAL_PORT = 8080  # packetdrill binds its sockets to 8080 and connects to the peer's 8080
 REMOTE_PORT = 8080
@@ -36,7 +36,7 @@ CONSTANTS: dict[str, int] = {
     "TCP_NODELAY": socket.TCP_NODELAY, "TCP_MAXSEG": socket.TCP_MAXSEG,
     "TCP_KEEPIDLE": socket.TCP_KEEPIDLE, "TCP_KEEPINTVL": socket.TCP_KEEPINTVL,
     "TCP_KEEPCNT": socket.TCP_KEEPCNT, "TCP_KEEPINIT": TCP_KEEPINIT,
-    "TCP_FASTOPEN": socket.TCP_FASTOPEN,
+    "TCP_FASTOPEN": socket.TCP_FASTOPEN, "TCP_REMOTE_UDP_ENCAPS_PORT": TCP_REMOTE_UDP_ENCAPS_PORT,
     "F_GETFL": fcntl.F_GETFL, "F_SETFL": fcntl.F_SETFL,
     "O_RDWR": os.O_RDWR, "O_NONBLOCK": os.O_NONBLOCK,
     "SHUT_RD": socket.SHUT_RD, "SHUT_WR": socket.SHUT_WR, "SHUT_RDWR": socket.SHUT_RDWR,
@@ -51,7 +51,7 @@ _STACK_SOCKOPTS = {
     (socket.IPPROTO_TCP, socket.TCP_NODELAY), (socket.IPPROTO_TCP, socket.TCP_MAXSEG),
     (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
     (socket.IPPROTO_TCP, socket.TCP_KEEPCNT), (socket.IPPROTO_TCP, TCP_KEEPINIT),
-    (socket.IPPROTO_TCP, socket.TCP_FASTOPEN),
+    (socket.IPPROTO_TCP, socket.TCP_FASTOPEN), (socket.IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT),
 }  # fmt: skip
 
 

@@ -135,6 +135,9 @@ TCP_INFO = 11
 # struct tcp_info's tcpi_options bits (linux/tcp.h).
 TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE, TCPI_OPT_ECN, TCPI_OPT_ECN_SEEN = 1, 2, 4, 8, 16
 TCP_CONGESTION = 13
+# Options whose value is bytes whatever its length (SO_LINGER: struct linger;
+# TCP_CONGESTION: the algorithm's name, "bbr" is 3 bytes).
+BYTE_OPTIONS = frozenset({(socket.SOL_SOCKET, socket.SO_LINGER), (socket.IPPROTO_TCP, TCP_CONGESTION)})
 _TCP_STATES = {
     "ESTABLISHED": 1, "SYN-SENT": 2, "SYN-RECEIVED": 3, "FIN-WAIT-1": 4, "FIN-WAIT-2": 5,
     "TIME-WAIT": 6, "CLOSED": 7, "CLOSE-WAIT": 8, "LAST-ACK": 9, "LISTEN": 10, "CLOSING": 11,
@@ -987,8 +990,6 @@ class IpcServer:
             value: int | bytes = e.soft[key]
         elif req.level == socket.IPPROTO_TCP and req.name == TCP_INFO and e.kind == "tcp":
             value = self._tcp_info(e)
-        elif req.level == socket.IPPROTO_TCP and req.name == TCP_CONGESTION and e.kind == "tcp":
-            value = str(e.sock.info().get("cc", "newreno")).encode() + b"\0"
         elif key == (socket.IPPROTO_IP, IP_PKTOPTIONS) and e.kind == "tcp":
             value = self._pktoptions(e)
         else:
@@ -1017,9 +1018,11 @@ class IpcServer:
                 e.options[key] = req.value
             return
         value: int | bytes = req.value
-        if len(req.value) == 4 and key != (socket.SOL_SOCKET, socket.SO_LINGER):
+        if key in BYTE_OPTIONS:
+            pass  # a string or a struct, never an int
+        elif len(req.value) == 4:
             value = struct.unpack("=i", req.value)[0]
-        elif len(req.value) < 4 and key != (socket.SOL_SOCKET, socket.SO_LINGER):
+        elif len(req.value) < 4:
             # Linux takes short int options (a char is enough for booleans)
             value = int.from_bytes(req.value, "little") if req.value else 0
         try:

@@ -87,6 +87,7 @@ class Series:
     ssthresh: list[Point] = field(default_factory=list)
     losses: list[Point] = field(default_factory=list)  # (t, cwnd after the reduction)
     prr_limit: list[Point] = field(default_factory=list)  # (t, pipe + sndcnt) in recovery
+    bdp: list[Point] = field(default_factory=list)  # BBR's model: (t, BtlBw * RTprop)
     rtt_sample: list[Point] = field(default_factory=list)
     srtt: list[Point] = field(default_factory=list)
     rto: list[Point] = field(default_factory=list)
@@ -110,7 +111,8 @@ class Series:
             },
             "rwnd": {"rwnd": list(self.rwnd)},
             "cwnd": {"cwnd": list(self.cwnd), "ssthresh": list(self.ssthresh),
-                     "losses": list(self.losses), "prr_limit": list(self.prr_limit)},
+                     "losses": list(self.losses), "prr_limit": list(self.prr_limit),
+                     "bdp": list(self.bdp)},
             "rtt": {"sample": list(self.rtt_sample), "srtt": list(self.srtt),
                     "rto": list(self.rto), "rto_waits": list(self.rto_waits)},
         }  # fmt: skip
@@ -190,6 +192,8 @@ def collect(events: list[dict[str, Any]], packets: list[Packet] | None, conn: st
                 series.ssthresh.append((t, float(e["ssthresh"])))
             if e.get("reason") in ("fast_retransmit", "rto"):
                 series.losses.append((t, float(e["cwnd"])))
+            if e.get("btlbw") and e.get("rtprop"):  # BBR (congestion/bbr.py): its path model
+                series.bdp.append((t, float(e["btlbw"]) * float(e["rtprop"])))
         elif kind == "prr":
             series.prr_limit.append((t, float(e["pipe"]) + float(e["sndcnt"])))
         elif kind == "rtt":
@@ -390,6 +394,9 @@ def draw(series: Series, out_dir: Path, stem: str, zoom: Zoom | None = None) -> 
         if series.prr_limit:
             ax.plot(*_xy(series.prr_limit), ".", color="tab:green", markersize=3,
                     label="PRR sending limit: pipe + sndcnt (RFC 6937)")
+        if series.bdp:
+            ax.step(*_xy(series.bdp), where="post", color="tab:purple", linestyle=":",
+                    label="BBR's model: BtlBw x RTprop (the path's BDP)")
         if series.losses:
             ax.scatter(*_xy(series.losses), marker="v", color="black", zorder=3,
                        label=f"loss response x{len(series.losses)}")

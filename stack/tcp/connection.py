@@ -64,7 +64,7 @@ from stack.tcp.states import (
     check_transition,
 )
 from stack.tcp.timers import Timers
-from stack.wire.tcp import ACK, FIN, RST, SYN, TCPOptions, TCPSegment
+from stack.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPOptions, TCPSegment
 
 __all__ = ["Connection", "State", "TcpConfig"]
 
@@ -366,6 +366,20 @@ class Connection:
         if timers.due("keepalive", now):
             self.keepalive.on_timer(now)
 
+    def set_congestion_control(self, name: str) -> None:
+        """TCP_CONGESTION on an open connection, as Linux (tcp_reinit_congestion_control):
+        the named algorithm takes over with the window the old one had (cwnd and
+        ssthresh are the connection's, not the algorithm's)."""
+        old = self.cc
+        self.config.cc = name
+        new = self.config.make_congestion_control(self.snd.mss)
+        if self.state not in (State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED):
+            new.cwnd = old.cwnd
+            new.ssthresh = old.ssthresh
+        self.cc = new
+        self.recovery.use_congestion_control(new)
+        self.emit_cwnd("cc_changed")
+
     def set_keepalive(self, on: bool, now: float) -> None:
         """SO_KEEPALIVE (stack/tcp/keepalive.py)."""
         self.keepalive.set(on, now)
@@ -592,7 +606,7 @@ class Connection:
 
         # Seventh: the segment text.
         if payload and self.state in CAN_RECEIVE:
-            if not rcv.receive(seq, payload, user_closed=self.user_closed):
+            if not rcv.receive(seq, payload, user_closed=self.user_closed, push=bool(flags & PSH)):
                 self.abort(now)  # RFC 1122 4.2.2.13: data after CLOSE is answered with RST
         elif payload:
             self.emit("drop", reason=f"data_in_{self.state}")
@@ -611,8 +625,9 @@ class Connection:
         self.snd.output(now)
         if rcv.ack_now and rcv.ack_pending:
             self.send_ack(now)
-        elif rcv.ack_pending and rcv.unacked_bytes >= 2 * self.snd.mss:
-            # RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second full segment.
+        elif rcv.second_segment_ack_due():
+            # RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second full-sized
+            # segment, full-sized as the peer sends them (stack/tcp/rcvmss.py).
             # A driver that reads packets in batches may ask to send that ACK once,
             # after the batch (`defer_acks`), as Linux does with GRO.
             if self.defer_acks:

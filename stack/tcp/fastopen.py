@@ -168,11 +168,22 @@ class FastOpenAttempt:
         return self.mss or default_mss
 
     def on_synack(self, cookie: bytes | None, exp: bool, peer_mss: int, *,
-                  data_acked: int | None = None, now: float = 0.0) -> None:
+                  data_acked: int | None = None, now: float = 0.0,
+                  malformed: bool = False) -> None:
         """RFC 7413 4.2.2: remember the cookie a SYN-ACK brings, with the server's MSS.
         `data_acked`: how many of the SYN's data bytes it acknowledges (None: unknown).
         Data not acknowledged, and no new cookie, is a negative response (4.1.3.1):
-        Fast Open is off toward that server for a while."""
+        Fast Open is off toward that server for a while.
+
+        `malformed`: the SYN-ACK answered our cookie *request* with a Fast Open option
+        whose cookie length 4.1.1 forbids. The option itself is ignored (4.1.1); the
+        answer is a negative response too: a server or middlebox that mangles the
+        option is one 4.1.3.1's cache protects connections from, so no cookie is asked
+        of it for a while (as FreeBSD; Linux asks again on the next connection). A
+        malformed update of a cookie that worked is only ignored: the cookie stays."""
+        if malformed and cookie is None and self.cookie is None:
+            self.cache.put_negative(self.server_ip, now)
+            return
         if self.syn_data and data_acked is not None and data_acked < self.syn_data and not cookie:
             self.cache.put_negative(self.server_ip, now)
             return

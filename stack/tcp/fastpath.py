@@ -70,12 +70,13 @@ def predicted(conn: Connection, seg: TCPSegment, now: float) -> bool:
         snd.wl1 = seq
         snd.wl2 = ack
     if n:
-        rcv.take_in_order(seq, payload)
+        rcv.take_in_order(seq, payload, push=bool(seg.flags & PSH))
         if new_ack or snd.data_end > snd.nxt:
             snd.output(now)  # data of ours to send carries the ACK
-        if rcv.ack_pending and rcv.unacked_bytes >= 2 * snd.mss:
-            # RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second full segment
-            # (or, with `defer_acks`, once after the driver's batch).
+        if rcv.second_segment_ack_due():
+            # RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second full-sized
+            # segment, as the peer sizes them (stack/tcp/rcvmss.py), or, with
+            # `defer_acks`, once after the driver's batch.
             if conn.defer_acks:
                 rcv.ack_deferred = True
             else:

@@ -172,7 +172,8 @@ class Handshake:
                 options = seg.options
                 self.fastopen.on_synack(options.fastopen, options.fastopen_exp,
                                         options.mss if options.mss is not None else 536,
-                                        data_acked=max(ack - conn.iss - 1, 0), now=now)
+                                        data_acked=max(ack - conn.iss - 1, 0), now=now,
+                                        malformed=options.fastopen_malformed)
         self.take_syn_options(seg)
         if conn.opts.ts_ok and seg.options.timestamp is not None:
             # Timestamps were just agreed: the SYN-ACK's echo times the SYN it answers,

@@ -100,6 +100,7 @@ class Options:
         opts = TCPOptions(mss=None, wscale=None, sack_permitted=False, sack_blocks=[], timestamp=None)
         mss = self.config.mss
         opts.mss = mss if self.path_mss >= mss else self.path_mss
+        self.rcv.advertise_mss(opts.mss)  # the peer's segments are at most this
         if self.offered_ws and (not answer or self.snd_wscale_offered):
             opts.wscale = self.rcv.wscale
         if self.offered_sack and (not answer or self.sack_ok):

@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+from stack.tcp.rate import TxRecord
 from stack.tcp.seq import seq_diff
 
 # RFC 8985 section 6.2 step 4 (and 7.2 in RFC 6675 terms): DupThresh.
@@ -81,6 +83,9 @@ class Segment:
     lost: bool = False  # Segment.lost
     sacked: bool = False  # delivered by a SACK block (not yet cumulatively)
     cause: str = ""  # what marked it lost: "rack" (section 6.2) or "rto" (section 6.3)
+    # The delivery-rate snapshot of its last transmission (stack/tcp/rate.py), kept
+    # only for a rate-driven congestion control (BBR).
+    tx: TxRecord | None = None
 
     @property
     def length(self) -> int:
@@ -103,6 +108,7 @@ class AckResult:
     lost_retransmissions: int = 0  # of those, how many were retransmissions (lost again)
     rack_advanced: bool = False  # RACK.segment moved forward
     reo_wnd_grew: bool = False  # a DSACK widened the reordering window
+    newly: Sequence[Segment] = ()  # the segments newly delivered
 
 
 class Rack:
@@ -159,7 +165,7 @@ class Rack:
         seg = self.segs[i]
         if seg.start < seq < seg.end:
             right = Segment(seq, seg.end, seg.xmit_ts, seg.tsval, seg.retransmitted, seg.lost,
-                            seg.sacked, seg.cause)
+                            seg.sacked, seg.cause, seg.tx)
             seg.end = seq
             self.segs.insert(i + 1, right)
             if seg.sacked:
@@ -185,7 +191,8 @@ class Rack:
 
     # ------------------------------------------------------------- transmission
 
-    def on_transmit(self, start: int, end: int, now: float, tsval: int | None = None) -> None:
+    def on_transmit(self, start: int, end: int, now: float, tsval: int | None = None,
+                    tx: TxRecord | None = None) -> None:
         """RFC 8985 section 6.1: a segment [start, end) was (re)transmitted now.
 
         "Upon transmitting a new segment or retransmitting an old segment, record the
@@ -207,6 +214,7 @@ class Rack:
                 if seg.end > start:
                     seg.xmit_ts = now
                     seg.tsval = tsval
+                    seg.tx = tx
                     seg.retransmitted = True
                     self._set_lost(seg, False)
                     self._set_sacked(seg, False)
@@ -215,7 +223,7 @@ class Rack:
             start = stop
         if end > start:
             # New data (a gap below `start` cannot happen: the sender sends in order).
-            self.segs.append(Segment(start, end, now, tsval))
+            self.segs.append(Segment(start, end, now, tsval, tx=tx))
             self.outstanding += end - start
             self.snd_max = end
             self._order.append((now, end, start))
@@ -288,6 +296,7 @@ class Rack:
                     result.newly_sacked += seg.length
                 i += 1
         if newly:
+            result.newly = newly
             result.rack_advanced = self._update(newly, now, tsecr)
             self._detect_reordering(newly)
         result.reo_wnd_grew = self._update_reo_wnd(snd_una, snd_nxt, dsack, in_recovery, srtt)

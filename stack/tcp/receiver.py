@@ -3,7 +3,9 @@
 Owns: the receive sequence variables of RFC 9293 section 3.3.1 (IRS, RCV.NXT and the
 right edge of the window we advertised), the reassembler of out-of-order data, the
 queue of in-order bytes waiting for the user, the peer's FIN, the ACK we owe (delayed
-ACKs, RFC 1122 4.2.3.2 and RFC 5681 4.2), and the window we offer: receiver
+ACKs, RFC 1122 4.2.3.2 and RFC 5681 4.2; the size of the peer's full-sized segments
+that "every second full-sized segment" counts is stack/tcp/rcvmss.py's), and the
+window we offer: receiver
 silly-window avoidance (RFC 9293 3.8.6.2.2), a window that never shrinks (3.8.6),
 segment acceptability (3.10.7.4 "first") and window updates after the user reads.
 
@@ -17,6 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from stack.tcp.dsack import duplicate_range, sack_option_blocks
+from stack.tcp.rcvmss import RcvMss
 from stack.tcp.reassembler import Reassembler
 
 if TYPE_CHECKING:
@@ -46,6 +49,7 @@ class Receiver:
         self.ack_now = False  # this segment's processing owes an immediate ACK
         self.ack_deferred = False  # an "every second segment" ACK put off to the batch end
         self.unacked_bytes = 0  # bytes received since our last ACK
+        self.peer_mss = RcvMss(config.mss)  # the peer's full-sized segment, as it sends them
         # Host-wide memory (stack/tcp/memory.py): whether the host refuses us data for the
         # segment at hand, and how often it did.
         self.rx_pressure = False
@@ -152,10 +156,21 @@ class Receiver:
         last = seq + seg_len - 1
         return (nxt <= seq < nxt + rcv_wnd) or (nxt <= last < nxt + rcv_wnd)
 
-    def take_in_order(self, seq: int, payload: bytes | memoryview) -> None:
+    def advertise_mss(self, mss: int) -> None:
+        """Our SYN (or SYN-ACK) offers `mss`: the most the peer may send (RFC 9293 3.7.1)."""
+        self.peer_mss.advertise(mss)
+
+    def second_segment_ack_due(self) -> bool:
+        """RFC 5681 4.2 / RFC 1122 4.2.3.2: an ACK for at least every second full-sized
+        segment, full-sized being what the peer sends (stack/tcp/rcvmss.py): due once
+        more than one such segment of in-order data is unacknowledged."""
+        return self.ack_pending and self.peer_mss.ack_due(self.unacked_bytes)
+
+    def take_in_order(self, seq: int, payload: bytes | memoryview, *, push: bool) -> None:
         """Header prediction's data case: `payload` is the next in-order data, fits the
-        window and no hole waits (the connection checked)."""
+        window and no hole waits (the connection checked). `push`: the segment's PSH."""
         n = len(payload)
+        self.peer_mss.on_data(n, push=push)
         self.rx.append(self.reassembler.insert(seq - self.irs - 1, payload))
         self.rx_len += n
         self.nxt = seq + n
@@ -163,12 +178,18 @@ class Receiver:
         self.unacked_bytes += n
         self.ack_pending = True
 
-    def receive(self, seq: int, payload: bytes | memoryview, *, user_closed: bool) -> bool:
+    def receive(
+        self, seq: int, payload: bytes | memoryview, *, user_closed: bool, push: bool = False,
+    ) -> bool:
         """RFC 9293 3.10.7.4 "seventh": trim to the window, reassemble, deliver.
+        `push` is the segment's PSH bit (for the segment-size estimate only).
 
         Returns False when data within the window arrives after the user closed: it
         must be refused (RFC 1122 4.2.2.13: the connection then resets)."""
         start = seq
+        # The segment as the peer sized it, before trimming: out of order, duplicate or
+        # not, it shows how large the peer's segments are (stack/tcp/rcvmss.py).
+        self.peer_mss.on_data(len(payload), push=push)
         if (start < self.nxt or self.reassembler.pending_bytes) and self.config.dsack:
             dup = duplicate_range(seq, seq + len(payload), self.nxt, self._held())
             if dup is not None:

@@ -35,13 +35,15 @@ the segment lost, RFC 8985 6.2/6.3), ``tlp`` (the probe, 7.3), ``rto`` (the time
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from stack.tcp.congestion import CongestionControl
+from stack.tcp.congestion import CongestionControl, RateDriven
 from stack.tcp.congestion import events as cc_events
 from stack.tcp.dsack import SpuriousRetransmissions, split_dsack
 from stack.tcp.prr import PRR
-from stack.tcp.rack import Rack, TailLossProbe
+from stack.tcp.rack import Rack, Segment, TailLossProbe
+from stack.tcp.rate import DeliveryRate
 from stack.tcp.rto import RTOEstimator
 from stack.tcp.scoreboard import Scoreboard
 from stack.tcp.seq import seq_diff
@@ -103,6 +105,20 @@ class Recovery:
         # recovery lasts: an undo of the timeout returns to that episode.
         self.interrupted_recover: int | None = None
         self.dsack_undos = 0
+        # Delivery-rate samples (stack/tcp/rate.py), for a rate-driven algorithm only
+        # (BBR, congestion/bbr.py): the default path pays nothing for them.
+        self.rate_driven: RateDriven | None = cc if isinstance(cc, RateDriven) else None
+        self.rate = DeliveryRate() if self.rate_driven is not None else None
+
+    def use_congestion_control(self, cc: CongestionControl) -> None:
+        """Another algorithm takes over (TCP_CONGESTION, Connection.set_congestion_control);
+        a rate-driven one gets samples of what is sent from now on."""
+        self.cc = cc
+        self.rate_driven = cc if isinstance(cc, RateDriven) else None
+        if self.rate_driven is None:
+            self.rate = None
+        elif self.rate is None:
+            self.rate = DeliveryRate()
 
     @property
     def tlp_end_seq(self) -> int | None:
@@ -127,7 +143,18 @@ class Recovery:
             return
         if self.use_rack:
             opts = self.opts
-            self.rack.on_transmit(seq, end, now, opts.ts_now(now) if opts.ts_ok else None)
+            rack = self.rack
+            rate = self.rate
+            tx = None
+            if rate is not None:
+                in_flight = rack.in_flight
+                tx = rate.on_send(now, in_flight)
+                snd = self.snd
+                if end >= snd.data_end and in_flight + (end - seq) < self.cc.cwnd:
+                    # Nothing more to send and room left in the window: what is
+                    # sampled until this is delivered is the application's rate.
+                    rate.mark_app_limited(in_flight + (end - seq))
+            rack.on_transmit(seq, end, now, opts.ts_now(now) if opts.ts_ok else None, tx)
         if self.prr.active:
             self.prr.on_sent(end - seq)
         if retransmit:
@@ -606,11 +633,36 @@ class Recovery:
             self.cc.on_ack(acked, now, self.rto.srtt)  # (in RTO recovery: slow start)
             if conn.on_event is not None:
                 conn.emit_cwnd("ack")
+        if self.rate is not None:
+            self.give_rate_sample(result.newly, result.delivered, result.lost, now)
         self.timers.rack = rack.deadline
+
+    def give_rate_sample(self, newly: Sequence[Segment], delivered: int,
+                         lost: list[tuple[int, int]], now: float) -> None:
+        """draft-cheng-iccrg-delivery-rate-estimation 3.3: count what this ACK
+        delivered, and hand the rate sample to the algorithm (BBR), which sets its
+        window from it (RateDriven, congestion/base.py)."""
+        rate, cc = self.rate, self.rate_driven
+        if rate is None or cc is None or not (delivered or lost):
+            return
+        for seg in newly:
+            rate.on_delivered(seg.tx, seg.length, seg.xmit_ts, now, seg.retransmitted)
+        rack = self.rack
+        sample = rate.take_sample(
+            now, rack.min_rtt, newly_delivered=delivered,
+            newly_lost=sum(end - start for start, end in lost), in_flight=rack.in_flight,
+            in_recovery=self.in_recovery or self.in_loss)  # fmt: skip
+        cc.on_rate_sample(sample, now)
+        if self.conn.on_event is not None:
+            self.conn.emit("cwnd", reason="rate", rate=round(sample.delivery_rate),
+                           **self.cc.snapshot())
 
     def prr_ack(self, delivered: int) -> None:
         """RFC 6937 section 3 on an ACK in recovery: sndcnt from DeliveredData and
-        pipe, which the window then allows (cwnd = pipe + sndcnt)."""
+        pipe, which the window then allows (cwnd = pipe + sndcnt). A rate-driven
+        algorithm (BBR) sets the window itself (`give_rate_sample`)."""
+        if self.rate_driven is not None:
+            return
         pipe = self.rack.in_flight
         sndcnt = self.prr.on_ack(delivered, pipe)
         cc_events.on_prr(self.cc, pipe, sndcnt)
@@ -656,7 +708,8 @@ class Recovery:
         mss = snd.mss
         rack = self.rack
         if self.in_recovery:
-            quota = self.prr.sndcnt
+            # PRR's sndcnt (RFC 6937), or a rate-driven algorithm's own window.
+            quota = self.prr.sndcnt if self.rate_driven is None else self.cc.cwnd - rack.in_flight
             if self.prr.prr_out == 0:
                 force = True
         else:

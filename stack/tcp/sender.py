@@ -195,8 +195,11 @@ class Sender:
                     # unless it is at least half the largest window the peer offered.
                     if n < self.max_wnd // 2:
                         break
-                elif self.nxt > self.una and not conn.config.nodelay:
-                    break  # Nagle (RFC 1122 4.2.3.4): one small segment in flight at most
+                elif self.nxt >= self.max and self.nxt > self.una and not conn.config.nodelay:
+                    # Nagle (RFC 1122 4.2.3.4): one small segment of new data in flight
+                    # at most. Data sent before (a go-back-N after a path MTU drop or a
+                    # timeout) is no new user data: resent at once, as Linux and FreeBSD.
+                    break
             payload = self.sendbuf.peek(self.nxt - self.iss - 1, n) if n else b""
             if self.nxt == self.max:
                 sent_new = True

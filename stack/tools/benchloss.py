@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stack.tcp.congestion import ALGORITHMS
+
 STACK_ADDR = "10.0.0.2"
 KERNEL_ADDR = "10.1.0.1"
 PEER_ADDR = "10.1.0.2"
@@ -385,6 +387,7 @@ class LossBench:
         self.drops: dict[str, tuple[int, int]] = {}
         self.loss = 0.0
         self.kernel_cc = ""
+        self.stack_cc = "newreno"
 
     # ------------------------------------------------------------- topology
     def _run(self, argv: list[str], input: str | None = None) -> str:
@@ -415,6 +418,7 @@ class LossBench:
         self._run(["ip", "-n", self.peer_ns, "route", "add", "10.0.0.0/24", "via", KERNEL_ADDR])
         self.kernel_cc = args_cc if (args_cc := self.args.kernel_cc) else self._in(
             self.stack_ns, ["sysctl", "-n", "net.ipv4.tcp_congestion_control"]).strip()
+        self.stack_cc = stack_cc_for(self.args.cc, self.kernel_cc)
         self._in(self.stack_ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
                                  "net.ipv4.conf.default.rp_filter=0"])
 
@@ -456,7 +460,7 @@ class LossBench:
     def start(self) -> None:
         argv = [self.py, "-m", "stack.cli", "stack", "--no-offload", "--socket", str(self.tmp / "stack.sock"),
                 "--events", str(self.events_path), "--time-wait", "1", "--service", "discard",
-                "--service", "http", "--cc", self.args.cc]
+                "--service", "http", "--cc", self.stack_cc]
         if self.args.min_rto is not None:
             argv += ["--min-rto", str(self.args.min_rto)]
         if self.args.pcap:
@@ -611,6 +615,16 @@ class LossBench:
         return rows
 
 
+def stack_cc_for(choice: str, kernel_cc: str) -> str:
+    """The stack's algorithm for `--cc choice`: "same" is the kernel's, so that the
+    yardstick runs the same kind of controller (reno is the stack's newreno); one the
+    stack lacks gives newreno, the daemon's default."""
+    if choice != "same":
+        return choice
+    name = "newreno" if kernel_cc == "reno" else kernel_cc
+    return name if name in ALGORITHMS else "newreno"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from stack.cli import _Parser
 
@@ -623,8 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"transfers per row, each through stack and kernel (default 3, at most {MAX_RUNS})")
     parser.add_argument("--timeout", default=120.0, type=float, metavar="SECONDS",
                         help="bound on each transfer (default 120)")
-    parser.add_argument("--cc", default="newreno", choices=["newreno", "cubic"],
-                        help="the stack's congestion control (default newreno; the kernel uses its own)")
+    parser.add_argument("--cc", default="same", choices=["same", *ALGORITHMS],
+                        help="the stack's congestion control (default 'same': the kernel's, when the "
+                        "stack has it -- reno is newreno -- else newreno)")
     parser.add_argument("--directions", default=["sends", "receives"], type=parse_directions,
                         metavar="D[,D]", help="which rows: sends (the stack sends), receives, or both "
                         "(default sends,receives)")
@@ -661,7 +676,7 @@ def main(argv: list[str]) -> int:
           f"each bounded by {args.timeout:g} s", file=sys.stderr)
     try:
         bench.setup()
-        print(f"tcplab bench --loss: stack cc {args.cc}, kernel cc {bench.kernel_cc}", file=sys.stderr)
+        print(f"tcplab bench --loss: stack cc {bench.stack_cc}, kernel cc {bench.kernel_cc}", file=sys.stderr)
         rows = bench.run()
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         print(f"tcplab bench: error: {exc}", file=sys.stderr)
@@ -674,7 +689,7 @@ def main(argv: list[str]) -> int:
         print(f"nftables {way}: {dropped} of {seen} TCP packets dropped "
               f"({100 * dropped / max(seen, 1):.1f}%)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"timeout": args.timeout, "cc": args.cc, "kernel_cc": bench.kernel_cc,
+        Path(args.json).write_text(json.dumps({"timeout": args.timeout, "cc": bench.stack_cc, "kernel_cc": bench.kernel_cc,
                                                "rows": summary,
                                                "drops": bench.drops}, indent=1))
     return 0

@@ -120,6 +120,8 @@ class TCPOptions:
     ``timestamp`` is ``(TSval, TSecr)``. ``fastopen`` is the Fast Open cookie
     (RFC 7413): None when the option is absent, ``b""`` for a cookie request;
     ``fastopen_exp`` says it came (or is to go) in the experimental form, kind 254.
+    ``fastopen_malformed``: a Fast Open option was there with a cookie length RFC 7413
+    4.1.1 does not allow (it is ignored: ``fastopen`` stays None).
     """
 
     mss: int | None = None
@@ -129,6 +131,7 @@ class TCPOptions:
     timestamp: tuple[int, int] | None = None
     fastopen: bytes | None = None
     fastopen_exp: bool = False
+    fastopen_malformed: bool = False
 
 
 @dataclass(slots=True)
@@ -265,11 +268,15 @@ def parse_options(data: BytesLike) -> TCPOptions:
             if cookie is not None:
                 opts.fastopen = cookie
                 opts.fastopen_exp = False
+                opts.fastopen_malformed = False
+            elif opts.fastopen is None:
+                opts.fastopen_malformed = True
         elif kind == OPT_EXP and length >= 4 and _U16.unpack_from(view, i + 2)[0] == FASTOPEN_EXID:
             # RFC 6994 section 3: kind 254, length, the 16-bit ExID, then the data.
             if opts.fastopen is None:  # the standard form wins if both are there
                 opts.fastopen = _fastopen_cookie(view, i + 4, i + length)
                 opts.fastopen_exp = True
+                opts.fastopen_malformed = opts.fastopen is None
         # RFC 9293 section 3.2 / RFC 1122 section 4.2.2.5: unknown options are
         # ignored, skipped using their length.
         i += length

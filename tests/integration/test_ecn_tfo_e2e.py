@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from netns import (
-    PEER_ADDR,
     REPO_ROOT,
     STACK_ADDR,
     StackDaemon,
@@ -191,10 +190,10 @@ def test_ecn_off_answers_an_ecn_setup_syn_without_ece(
 # --- TCP Fast Open --------------------------------------------------------------------
 SERVER = textwrap.dedent("""\
     import hashlib, socket, sys
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6)  # dual-stack: IPv4 peers arrive v4-mapped
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 5)
-    s.bind(("0.0.0.0", int(sys.argv[1])))
+    s.bind(("::", int(sys.argv[1])))
     s.listen(8)
     print("listening", flush=True)
     for _ in range(int(sys.argv[2])):
@@ -216,7 +215,7 @@ CLIENT = textwrap.dedent("""\
     out = []
     for i in range(2):
         data = random.Random(i).randbytes(n)
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sent = s.sendto(data, socket.MSG_FASTOPEN, (host, port))
         s.sendall(data[sent:])
         s.shutdown(socket.SHUT_WR)
@@ -256,8 +255,8 @@ def _wait_stack_listener(stack: StackDaemon, port: int) -> None:
     wait_until(listening, 15, what=f"a shimmed listener on port {port}")
 
 
-def _syn_rows(stack: StackDaemon, port: int) -> list[dict[str, str]]:
-    fields = ["ip.src", "tcp.flags.ack", "tcp.seq_raw", "tcp.ack_raw", "tcp.len",
+def _syn_rows(stack: StackDaemon, port: int, ip: str = "ip") -> list[dict[str, str]]:
+    fields = [f"{ip}.src", "tcp.flags.ack", "tcp.seq_raw", "tcp.ack_raw", "tcp.len",
               "tcp.options.tfo.request", "tcp.options.tfo.cookie", "tcp.srcport"]
     rows = tshark(stack.pcap_path, fields, f"tcp.flags.syn == 1 && tcp.port == {port}")
     return [dict(zip(["src", "ack_flag", "seq", "ack", "len", "request", "cookie", "sport"], r,
@@ -316,13 +315,18 @@ def test_fastopen_kernel_client_to_stack_listener(
 
 
 @pytest.mark.stack_args("--fastopen", "1", "--ecn", "1")
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
 def test_fastopen_and_ecn_stack_client_to_kernel_server(
-        topology: Topology, stack: StackDaemon, tmp_path: Path) -> None:
+        topology: Topology, stack: StackDaemon, tmp_path: Path, family: str) -> None:
     """RFC 7413 client side and RFC 3168 6.1.1 requested by us: a shimmed client on
     the stack (sendto MSG_FASTOPEN, ``--fastopen 1 --ecn 1``) against a kernel server
     with TCP_FASTOPEN (tcp_fastopen=3): the first SYN asks for a cookie, the second
     carries it and the data, the kernel acknowledges the data in its SYN-ACK; every
-    SYN asks for ECN and the kernel (tcp_ecn=2) agrees."""
+    SYN asks for ECN and the kernel (tcp_ecn=2) agrees. Over IPv6 too: the shim once
+    took sendto(MSG_FASTOPEN) only on AF_INET sockets."""
+    v6 = family == "ipv6"
+    peer, ours, ip = ((topology.peer_addr6, topology.stack_addr6, "ipv6") if v6
+                      else (topology.peer_addr, STACK_ADDR, "ip"))
     port = 8018
     sysctl(topology.peer_ns, "net.ipv4.tcp_fastopen=3")
     server_py = _write(tmp_path, "server.py", SERVER)
@@ -336,7 +340,7 @@ def test_fastopen_and_ecn_stack_client_to_kernel_server(
                 break
             time.sleep(0.05)
         client = _write(tmp_path, "client.py", CLIENT)
-        cp = run_in(topology.stack_ns, _shimmed(stack, [sys.executable, str(client), PEER_ADDR,
+        cp = run_in(topology.stack_ns, _shimmed(stack, [sys.executable, str(client), peer,
                                                         str(port), "1000"]),
                     timeout=60, cwd=str(REPO_ROOT), env=python_env())
         server.wait(30)
@@ -350,10 +354,10 @@ def test_fastopen_and_ecn_stack_client_to_kernel_server(
         assert r["reply"] == r["sha256"], results
     assert results[1]["sent_in_sendto"] == 1000, results
     stack.stop()
-    _check_fastopen_pair(_syn_rows(stack, port), STACK_ADDR, topology.peer_addr)
-    rows = tshark(stack.pcap_path, ["ip.src", "tcp.flags.ack", "tcp.flags.ece", "tcp.flags.cwr"],
+    _check_fastopen_pair(_syn_rows(stack, port, ip), ours, peer)
+    rows = tshark(stack.pcap_path, [f"{ip}.src", "tcp.flags.ack", "tcp.flags.ece", "tcp.flags.cwr"],
                   f"tcp.flags.syn == 1 && tcp.port == {port}")
-    syns = [r for r in rows if r[0] == STACK_ADDR and not flag(r[1])]
-    synacks = [r for r in rows if r[0] == topology.peer_addr and flag(r[1])]
+    syns = [r for r in rows if r[0] == ours and not flag(r[1])]
+    synacks = [r for r in rows if r[0] == peer and flag(r[1])]
     assert syns and all(flag(r[2]) and flag(r[3]) for r in syns), syns
     assert synacks and all(flag(r[2]) and not flag(r[3]) for r in synacks), synacks

@@ -128,6 +128,26 @@ def test_iperf3_client(sh: Shim, reverse: bool) -> None:
           f"{report['end']['sum_received']['bits_per_second'] / 1e6:.0f} Mbit/s")
 
 
+def test_iperf3_client_chooses_its_congestion_control(sh: Shim) -> None:
+    """`iperf3 -C bbr`: TCP_CONGESTION through the shim picks the stack's algorithm for
+    that connection (the daemon's default is newreno); iperf3 reads the name back, and
+    the stack's events show BBR's rate samples for the test's data connections."""
+    server = sh.peer_popen(["iperf3", "-s", "-1", "-p", "5207"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    sh.wait_peer_listener(5207)
+    cp = sh.run(["iperf3", "-c", PEER, "-p", "5207", "-t", "1", "-J", "-C", "bbr"], timeout=60)
+    report = json.loads(cp.stdout)
+    assert "error" not in report, report.get("error")
+    assert report["end"]["sender_tcp_congestion"] == "bbr", report["end"]
+    assert server.wait(20) == 0
+    assert sh.daemon is not None
+    samples = sh.daemon.events_matching(lambda e: e.get("type") == "cwnd"
+                                        and e.get("reason") == "rate"
+                                        and str(e.get("conn", "")).endswith(":5207"))
+    assert samples, "no BBR rate samples on the iperf3 connections"
+    assert all(s.get("btlbw", 0) >= 0 for s in samples)
+
+
 # --- servers under the shim, kernel clients in the peer ------------------------------
 
 

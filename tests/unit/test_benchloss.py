@@ -16,6 +16,7 @@ from stack.tools.benchloss import (
     parse_directions,
     parse_losses,
     parse_sizes,
+    stack_cc_for,
     summarize,
 )
 
@@ -42,6 +43,17 @@ def test_directions_and_kernel_cc() -> None:
     assert args.directions == ["sends", "receives"] and args.kernel_cc is None
     args = build_parser().parse_args(["--loss", "20", "--directions", "sends", "--kernel-cc", "cubic"])
     assert args.directions == ["sends"] and args.kernel_cc == "cubic"
+
+
+def test_stack_cc_follows_the_kernel_by_default() -> None:
+    """The yardstick runs the same kind of controller: the default `--cc same` takes
+    the kernel's algorithm when the stack has it (reno is newreno), else newreno."""
+    assert build_parser().parse_args(["--loss", "20"]).cc == "same"
+    assert stack_cc_for("same", "bbr") == "bbr"
+    assert stack_cc_for("same", "cubic") == "cubic"
+    assert stack_cc_for("same", "reno") == "newreno"
+    assert stack_cc_for("same", "vegas") == "newreno"
+    assert stack_cc_for("cubic", "bbr") == "cubic"
 
 
 def test_failed_runs_count_at_the_timeout() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from stack.drill.model import IcmpPacket, PacketEvent, TcpPacket, Unsupported
+from stack.drill.model import IcmpPacket, PacketEvent, TcpPacket
 from stack.drill.packets import Mapping, build_icmp_packet, build_tcp_packet, decode
 from stack.drill.parser import parse_event
 from stack.wire.icmp import parse_icmp
@@ -55,9 +53,23 @@ def test_fast_open_option_is_built() -> None:
     assert raw[40:42] == bytes([34, 2])
 
 
-def test_udp_is_refused() -> None:
-    with pytest.raises(Unsupported, match="UDP"):
-        build_tcp_packet(tcp("S 0:0(0) win 1/udp(1 > 2)"), mapping())
+def test_udp_encapsulation_is_built_and_decoded() -> None:
+    """TCP over UDP (`/udp(S > D)`): the segment after a UDP header from S to D, both
+    checksums right (packetdrill's way); a segment the stack sends that way decodes
+    with its UDP ports."""
+    from stack.wire.udp import parse_udp
+
+    raw = build_tcp_packet(tcp("S 0:0(0) win 1/udp(1 > 9811)"), mapping())
+    header, payload = parse_ipv4(raw)
+    assert header.proto == 17
+    dgram = parse_udp(payload, REMOTE, LOCAL)  # verifies the UDP checksum
+    assert (dgram.src_port, dgram.dst_port) == (1, 9811)
+    seg = parse_tcp(dgram.payload, REMOTE, LOCAL)  # and the TCP one
+    assert (seg.src_port, seg.dst_port, seg.flags) == (40000, 8080, 0x02)
+    swapped = Mapping(REMOTE, LOCAL, 40000, 8080, local_iss=0)
+    back = decode(build_tcp_packet(tcp("S. 5:5(0) ack 1 win 1/udp(9811 > 1)"), swapped), 0.0, mapping())
+    assert back.udp == (9811, 1) and back.raw_seq == 5 and back.flags == 0x12
+    assert decode(build_tcp_packet(tcp("S 0:0(0) win 1"), swapped), 0.0, mapping()).udp is None
 
 
 def test_icmp_error_quotes_the_stacks_segment() -> None:

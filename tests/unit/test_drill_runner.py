@@ -176,7 +176,7 @@ def test_cli_summary_and_exit_status(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "good.pkt").write_text(SERVER)
     (tmp_path / "bad.pkt").write_text(SERVER + "+0 > R 1:1(0) win 0\n")
-    (tmp_path / "udp.pkt").write_text("--udp_encapsulation=tcp\n")
+    (tmp_path / "md5.pkt").write_text("--tcp_md5_secret=secret\n")
     assert main(["drill", str(tmp_path)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "1 passed, 1 failed, 1 skipped"

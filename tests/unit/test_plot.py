@@ -250,6 +250,28 @@ def test_rack_tlp_and_rto_retransmissions_and_the_prr_limit(tmp_path: Path) -> N
     assert any(f.name.endswith("-cwnd.png") for f in result.files)
 
 
+def test_bbr_model_is_drawn_in_the_cwnd_graph(tmp_path: Path) -> None:
+    """BBR's rate-sample events carry its model (congestion/bbr.py snapshot): the cwnd
+    graph draws BtlBw x RTprop, the path's BDP as BBR sees it; BBR's infinite ssthresh
+    is not drawn."""
+    events = [
+        {"t": 0.0, "type": "state", "conn": CONN, "from": "LISTEN", "to": "SYN-RECEIVED"},
+        {"t": 0.1, "type": "cwnd", "conn": CONN, "reason": "rate", "rate": 1000000,
+         "cwnd": 20000.0, "ssthresh": float(1 << 31), "btlbw": 1000000.0, "rtprop": 0.01},
+        {"t": 0.2, "type": "cwnd", "conn": CONN, "reason": "rate", "rate": 2000000,
+         "cwnd": 30000.0, "ssthresh": float(1 << 31), "btlbw": 2000000.0, "rtprop": 0.01},
+        {"t": 0.3, "type": "cwnd", "conn": CONN, "cwnd": 30000, "ssthresh": 1 << 31, "reason": "ack"},
+    ]
+    path = tmp_path / "e.jsonl"
+    write_events(path, events)
+    result = plot.make_plots(path, None, out_dir=tmp_path)
+    cwnd = result.series.as_dict()["cwnd"]
+    assert cwnd["bdp"] == [(pytest.approx(0.1), pytest.approx(10000.0)),
+                           (pytest.approx(0.2), pytest.approx(20000.0))]
+    assert cwnd["ssthresh"] == []
+    assert any(f.name.endswith("-cwnd.png") for f in result.files)
+
+
 # --- the pictures, decoded --------------------------------------------------------------------
 def picture(path: Path) -> tuple[int, float, int]:
     """(distinct colours, share of non-white pixels, width) of a PNG."""

@@ -345,3 +345,24 @@ def test_data_queued_in_syn_sent_carries_the_handshake_ack() -> None:
     s.rx("SA", seq=0, ack=1, mss=1460, ts=None)
     s.tx("PA", seq=1, ack=1, length=100)
     s.no_tx()
+
+
+def test_data_resent_after_a_path_mtu_drop_is_not_held_by_nagle() -> None:
+    """After fragmentation needed (RFC 1191 6.3) the data in flight goes again in
+    segments of the new MSS. Its 200-byte tail was sent before, so it is no new user
+    data for Nagle (RFC 1122 4.2.3.4) to hold back: it leaves at once, as FreeBSD and
+    Linux resend it. tcplab held it until the RTO (and then resent the first part
+    again). Suite: tcp-over-udp/rcv-icmp-fragmentation-needed-established-ipv4.pkt,
+    rcv-icmp-packet-too-big-established-ipv6.pkt."""
+    drill(CLIENT + """
++0.10 < S. 0:0(0) ack 1 win 32767 <mss 1460,sackOK,eol,eol>
++0.00 > . 1:1(0) ack 1 win 65535
++0.00 send(3, ..., 1460, 0) = 1460
++0.00 > P. 1:1461(1460) ack 1 win 65535
++0.10 < . 1:1(0) ack 1461 win 32767
++0.00 send(3, ..., 1460, 0) = 1460
++0.00 > P. 1461:2921(1460) ack 1 win 65535
++0.00 < icmp unreachable frag_needed mtu 1300 [1461:2921(1460)]
++0.00 > . 1461:2721(1260) ack 1 win 65535
++0.00 > P. 2721:2921(200) ack 1 win 65535
+""")

@@ -19,21 +19,32 @@ def plain(**kwargs: Any) -> TcpConfig:
 
 
 def test_in_order_delivery_and_delayed_ack() -> None:
-    """RFC 9293 3.10.7.4 seventh; RFC 1122 4.2.3.2: the ACK of in-order data is delayed."""
+    """RFC 9293 3.10.7.4 seventh; RFC 1122 4.2.3.2: the ACK of in-order data is delayed
+    while no more than one of the peer's full-sized segments (here 100 bytes, the
+    largest it sent: stack/tcp/rcvmss.py) is unacknowledged."""
     s = Script.established()
     s.rx("PA", data=100)
     s.no_tx()
     s.expect_deadline(0.04)  # config.delayed_ack
     s.expect(s.recv() == pattern(100), "the 100 bytes are delivered in order")
-    s.rx("PA", data=50)
-    s.no_tx()
-    s.expect_deadline(0.04)  # not pushed back by the second segment
     s.wait(0.039)
     s.no_tx()
     s.wait(0.001)
-    s.tx("A", seq=1, ack=151)
+    s.tx("A", seq=1, ack=101)
     s.expect_deadline(None)
-    s.expect(s.recv() == pattern(50, 100), "the next 50 bytes")
+    s.rx("PA", data=50)
+    s.no_tx()
+    s.expect_deadline(0.08)
+    s.wait(0.01)
+    s.rx("PA", data=40)  # 90 bytes wait: less than one of the peer's 100-byte segments
+    s.no_tx()
+    s.expect_deadline(0.08)  # not pushed back by the second segment
+    s.wait(0.029)
+    s.no_tx()
+    s.wait(0.001)
+    s.tx("A", seq=1, ack=191)
+    s.expect_deadline(None)
+    s.expect(s.recv() == pattern(90, 100), "the next 90 bytes")
 
 
 def test_every_second_full_segment_acked_at_once() -> None:

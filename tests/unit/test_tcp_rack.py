@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from tcpscript import Script
 
 from stack.tcp.connection import TcpConfig
@@ -18,8 +19,11 @@ from stack.tcp.connection import TcpConfig
 
 def rack(ts: bool = False, **kwargs: Any) -> Script:
     """SACK and RACK; one exchange gives SRTT = min_RTT = 0.1 s (RTO 0.3 s).
-    The clock is at 0.1."""
-    s = Script.established(TcpConfig(timestamps=ts, **kwargs), mss=1000, ws=None, ts=ts,
+    The clock is at 0.1. With timestamps the peer's MSS leaves room for the option
+    (RFC 7323 / RFC 9293 3.7.1: options count against it), so segments still carry
+    1000 bytes and the tests' sequence numbers hold either way."""
+    mss = 1000 + (12 if ts else 0)  # 12: NOP, NOP, Timestamps (RFC 7323 Appendix A)
+    s = Script.established(TcpConfig(timestamps=ts, **kwargs), mss=mss, ws=None, ts=ts,
                            sackok=True)  # fmt: skip
     s.send(1000)
     s.tx(seq=1, length=1000)
@@ -29,11 +33,13 @@ def rack(ts: bool = False, **kwargs: Any) -> Script:
     return s
 
 
-def test_rack_marks_loss_at_once_when_dupthresh_segments_are_sacked() -> None:
+@pytest.mark.parametrize("ts", [False, True], ids=["no-ts", "ts"])
+def test_rack_marks_loss_at_once_when_dupthresh_segments_are_sacked(ts: bool) -> None:
     """RFC 8985 6.2 step 4: without reordering seen and RACK.segs_sacked >= DupThresh
     the reordering window is 0, so step 5 marks the hole lost on this ACK; RACK starts
-    fast recovery (section 3.2) and the retransmission says why: reason "rack"."""
-    s = rack()
+    fast recovery (section 3.2) and the retransmission says why: reason "rack". The
+    same with timestamps (RACK also reads TSecr, 6.2 step 2)."""
+    s = rack(ts)
     s.send(5000)
     s.drain()
     s.wait(0.1)

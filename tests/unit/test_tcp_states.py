@@ -363,6 +363,7 @@ def test_half_close_still_receives() -> None:
     s.expect(info.value.errno == errno.EPIPE, "send after shutdown -> EPIPE")
     s.rx("PA", data=300)
     s.rx("PA", data=200)
+    s.tx("A", seq=2, ack=501)  # RFC 5681 4.2: the second of the peer's segments
     s.expect(s.recv() == pattern(500), "500 bytes delivered after our FIN")
     s.rx("FA")
     s.tx("A", seq=2, ack=502)

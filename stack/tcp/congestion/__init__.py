@@ -10,7 +10,10 @@ To add an algorithm: write a class that fits
 ``FACTORIES`` and its name to ``ALGORITHMS``. A connection takes its algorithms
 from its config (``TcpConfig.cc_factories``, stack/tcp/config.py), whose default
 is ``FACTORIES``; the lab kit puts a learner's class there instead. The loss
-recovery events that adjust the window beyond the four calls are in events.py.
+recovery events that adjust the window beyond the four calls are in events.py. An
+algorithm that also has ``on_rate_sample`` (``RateDriven``, base.py; BBR) gets a
+delivery-rate sample on every ACK (stack/tcp/rate.py) and sets its own window in
+recovery: PRR does not write it.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from .base import INFINITE_SSTHRESH, CongestionControl, initial_window
+from .base import INFINITE_SSTHRESH, CongestionControl, RateDriven, initial_window
+from .bbr import Bbr
 from .cubic import Cubic
 from .newreno import NewReno
 
-ALGORITHMS: tuple[str, ...] = ("newreno", "cubic")
+ALGORITHMS: tuple[str, ...] = ("newreno", "cubic", "bbr")
 
 FACTORIES: Mapping[str, Callable[[int], CongestionControl]] = MappingProxyType({
     "newreno": NewReno,
     "cubic": Cubic,
+    "bbr": Bbr,
 })
 
 
@@ -46,11 +51,13 @@ def make_congestion_control(name: str, mss: int) -> CongestionControl:
 
 __all__ = [
     "ALGORITHMS",
+    "Bbr",
     "FACTORIES",
     "INFINITE_SSTHRESH",
     "CongestionControl",
     "Cubic",
     "NewReno",
+    "RateDriven",
     "initial_window",
     "make_congestion_control",
 ]

@@ -23,7 +23,10 @@ structurally) and register it in ``congestion/__init__.py``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from stack.tcp.rate import RateSample
 
 INFINITE_SSTHRESH: int = 2**31
 """RFC 5681 section 3.1: the initial ssthresh "MAY be arbitrarily high"."""
@@ -49,6 +52,31 @@ def recovery_exit_window(ssthresh: int, flight_size: int, mss: int) -> int:
     sender burst a whole ssthresh worth of segments at once.
     """
     return min(ssthresh, max(flight_size, mss) + mss)
+
+
+class ByteWindowMss:
+    """The ``mss`` attribute of an algorithm that keeps its window in bytes (NewReno,
+    BBR): the connection may change the SMSS (the handshake settles it, RFC 9293
+    section 3.7.1; path MTU discovery may lower it). Until the first ACK or loss
+    (``_fresh``) the initial window follows it, RFC 6928 defining it in segments;
+    after that cwnd keeps its size in bytes."""
+
+    _mss: int
+    _fresh: bool
+    cwnd: int
+
+    @property
+    def mss(self) -> int:
+        """Sender maximum segment size (SMSS) in bytes."""
+        return self._mss
+
+    @mss.setter
+    def mss(self, value: int) -> None:
+        if value <= 0:
+            raise ValueError("mss must be positive")
+        if self._fresh:
+            self.cwnd = initial_window(value)
+        self._mss = value
 
 
 class CongestionControl(Protocol):
@@ -93,4 +121,16 @@ class CongestionControl(Protocol):
 
     def snapshot(self) -> dict[str, float]:
         """Current state for event logs and plots, e.g. ``{"cwnd": ..., "ssthresh": ...}``."""
+        ...
+
+
+@runtime_checkable
+class RateDriven(Protocol):
+    """An algorithm that models the path from delivery-rate samples (BBR): besides
+    the four calls above it gets one sample per ACK that delivered data or marked a
+    loss, with SACK (stack/tcp/rate.py, draft-cheng-iccrg-delivery-rate-estimation).
+    It sets its own window during recovery too (as a Linux ``cong_control`` module
+    does), so Proportional Rate Reduction (RFC 6937) does not write ``cwnd`` for it."""
+
+    def on_rate_sample(self, rs: RateSample, now: float) -> None:
         ...

@@ -30,10 +30,10 @@ We therefore grow by the number of bytes acknowledged:
 
 from __future__ import annotations
 
-from .base import INFINITE_SSTHRESH, initial_window, recovery_exit_window
+from .base import INFINITE_SSTHRESH, ByteWindowMss, initial_window, recovery_exit_window
 
 
-class NewReno:
+class NewReno(ByteWindowMss):
     """RFC 5681 / RFC 6582 congestion control, all sizes in bytes.
 
     >>> cc = NewReno(mss=1000)
@@ -56,26 +56,6 @@ class NewReno:
         self.bytes_acked = 0  # RFC 3465 section 2.1 counter for congestion avoidance
         self._after_timeout = False  # in the slow start that follows an RTO?
         self._rto_unacked = False  # an RTO fired and nothing was acked since
-
-    @property
-    def mss(self) -> int:
-        """Sender maximum segment size (SMSS) in bytes.
-
-        The connection may change it: the handshake settles it (RFC 9293
-        section 3.7.1) and path MTU discovery may lower it later.  Until the
-        first ACK or loss the initial window is recomputed for the new SMSS
-        (RFC 6928 defines it in terms of SMSS); after that cwnd keeps its
-        size in bytes.
-        """
-        return self._mss
-
-    @mss.setter
-    def mss(self, value: int) -> None:
-        if value <= 0:
-            raise ValueError("mss must be positive")
-        if self._fresh:
-            self.cwnd = initial_window(value)
-        self._mss = value
 
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         """Grow cwnd for ``acked`` newly acknowledged bytes (time is unused)."""
