@@ -319,11 +319,15 @@ class Rack:
             newly = [seg for seg in self.segs if not seg.sacked]
         else:
             newly = self.segs
+        if self.lost_bytes:
+            for seg in newly:
+                seg.lost = False  # delivered after all (as `_forget` leaves it)
         self.segs = []
         self._order.clear()
         self._head = 0
         self.outstanding = self.sacked_bytes = self.lost_bytes = self.segs_sacked = 0
         if newly:
+            result.newly = newly
             result.rack_advanced = self._update(newly, now, tsecr)
             self._detect_reordering(newly)
         result.reo_wnd_grew = self._update_reo_wnd(snd_una, snd_nxt, dsack, in_recovery, srtt)
