@@ -67,6 +67,8 @@ TLP_DEFAULT_PTO = 1.0
 TLP_MIN_SLACK = 0.002
 
 _start = attrgetter("start")
+_end = attrgetter("end")
+_sent_order = attrgetter("xmit_ts", "end")  # RACK_sent_after's order
 
 
 @dataclass(slots=True)
@@ -96,7 +98,7 @@ def sent_after(t1: float, seq1: int, t2: float, seq2: int) -> bool:
     return t1 > t2 or (t1 == t2 and seq1 > seq2)
 
 
-@dataclass
+@dataclass(slots=True)
 class AckResult:
     """What one ACK did, as far as RACK is concerned."""
 
@@ -258,10 +260,13 @@ class Rack:
         the sender is in fast or RTO recovery. Returns what was newly delivered and
         lost; ``deadline`` holds the reordering timer afterwards.
         """
+        segs = self.segs
+        if not sack_blocks and segs and snd_una >= segs[-1].end:
+            return self._on_ack_of_all(now, snd_una, snd_nxt, srtt, in_recovery, tsecr, dsack)
         result = AckResult()
         newly: list[Segment] = []
         # Cumulatively acknowledged segments leave the scoreboard.
-        if self.segs and snd_una > self.segs[0].start:
+        if segs and snd_una > segs[0].start:
             self._split(snd_una)
             k = 0
             for seg in self.segs:
@@ -298,6 +303,37 @@ class Rack:
         self._detect_loss_and_arm_timer(now, result)
         return result
 
+    def _on_ack_of_all(self, now: float, snd_una: int, snd_nxt: int, srtt: float | None,
+                       in_recovery: bool, tsecr: int | None, dsack: bool) -> AckResult:
+        """`on_ack` when the ACK cumulatively acknowledges every outstanding segment
+        and carries no SACK block: a request/response exchange, the end of every
+        flight. The same steps 1-5 of RFC 8985 section 6.2, without the bookkeeping
+        that has nothing to find: no segment to split, no transmission record left
+        to walk (step 5's RACK_detect_loss has no segment that could be lost, so the
+        reordering timer stops). Every record of the flight is dropped at once
+        instead of record by record, so none is examined (`walked` stays)."""
+        result = AckResult()
+        # Bytes not SACKed before: what this ACK delivers (RFC 6937's DeliveredData).
+        result.delivered = self.outstanding - self.sacked_bytes
+        if self.segs_sacked:
+            newly = [seg for seg in self.segs if not seg.sacked]
+        else:
+            newly = self.segs
+        if self.lost_bytes:
+            for seg in newly:
+                seg.lost = False  # delivered after all (as `_forget` leaves it)
+        self.segs = []
+        self._order.clear()
+        self._head = 0
+        self.outstanding = self.sacked_bytes = self.lost_bytes = self.segs_sacked = 0
+        if newly:
+            result.newly = newly
+            result.rack_advanced = self._update(newly, now, tsecr)
+            self._detect_reordering(newly)
+        result.reo_wnd_grew = self._update_reo_wnd(snd_una, snd_nxt, dsack, in_recovery, srtt)
+        self.deadline = None
+        return result
+
     def _update(self, newly: list[Segment], now: float, tsecr: int | None) -> bool:
         """RFC 8985 section 6.2 step 2: RACK.segment and RACK.rtt.
 
@@ -308,7 +344,7 @@ class Rack:
         is its RTT, and it becomes RACK.segment if it was sent after it.
         """
         advanced = False
-        for seg in sorted(newly, key=lambda s: (s.xmit_ts, s.end)):
+        for seg in newly if len(newly) == 1 else sorted(newly, key=_sent_order):
             rtt = now - seg.xmit_ts
             if seg.retransmitted:
                 if tsecr is not None and seg.tsval is not None and seq_diff(tsecr, seg.tsval) < 0:
@@ -327,7 +363,7 @@ class Rack:
     def _detect_reordering(self, newly: list[Segment]) -> None:
         """RFC 8985 section 6.2 step 3: a never-retransmitted segment delivered below
         RACK.fack arrived out of order: RACK.reordering_seen."""
-        for seg in sorted(newly, key=lambda s: s.end):
+        for seg in newly if len(newly) == 1 else sorted(newly, key=_end):
             if seg.end > self.fack:
                 self.fack = seg.end
             elif seg.end < self.fack and not seg.retransmitted:

@@ -75,11 +75,12 @@ def pin_cpus(pin: bool) -> tuple[int, int] | None:
 
 
 class Bench:
-    def __init__(self, seconds: float, conns: int, smoke: bool, pin: bool = True) -> None:
+    def __init__(self, seconds: float, conns: int, smoke: bool, pin: bool = True,
+                 prefix: str = "tlb") -> None:
         suffix = secrets.token_hex(3)
-        self.stack_ns = f"tlb-stack-{suffix}"
-        self.peer_ns = f"tlb-peer-{suffix}"
-        self.far_ns = f"tlb-far-{suffix}"
+        self.stack_ns = f"{prefix}-stack-{suffix}"
+        self.peer_ns = f"{prefix}-peer-{suffix}"
+        self.far_ns = f"{prefix}-far-{suffix}"
         self.cpus = pin_cpus(pin)
         self.seconds = seconds
         self.conns = conns
@@ -331,6 +332,31 @@ class Bench:
         if shim:
             self.shim_iperf()
 
+    def run_rr(self) -> None:
+        """Only the 1-byte request/response row (kernel, relay, stack with offloads
+        on), on a fresh daemon: about 3 x --seconds instead of the whole bench."""
+        t = str(self.seconds)
+        server = self.start_servers(self.stack_ns, "stack")
+        try:
+            k_rr = self.client("rr", KERNEL_ADDR, str(KPORT + 2), t)["per_s"]
+        finally:
+            self.stop_servers(server)
+        relay = self.start_relay(True)
+        try:
+            server = self.start_servers(self.far_ns, "stack")
+            try:
+                relay_rr = self.client("rr", STACK_ADDR, str(KPORT + 2), t)["per_s"]
+            finally:
+                self.stop_servers(server)
+        finally:
+            self.stop_relay(relay)
+        daemon = self.start_daemon(True)
+        try:
+            rr = self.client("rr", STACK_ADDR, "7", t)["per_s"]
+        finally:
+            self.stop_daemon(daemon)
+        self.add("1-byte request/response", "per s", k_rr, rr, ">= 0.8 x kernel", relay=relay_rr)
+
     def full_tso_flows(self, host: str, port: str, t: str) -> dict[int, float]:
         """1 and 100 upload flows with the sender's TSO frames kept full (see FULL_TSO_SEGS)."""
         sysctl = ["ip", "netns", "exec", self.peer_ns, "sysctl", "-qw"]
@@ -431,17 +457,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-shim", action="store_true", help="skip the iperf3-under-shim figures")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the stack side and the client to different CPUs")
+    parser.add_argument("--only", choices=["rr"],
+                        help="measure one figure only (rr: 1-byte request/response, fresh daemon)")
+    parser.add_argument("--ns-prefix", default="tlb", metavar="PREFIX",
+                        help="prefix of the network namespaces' names (default tlb)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("tcplab bench: error: needs root (it creates network namespaces)", file=sys.stderr)
         return 1
     seconds, conns = (0.5, 50) if args.smoke else (args.seconds, args.conns)
-    bench = Bench(seconds, conns, args.smoke, pin=not args.no_pin)
+    bench = Bench(seconds, conns, args.smoke, pin=not args.no_pin, prefix=args.ns_prefix)
     print(f"tcplab bench: {seconds:g} s per figure, namespaces {bench.stack_ns} / {bench.peer_ns}",
           file=sys.stderr)
     try:
         bench.setup()
-        bench.run(shim=not args.no_shim)
+        if args.only == "rr":
+            bench.run_rr()
+        else:
+            bench.run(shim=not args.no_shim)
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         print(f"tcplab bench: error: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,8 @@ segment numbers, while `wait()` moves the clock.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from stack.tcp.rack import (
@@ -473,3 +475,43 @@ def test_a_burst_sharing_one_timestamp_costs_each_ack_little() -> None:
     for i in range(1, 200, 2):
         f.ack(una=i + 1)
     assert f.rack.walked <= 3 * 100, f.rack.walked  # 100 ACKs: a few records each
+
+
+def _state(r: Rack) -> tuple[object, ...]:
+    return (r.xmit_ts, r.end_seq, r.rtt, r.min_rtt, r.fack, r.reordering_seen, r.reo_wnd,
+            r.reo_wnd_mult, r.reo_wnd_persist, r.dsack_round, r.deadline, r.outstanding,
+            r.sacked_bytes, r.lost_bytes, r.segs_sacked, r.in_flight, len(r.segs))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_ack_of_everything_outstanding_matches_the_general_path(seed: int) -> None:
+    """The shortcut `on_ack` takes for an ACK of all outstanding data without SACK blocks
+    (issue 16) leaves RACK in the state RFC 8985 6.2's general path does: random flights
+    with SACKs, retransmissions, D-SACKs and losses, then one cumulative ACK of all of it,
+    given once plainly (shortcut) and once with a SACK block below SND.UNA (general path,
+    the block is clipped away)."""
+    rnd = random.Random(seed)
+    flights = [Flight(), Flight()]
+    for _ in range(rnd.randint(1, 6)):
+        acts = []
+        for _ in range(rnd.randint(1, 8)):
+            acts.append((rnd.choice("swrd"), rnd.randint(1, 6), rnd.random()))
+        for f in flights:
+            for kind, k, x in acts:
+                if kind == "s":
+                    f.send(k)
+                elif kind == "w":
+                    f.wait(0.01 * k)
+                elif kind == "r" and f.sent:
+                    f.resend(1 + int(x * f.sent))
+                elif kind == "d" and f.sent > 1:
+                    lo = 1 + int(x * (f.sent - 1))
+                    f.ack(sack=[(lo, min(lo + 1, f.sent))], dsack=x < 0.2, tsecr=f.tsval())
+    results = []
+    for f, blocks in zip(flights, ([], [(0, 1)]), strict=True):
+        f.wait(0.05)
+        end = seg(f.sent)[1]
+        results.append(f.rack.on_ack(end, blocks, f.now, snd_nxt=end, srtt=f.srtt,
+                                     in_recovery=False, tsecr=f.tsval()))
+    assert results[0] == results[1]
+    assert _state(flights[0].rack) == _state(flights[1].rack)
