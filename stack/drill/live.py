@@ -45,14 +45,23 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stack.drill.adapter import REMOTE_ADDR, REMOTE_ADDR6, StackSettings
-from stack.drill.model import Event, PacketEvent, Script, ShellCommand, Syscall, Unsupported
-from stack.drill.runner import _SOCKSTAT_RE, _TCPDROP_RE, Runner, apply_sysctl
+from stack.drill.model import (
+    Event,
+    PacketEvent,
+    Script,
+    ScriptError,
+    ShellCommand,
+    Syscall,
+    Unsupported,
+)
+from stack.drill.parser import DEFAULT_DEFINES, parse_file
+from stack.drill.runner import _SOCKSTAT_RE, _TCPDROP_RE, Result, Runner, apply_sysctl
 from stack.drill.syscalls import (
     CONSTANTS,
     LOCAL_PORT,
@@ -268,7 +277,7 @@ class LiveStack:
     def _open() -> socket.socket:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         s.bind((TUN, ETH_P_ALL))
-        s.settimeout(0.2)
+        s.settimeout(0.05)  # how soon the capture thread sees close()
         return s
 
     def _capture(self) -> None:
@@ -341,8 +350,8 @@ class LiveStack:
                 continue
             local, remote = str(row.get("local", "")), str(row.get("remote", ""))
             lport = int(local.rsplit(":", 1)[1]) if local[-1:].isdigit() else 0
-            v6 = local.startswith("[") or remote.startswith("[")
-            if (port is not None and lport != port) or (ipv6 is not None and v6 != ipv6 and local[:1].isdigit()):
+            v6 = local.startswith("[") or remote.startswith("[")  # IPv6 endpoints are bracketed
+            if (port is not None and lport != port) or (ipv6 is not None and v6 != ipv6):
                 continue
             if row.get("state") == state:
                 count += 1
@@ -744,10 +753,13 @@ class DaemonRunner(Runner):
         ipv6 = self.script.ip_version == "ipv6"
         self.live = LiveStack(self.ns, self.daemon, ipv6=ipv6)
         self.agent = Agent(self.ns, self.daemon, self.live.notify)
+        files = AgentFiles(self.agent, ipv6, block_after=self.tol, strict=self.strict)
+        # The runner's stack and file table, duck-typed: LiveStack and AgentFiles offer
+        # what Runner uses of StackAdapter and FileTable.
         self.stack = self.live  # type: ignore[assignment]
-        self.files = AgentFiles(self.agent, ipv6, block_after=self.tol, strict=self.strict)  # type: ignore[assignment]
+        self.files = files  # type: ignore[assignment]
         # Time 0 is now (the agent is up once it answers a first request).
-        self.files.quick({"op": "fcntl", "fd": -1, "cmd": fcntl.F_GETFL})
+        files.quick({"op": "fcntl", "fd": -1, "cmd": fcntl.F_GETFL})
         self.live.t0 = time.monotonic()
 
     def _inbound(self, ev: Event, body: PacketEvent) -> None:
@@ -760,7 +772,7 @@ class DaemonRunner(Runner):
             self.injected_at = None
         super()._syscall(ev, sc, deadline)
 
-    def run(self) -> Any:
+    def run(self) -> Result:
         try:
             return super().run()
         finally:
@@ -781,19 +793,9 @@ class DaemonRunner(Runner):
                 self.tmp.rmdir()
 
 
-@contextlib.contextmanager
-def live_namespace(prefix: str = "drill-") -> Iterator[LiveNamespace]:
-    with LiveNamespace(prefix) as ns:
-        yield ns
-
-
 def run_file_live(path: str | Path, ns: LiveNamespace, options: LiveOptions, *, strict: bool = False,
-                  defines: frozenset[str] | None = None) -> Any:
+                  defines: frozenset[str] | None = None) -> Result:
     """One script against a fresh daemon in `ns` (see run_file for the sans-IO mode)."""
-    from stack.drill.parser import DEFAULT_DEFINES, parse_file
-    from stack.drill.runner import Result
-    from stack.drill.model import ScriptError
-
     started = time.perf_counter()
     try:
         script = parse_file(path, defines or DEFAULT_DEFINES)
