@@ -378,7 +378,7 @@ class Agent:
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              text=True, bufsize=1)
         self.replies: dict[int, dict[str, Any]] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.on_reply = on_reply
         self.next_id = 0
         threading.Thread(target=self._read, daemon=True, name="drill-agent").start()
@@ -389,7 +389,10 @@ class Agent:
             reply = json.loads(line)
             with self.lock:
                 self.replies[int(reply["id"])] = reply
+                self.lock.notify_all()
             self.on_reply()
+        with self.lock:  # the agent is gone: wake whoever waits
+            self.lock.notify_all()
 
     def send(self, req: dict[str, Any]) -> int:
         self.next_id += 1
@@ -405,13 +408,15 @@ class Agent:
 
     def wait(self, rid: int, timeout: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
-        while True:
-            reply = self.take(rid)
-            if reply is not None or time.monotonic() >= deadline:
-                return reply
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the system-call agent exited (status {self.proc.returncode})")
-            time.sleep(0.0005)
+        with self.lock:
+            while rid not in self.replies:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the system-call agent exited (status {self.proc.returncode})")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.lock.wait(left)
+            return self.replies.pop(rid)
 
     def stop(self) -> None:
         if self.proc.stdin is not None:
