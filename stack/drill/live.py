@@ -443,6 +443,11 @@ class AgentSock:
         if reply["ret"] < 0:
             raise OSError(reply["errno"], os.strerror(reply["errno"]))
         raw = bytes.fromhex(reply["value"])
+        if len(raw) < 8:
+            # The daemon answers so for a socket it has let go of (both directions
+            # closed: a "tombstone"), though its connection lives on (LAST-ACK...).
+            raise RuntimeError(f"getsockopt(TCP_INFO) through the shim returned {len(raw)} bytes, "
+                               "not a struct tcp_info")
         opts = raw[5]
         return {"state": _LINUX_STATES.get(raw[0], str(raw[0])), "ts": bool(opts & 1),
                 "sack": bool(opts & 2), "ws": bool(opts & 4), "ecn": bool(opts & 8)}
@@ -723,6 +728,8 @@ class DaemonRunner(Runner):
 
     def preflight(self) -> None:
         super().preflight()
+        if self.settings.mtu < 576:
+            raise Unsupported(f"--mtu={self.settings.mtu} (the daemon's TUN takes 576 to 65535)")
         seconds = nominal_seconds(self.script)
         if seconds > self.options.max_seconds:
             raise Unsupported(f"runs {seconds:.0f} s of real time (over --max-seconds "
