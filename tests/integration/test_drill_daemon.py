@@ -31,14 +31,20 @@ PREFIX = os.environ.get("TCPLAB_DRILL_NETNS_PREFIX", "tl-drill-")
 # beside each, from tests/drill/outcomes.txt).
 SUITE_CASES = [
     # passed in both modes
-    ("snippets/simple-client-ipv4.pkt", "passed"),
-    ("state-event-engine/rcv-rst-syn-rcvd/rcv-rst-syn-rcvd-via-listen-ipv4.pkt", "passed"),
-    ("rcv-data-segments/reordering-1-ipv4.pkt", "passed"),
-    ("snippets/simple-client-ipv6.pkt", "passed"),
-    # failed in both, for the same FreeBSD-specific reason (outcomes.txt)
-    ("snippets/closing-ipv4.pkt", "failed"),
-    # skipped in both: TCP over UDP
-    ("tcp-over-udp/client-ipv4.pkt", "skipped"),
+    ("snippets/established-ipv4.pkt", "passed"),
+    ("rcv-data-segments/reordering-13524.pkt", "passed"),  # out-of-order data, SACK
+    ("rcv-icmp/rcv-icmp-hard-error-port-unreachable-ipv4.pkt", "passed"),  # ICMP in
+    ("snd-syn/snd-syn-with-default-options-ipv4.pkt", "passed"),  # SYN retransmissions
+    # a leading insecure_rst sysctl (a daemon flag) and sockstat (the control socket)
+    ("state-event-engine/rcv-rst-syn-rcvd/rcv-rst-syn-rcvd-via-listen-outside-left-insecure-ipv4.pkt",
+     "passed"),
+    ("snd-syn/snd-syn-mss-inherited-from-mtu-9000-ipv6.pkt", "passed"),  # IPv6, --mtu
+    # failed in both, at the same line, for outcomes.txt's FreeBSD-specific reasons
+    ("snippets/closing-ipv4.pkt", "failed"),  # FIN sent again in CLOSING
+    ("snd-syn/snd-syn-with-ecn-ipv4.pkt", "failed"),  # ECN setup SYN
+    # skipped: TCP_NOOPT (both modes); 69 s of SYN retransmissions (this mode only)
+    ("snd-syn/snd-syn-without-options-ipv4.pkt", "skipped"),
+    ("snd-syn/snd-syn-rtx-max-number-ipv4.pkt", "skipped"),
 ]
 
 
