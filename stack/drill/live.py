@@ -46,7 +46,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -721,7 +721,9 @@ class DaemonRunner(Runner):
         self.look_ahead = LOOK_AHEAD
         self.call_grace = self.tol
         self.settle = min(options.settle, self.tol / 2)
+        self.restart_at: set[int] = set()  # lines of sysctls that restart the daemon
         self.injected_at: float | None = None
+        self.tmp: Path | None = None
         self.daemon: Daemon | None = None
         self.agent: Agent | None = None
         self.live: LiveStack | None = None
@@ -746,8 +748,7 @@ class DaemonRunner(Runner):
                 raise Unsupported("tcpdrop against the daemon")
             if cmd.startswith("sysctl") and started and any(
                     not isinstance(later.body, ShellCommand) for later in events[i + 1:]):
-                raise Unsupported("a sysctl in the middle of the script (the daemon's settings "
-                                  "are its flags, fixed when it starts)")
+                self.restart_at.add(ev.line)  # a new daemon then (see _shell)
             if _SOCKSTAT_RE.match(cmd) is None and not cmd.startswith("sysctl"):
                 raise Unsupported(f"shell command `{cmd.split()[0]}`")
 
@@ -761,7 +762,13 @@ class DaemonRunner(Runner):
         tmp = Path(tempfile.mkdtemp(prefix="drill-", dir=self.options.tmpdir))
         tmp.chmod(0o755)
         self.tmp = tmp
-        self.daemon = Daemon(self.ns, self.settings, tmp)
+        self._launch(None)
+
+    def _launch(self, t0: float | None) -> None:
+        """A daemon with the current settings, its capture and its agent; time 0 is
+        now (once the agent answers a first request), or `t0` when restarting."""
+        assert self.tmp is not None
+        self.daemon = Daemon(self.ns, self.settings, self.tmp)
         ipv6 = self.script.ip_version == "ipv6"
         self.live = LiveStack(self.ns, self.daemon, ipv6=ipv6)
         self.agent = Agent(self.ns, self.daemon, self.live.notify)
@@ -770,9 +777,30 @@ class DaemonRunner(Runner):
         # what Runner uses of StackAdapter and FileTable.
         self.stack = self.live  # type: ignore[assignment]
         self.files = files  # type: ignore[assignment]
-        # Time 0 is now (the agent is up once it answers a first request).
         files.quick({"op": "fcntl", "fd": -1, "cmd": fcntl.F_GETFL})
-        self.live.t0 = time.monotonic()
+        self.live.t0 = time.monotonic() if t0 is None else t0
+
+    def _shell(self, ev: Event, command: str) -> None:
+        """A sysctl in the middle of a script: the daemon's settings are its flags, so
+        it takes a new daemon, which is the same host only if the old one holds nothing
+        (no socket, no connection in TIME-WAIT...). Otherwise the script is skipped."""
+        if ev.line not in self.restart_at:
+            super()._shell(ev, command)
+            return
+        before = replace(self.settings)
+        apply_sysctl(self.settings, command)
+        if self.settings == before:
+            return
+        assert self.daemon is not None and self.live is not None
+        from stack.ipc.client import query_sockets
+
+        held = [r for r in query_sockets(self.daemon.socket_path) if r.get("proto") == "tcp"]
+        if self.pending is not None or held:
+            raise Unsupported("a sysctl while the daemon holds sockets or connections (its "
+                              "settings are its flags, fixed when it starts)")
+        t0 = self.live.t0
+        self._stop_daemon()
+        self._launch(t0)
 
     def _inbound(self, ev: Event, body: PacketEvent) -> None:
         super()._inbound(ev, body)
@@ -790,14 +818,18 @@ class DaemonRunner(Runner):
         finally:
             self._stop()
 
-    def _stop(self) -> None:
+    def _stop_daemon(self) -> None:
         if self.agent is not None:
             self.agent.stop()
         if self.live is not None:
             self.live.close()
         if self.daemon is not None:
             self.daemon.stop()
-        if getattr(self, "tmp", None) is not None:
+        self.agent = self.live = self.daemon = None
+
+    def _stop(self) -> None:
+        self._stop_daemon()
+        if self.tmp is not None:
             for p in sorted(self.tmp.rglob("*"), reverse=True):
                 with contextlib.suppress(OSError):
                     p.unlink()

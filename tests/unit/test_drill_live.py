@@ -18,9 +18,10 @@ from stack.drill.runner import apply_sysctl
 HEAD = " 0.00 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0.00 bind(3, ..., ...) = 0\n"
 
 
-def _preflight(text: str, **options: float) -> None:
+def _preflight(text: str, **options: float) -> DaemonRunner:
     runner = DaemonRunner(parse_script(text, "t.pkt"), LiveNamespace("unused-"), LiveOptions(**options))
     runner.preflight()
+    return runner
 
 
 def test_sysctls_become_daemon_flags() -> None:
@@ -53,13 +54,15 @@ def test_nominal_seconds_adds_the_script_times() -> None:
 def test_skips_what_the_daemon_mode_cannot_run() -> None:
     with pytest.raises(Unsupported, match="tcpdrop"):
         _preflight(HEAD + "+0.00 `tcpdrop -s TIME_WAIT`\n")
-    with pytest.raises(Unsupported, match="middle of the script"):
-        _preflight(HEAD + "+0.00 `sysctl -w net.inet.tcp.insecure_rst=1`\n+0.00 listen(3, 1) = 0\n")
+    # A sysctl between other events restarts the daemon (line 3 here), if it holds nothing.
+    middle = _preflight(HEAD + "+0.00 `sysctl -w net.inet.tcp.insecure_rst=1`\n+0.00 listen(3, 1) = 0\n")
+    assert middle.restart_at == {3}
     with pytest.raises(Unsupported, match="real time"):
         _preflight(HEAD + "+40 close(3) = 0\n")
     # Leading sysctls are the daemon's flags; trailing ones (restoring defaults) are fine.
-    _preflight(" 0.00 `sysctl -w net.inet.tcp.insecure_rst=1`\n" + HEAD.replace(" 0.00", "+0.00", 1)
-               + "+0.00 close(3) = 0\n+0.00 `sysctl -w net.inet.tcp.insecure_rst=0`\n")
+    ends = _preflight(" 0.00 `sysctl -w net.inet.tcp.insecure_rst=1`\n" + HEAD.replace(" 0.00", "+0.00", 1)
+                      + "+0.00 close(3) = 0\n+0.00 `sysctl -w net.inet.tcp.insecure_rst=0`\n")
+    assert ends.restart_at == set()
     _preflight(HEAD + "+40 close(3) = 0\n", max_seconds=60)
 
 
