@@ -334,7 +334,12 @@ class LiveStack:
 
     def inject(self, packet: bytes) -> None:
         proto = ETH_P_IPV6 if packet[0] >> 4 == 6 else ETH_P_IP
-        self.sock.sendto(packet, (TUN, proto))
+        try:
+            self.sock.sendto(packet, (TUN, proto))
+        except OSError as exc:
+            if exc.errno != errno.EMSGSIZE:
+                raise
+            raise Unsupported(f"an inbound packet of {len(packet)} bytes, over the TUN's MTU") from None
 
     def apply(self, settings: StackSettings) -> None:
         """A sysctl after the daemon started: only at the end of a script (preflight)."""
