@@ -207,6 +207,8 @@ def daemon_args(s: StackSettings) -> list[str]:
                 "keepalive_count": s.keepalive_count, "connect_timeout": s.connect_timeout,
                 "drop_synfin": int(s.drop_synfin)}  # fmt: skip
     args += [f"--tcp-default={k}={v}" for k, v in defaults.items()]
+    if s.udp_tunneling_port:
+        args.append(f"--tcp-udp-port={s.udp_tunneling_port}")  # TCP over UDP (RFC 8085 port)
     if not s.rfc5961_rst:
         args.append("--insecure-rst")
     if not s.rfc5961_syn:
@@ -735,6 +737,13 @@ class DaemonRunner(Runner):
 
     def preflight(self) -> None:
         super().preflight()
+        probe = replace(self.settings)
+        for ev in self.script.events:
+            if isinstance(ev.body, ShellCommand) and ev.body.command.startswith("sysctl"):
+                apply_sysctl(probe, ev.body.command)
+                if probe.udp_tunneling_overhead != StackSettings().udp_tunneling_overhead:
+                    raise Unsupported("sysctl net.inet.tcp.udp_tunneling_overhead against the daemon "
+                                      "(it has no flag for it)")
         if self.settings.mtu < 576:
             raise Unsupported(f"--mtu={self.settings.mtu} (the daemon's TUN takes 576 to 65535)")
         seconds = nominal_seconds(self.script)
