@@ -118,6 +118,34 @@ def _fastopen_mode(text: str) -> int:
                                          f"not a number: {text!r}") from None
 
 
+# TcpConfig fields `tcplab stack --tcp-default NAME=VALUE` may set (the sysctl-like
+# host defaults; the others have flags of their own: --min-rto, --time-wait, --ecn...).
+TCP_DEFAULTS = ("recv_buffer", "send_buffer", "sack", "window_scaling", "timestamps",
+                "delayed_ack", "initial_rto", "keepalive_idle", "keepalive_interval",
+                "keepalive_count", "connect_timeout", "drop_synfin")
+
+
+def _tcp_default(text: str) -> tuple[str, int | float | bool]:
+    from stack.tcp.config import TcpConfig
+
+    name, eq, value = text.partition("=")
+    if not eq or name not in TCP_DEFAULTS:
+        raise argparse.ArgumentTypeError(
+            f"give NAME=VALUE with NAME one of {', '.join(TCP_DEFAULTS)}, not {text!r}")
+    kind = type(getattr(TcpConfig(), name))
+    try:
+        if kind is bool:
+            if value not in ("0", "1"):
+                raise ValueError(value)
+            return name, value == "1"
+        number = kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: not a valid {kind.__name__}: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{name}: must not be negative: {value!r}")
+    return name, number
+
+
 def _impair(text: str) -> object:
     from stack.io.impair import ImpairSpec
 
@@ -191,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "segments in UDP datagrams to this port are taken, and such "
                          "connections answered the same way (default 0: off; "
                          "stack/tcp_over_udp.py)")
+    st.add_argument("--tcp-default", action="append", default=[], type=_tcp_default,
+                    metavar="NAME=VALUE",
+                    help="a TCP default for new connections, one of "
+                         f"{', '.join(TCP_DEFAULTS)} (repeatable; `tcplab drill --daemon` "
+                         "sets FreeBSD's defaults this way)")
     st.add_argument("--isn-near-wrap", action="store_true",
                     help="teaching aid (lab 03): ISNs just below 2**32, so sequence numbers "
                          "wrap within the first MiB; guessable, never outside a lab")
@@ -252,6 +285,13 @@ def cmd_stack(args: argparse.Namespace) -> int:
         from stack.tcp import isn
 
         isn.set_near_wrap(True)
+    tcp_defaults = None
+    if args.tcp_default:
+        from stack.tcp.config import TcpConfig
+
+        tcp_defaults = TcpConfig()
+        for name, value in args.tcp_default:
+            setattr(tcp_defaults, name, value)
     options = DaemonOptions(
         tun=args.tun, address=args.address, kernel_address=args.kernel_address, mtu=args.mtu,
         address6=args.address6, kernel_address6=args.kernel_address6,
@@ -261,6 +301,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         tcp_memory=args.tcp_memory << 20, ecn=args.ecn, fastopen=args.fastopen,
         insecure_rst=args.insecure_rst, insecure_syn=args.insecure_syn,
         tcp_udp_port=args.tcp_udp_port,
+        tcp_defaults=tcp_defaults,
     )  # fmt: skip
     return run_daemon(options)
 

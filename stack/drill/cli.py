@@ -6,10 +6,12 @@ import argparse
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 from stack.drill.matcher import RELAXATIONS
 from stack.drill.parser import DEFAULT_DEFINES
-from stack.drill.runner import find_scripts, run_file
+from stack.drill.runner import Result, find_scripts, run_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +36,19 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="the decoded report of every failure, and the rules each pass used")
     parser.add_argument("-q", "--quiet", action="store_true", help="print failures and the summary only")
+    live = parser.add_argument_group(
+        "against the daemon", "run the scripts against a real `tcplab stack` in a network namespace "
+        "of its own, the system calls through the LD_PRELOAD shim, in real time (root)")
+    live.add_argument("--daemon", action="store_true",
+                      help="this mode (instead of the sans-IO stack on a virtual clock)")
+    live.add_argument("--tolerance-factor", type=float, default=1.0, metavar="F",
+                      help="multiply each script's --tolerance_usecs by F (default 1)")
+    live.add_argument("--tolerance-floor", type=float, default=20.0, metavar="MS",
+                      help="and add MS milliseconds, the daemon's latency (default 20)")
+    live.add_argument("--max-seconds", type=float, default=30.0, metavar="S",
+                      help="skip scripts whose times add up to more than S seconds (default 30)")
+    live.add_argument("--netns-prefix", default="drill-", metavar="P",
+                      help="name the namespace P<pid> (default drill-)")
     args = parser.parse_args(argv)
     if args.rules:
         for rule in RELAXATIONS.values():
@@ -51,9 +66,25 @@ def _main(argv: list[str] | None) -> int:
         print("tcplab drill: no .pkt scripts found", file=sys.stderr)
         return 2
     defines = frozenset(args.define) if args.define else DEFAULT_DEFINES
+    if args.daemon:
+        from stack.drill.live import LiveNamespace, LiveOptions, environment_problem, run_file_live
+
+        problem = environment_problem()
+        if problem:
+            print(f"tcplab drill --daemon: {problem}", file=sys.stderr)
+            return 2
+        options = LiveOptions(tolerance_factor=args.tolerance_factor,
+                              tolerance_floor=args.tolerance_floor / 1000, max_seconds=args.max_seconds)
+        with LiveNamespace(args.netns_prefix) as ns:
+            return _report(scripts, args, lambda p: run_file_live(p, ns, options, strict=args.strict,
+                                                                   defines=defines))
+    return _report(scripts, args, lambda p: run_file(p, strict=args.strict, defines=defines))
+
+
+def _report(scripts: list[Path], args: argparse.Namespace, run: Callable[[Path], Result]) -> int:
     counts: Counter[str] = Counter()
     for path in scripts:
-        result = run_file(path, strict=args.strict, defines=defines)
+        result = run(path)
         counts[result.status] += 1
         if result.status == "passed":
             if not args.quiet:

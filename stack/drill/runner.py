@@ -226,12 +226,21 @@ class _Pending:
 
 
 class Runner:
-    """Runs one parsed script once (`run()`)."""
+    """Runs one parsed script once (`run()`), on the sans-IO stack (a virtual clock).
+
+    stack/drill/live.py's DaemonRunner runs it against the daemon instead; what the two
+    do differently is in `_start` (the stack and the system calls), `syscall_table`,
+    `max_wait`, `look_ahead` and `call_grace`."""
+
+    syscall_table: type = FileTable  # the class whose sys_NAME methods run the calls
 
     def __init__(self, script: Script, *, strict: bool = False) -> None:
         self.script = script
         self.strict = strict
         self.tol = script.tolerance
+        self.max_wait = MAX_WAIT  # how long a `*` expectation or a blocking call may wait
+        self.look_ahead = LOOK_AHEAD
+        self.call_grace = 0.0  # how long after its time a call waits for a pending one
         self.settings = StackSettings()
         if "mtu" in script.options:
             self.settings.mtu = int(script.options["mtu"])
@@ -286,7 +295,7 @@ class Runner:
                 if body.direction == ">":
                     raise Unsupported("outbound ICMP expectations")
             elif isinstance(body, Syscall):
-                if not hasattr(FileTable, "sys_" + body.name):
+                if not hasattr(self.syscall_table, "sys_" + body.name):
                     raise Unsupported(f"system call {body.name}()")
                 if body.name in ("setsockopt", "getsockopt") and len(body.args) >= 3:
                     level, name = body.args[1], body.args[2]
@@ -323,9 +332,13 @@ class Runner:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _run(self) -> None:
+    def _start(self) -> None:
+        """The stack and the script's file table."""
         self.stack = StackAdapter(self.settings, ipv6=self.script.ip_version == "ipv6")
         self.files = FileTable(self.stack, strict=self.strict)
+
+    def _run(self) -> None:
+        self._start()
         self.map = Mapping(self.stack.local_addr, self.stack.remote_addr, LOCAL_PORT, REMOTE_PORT)
         self.non_fatal_syscalls = "syscall" in self.script.options.get("non_fatal", "")
         prev = 0.0
@@ -333,7 +346,7 @@ class Runner:
             prev = self._event(ev, prev)
         if self.pending is not None:
             pend = self.pending
-            limit = pend.deadline + self.tol if pend.deadline is not None else self.stack.now + MAX_WAIT
+            limit = pend.deadline + self.tol if pend.deadline is not None else self.stack.now + self.max_wait
             self._drive(limit, lambda: self.pending is None)
             if self.pending is not None:
                 self._fail(pend.event, "the blocking call never returned")
@@ -355,12 +368,13 @@ class Runner:
             assert isinstance(body.packet, TcpPacket)
             return self._expect_outbound(ev, body.packet, start, end)
         if self.pending is not None and isinstance(body, Syscall):
-            self._drive(start if start is not None else self.stack.now, lambda: self.pending is None)
+            until = start + self.call_grace if start is not None else self.stack.now + self.call_grace
+            self._drive(until, lambda: self.pending is None)
             if self.pending is not None:
                 self._fail(self.pending.event, "the blocking call has not returned by the next call")
         if start is not None:
             self._drive(start, lambda: False)
-            self.stack.now = max(self.stack.now, start)
+            self.stack.advance(start)
         now = self.stack.now
         if isinstance(body, PacketEvent):
             self._inbound(ev, body)
@@ -391,14 +405,14 @@ class Runner:
     def _expect_outbound(self, ev: Event, exp: TcpPacket, start: float | None, end: float | None) -> float:
         limit = (end if end is not None else self.stack.now) + self.tol
         if start is None:
-            limit = self.stack.now + MAX_WAIT
+            limit = self.stack.now + self.max_wait
         while not self.stack.outbox:
             if not self.stack.step(limit):
                 break
             self._poll_pending()
         if not self.stack.outbox:
             # Nothing in time. Look on (the run fails either way) to report what came late.
-            while not self.stack.outbox and self.stack.step(limit + LOOK_AHEAD):
+            while not self.stack.outbox and self.stack.step(limit + self.look_ahead):
                 pass
             if not self.stack.outbox:
                 when = f"by {limit:.3f} s" if start is not None else "at all"
