@@ -43,7 +43,14 @@ from stack.tcp.memory import TcpMemory, held_by
 from stack.tcp_over_udp import PLAIN, TcpOverUdp, same_path
 from stack.wire import icmp, icmpv6
 from stack.wire.errors import WireError
-from stack.wire.ipv4 import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, build_ipv4_header, parse_ipv4
+from stack.wire.ipv4 import (
+    DEFAULT_TTL,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    build_ipv4_header,
+    parse_ipv4,
+)
 from stack.wire.ipv6 import build_ipv6_header
 from stack.wire.tcp import (
     ACK,
@@ -653,7 +660,7 @@ class Host:
                 # way (plain, encapsulated, another UDP port) is answered as one for no
                 # connection, the reset going back its way (stack/tcp_over_udp.py).
                 self.count_drop("tcp_udp_port_mismatch")
-                self._reset_for(src, seg, udp_port)
+                self._reset_for(src, seg, udp_port, like=conn)
                 return
             if conn is not None:
                 if self.memory.pressure:
@@ -697,9 +704,12 @@ class Host:
             if rec.owner is not None:
                 rec.owner.connection_changed(rec.conn)
 
-    def _reset_for(self, src: str, seg: TCPSegment, udp_port: int = PLAIN) -> None:
+    def _reset_for(self, src: str, seg: TCPSegment, udp_port: int = PLAIN,
+                   like: Connection | None = None) -> None:
         """RFC 9293 3.10.7.1: a segment for no connection gets a reset (unless RST),
-        sent back the way the segment came (``udp_port``: stack/tcp_over_udp.py)."""
+        sent back the way the segment came (``udp_port``: stack/tcp_over_udp.py); one
+        answering a segment that came the wrong way for connection ``like`` has its
+        IP_TOS/IP_TTL (as FreeBSD, whose reset comes from the socket it found)."""
         if seg.flags & RST:
             return
         if seg.flags & ACK:
@@ -710,6 +720,8 @@ class Host:
             src_port=seg.dst_port, dst_port=seg.src_port, seq=seq, ack=ack, flags=flags,
             window=0, urgent=0, options=TCPOptions(), payload=b"",
         )  # fmt: skip
+        if like is not None:
+            like.ip_fields(rst)
         self._send_segment(src, rst, 0, udp_port)
         self.stats["tcp_rst_out"] += 1
 
@@ -840,7 +852,9 @@ class Host:
             vnet = None
         ip_header = build_ipv4_header(
             self.address, dst, IPPROTO_TCP, len(tcp_header) + len(payload), self._next_ident(),
-            tos=seg.ecn,  # RFC 3168 section 5: ECT(0) on the data stack/tcp/ecn.py marks
+            # RFC 3168 section 5: ECT(0) on the data stack/tcp/ecn.py marks, beside the
+            # DSCP of IP_TOS; IP_TTL's TTL (RFC 791 3.1), 0 for the default.
+            ttl=seg.ttl or DEFAULT_TTL, tos=seg.dscp | seg.ecn,
         )
         self.stats["tcp_out"] += 1
         if payload:
@@ -862,10 +876,11 @@ class Host:
         if ":" in dst:
             assert self.ip6_out is not None
             flow = self.ip6_out.flow(dst, IPPROTO_UDP, tunnel.port, udp_port)
-            ip = build_ipv6_header(local, dst, IPPROTO_UDP, len(udp), self.ip6_out.hop_limit,
-                                   traffic_class=seg.ecn, flow_label=flow)
+            ip = build_ipv6_header(local, dst, IPPROTO_UDP, len(udp), seg.ttl or self.ip6_out.hop_limit,
+                                   traffic_class=seg.dscp | seg.ecn, flow_label=flow)
         else:
-            ip = build_ipv4_header(local, dst, IPPROTO_UDP, len(udp), self._next_ident(), tos=seg.ecn)
+            ip = build_ipv4_header(local, dst, IPPROTO_UDP, len(udp), self._next_ident(),
+                                   ttl=seg.ttl or DEFAULT_TTL, tos=seg.dscp | seg.ecn)
         self.stats["tcp_out"] += 1
         self.stats["tcp_udp_out"] += 1
         self._emit_packet([ip, udp], None)

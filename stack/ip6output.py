@@ -131,9 +131,10 @@ class Ipv6Output:
             tcp_header = build_tcp_header(seg, self.address, dst, checksum="full")
             vnet = None
         # RFC 3168 section 5: the ECN field is the low two bits of the Traffic Class.
+        # IPV6_TCLASS's DSCP beside it, IPV6_UNICAST_HOPS's hop limit (0: the default).
         ip_header = build_ipv6_header(self.address, dst, IPPROTO_TCP,
-                                      len(tcp_header) + len(payload), self.hop_limit,
-                                      traffic_class=seg.ecn, flow_label=flow)
+                                      len(tcp_header) + len(payload), seg.ttl or self.hop_limit,
+                                      traffic_class=seg.dscp | seg.ecn, flow_label=flow)
         if payload:
             return [ip_header, tcp_header, payload], vnet
         return [ip_header, tcp_header], vnet

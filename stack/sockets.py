@@ -17,9 +17,11 @@ from dataclasses import replace
 from typing import Any
 
 from stack.host import Host, Listener
+from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection, State
 from stack.tcp.fastopen import FASTOPEN_CLIENT
 from stack.tcp_over_udp import PLAIN, remote_port_settable
+from stack.wire.ipv4 import DEFAULT_TTL
 from stack.wire.ipv6 import V4_MAPPED_PREFIX
 
 _LINGER = struct.Struct("ii")
@@ -121,6 +123,41 @@ def _ipv6_option(sock: TcpSocket | UdpSocket, name: int, value: int) -> None:
         if sock.families:
             raise _oserror(errno.EINVAL)
         sock.v6only = bool(value)
+
+
+# The IP header fields a TCP socket sets for its segments (Linux ip(7), ipv6(7)): option
+# -> (TcpConfig field, lowest value, highest value, the value that means "default").
+_IP_HEADER_OPTIONS: dict[tuple[int, int], tuple[str, int, int, int | None]] = {
+    (socket.IPPROTO_IP, socket.IP_TOS): ("tos", -(2**31), 2**31 - 1, None),
+    (socket.IPPROTO_IP, socket.IP_TTL): ("ttl", 1, 255, -1),
+    (socket.IPPROTO_IPV6, socket.IPV6_TCLASS): ("tclass", 0, 255, -1),
+    (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS): ("hop_limit", 0, 255, -1),
+}
+
+
+def _set_ip_header_option(configs: list[TcpConfig], key: tuple[int, int], value: int) -> None:
+    """IP_TOS, IP_TTL, IPV6_TCLASS, IPV6_UNICAST_HOPS on a TCP socket, as Linux: the TOS
+    keeps only its DSCP bits (the ECN field is TCP's, RFC 3168 section 5); a TTL of 1-255
+    or -1 for the default, EINVAL otherwise (a hop limit of 0, which Linux takes, is the
+    default here); a traffic class of 0-255 or -1 (none). Applies to the socket, its
+    listener's future connections, or its open connection at once."""
+    field, low, high, default = _IP_HEADER_OPTIONS[key]
+    if value == default:
+        value = 0
+    elif not low <= value <= high:
+        raise _oserror(errno.EINVAL)
+    if field in ("tos", "tclass"):
+        value &= 0xFC
+    for config in configs:
+        setattr(config, field, value)
+
+
+def _get_ip_header_option(config: TcpConfig, key: tuple[int, int]) -> int:
+    field = _IP_HEADER_OPTIONS[key][0]
+    value = int(getattr(config, field))
+    if field in ("ttl", "hop_limit") and value == 0:
+        return DEFAULT_TTL  # the default in use (Linux: ip_default_ttl, hop_limit 64)
+    return value
 
 
 class TcpSocket:
@@ -500,8 +537,12 @@ class TcpSocket:
                 self.udp_encaps_port = ival
             else:
                 raise _oserror(errno.ENOPROTOOPT)
+        elif (level, name) in _IP_HEADER_OPTIONS and (
+                level == socket.IPPROTO_IP or self.family == socket.AF_INET6):
+            configs = [cfg] + ([self.listener.config] if self.listener is not None else [])
+            _set_ip_header_option(configs, (level, name), ival)
         elif level == socket.IPPROTO_IP:
-            pass  # TOS, TTL and friends: accepted and ignored
+            pass  # the other IP options: accepted and ignored
         elif level == socket.IPPROTO_IPV6 and self.family == socket.AF_INET6:
             _ipv6_option(self, name, ival)
         else:
@@ -510,6 +551,10 @@ class TcpSocket:
     def getsockopt(self, level: int, name: int) -> int | bytes:
         if level == socket.IPPROTO_IPV6 and self.family == socket.AF_INET6 and name == socket.IPV6_V6ONLY:
             return int(self.v6only)
+        if (level, name) in _IP_HEADER_OPTIONS and (
+                level == socket.IPPROTO_IP or self.family == socket.AF_INET6):
+            return _get_ip_header_option(self.conn.config if self.conn is not None else self.config,
+                                         (level, name))
         cfg = self.conn.config if self.conn is not None else self.config
         if level == socket.SOL_SOCKET:
             values: dict[int, int | bytes] = {

@@ -131,6 +131,14 @@ def compare(
             diffs.append(f"win: expected {exp.win}, actual {act.win}")
     if exp.ecn is not None and ECN_CODEPOINTS[exp.ecn] != act.tos & 3:
         diffs.append(f"ecn: expected [{exp.ecn}], actual codepoint {act.tos & 3}")
+    if exp.tos is not None:
+        # (tos 0xNN) / (class 0xNN): the whole byte, or its DSCP bits when the line
+        # states the ECN codepoint on its own ([ect0], ...).
+        mask = 0xFC if exp.ecn is not None else 0xFF
+        if exp.tos & mask != act.tos & mask:
+            diffs.append(f"tos: expected {exp.tos:#04x}, actual {act.tos:#04x}")
+    if exp.ttl is not None and exp.ttl != act.ttl:
+        diffs.append(f"ttl: expected {exp.ttl}, actual {act.ttl}")
     if not exp.any_options:
         diffs.extend(_compare_options(exp.options or [], act.options, relax))
     return diffs

@@ -289,8 +289,6 @@ class Runner:
                 for o in pkt.options or []:
                     if o.kind == "md5":
                         raise Unsupported("TCP MD5 signature option (RFC 2385)")
-                if body.direction == ">" and (pkt.ttl is not None or pkt.tos is not None):
-                    raise Unsupported("checking the TTL/TOS of outbound packets")
             elif isinstance(body, PacketEvent) and isinstance(body.packet, IcmpPacket):
                 if body.direction == ">":
                     raise Unsupported("outbound ICMP expectations")
@@ -299,7 +297,11 @@ class Runner:
                     raise Unsupported(f"system call {body.name}()")
                 if body.name in ("setsockopt", "getsockopt") and len(body.args) >= 3:
                     level, name = body.args[1], body.args[2]
-                    if not sockopt_supported(level, name):
+                    # With --non_fatal=syscall an option the stack lacks is a call that
+                    # fails (ENOPROTOOPT) and the script goes on, as packetdrill's
+                    # does on a kernel without it; otherwise the script is skipped.
+                    if not sockopt_supported(level, name) and "syscall" not in self.script.options.get(
+                            "non_fatal", ""):
                         raise Unsupported(f"socket option {show(name)}")
                 if body.name == "socket" and len(body.args) == 3 and body.args[1] != "SOCK_STREAM":
                     raise Unsupported(f"socket type {body.args[1]}")

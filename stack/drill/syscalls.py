@@ -41,6 +41,10 @@ CONSTANTS: dict[str, int] = {
     "O_RDWR": os.O_RDWR, "O_NONBLOCK": os.O_NONBLOCK,
     "SHUT_RD": socket.SHUT_RD, "SHUT_WR": socket.SHUT_WR, "SHUT_RDWR": socket.SHUT_RDWR,
     "MSG_PEEK": socket.MSG_PEEK,
+    "IPPROTO_IPV6": socket.IPPROTO_IPV6, "IP_TOS": socket.IP_TOS, "IP_TTL": socket.IP_TTL,
+    "IPV6_TCLASS": socket.IPV6_TCLASS, "IPV6_UNICAST_HOPS": socket.IPV6_UNICAST_HOPS,
+    # RFC 2474 class selectors (netinet/ip.h IPTOS_DSCP_CSn): DSCP n << 3, in the TOS byte
+    **{f"IPTOS_DSCP_CS{n}": n << 5 for n in range(8)},
 }  # fmt: skip
 
 # Options the stack keeps: (level, name) the stack's setsockopt/getsockopt take.
@@ -52,6 +56,8 @@ _STACK_SOCKOPTS = {
     (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
     (socket.IPPROTO_TCP, socket.TCP_KEEPCNT), (socket.IPPROTO_TCP, TCP_KEEPINIT),
     (socket.IPPROTO_TCP, socket.TCP_FASTOPEN), (socket.IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT),
+    (socket.IPPROTO_IP, socket.IP_TOS), (socket.IPPROTO_IP, socket.IP_TTL),
+    (socket.IPPROTO_IPV6, socket.IPV6_TCLASS), (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS),
 }  # fmt: skip
 
 
@@ -301,7 +307,8 @@ class FileTable:
         sock = self.sock(sc.args[0])
         level_name, opt_name = _name(sc.args[1]), _name(sc.args[2])
         if not sockopt_supported(sc.args[1], sc.args[2]):
-            raise Unsupported(f"socket option {opt_name}")
+            # (only reached under --non_fatal=syscall, runner.py: the call fails)
+            raise OSError(errno.ENOPROTOOPT, f"socket option {opt_name}")
         return sock, CONSTANTS[level_name], CONSTANTS[opt_name], opt_name
 
     def sys_setsockopt(self, sc: Syscall) -> int:

@@ -62,6 +62,13 @@ class TcpConfig:
     keepalive_count: int = 9
     tso_max: int = 0  # > MSS: may emit segments up to this size (the host segments them)
     linger_zero: bool = False  # SO_LINGER with l_linger 0: close() resets
+    # The IP header fields of the connection's segments (Linux ip(7), ipv6(7)): IP_TOS's
+    # DSCP bits (the ECN bits are TCP's, RFC 3168 5) and IP_TTL, IPV6_TCLASS and
+    # IPV6_UNICAST_HOPS; a TTL / hop limit of 0 is the host's default.
+    tos: int = 0
+    ttl: int = 0
+    tclass: int = 0
+    hop_limit: int = 0
     # RFC 5961's blind-attack mitigations. RFC 9293 3.10.7.4 gives both rules: these
     # for stacks that implement RFC 5961, RFC 793's otherwise. Off only for teaching
     # (`tcplab stack --insecure-rst`, lab 10) and for the FreeBSD suite's scripts with

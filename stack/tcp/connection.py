@@ -91,6 +91,7 @@ class Connection:
     ) -> None:
         self.local = local
         self.remote = remote
+        self.ipv6 = ":" in remote[0]
         self.config = config
         self.state = State.CLOSED
         self.on_event = on_event
@@ -415,6 +416,7 @@ class Connection:
             payload=payload,
             ecn=ecn,
         )
+        self.ip_fields(seg)
         if flags & ACK:
             # This segment acknowledges everything received: no ACK is owed any more.
             rcv.dsack = None  # RFC 2883 section 4 (2): each duplicate reported once
@@ -425,6 +427,16 @@ class Connection:
         self.segments_out += 1
         self.outbox.append(seg)
         return seg
+
+    def ip_fields(self, seg: TCPSegment) -> None:
+        """The IP header fields the socket asked for (IP_TOS/IP_TTL, IPV6_TCLASS/
+        IPV6_UNICAST_HOPS, stack/sockets.py), read per segment: a change applies at
+        once, as in Linux."""
+        config = self.config
+        if self.ipv6:
+            seg.dscp, seg.ttl = config.tclass, config.hop_limit
+        else:
+            seg.dscp, seg.ttl = config.tos, config.ttl
 
     def send_syn(self, now: float, ack: bool) -> int:
         """Send our SYN (or SYN-ACK): `Handshake.send_syn`."""
@@ -441,6 +453,7 @@ class Connection:
             ack=self.rcv.nxt & MASK32 if with_ack else 0, flags=RST | ACK if with_ack else RST,
             window=0, urgent=0, options=TCPOptions(None, None, False, [], None), payload=b"",
         )  # fmt: skip
+        self.ip_fields(seg)
         self.outbox.append(seg)
 
     def _send_challenge_ack(self, now: float) -> None:

@@ -10,6 +10,7 @@ from stack.wire.checksum import BytesLike, byte_view, ones_complement_sum
 from stack.wire.errors import WireError
 
 __all__ = [
+    "DEFAULT_TTL",
     "IPPROTO_ICMP",
     "IPPROTO_TCP",
     "IPPROTO_UDP",
@@ -22,6 +23,7 @@ __all__ = [
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+DEFAULT_TTL = 64  # what Linux sends (net.ipv4.ip_default_ttl); RFC 1700's recommended value
 
 IPV4_MIN_HEADER_LEN = 20
 IPV4_MAX_TOTAL_LEN = 0xFFFF
@@ -137,7 +139,7 @@ def build_ipv4_header(
     proto: int,
     payload_len: int,
     ident: int,
-    ttl: int = 64,
+    ttl: int = DEFAULT_TTL,
     df: bool = True,
     tos: int = 0,
     mf: bool = False,

@@ -142,7 +142,8 @@ class TCPSegment:
     ``payload`` is a memoryview into the received buffer.  ``ecn`` is not a TCP
     field: it is the IP header's ECN codepoint (RFC 3168 section 5) that the segment
     arrived with or is to be sent with, carried beside it by the host (IPv4 TOS or
-    IPv6 traffic class, whichever family).
+    IPv6 traffic class, whichever family). ``dscp`` and ``ttl``, on the way out only,
+    are the other IP header fields the connection asks for (IP_TOS, IP_TTL).
     """
 
     src_port: int
@@ -155,6 +156,8 @@ class TCPSegment:
     options: TCPOptions = field(default_factory=TCPOptions)
     payload: bytes | memoryview = b""
     ecn: int = 0
+    dscp: int = 0  # the rest of the IP TOS / Traffic Class byte (ECN bits zero)
+    ttl: int = 0  # the IP TTL / Hop Limit to send with; 0: the host's default
 
     @property
     def syn(self) -> bool:
