@@ -260,6 +260,7 @@ class _Entry:
     app_reset: bool = False  # the program closed with unread data (ECONNRESET on B)
     app_rd_closed: bool = False  # the program cannot read any more (EPIPE writing B)
     tcp_eof: bool = False  # the peer's FIN was passed on (B shut for writing)
+    shut_wr: bool = False  # the program called shutdown(SHUT_WR or SHUT_RDWR) on it
     hup: bool = False
     # listening tcp: connections taken from the stack, not yet written to the stream
     pending: deque[Any] = field(default_factory=deque)
@@ -952,6 +953,8 @@ class IpcServer:
                 e.sock.shutdown(socket.SHUT_RD)
         # Shutting the program's own end keeps the order right: B sees EOF after every
         # byte written before, and only then does the FIN go out.
+        if e.kind == "tcp" and how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            e.shut_wr = True
         with socket.socket(fileno=os.dup(fd)) as a:
             a.shutdown(how)
         self._schedule(e)
@@ -1188,7 +1191,10 @@ class IpcServer:
         self._pump(e)
 
     def _on_b_event(self, e: _Entry, ev: int) -> None:
-        if ev & (select.EPOLLHUP | select.EPOLLERR):
+        if ev & select.EPOLLERR or ev & select.EPOLLHUP and not (e.shut_wr and e.tcp_eof):
+            # HUP: the program closed its end -- unless both directions were shut down
+            # (its shutdown, our EOF for the peer's FIN), which raises HUP on B as well
+            # while the program still holds the socket.
             e.hup = True
         self._pump(e)
 
@@ -1295,7 +1301,16 @@ class IpcServer:
                 b.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 1)
                 break
         if e.app_eof and (e.tcp_eof or e.hup):
-            self._finish(e, reset=e.app_reset)
+            if e.hup or e.app_reset or not e.shut_wr or s.state == "CLOSED":
+                if s.error and not e.hup and not e.app_reset:
+                    self._kill(e, s.error)  # e.g. an RST in LAST-ACK: SO_ERROR says so
+                else:
+                    self._finish(e, reset=e.app_reset)
+            # Otherwise the program shut its socket down both ways and still holds it
+            # while the connection lives on (LAST-ACK, CLOSING, TIME-WAIT): as in Linux it
+            # still answers TCP_INFO and SO_ERROR, and is listed, until the connection
+            # ends (the program's close() raises no new event on B then). Found by
+            # `tcplab drill --daemon` (snippets/last-ack).
 
     def _pump_listener(self, e: _Entry) -> None:
         """Move established connections from the stack's accept queue onto the

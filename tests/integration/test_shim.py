@@ -148,6 +148,56 @@ def test_iperf3_client_chooses_its_congestion_control(sh: Shim) -> None:
     assert all(s.get("btlbw", 0) >= 0 for s in samples)
 
 
+LAST_ACK_CLIENT = """
+import socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+while s.recv(100):
+    pass                                   # the server's FIN: CLOSE-WAIT
+s.shutdown(socket.SHUT_WR)                 # our FIN: LAST-ACK, both ways shut
+info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+print("tcp_info", len(info), info[0], flush=True)
+print("so_error", s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), flush=True)
+sys.stdin.readline()                       # hold the socket until told
+s.close()
+"""
+
+
+def test_a_socket_shut_both_ways_answers_until_its_connection_ends(sh: Shim) -> None:
+    """The program shut its socket down both ways (the peer's FIN, then its own) and still
+    holds it: as in Linux, TCP_INFO and SO_ERROR answer from the connection (LAST-ACK
+    or already CLOSED), not 4 bytes of nothing; once the connection is closed the daemon
+    lets the socket go (found by `tcplab drill --daemon`, snippets/last-ack)."""
+    server = sh.peer_popen(["python3", "-c", (
+        "import socket\n"
+        "l = socket.create_server(('0.0.0.0', 6090))\n"
+        "c, _ = l.accept(); c.close(); l.close()\n")])
+    sh.wait_peer_listener(6090)
+    client = sh.popen(["python3", "-c", LAST_ACK_CLIENT, PEER, "6090"], stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout is not None and client.stdin is not None
+        info = client.stdout.readline().split()
+        assert info[:2] == ["tcp_info", "104"], info
+        # TCP_CLOSE_WAIT (our FIN still on its way through the daemon), TCP_LAST_ACK or
+        # TCP_CLOSE (linux/tcp.h)
+        assert int(info[2]) in (7, 8, 9), info
+        assert client.stdout.readline().split() == ["so_error", "0"]
+        from stack.ipc.client import query_sockets
+
+        deadline = time.monotonic() + 20
+        while any(str(r.get("remote", "")).endswith(":6090") for r in query_sockets(sh.socket)):
+            assert time.monotonic() < deadline, "the daemon kept the closed connection"
+            time.sleep(0.05)
+        client.stdin.write("\n")
+        client.stdin.flush()
+        assert client.wait(20) == 0
+    finally:
+        for p in (client, server):
+            if p.poll() is None:
+                p.kill()
+    assert server.wait(20) == 0
+
+
 # --- servers under the shim, kernel clients in the peer ------------------------------
 
 
