@@ -66,6 +66,7 @@ from stack.drill.syscalls import (
     CONSTANTS,
     LOCAL_PORT,
     REMOTE_PORT,
+    SyscallDispatch,
     ValueMismatch,
     WouldBlock,
     evaluate,
@@ -461,7 +462,7 @@ class AgentSock:
 
 
 @dataclass
-class AgentFiles:
+class AgentFiles(SyscallDispatch[AgentSock]):
     """The script's system calls, run by the agent through the shim.
 
     `call` returns the result or raises OSError (the call's errno), ValueMismatch (a
@@ -483,19 +484,6 @@ class AgentFiles:
     @property
     def peer(self) -> str:
         return REMOTE_ADDR6 if self.ipv6 else REMOTE_ADDR
-
-    def sock(self, fd: Any) -> AgentSock:
-        value = evaluate(fd)
-        if value not in self.socks:
-            raise OSError(errno.EBADF, "bad file descriptor")
-        return self.socks[value]
-
-    def call(self, sc: Syscall) -> int:
-        handler = getattr(self, "sys_" + sc.name, None)
-        if handler is None:
-            raise Unsupported(f"system call {sc.name}()")
-        result: int = handler(sc)
-        return result
 
     # ---------------------------------------------------------- requests
 

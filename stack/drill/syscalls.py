@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from stack.drill.adapter import Sock, StackAdapter
 from stack.drill.model import Syscall, Unsupported
@@ -123,18 +123,16 @@ def show(expr: Any) -> str:
 _name = show
 
 
-@dataclass
-class FileTable:
-    """The script's file descriptors (as the script numbers them) and their sockets."""
+S = TypeVar("S")
 
-    adapter: StackAdapter
-    socks: dict[int, Sock] = field(default_factory=dict)
-    nonblocking: dict[int, bool] = field(default_factory=dict)
-    current: int | None = None  # the socket %{ }% blocks ask TCP_INFO of
-    relaxed: set[str] = field(default_factory=set)  # relaxations used
-    strict: bool = False
 
-    def sock(self, fd: Any) -> Sock:
+class SyscallDispatch(Generic[S]):
+    """What both modes' file tables share (FileTable here, AgentFiles in live.py): the
+    script's fd to its socket, and a call to its ``sys_NAME`` method."""
+
+    socks: dict[int, S]
+
+    def sock(self, fd: Any) -> S:
         value = evaluate(fd)
         if value not in self.socks:
             raise OSError(errno.EBADF, "bad file descriptor")
@@ -146,6 +144,18 @@ class FileTable:
             raise Unsupported(f"system call {sc.name}()")
         result: int = handler(sc)
         return result
+
+
+@dataclass
+class FileTable(SyscallDispatch[Sock]):
+    """The script's file descriptors (as the script numbers them) and their sockets."""
+
+    adapter: StackAdapter
+    socks: dict[int, Sock] = field(default_factory=dict)
+    nonblocking: dict[int, bool] = field(default_factory=dict)
+    current: int | None = None  # the socket %{ }% blocks ask TCP_INFO of
+    relaxed: set[str] = field(default_factory=set)  # relaxations used
+    strict: bool = False
 
     def _blocking(self, fd: int, attempt: Callable[[], int]) -> int:
         """Run `attempt`; on a blocking socket, EAGAIN means wait and retry."""
