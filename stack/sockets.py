@@ -551,11 +551,10 @@ class TcpSocket:
     def getsockopt(self, level: int, name: int) -> int | bytes:
         if level == socket.IPPROTO_IPV6 and self.family == socket.AF_INET6 and name == socket.IPV6_V6ONLY:
             return int(self.v6only)
+        cfg = self.conn.config if self.conn is not None else self.config
         if (level, name) in _IP_HEADER_OPTIONS and (
                 level == socket.IPPROTO_IP or self.family == socket.AF_INET6):
-            return _get_ip_header_option(self.conn.config if self.conn is not None else self.config,
-                                         (level, name))
-        cfg = self.conn.config if self.conn is not None else self.config
+            return _get_ip_header_option(cfg, (level, name))
         if level == socket.SOL_SOCKET:
             values: dict[int, int | bytes] = {
                 socket.SO_ERROR: self.take_error(),

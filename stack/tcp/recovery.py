@@ -618,7 +618,10 @@ class Recovery:
             self.in_recovery = False
             self.prr.end()
             rack.on_recovery_exit()  # RFC 8985 6.2 step 4: reo_wnd_persist
-            cc_events.on_prr_exit(self.cc, snd.flight_size, now)
+            if self.rate_driven is None:
+                cc_events.on_prr_exit(self.cc, snd.flight_size, now)
+            else:  # BBR keeps the window it set itself (`give_rate_sample`)
+                self.cc.on_recovery_exit(snd.flight_size, now)
             conn.emit_cwnd("recovery_exit")
         elif self.in_loss and snd.una >= self.recover:
             self.in_loss = False

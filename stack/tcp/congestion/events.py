@@ -14,7 +14,7 @@ repeated timeout, the restoration after a spurious retransmission. The connectio
 
 from __future__ import annotations
 
-from .base import CongestionControl, RateDriven
+from .base import CongestionControl
 
 
 def on_timeout(cc: CongestionControl, flight_size: int, now: float, *, first: bool,
@@ -72,9 +72,9 @@ def on_prr(cc: CongestionControl, pipe: int, sndcnt: int) -> None:
     """Proportional Rate Reduction (RFC 6937 section 3) sets how much recovery sends:
     sndcnt bytes now, i.e. cwnd = pipe + sndcnt (as Linux's tcp_cwnd_reduction). The
     algorithm chose ssthresh when recovery began; PRR brings cwnd there gradually.
-    A rate-driven algorithm (BBR) sets its own window in recovery: PRR leaves it."""
-    if not isinstance(cc, RateDriven):
-        cc.cwnd = pipe + sndcnt
+    (Not for a rate-driven algorithm, BBR, which sets its own window in recovery:
+    Recovery.prr_ack does not call this for one.)"""
+    cc.cwnd = pipe + sndcnt
 
 
 def on_prr_exit(cc: CongestionControl, flight_size: int, now: float) -> None:
@@ -83,10 +83,10 @@ def on_prr_exit(cc: CongestionControl, flight_size: int, now: float) -> None:
     is in flight now (as Linux's tcp_end_cwnd_reduction). After heavy losses pipe is
     far below ssthresh; RFC 6582's min(ssthresh, FlightSize + SMSS) would then keep
     the window at a few segments although the path just delivered a window's worth.
-    A rate-driven algorithm (BBR) keeps the window it set itself."""
+    (A rate-driven algorithm, BBR, keeps the window it set itself: Recovery makes only
+    the `on_recovery_exit` call for one.)"""
     cc.on_recovery_exit(flight_size, now)
-    if not isinstance(cc, RateDriven):
-        cc.cwnd = cc.ssthresh
+    cc.cwnd = cc.ssthresh
 
 
 def on_ecn_echo(cc: CongestionControl, flight_size: int, now: float) -> None:
