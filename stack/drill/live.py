@@ -584,15 +584,10 @@ class AgentFiles(SyscallDispatch[AgentSock]):
         return self._send(sc, "send", 2, 3)
 
     def sys_sendto(self, sc: Syscall) -> int:
-        if len(sc.args) > 4 and (sc.args[4] is not ... or sc.args[5] is not ...):
-            raise Unsupported("sendto() with a destination other than the peer's (...)")
         s = self.sock(sc.args[0])
-        if len(sc.args) > 4 and not s.connected:
-            # FreeBSD's implied connect; with TCP_FASTOPEN set, a Fast Open: Linux's
-            # sendto(MSG_FASTOPEN), which the shim hands to the daemon.
-            if evaluate(sc.args[3]) != 0:
-                raise Unsupported(f"sendto() flags {show(sc.args[3])}")
-            self.current = evaluate(sc.args[0])
+        if self.implied_connect(sc, s.connected):
+            # With TCP_FASTOPEN set, a Fast Open: Linux's sendto(MSG_FASTOPEN), which the
+            # shim hands to the daemon.
             s.connected = True
             n = evaluate(sc.args[2])
             if s.fastopen_client:

@@ -131,6 +131,20 @@ class SyscallDispatch(Generic[S]):
     script's fd to its socket, and a call to its ``sys_NAME`` method."""
 
     socks: dict[int, S]
+    current: int | None  # the socket %{ }% blocks ask TCP_INFO of
+
+    def implied_connect(self, sc: Syscall, connected: bool) -> bool:
+        """Whether this sendto() is FreeBSD's implied connect: to the peer (the script's
+        `...`), on a socket not yet connected (`connected`), flags 0; it becomes the
+        socket TCP_INFO blocks ask. Any other destination or flags: Unsupported."""
+        if len(sc.args) > 4 and (sc.args[4] is not ... or sc.args[5] is not ...):
+            raise Unsupported("sendto() with a destination other than the peer's (...)")
+        if len(sc.args) <= 4 or connected:
+            return False
+        if evaluate(sc.args[3]) != 0:
+            raise Unsupported(f"sendto() flags {show(sc.args[3])}")
+        self.current = evaluate(sc.args[0])
+        return True
 
     def sock(self, fd: Any) -> S:
         value = evaluate(fd)
@@ -268,16 +282,10 @@ class FileTable(SyscallDispatch[Sock]):
         return self._send(sc, 2, 3)
 
     def sys_sendto(self, sc: Syscall) -> int:
-        if len(sc.args) > 4 and (sc.args[4] is not ... or sc.args[5] is not ...):
-            raise Unsupported("sendto() with a destination other than the peer's (...)")
         sock = self.sock(sc.args[0])
-        if len(sc.args) > 4 and not sock.connected:
-            # sendto() to the peer on a socket not connected: FreeBSD's implied connect.
+        if self.implied_connect(sc, sock.connected):
             # With TCP_FASTOPEN set it is a Fast Open (RFC 7413 4.2.2): Linux's
             # sendto(MSG_FASTOPEN) in tcplab's socket layer; returns what was taken.
-            if evaluate(sc.args[3]) != 0:
-                raise Unsupported(f"sendto() flags {_name(sc.args[3])}")
-            self.current = evaluate(sc.args[0])
             data = bytes(evaluate(sc.args[2]))
             if sock.fastopen_client:
                 return sock.sendto_fastopen(data, REMOTE_PORT)
